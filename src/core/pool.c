@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#include "core/pool.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+
+struct zoc_pool {
+	char name[32];
+	uint32_t count;
+	uint32_t top;     /* number of free objects on the stack */
+	size_t obj_size;  /* rounded to a cache line */
+	uint8_t *mem;
+	void **stack;
+};
+
+struct zoc_pool *zoc_pool_create(const char *name, uint32_t count, size_t obj_size)
+{
+	struct zoc_pool *p;
+	size_t sz;
+
+	if (count == 0 || obj_size == 0)
+		return NULL;
+	sz = (obj_size + ZOC_CACHELINE - 1) & ~(size_t)(ZOC_CACHELINE - 1);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	snprintf(p->name, sizeof(p->name), "%s", name ? name : "pool");
+	p->count = count;
+	p->obj_size = sz;
+	if (posix_memalign((void **)&p->mem, ZOC_CACHELINE, sz * count) != 0) {
+		free(p);
+		return NULL;
+	}
+	memset(p->mem, 0, sz * count);
+	p->stack = malloc(sizeof(void *) * count);
+	if (!p->stack) {
+		free(p->mem);
+		free(p);
+		return NULL;
+	}
+	/* Lowest addresses on top: first gets walk memory forward. */
+	for (uint32_t i = 0; i < count; i++)
+		p->stack[i] = p->mem + (size_t)(count - 1 - i) * sz;
+	p->top = count;
+	return p;
+}
+
+void zoc_pool_destroy(struct zoc_pool *p)
+{
+	if (!p)
+		return;
+	free(p->stack);
+	free(p->mem);
+	free(p);
+}
+
+void *zoc_pool_get(struct zoc_pool *p)
+{
+	if (ZOC_UNLIKELY(p->top == 0))
+		return NULL;
+	return p->stack[--p->top];
+}
+
+void zoc_pool_put(struct zoc_pool *p, void *obj)
+{
+	p->stack[p->top++] = obj;
+}
+
+uint32_t zoc_pool_count(const struct zoc_pool *p)
+{
+	return p->count;
+}
+
+uint32_t zoc_pool_available(const struct zoc_pool *p)
+{
+	return p->top;
+}

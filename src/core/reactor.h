@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reactor.h - one thread per configured core, running pollers.
+ *
+ * Life cycle: zoc_reactors_init() -> register pollers / fds / messages ->
+ * zoc_reactors_run() (blocks; reactor 0 runs on the calling thread, the
+ * others on their own pinned threads) -> zoc_reactors_stop() from any
+ * reactor -> zoc_reactors_fini().
+ *
+ * Everything a reactor owns (pollers, fd handlers, queues, pools) is touched
+ * only by that reactor's thread. Other threads talk to it with
+ * zoc_reactor_send_msg(); the function runs on the target reactor.
+ *
+ * Modes:
+ *  - polling (default): every poller runs in a tight loop; fd handlers are
+ *    checked with a zero-timeout epoll_wait every ZOC_REACTOR_FD_CHECK
+ *    iterations and whenever a whole iteration found no work.
+ *  - interrupt (--interrupt-mode): when ZOC_REACTOR_IDLE_SPINS iterations in a
+ *    row found no work, the reactor asks every poller to arm its interrupt
+ *    (arm callback: enable notifications, return nonzero if work slipped in)
+ *    and then sleeps in epoll_wait() on the fds its pollers registered (kick
+ *    eventfds, io_uring eventfds, sockets) and its message eventfd.
+ *    Timed pollers bound the sleep.
+ *
+ * Reactor 0 also carries the control plane (JSON-RPC, vhost-user sockets).
+ */
+#ifndef ZOC_CORE_REACTOR_H
+#define ZOC_CORE_REACTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ZOC_MAX_REACTORS 64
+#define ZOC_REACTOR_FD_CHECK 64
+#define ZOC_REACTOR_IDLE_SPINS 64
+
+struct zoc_reactor;
+struct zoc_poller;
+
+/* A poller returns the number of units of work it did (0 = idle, <0 error,
+ * counted as idle). */
+typedef int (*zoc_poller_fn)(void *arg);
+/* Called before the reactor sleeps (interrupt mode only). Arm notification
+ * and return nonzero if there is already work, which cancels the sleep. */
+typedef int (*zoc_poller_arm_fn)(void *arg);
+/* Called after the reactor wakes from sleep (interrupt mode only): disable
+ * notifications again. May be NULL. */
+typedef void (*zoc_poller_disarm_fn)(void *arg);
+
+typedef void (*zoc_fd_fn)(void *arg, uint32_t events);
+typedef void (*zoc_msg_fn)(void *arg);
+
+struct zoc_poller_ops {
+	zoc_poller_fn poll;
+	zoc_poller_arm_fn arm;       /* may be NULL: nothing to arm */
+	zoc_poller_disarm_fn disarm; /* may be NULL */
+};
+
+struct zoc_reactor_opts {
+	const unsigned *cores; /* CPU ids, one reactor each; NULL = {0} */
+	unsigned num_cores;
+	bool interrupt_mode;
+	bool pin; /* pin threads to their CPUs (default true via zocd) */
+};
+
+int zoc_reactors_init(const struct zoc_reactor_opts *opts);
+/* Runs until zoc_reactors_stop(). Returns 0 or -errno. */
+int zoc_reactors_run(void);
+/* Any thread. Makes every reactor leave its loop. */
+void zoc_reactors_stop(void);
+void zoc_reactors_fini(void);
+
+unsigned zoc_reactor_count(void);
+struct zoc_reactor *zoc_reactor_get(unsigned idx);
+/* The reactor of the calling thread, NULL on other threads. */
+struct zoc_reactor *zoc_reactor_current(void);
+unsigned zoc_reactor_index(const struct zoc_reactor *r);
+unsigned zoc_reactor_cpu(const struct zoc_reactor *r);
+bool zoc_reactor_interrupt_mode(void);
+
+/* Pollers: register / unregister on the reactor that will own them, from that
+ * reactor's thread (or before zoc_reactors_run()). Unregistering inside the
+ * poller's own callback is allowed. period_us > 0 makes a timed poller that
+ * runs at most every period_us (and bounds the interrupt-mode sleep). */
+struct zoc_poller *zoc_poller_register(struct zoc_reactor *r, const struct zoc_poller_ops *ops,
+				       void *arg, uint64_t period_us, const char *name);
+void zoc_poller_unregister(struct zoc_poller *p);
+
+/* fd handlers (epoll, level-triggered): same threading rules as pollers. */
+int zoc_reactor_add_fd(struct zoc_reactor *r, int fd, uint32_t events, zoc_fd_fn fn, void *arg);
+int zoc_reactor_mod_fd(struct zoc_reactor *r, int fd, uint32_t events);
+int zoc_reactor_del_fd(struct zoc_reactor *r, int fd);
+
+/* Any thread. Runs fn(arg) on reactor r, in order of sending per sender.
+ * Returns 0 or -ENOMEM. Control-plane only: not for per-I/O work. */
+int zoc_reactor_send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg);
+
+/* Busy/idle accounting for stats: nanoseconds spent in iterations that did
+ * work vs. not, since start. */
+void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
+			   uint64_t *sleeps);
+
+#endif

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtqueue.h - the device side of a virtqueue: split and packed rings,
+ * indirect descriptors, EVENT_IDX, and vhost-user inflight tracking.
+ *
+ * A virtqueue is owned by one reactor; none of these calls is thread-safe.
+ * The link (vhost-user, virtio-pci) sets it up with host pointers to the
+ * three ring areas (it translated them) and the domain's memory table, which
+ * translates descriptor buffers (guest-physical addresses).
+ *
+ * Everything read from the rings is hostile: indices, lengths, flags, chains.
+ * Structural errors (a head or next index out of range, a loop, a chain
+ * longer than the queue, a nested or misplaced indirect table, an avail index
+ * that jumps more than the queue size) mark the queue broken: pop returns
+ * -EIO from then on and the device should report NEEDS_RESET. A buffer whose
+ * address is not mapped fails only its request (-EFAULT from pop).
+ *
+ * Host is little-endian (virtio 1.x rings are LE); x86_64/aarch64 only.
+ */
+#ifndef ZOC_VIRTIO_VIRTQUEUE_H
+#define ZOC_VIRTIO_VIRTQUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "link/dma.h"
+
+/* iovecs per request: seg_max (126) + header + status, plus splits where a
+ * buffer crosses memory regions. */
+#define ZOC_VQ_MAX_IOV 256
+
+struct zoc_vq_elem {
+	uint16_t id;     /* split: head descriptor index; packed: buffer id */
+	uint16_t ndescs; /* ring slots the chain used (packed: advances used pos) */
+	uint16_t out_num; /* iov[0, out_num): device-readable */
+	uint16_t in_num;  /* iov[out_num, out_num + in_num): device-writable */
+	uint32_t out_len; /* total bytes readable */
+	uint32_t in_len;  /* total bytes writable */
+	bool resubmitted; /* came from the inflight region after reconnect */
+	struct iovec iov[ZOC_VQ_MAX_IOV];
+};
+
+/* Layout of one queue's part of the vhost-user inflight region (split ring),
+ * as QEMU's docs/interop/vhost-user.rst defines it. */
+struct zoc_vq_inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+};
+
+struct zoc_vq_inflight {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct zoc_vq_inflight_desc desc[];
+};
+
+/* Bytes one queue of queue_size descriptors needs in the inflight region. */
+uint64_t zoc_vq_inflight_queue_size(uint16_t queue_size);
+
+struct zoc_vq_config {
+	uint16_t size;   /* power of two for split; any 1..32768 for packed */
+	bool packed;     /* VIRTIO_F_RING_PACKED negotiated */
+	bool event_idx;  /* VIRTIO_F_RING_EVENT_IDX negotiated */
+	bool indirect;   /* VIRTIO_F_RING_INDIRECT_DESC negotiated */
+	/* Host pointers to the rings (already translated and bounds-checked by
+	 * the link for the sizes zoc_vq_ring_sizes() gives). */
+	void *desc;
+	void *driver;    /* split: avail ring; packed: driver event suppression */
+	void *device;    /* split: used ring;  packed: device event suppression */
+	/* Where to resume: split: last_avail_idx; packed: bit 15 = wrap counter,
+	 * bits 0-14 = index (vhost-user SET_VRING_BASE encoding). */
+	uint32_t base;
+	const struct zoc_mem *mem;
+	struct zoc_vq_inflight *inflight; /* NULL: no inflight tracking */
+	int callfd;      /* eventfd to signal the driver, -1: none (polling driver) */
+};
+
+/* Sizes in bytes of the three areas for a queue of `size` entries. */
+void zoc_vq_ring_sizes(uint16_t size, bool packed, uint64_t *desc, uint64_t *driver,
+		       uint64_t *device);
+
+struct zoc_vq_stats {
+	uint64_t pops;
+	uint64_t pushes;
+	uint64_t notifies;      /* callfd signals sent */
+	uint64_t suppressed;    /* signals the driver asked us to skip */
+	uint64_t bad_chains;    /* structural errors */
+	uint64_t bad_addrs;     /* buffers outside mapped memory */
+	uint64_t resubmitted;
+};
+
+struct zoc_vq;
+
+/* Validates cfg (size, alignment of ring pointers, base), returns a queue or
+ * NULL with errno set. If cfg->inflight is set and holds inflight
+ * descriptors from an earlier back end (version != 0), they are returned by
+ * pop first, oldest first; otherwise the region is initialised. */
+struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg);
+void zoc_vq_destroy(struct zoc_vq *vq);
+
+/* Takes the next available request. Returns 1 and fills *elem; 0 if the ring
+ * is empty; -EFAULT if the chain is well-formed but a buffer is outside mapped
+ * memory (elem->id/ndescs valid; that iov has iov_base NULL; push it back
+ * with an error status); -EIO if the queue is (now) broken. */
+int zoc_vq_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem);
+/* Returns a buffer to the driver with `len` bytes written. Completion may be
+ * out of order. Does not signal: call zoc_vq_notify() once per batch. */
+void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len);
+/* Signals callfd if anything was pushed since the last call and the driver
+ * wants it (flags or EVENT_IDX). Returns 1 if signalled, else 0. */
+int zoc_vq_notify(struct zoc_vq *vq);
+
+/* Notification (kick) suppression for the driver -> device direction.
+ * enable: ask the driver to kick on new buffers; returns 1 if buffers are
+ * already available (the caller must then keep polling), else 0.
+ * disable: polling; the driver need not kick. */
+int zoc_vq_enable_notify(struct zoc_vq *vq);
+void zoc_vq_disable_notify(struct zoc_vq *vq);
+
+/* True if pop would return something (or the queue is broken). Cheap. */
+bool zoc_vq_has_work(const struct zoc_vq *vq);
+bool zoc_vq_broken(const struct zoc_vq *vq);
+uint16_t zoc_vq_size(const struct zoc_vq *vq);
+/* Requests popped but not yet pushed. */
+uint32_t zoc_vq_inflight_count(const struct zoc_vq *vq);
+/* The value GET_VRING_BASE returns (same encoding as cfg->base). Only
+ * meaningful once in-flight requests are completed. */
+uint32_t zoc_vq_get_base(const struct zoc_vq *vq);
+const struct zoc_vq_stats *zoc_vq_get_stats(const struct zoc_vq *vq);
+/* Replaces the call eventfd (the caller owns fds). */
+void zoc_vq_set_callfd(struct zoc_vq *vq, int callfd);
+
+#endif
