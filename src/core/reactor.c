@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: MIT */
+#include "core/reactor.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#define EPOLL_BATCH 32
+
+struct zoc_poller {
+	struct zoc_poller_ops ops;
+	void *arg;
+	uint64_t period_ns;
+	uint64_t next_run_ns;
+	struct zoc_reactor *reactor;
+	bool removed;
+	char name[32];
+};
+
+struct zoc_fd_handler {
+	int fd;
+	zoc_fd_fn fn;
+	void *arg;
+	bool removed;
+	struct zoc_fd_handler *next; /* all handlers / graveyard */
+};
+
+struct zoc_msg {
+	zoc_msg_fn fn;
+	void *arg;
+	struct zoc_msg *next;
+};
+
+struct zoc_reactor {
+	unsigned idx;
+	unsigned cpu;
+	pthread_t thread;
+	int epfd;
+	int msg_efd;
+
+	struct zoc_poller **pollers;
+	unsigned npollers;
+	unsigned cap_pollers;
+	unsigned ntimed;
+	bool pollers_dirty;
+
+	struct zoc_fd_handler *handlers;  /* live */
+	struct zoc_fd_handler *graveyard; /* removed, freed after dispatch */
+	struct zoc_fd_handler msg_handler;
+
+	pthread_mutex_t msg_lock;
+	struct zoc_msg *msg_head;
+	struct zoc_msg *msg_tail;
+
+	uint64_t busy_ns;
+	uint64_t idle_ns;
+	uint64_t sleeps;
+} __attribute__((aligned(ZOC_CACHELINE)));
+
+static struct zoc_reactor *g_reactors;
+static unsigned g_nreactors;
+static bool g_interrupt_mode;
+static bool g_pin;
+static atomic_bool g_stop;
+static __thread struct zoc_reactor *t_current;
+
+unsigned zoc_reactor_count(void)
+{
+	return g_nreactors;
+}
+
+struct zoc_reactor *zoc_reactor_get(unsigned idx)
+{
+	return idx < g_nreactors ? &g_reactors[idx] : NULL;
+}
+
+struct zoc_reactor *zoc_reactor_current(void)
+{
+	return t_current;
+}
+
+unsigned zoc_reactor_index(const struct zoc_reactor *r)
+{
+	return r->idx;
+}
+
+unsigned zoc_reactor_cpu(const struct zoc_reactor *r)
+{
+	return r->cpu;
+}
+
+bool zoc_reactor_interrupt_mode(void)
+{
+	return g_interrupt_mode;
+}
+
+static void msg_drain(void *arg, uint32_t events)
+{
+	struct zoc_reactor *r = arg;
+	struct zoc_msg *m;
+	uint64_t v;
+
+	if (read(r->msg_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		ZOC_WARN("reactor %u: message eventfd read: %s", r->idx, strerror(errno));
+	pthread_mutex_lock(&r->msg_lock);
+	m = r->msg_head;
+	r->msg_head = r->msg_tail = NULL;
+	pthread_mutex_unlock(&r->msg_lock);
+	while (m) {
+		struct zoc_msg *next = m->next;
+
+		m->fn(m->arg);
+		free(m);
+		m = next;
+	}
+}
+
+int zoc_reactors_init(const struct zoc_reactor_opts *opts)
+{
+	static const unsigned default_core = 0;
+	const unsigned *cores = opts && opts->cores ? opts->cores : &default_core;
+	unsigned n = opts && opts->cores ? opts->num_cores : 1;
+
+	if (g_reactors)
+		return -EBUSY;
+	if (n == 0 || n > ZOC_MAX_REACTORS)
+		return -EINVAL;
+	g_reactors = aligned_alloc(ZOC_CACHELINE, sizeof(*g_reactors) * n);
+	if (!g_reactors)
+		return -ENOMEM;
+	memset(g_reactors, 0, sizeof(*g_reactors) * n);
+	g_nreactors = n;
+	g_interrupt_mode = opts ? opts->interrupt_mode : false;
+	g_pin = opts ? opts->pin : false;
+	atomic_store(&g_stop, false);
+	for (unsigned i = 0; i < n; i++) {
+		struct zoc_reactor *r = &g_reactors[i];
+
+		r->idx = i;
+		r->cpu = cores[i];
+		r->epfd = epoll_create1(EPOLL_CLOEXEC);
+		r->msg_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		pthread_mutex_init(&r->msg_lock, NULL);
+		if (r->epfd < 0 || r->msg_efd < 0) {
+			int err = -errno;
+
+			g_nreactors = i + 1;
+			zoc_reactors_fini();
+			return err;
+		}
+		r->msg_handler.fd = r->msg_efd;
+		r->msg_handler.fn = msg_drain;
+		r->msg_handler.arg = r;
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &r->msg_handler};
+
+		epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->msg_efd, &ev);
+	}
+	t_current = &g_reactors[0];
+	return 0;
+}
+
+void zoc_reactors_fini(void)
+{
+	if (!g_reactors)
+		return;
+	for (unsigned i = 0; i < g_nreactors; i++) {
+		struct zoc_reactor *r = &g_reactors[i];
+		struct zoc_fd_handler *h, *next;
+		struct zoc_msg *m;
+
+		for (unsigned j = 0; j < r->npollers; j++)
+			free(r->pollers[j]);
+		free(r->pollers);
+		for (h = r->handlers; h; h = next) {
+			next = h->next;
+			free(h);
+		}
+		for (h = r->graveyard; h; h = next) {
+			next = h->next;
+			free(h);
+		}
+		while ((m = r->msg_head)) {
+			r->msg_head = m->next;
+			free(m);
+		}
+		if (r->epfd >= 0)
+			close(r->epfd);
+		if (r->msg_efd >= 0)
+			close(r->msg_efd);
+		pthread_mutex_destroy(&r->msg_lock);
+	}
+	free(g_reactors);
+	g_reactors = NULL;
+	g_nreactors = 0;
+	t_current = NULL;
+}
+
+struct zoc_poller *zoc_poller_register(struct zoc_reactor *r, const struct zoc_poller_ops *ops,
+				       void *arg, uint64_t period_us, const char *name)
+{
+	struct zoc_poller *p;
+
+	if (!r || !ops || !ops->poll)
+		return NULL;
+	if (r->npollers == r->cap_pollers) {
+		unsigned cap = r->cap_pollers ? r->cap_pollers * 2 : 16;
+		struct zoc_poller **np = realloc(r->pollers, sizeof(*np) * cap);
+
+		if (!np)
+			return NULL;
+		r->pollers = np;
+		r->cap_pollers = cap;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->ops = *ops;
+	p->arg = arg;
+	p->period_ns = period_us * 1000;
+	p->next_run_ns = p->period_ns ? zoc_now_ns() + p->period_ns : 0;
+	p->reactor = r;
+	snprintf(p->name, sizeof(p->name), "%s", name ? name : "poller");
+	if (p->period_ns)
+		r->ntimed++;
+	r->pollers[r->npollers++] = p;
+	return p;
+}
+
+void zoc_poller_unregister(struct zoc_poller *p)
+{
+	if (!p || p->removed)
+		return;
+	p->removed = true;
+	if (p->period_ns)
+		p->reactor->ntimed--;
+	p->reactor->pollers_dirty = true;
+}
+
+static void pollers_compact(struct zoc_reactor *r)
+{
+	unsigned j = 0;
+
+	for (unsigned i = 0; i < r->npollers; i++) {
+		if (r->pollers[i]->removed)
+			free(r->pollers[i]);
+		else
+			r->pollers[j++] = r->pollers[i];
+	}
+	r->npollers = j;
+	r->pollers_dirty = false;
+}
+
+int zoc_reactor_add_fd(struct zoc_reactor *r, int fd, uint32_t events, zoc_fd_fn fn, void *arg)
+{
+	struct zoc_fd_handler *h;
+	struct epoll_event ev;
+
+	if (!r || fd < 0 || !fn)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->fd = fd;
+	h->fn = fn;
+	h->arg = arg;
+	ev.events = events;
+	ev.data.ptr = h;
+	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int err = -errno;
+
+		free(h);
+		return err;
+	}
+	h->next = r->handlers;
+	r->handlers = h;
+	return 0;
+}
+
+static struct zoc_fd_handler **find_handler(struct zoc_reactor *r, int fd)
+{
+	for (struct zoc_fd_handler **pp = &r->handlers; *pp; pp = &(*pp)->next)
+		if ((*pp)->fd == fd)
+			return pp;
+	return NULL;
+}
+
+int zoc_reactor_mod_fd(struct zoc_reactor *r, int fd, uint32_t events)
+{
+	struct zoc_fd_handler **pp = find_handler(r, fd);
+	struct epoll_event ev;
+
+	if (!pp)
+		return -ENOENT;
+	ev.events = events;
+	ev.data.ptr = *pp;
+	return epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int zoc_reactor_del_fd(struct zoc_reactor *r, int fd)
+{
+	struct zoc_fd_handler **pp = find_handler(r, fd);
+	struct zoc_fd_handler *h;
+
+	if (!pp)
+		return -ENOENT;
+	h = *pp;
+	*pp = h->next;
+	epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL);
+	/* An event for it may sit in the current batch: free after dispatch. */
+	h->removed = true;
+	h->next = r->graveyard;
+	r->graveyard = h;
+	return 0;
+}
+
+int zoc_reactor_send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
+{
+	struct zoc_msg *m = malloc(sizeof(*m));
+	bool was_empty;
+	uint64_t one = 1;
+
+	if (!m)
+		return -ENOMEM;
+	m->fn = fn;
+	m->arg = arg;
+	m->next = NULL;
+	pthread_mutex_lock(&r->msg_lock);
+	was_empty = r->msg_head == NULL;
+	if (r->msg_tail)
+		r->msg_tail->next = m;
+	else
+		r->msg_head = m;
+	r->msg_tail = m;
+	pthread_mutex_unlock(&r->msg_lock);
+	if (was_empty && write(r->msg_efd, &one, sizeof(one)) < 0)
+		ZOC_WARN("reactor %u: message eventfd write: %s", r->idx, strerror(errno));
+	return 0;
+}
+
+/* Returns the number of fd events dispatched. */
+static int dispatch_fds(struct zoc_reactor *r, int timeout_ms)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+	int n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
+
+	for (int i = 0; i < n; i++) {
+		struct zoc_fd_handler *h = evs[i].data.ptr;
+
+		if (!h->removed)
+			h->fn(h->arg, evs[i].events);
+	}
+	while (r->graveyard) {
+		struct zoc_fd_handler *h = r->graveyard;
+
+		r->graveyard = h->next;
+		free(h);
+	}
+	return n > 0 ? n : 0;
+}
+
+static int next_timer_ms(struct zoc_reactor *r, uint64_t now)
+{
+	uint64_t next = UINT64_MAX;
+
+	if (!r->ntimed)
+		return -1;
+	for (unsigned i = 0; i < r->npollers; i++) {
+		struct zoc_poller *p = r->pollers[i];
+
+		if (!p->removed && p->period_ns && p->next_run_ns < next)
+			next = p->next_run_ns;
+	}
+	if (next <= now)
+		return 0;
+	return (int)ZOC_MIN((next - now + 999999) / 1000000, 1000);
+}
+
+/* Interrupt mode: arm every poller; returns true if one has work already. */
+static bool arm_all(struct zoc_reactor *r)
+{
+	bool work = false;
+
+	for (unsigned i = 0; i < r->npollers; i++) {
+		struct zoc_poller *p = r->pollers[i];
+
+		if (!p->removed && p->ops.arm && p->ops.arm(p->arg))
+			work = true;
+	}
+	return work;
+}
+
+static void disarm_all(struct zoc_reactor *r)
+{
+	for (unsigned i = 0; i < r->npollers; i++) {
+		struct zoc_poller *p = r->pollers[i];
+
+		if (!p->removed && p->ops.disarm)
+			p->ops.disarm(p->arg);
+	}
+}
+
+static void reactor_loop(struct zoc_reactor *r)
+{
+	uint64_t iter = 0;
+	unsigned idle = 0;
+	uint64_t last = zoc_now_ns();
+
+	while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
+		int work = 0;
+		uint64_t now = r->ntimed ? zoc_now_ns() : 0;
+
+		for (unsigned i = 0; i < r->npollers; i++) {
+			struct zoc_poller *p = r->pollers[i];
+			int rc;
+
+			if (p->removed)
+				continue;
+			if (p->period_ns) {
+				if (now < p->next_run_ns)
+					continue;
+				p->next_run_ns = now + p->period_ns;
+			}
+			rc = p->ops.poll(p->arg);
+			if (rc > 0)
+				work += rc;
+		}
+		if (r->pollers_dirty)
+			pollers_compact(r);
+		if (++iter % ZOC_REACTOR_FD_CHECK == 0 || (!work && idle % 8 == 0))
+			work += dispatch_fds(r, 0);
+
+		uint64_t t = zoc_now_ns();
+
+		if (work) {
+			r->busy_ns += t - last;
+			idle = 0;
+		} else {
+			r->idle_ns += t - last;
+			idle++;
+		}
+		last = t;
+		if (g_interrupt_mode && idle >= ZOC_REACTOR_IDLE_SPINS) {
+			if (!arm_all(r)) {
+				r->sleeps++;
+				dispatch_fds(r, next_timer_ms(r, t));
+			}
+			disarm_all(r);
+			if (r->pollers_dirty)
+				pollers_compact(r);
+			idle = 0;
+			last = zoc_now_ns();
+			r->idle_ns += last - t;
+		}
+	}
+}
+
+static void *reactor_thread(void *arg)
+{
+	struct zoc_reactor *r = arg;
+
+	t_current = r;
+	reactor_loop(r);
+	return NULL;
+}
+
+static void pin(struct zoc_reactor *r, pthread_t th)
+{
+	cpu_set_t set;
+	int rc;
+
+	if (!g_pin)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(r->cpu, &set);
+	rc = pthread_setaffinity_np(th, sizeof(set), &set);
+	if (rc)
+		ZOC_WARN("reactor %u: cannot pin to CPU %u: %s (running unpinned)", r->idx, r->cpu,
+			 strerror(rc));
+}
+
+int zoc_reactors_run(void)
+{
+	unsigned started = 1;
+	int rc = 0;
+
+	if (!g_reactors)
+		return -EINVAL;
+	for (unsigned i = 1; i < g_nreactors; i++) {
+		struct zoc_reactor *r = &g_reactors[i];
+
+		rc = pthread_create(&r->thread, NULL, reactor_thread, r);
+		if (rc) {
+			ZOC_ERR("cannot start reactor %u: %s", i, strerror(rc));
+			atomic_store(&g_stop, true);
+			rc = -rc;
+			break;
+		}
+		pin(r, r->thread);
+		started++;
+	}
+	g_reactors[0].thread = pthread_self();
+	t_current = &g_reactors[0];
+	pin(&g_reactors[0], g_reactors[0].thread);
+	ZOC_INFO("%u reactor(s) running, %s mode", g_nreactors,
+		 g_interrupt_mode ? "interrupt" : "polling");
+	if (!rc)
+		reactor_loop(&g_reactors[0]);
+	for (unsigned i = 1; i < started; i++)
+		pthread_join(g_reactors[i].thread, NULL);
+	return rc;
+}
+
+void zoc_reactors_stop(void)
+{
+	uint64_t one = 1;
+
+	atomic_store(&g_stop, true);
+	for (unsigned i = 0; i < g_nreactors; i++)
+		if (write(g_reactors[i].msg_efd, &one, sizeof(one)) < 0)
+			continue;
+}
+
+void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
+			   uint64_t *sleeps)
+{
+	*busy_ns = __atomic_load_n(&r->busy_ns, __ATOMIC_RELAXED);
+	*idle_ns = __atomic_load_n(&r->idle_ns, __ATOMIC_RELAXED);
+	*sleeps = __atomic_load_n(&r->sleeps, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/pool.h"
+#include "core/reactor.h"
+
+struct counter {
+	int polls;
+	int stop_at;
+	int armed;
+	int disarmed;
+};
+
+static int count_poll(void *arg)
+{
+	struct counter *c = arg;
+
+	if (++c->polls >= c->stop_at)
+		zoc_reactors_stop();
+	return 1;
+}
+
+static void test_poller_runs_and_stops(void **state)
+{
+	struct zoc_reactor_opts o = {0};
+	struct counter c = {.stop_at = 1000};
+	struct zoc_poller_ops ops = {.poll = count_poll};
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_reactor_current());
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, &c, 0, "count"));
+	assert_int_equal(zoc_reactors_run(), 0);
+	assert_int_equal(c.polls, 1000);
+	zoc_reactors_fini();
+}
+
+struct msg_ctx {
+	atomic_int ran_on[2];
+	int done;
+};
+
+static void on_reactor(void *arg)
+{
+	struct msg_ctx *m = arg;
+	unsigned idx = zoc_reactor_index(zoc_reactor_current());
+
+	atomic_fetch_add(&m->ran_on[idx], 1);
+	if (idx == 1) /* bounce back to reactor 0, which stops everything */
+		zoc_reactor_send_msg(zoc_reactor_get(0), on_reactor, m);
+	else
+		zoc_reactors_stop();
+}
+
+static void test_messages_cross_reactors(void **state)
+{
+	unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2, .interrupt_mode = true};
+	struct msg_ctx m = {0};
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_int_equal(zoc_reactor_count(), 2);
+	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(1), on_reactor, &m), 0);
+	assert_int_equal(zoc_reactors_run(), 0);
+	assert_int_equal(atomic_load(&m.ran_on[1]), 1);
+	assert_int_equal(atomic_load(&m.ran_on[0]), 1);
+	zoc_reactors_fini();
+}
+
+struct fdctx {
+	int efd;
+	int got;
+	struct counter *c;
+};
+
+static void on_fd(void *arg, uint32_t ev)
+{
+	struct fdctx *f = arg;
+	uint64_t v;
+
+	assert_int_equal(read(f->efd, &v, sizeof(v)), 8);
+	f->got += (int)v;
+	zoc_reactor_del_fd(zoc_reactor_current(), f->efd);
+	zoc_reactors_stop();
+}
+
+static int idle_poll(void *arg)
+{
+	((struct counter *)arg)->polls++;
+	return 0;
+}
+
+static int idle_arm(void *arg)
+{
+	((struct counter *)arg)->armed++;
+	return 0;
+}
+
+static void idle_disarm(void *arg)
+{
+	((struct counter *)arg)->disarmed++;
+}
+
+static void *kick_later(void *arg)
+{
+	struct fdctx *f = arg;
+	uint64_t one = 1;
+
+	usleep(50000);
+	assert_int_equal(write(f->efd, &one, sizeof(one)), 8);
+	return NULL;
+}
+
+/* Interrupt mode: an idle reactor arms its pollers and sleeps until an fd fires. */
+static void test_interrupt_mode_sleeps_and_wakes(void **state)
+{
+	struct zoc_reactor_opts o = {.interrupt_mode = true};
+	struct counter c = {0};
+	struct zoc_poller_ops ops = {.poll = idle_poll, .arm = idle_arm, .disarm = idle_disarm};
+	struct fdctx f = {.efd = eventfd(0, EFD_NONBLOCK)};
+	pthread_t th;
+	uint64_t busy, idle, sleeps;
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, &c, 0, "idle"));
+	assert_int_equal(zoc_reactor_add_fd(zoc_reactor_get(0), f.efd, EPOLLIN, on_fd, &f), 0);
+	pthread_create(&th, NULL, kick_later, &f);
+	assert_int_equal(zoc_reactors_run(), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(f.got, 1);
+	assert_true(c.armed >= 1);
+	assert_int_equal(c.armed, c.disarmed);
+	zoc_reactor_get_stats(zoc_reactor_get(0), &busy, &idle, &sleeps);
+	assert_true(sleeps >= 1);
+	/* It slept instead of spinning for 50 ms. */
+	assert_true(c.polls < 100000);
+	zoc_reactors_fini();
+	close(f.efd);
+}
+
+static int self_remove(void *arg)
+{
+	struct counter *c = arg;
+
+	c->polls++;
+	return 0;
+}
+
+static void test_unregister_and_timed(void **state)
+{
+	struct zoc_reactor_opts o = {0};
+	struct counter a = {0}, stopper = {.stop_at = 200000};
+	struct zoc_poller_ops ops = {.poll = self_remove};
+	struct zoc_poller_ops sops = {.poll = count_poll};
+	struct zoc_poller *p;
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	p = zoc_poller_register(zoc_reactor_get(0), &ops, &a, 1000000, "timed");
+	assert_non_null(p);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &sops, &stopper, 0, "stop"));
+	assert_int_equal(zoc_reactors_run(), 0);
+	/* A 1 s timed poller did not run during a short spin. */
+	assert_true(a.polls <= 1);
+	zoc_poller_unregister(p);
+	zoc_reactors_fini();
+}
+
+static void test_pool(void **state)
+{
+	struct zoc_pool *p = zoc_pool_create("t", 4, 10);
+	void *objs[4];
+
+	assert_non_null(p);
+	for (int i = 0; i < 4; i++) {
+		objs[i] = zoc_pool_get(p);
+		assert_non_null(objs[i]);
+		assert_int_equal((uintptr_t)objs[i] % 64, 0);
+	}
+	assert_null(zoc_pool_get(p));
+	assert_int_equal(zoc_pool_available(p), 0);
+	zoc_pool_put(p, objs[2]);
+	assert_ptr_equal(zoc_pool_get(p), objs[2]);
+	for (int i = 0; i < 4; i++)
+		zoc_pool_put(p, objs[i]);
+	assert_int_equal(zoc_pool_available(p), 4);
+	zoc_pool_destroy(p);
+	assert_null(zoc_pool_create("zero", 0, 8));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_poller_runs_and_stops),
+		cmocka_unit_test(test_messages_cross_reactors),
+		cmocka_unit_test(test_interrupt_mode_sleeps_and_wakes),
+		cmocka_unit_test(test_unregister_and_timed),
+		cmocka_unit_test(test_pool),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
