@@ -82,7 +82,7 @@ struct zoc_bdev_ch {
 	struct zoc_bdev *bdev;
 	struct zoc_reactor *reactor;
 	uint32_t refs;
-	struct zoc_bdev_ch *next_; /* per-bdev channel list */
+	struct zoc_bdev_ch *next_; /* list of open channels (bdev.c) */
 };
 
 /* Registry (reactor 0). register: -EEXIST if the name is taken. */
@@ -97,12 +97,16 @@ struct zoc_bdev *zoc_bdev_next(struct zoc_bdev *prev);
 int zoc_bdev_claim(struct zoc_bdev *bdev);
 void zoc_bdev_release(struct zoc_bdev *bdev);
 
-/* On reactor r's thread. Returns the shared channel of (bdev, r). */
+/* On reactor r's thread. Returns the shared channel of (bdev, r). Put it on
+ * the same thread; requests still in flight then complete normally and the
+ * back end frees the channel after the last one. */
 struct zoc_bdev_ch *zoc_bdev_get_channel(struct zoc_bdev *bdev, struct zoc_reactor *r);
 void zoc_bdev_put_channel(struct zoc_bdev_ch *ch);
 
 /* Checks op/offset/len against the bdev (alignment, size, support) and
- * queues it. 0, or -EINVAL/-ENOTSUP/-ERANGE (then cb is NOT called). */
+ * queues it. 0, or -EINVAL/-ENOTSUP/-ERANGE, -EROFS for a write, discard or
+ * write-zeroes to a read-only bdev (then cb is NOT called). FLUSH ignores
+ * offset and len. */
 int zoc_bdev_submit(struct zoc_bdev_ch *ch, struct zoc_bdev_io *io);
 
 static inline uint64_t zoc_bdev_size(const struct zoc_bdev *b)
