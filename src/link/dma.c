@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dma.c - a domain's DMA address space: mmapped regions (L0) in a table
+ * sorted by guest-physical address (L1), searched by bisection with a
+ * per-thread last-hit shortcut.
+ */
+#include "link/dma.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+/*
+ * Last region hit by this thread. The table is shared read-only by every
+ * reactor of a connection, so the shortcut lives per thread; it is only a
+ * hint, always re-validated against the table at hand.
+ */
+static __thread const struct zoc_mem *t_last_mem;
+static __thread uint32_t t_last_idx;
+
+struct zoc_mem *zoc_mem_create(void)
+{
+	struct zoc_mem *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	m->refs = 1;
+	return m;
+}
+
+/* Does [a, a + alen) intersect [b, b + blen)? Lengths are nonzero and the
+ * ends do not overflow (checked by the caller). */
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+static int insert_region(struct zoc_mem *m, const struct zoc_mem_region *r)
+{
+	uint32_t pos;
+
+	if (m->nregions >= ZOC_MEM_MAX_REGIONS)
+		return -ENOSPC;
+	for (uint32_t i = 0; i < m->nregions; i++) {
+		if (ranges_overlap(r->gpa, r->size, m->regions[i].gpa, m->regions[i].size))
+			return -EEXIST;
+	}
+	for (pos = 0; pos < m->nregions; pos++) {
+		if (m->regions[pos].gpa > r->gpa)
+			break;
+	}
+	memmove(&m->regions[pos + 1], &m->regions[pos],
+		(m->nregions - pos) * sizeof(m->regions[0]));
+	m->regions[pos] = *r;
+	m->nregions++;
+	return 0;
+}
+
+/* Checks that [gpa, gpa+size) and [uva, uva+size) do not wrap around. */
+static int check_extent(uint64_t gpa, uint64_t size, uint64_t uva)
+{
+	uint64_t end;
+
+	if (size == 0)
+		return -EINVAL;
+	if (__builtin_add_overflow(gpa, size - 1, &end) ||
+	    __builtin_add_overflow(uva, size - 1, &end))
+		return -EOVERFLOW;
+	/* Keep gpa + size representable so that end arithmetic never wraps. */
+	if (__builtin_add_overflow(gpa, size, &end) || __builtin_add_overflow(uva, size, &end))
+		return -EOVERFLOW;
+	return 0;
+}
+
+int zoc_mem_add_region(struct zoc_mem *m, uint64_t gpa, uint64_t size, uint64_t uva,
+		       uint64_t mmap_offset, int fd, bool writable)
+{
+	struct zoc_mem_region r = {0};
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t delta, map_off, map_len, end;
+	void *base;
+	int rc;
+
+	if (!m || fd < 0) {
+		rc = -EINVAL;
+		goto out_close;
+	}
+	rc = check_extent(gpa, size, uva);
+	if (rc)
+		goto out_close;
+	if (page <= 0)
+		page = 4096;
+	map_off = mmap_offset & ~((uint64_t)page - 1);
+	delta = mmap_offset - map_off;
+	if (__builtin_add_overflow(size, delta, &map_len) ||
+	    __builtin_add_overflow(mmap_offset, size, &end) || map_len > SIZE_MAX ||
+	    map_off > (uint64_t)INT64_MAX) {
+		rc = -EOVERFLOW;
+		goto out_close;
+	}
+	if (m->nregions >= ZOC_MEM_MAX_REGIONS) {
+		rc = -ENOSPC;
+		goto out_close;
+	}
+	for (uint32_t i = 0; i < m->nregions; i++) {
+		if (ranges_overlap(gpa, size, m->regions[i].gpa, m->regions[i].size)) {
+			rc = -EEXIST;
+			goto out_close;
+		}
+	}
+
+	/* Shared, not populated: pages fault in on first touch. */
+	base = mmap(NULL, (size_t)map_len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED,
+		    fd, (off_t)map_off);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		ZOC_WARN("dma: mmap of %llu bytes at offset %llu failed: %s",
+			 (unsigned long long)map_len, (unsigned long long)map_off,
+			 strerror(errno));
+		goto out_close;
+	}
+	/* Guest memory has no place in our core dumps. */
+	(void)madvise(base, (size_t)map_len, MADV_DONTDUMP);
+
+	r.gpa = gpa;
+	r.size = size;
+	r.uva = uva;
+	r.hva = (uint8_t *)base + delta;
+	r.mmap_base = base;
+	r.mmap_size = map_len;
+	r.fd = -1;
+	r.writable = writable;
+	rc = insert_region(m, &r);
+	if (rc)
+		munmap(base, (size_t)map_len);
+
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int zoc_mem_add_region_hva(struct zoc_mem *m, uint64_t gpa, uint64_t size, uint64_t uva,
+			   void *hva, bool writable)
+{
+	struct zoc_mem_region r = {0};
+	uint64_t end;
+	int rc;
+
+	if (!m || !hva)
+		return -EINVAL;
+	rc = check_extent(gpa, size, uva);
+	if (rc)
+		return rc;
+	if (__builtin_add_overflow((uint64_t)(uintptr_t)hva, size, &end))
+		return -EOVERFLOW;
+	r.gpa = gpa;
+	r.size = size;
+	r.uva = uva;
+	r.hva = hva;
+	r.mmap_base = NULL; /* not ours: never unmapped */
+	r.mmap_size = 0;
+	r.fd = -1;
+	r.writable = writable;
+	return insert_region(m, &r);
+}
+
+void zoc_mem_get(struct zoc_mem *m)
+{
+	if (m)
+		__atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+}
+
+void zoc_mem_put(struct zoc_mem *m)
+{
+	if (!m)
+		return;
+	if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (uint32_t i = 0; i < m->nregions; i++) {
+		struct zoc_mem_region *r = &m->regions[i];
+
+		if (r->mmap_base)
+			munmap(r->mmap_base, (size_t)r->mmap_size);
+		if (r->fd >= 0)
+			close(r->fd);
+	}
+	if (t_last_mem == m)
+		t_last_mem = NULL;
+	free(m);
+}
+
+/* Index of the region holding gpa, or -1. */
+static inline int find_gpa(const struct zoc_mem *m, uint64_t gpa)
+{
+	const struct zoc_mem_region *r;
+	uint32_t lo, hi;
+
+	if (t_last_mem == m && t_last_idx < m->nregions) {
+		r = &m->regions[t_last_idx];
+		if (gpa - r->gpa < r->size)
+			return (int)t_last_idx;
+	}
+	/* Last region whose start is <= gpa. */
+	lo = 0;
+	hi = m->nregions;
+	while (lo < hi) {
+		uint32_t mid = lo + ((hi - lo) >> 1);
+
+		if (m->regions[mid].gpa <= gpa)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return -1;
+	r = &m->regions[lo - 1];
+	if (gpa - r->gpa >= r->size)
+		return -1;
+	t_last_mem = m;
+	t_last_idx = lo - 1;
+	return (int)(lo - 1);
+}
+
+void *zoc_mem_gpa_to_hva(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write)
+{
+	const struct zoc_mem_region *r;
+	uint64_t off;
+	int i;
+
+	if (ZOC_UNLIKELY(!m))
+		return NULL;
+	if (len == 0)
+		len = 1;
+	i = find_gpa(m, gpa);
+	if (i < 0)
+		return NULL;
+	r = &m->regions[i];
+	off = gpa - r->gpa;
+	if (len > r->size - off || (write && !r->writable))
+		return NULL;
+	return r->hva + off;
+}
+
+void *zoc_mem_uva_to_hva(const struct zoc_mem *m, uint64_t uva, uint64_t len, bool write)
+{
+	if (!m)
+		return NULL;
+	if (len == 0)
+		len = 1;
+	/* Control path only (ring addresses): a linear scan is enough. */
+	for (uint32_t i = 0; i < m->nregions; i++) {
+		const struct zoc_mem_region *r = &m->regions[i];
+		uint64_t off = uva - r->uva;
+
+		if (uva < r->uva || off >= r->size)
+			continue;
+		if (len > r->size - off || (write && !r->writable))
+			return NULL;
+		return r->hva + off;
+	}
+	return NULL;
+}
+
+int zoc_mem_gpa_to_iov(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write,
+		       struct iovec *iov, int max_iov)
+{
+	int n = 0;
+
+	if (ZOC_UNLIKELY(!m))
+		return -EFAULT;
+	while (len > 0) {
+		const struct zoc_mem_region *r;
+		uint64_t off, chunk;
+		int i = find_gpa(m, gpa);
+
+		if (i < 0)
+			return -EFAULT;
+		r = &m->regions[i];
+		if (write && !r->writable)
+			return -EFAULT;
+		if (n >= max_iov)
+			return -ENOBUFS;
+		off = gpa - r->gpa;
+		chunk = r->size - off;
+		if (chunk > len)
+			chunk = len;
+		iov[n].iov_base = r->hva + off;
+		iov[n].iov_len = (size_t)chunk;
+		n++;
+		len -= chunk;
+		/* Cannot wrap: regions end at or below UINT64_MAX. */
+		gpa += chunk;
+	}
+	return n;
+}

@@ -1,0 +1,898 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtqueue.c - device side of split (virtio 1.2 section 2.7) and packed
+ * (section 2.8) virtqueues.
+ *
+ * Ring memory is shared with a hostile driver: every descriptor is copied
+ * into a local before any field is checked or used (no double fetch), every
+ * index is range-checked, chains are bounded, and buffers are translated
+ * through the domain's memory table with their whole length.
+ *
+ * Memory ordering (the driver runs on another CPU):
+ *  - acquire load of avail->idx (split) / the head descriptor's flags
+ *    (packed) before reading what they publish;
+ *  - release store of used->idx (split) / the used descriptor's flags
+ *    (packed) after writing the used element;
+ *  - a full fence between publishing used entries and reading the driver's
+ *    suppression state (used_event / driver event flags), and between
+ *    enabling kicks and re-checking the ring.
+ *
+ * Inflight tracking (vhost-user INFLIGHT_SHMFD) is implemented for split
+ * rings only. TODO: packed inflight tracking (DescStatePacked); a packed
+ * queue currently ignores cfg->inflight.
+ */
+#include "virtio/virtqueue.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "virtio/virtio.h"
+
+#define DESC_SIZE 16u /* split and packed descriptors alike */
+
+struct zoc_vq {
+	/* --- hot: first cache line, touched by every pop/push --- */
+	uint8_t *desc;          /* struct virtq_desc[] or struct virtq_packed_desc[] */
+	struct virtq_avail *avail;         /* split */
+	struct virtq_used *used;           /* split */
+	struct virtq_packed_event *drv_evt; /* packed: driver event suppression */
+	struct virtq_packed_event *dev_evt; /* packed: device event suppression */
+	const struct zoc_mem *mem;
+	uint16_t size;
+	uint16_t mask;          /* split: size - 1 */
+	uint16_t last_avail;    /* split: free running; packed: slot index */
+	uint16_t shadow_avail;  /* split: last avail->idx read */
+	uint16_t used_idx;      /* split: free running; packed: slot index */
+	uint16_t signalled_used; /* used position at the last notify decision */
+	bool avail_wrap;        /* packed */
+	bool used_wrap;         /* packed */
+	bool signalled_wrap;    /* packed: used_wrap at the last notify decision */
+	bool signalled_valid;   /* false: next notify decision always signals */
+	bool packed;
+	bool event_idx;
+	bool indirect;
+	bool broken;
+	/* --- second line: per push/notify bookkeeping --- */
+	uint32_t pending_used;  /* split: pushes, packed: slots since last notify */
+	uint32_t inflight_cnt;  /* popped, not yet pushed */
+	struct zoc_vq_inflight *inflight; /* split only */
+	uint64_t counter;       /* inflight fetch order */
+	uint16_t *resubmit;     /* heads to return first after a reconnect */
+	uint16_t resubmit_num;
+	uint16_t resubmit_pos;
+	bool kick_enabled;      /* what we last told the driver */
+	bool kick_state_known;
+	int callfd;
+	/* --- cold --- */
+	struct zoc_vq_stats stats;
+};
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static inline uint16_t load_acq16(const uint16_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline uint16_t load16(const uint16_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void store16(uint16_t *p, uint16_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline void store_rel16(uint16_t *p, uint16_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline void store32(uint32_t *p, uint32_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* Copies one 16-byte descriptor out of shared memory, exactly once. The
+ * source may be unaligned (indirect tables are anywhere in guest memory). */
+static inline void read_desc(void *dst, const void *src)
+{
+	memcpy(dst, src, DESC_SIZE);
+	/* The copy is what we check and use: keep the compiler from going back
+	 * to the shared memory for any of its fields. */
+	__asm__ __volatile__("" ::: "memory");
+}
+
+static inline uint16_t *used_event_ptr(struct zoc_vq *vq)
+{
+	return &vq->avail->ring[vq->size];
+}
+
+static inline uint16_t *avail_event_ptr(struct zoc_vq *vq)
+{
+	return (uint16_t *)(void *)&vq->used->ring[vq->size];
+}
+
+static inline bool packed_desc_avail(uint16_t flags, bool wrap)
+{
+	return !!(flags & VIRTQ_DESC_F_AVAIL) == wrap && !!(flags & VIRTQ_DESC_F_USED) != wrap;
+}
+
+static int mark_broken(struct zoc_vq *vq, const char *why, unsigned a, unsigned b)
+{
+	if (!vq->broken)
+		ZOC_WARN_RL("virtqueue %p (size %u, %s): broken: %s (%u, %u)", (void *)vq,
+			    vq->size, vq->packed ? "packed" : "split", why, a, b);
+	vq->broken = true;
+	vq->stats.bad_chains++;
+	return -EIO;
+}
+
+/* ------------------------------------------------------------------ */
+/* sizes                                                               */
+
+void zoc_vq_ring_sizes(uint16_t size, bool packed, uint64_t *desc, uint64_t *driver,
+		       uint64_t *device)
+{
+	uint64_t d = (uint64_t)size * DESC_SIZE, drv, dev;
+
+	if (packed) {
+		drv = sizeof(struct virtq_packed_event);
+		dev = sizeof(struct virtq_packed_event);
+	} else {
+		/* flags, idx, ring[size], used_event */
+		drv = 4 + 2ull * size + 2;
+		/* flags, idx, ring[size], avail_event */
+		dev = 4 + 8ull * size + 2;
+	}
+	if (desc)
+		*desc = d;
+	if (driver)
+		*driver = drv;
+	if (device)
+		*device = dev;
+}
+
+uint64_t zoc_vq_inflight_queue_size(uint16_t queue_size)
+{
+	uint64_t sz = sizeof(struct zoc_vq_inflight) +
+		      (uint64_t)queue_size * sizeof(struct zoc_vq_inflight_desc);
+
+	return (sz + 63) & ~63ull;
+}
+
+/* ------------------------------------------------------------------ */
+/* descriptor chain walking                                            */
+
+struct walk {
+	uint32_t niov;
+	uint32_t out_len;
+	uint32_t in_len;
+	bool seen_write;
+	bool fault;
+};
+
+/* Adds [addr, addr+len) to elem. Failure to translate fails the request
+ * (fault), never the queue. */
+static inline void add_buf(struct zoc_vq *vq, struct zoc_vq_elem *elem, struct walk *w,
+			   uint64_t addr, uint32_t len, bool write)
+{
+	uint32_t room, *tot = write ? &w->in_len : &w->out_len;
+	int n;
+
+	if (len == 0)
+		return;
+	if (__builtin_add_overflow(*tot, len, tot)) {
+		w->fault = true;
+		return;
+	}
+	room = ZOC_VQ_MAX_IOV - w->niov;
+	if (ZOC_UNLIKELY(room == 0)) {
+		w->fault = true;
+		return;
+	}
+	n = zoc_mem_gpa_to_iov(vq->mem, addr, len, write, &elem->iov[w->niov], (int)room);
+	if (ZOC_LIKELY(n > 0)) {
+		w->niov += (uint32_t)n;
+		if (write)
+			elem->in_num += (uint16_t)n;
+		else
+			elem->out_num += (uint16_t)n;
+		return;
+	}
+	w->fault = true;
+	if (n == -EFAULT) {
+		/* Mark the hole so the caller sees which buffer failed. */
+		elem->iov[w->niov].iov_base = NULL;
+		elem->iov[w->niov].iov_len = len;
+		w->niov++;
+		if (write)
+			elem->in_num++;
+		else
+			elem->out_num++;
+	}
+}
+
+/* Checks the readable-before-writable order and adds the buffer. */
+static inline int chain_buf(struct zoc_vq *vq, struct zoc_vq_elem *elem, struct walk *w,
+			    uint64_t addr, uint32_t len, uint16_t flags)
+{
+	bool write = flags & VIRTQ_DESC_F_WRITE;
+
+	if (write)
+		w->seen_write = true;
+	else if (ZOC_UNLIKELY(w->seen_write))
+		return mark_broken(vq, "device-readable descriptor after a writable one", 0, 0);
+	add_buf(vq, elem, w, addr, len, write);
+	return 0;
+}
+
+/* Validates an indirect descriptor and returns its table (NULL: not
+ * mapped, fault set), or sets *rc to -EIO. */
+static const uint8_t *indirect_table(struct zoc_vq *vq, struct walk *w, uint64_t addr,
+				     uint32_t len, uint32_t *count, int *rc)
+{
+	const uint8_t *t;
+
+	*rc = 0;
+	if (ZOC_UNLIKELY(!vq->indirect)) {
+		*rc = mark_broken(vq, "indirect descriptor without VIRTIO_F_INDIRECT_DESC", 0, 0);
+		return NULL;
+	}
+	if (ZOC_UNLIKELY(len == 0 || (len & (DESC_SIZE - 1)) ||
+			 len / DESC_SIZE > ZOC_VIRTQ_MAX_SIZE)) {
+		*rc = mark_broken(vq, "bad indirect table length", len, 0);
+		return NULL;
+	}
+	*count = len / DESC_SIZE;
+	t = zoc_mem_gpa_to_hva(vq->mem, addr, len, false);
+	if (!t)
+		w->fault = true;
+	return t;
+}
+
+/* Split: walks the chain at head. 0, or -EIO (queue broken). */
+static int split_walk(struct zoc_vq *vq, uint16_t head, struct zoc_vq_elem *elem)
+{
+	const uint8_t *table = vq->desc;
+	uint32_t table_size = vq->size, budget = vq->size, ndescs = 0;
+	bool in_indirect = false;
+	struct walk w = {0};
+	uint16_t i = head;
+	int rc;
+
+	for (;;) {
+		struct virtq_desc d;
+
+		if (ZOC_UNLIKELY(budget == 0))
+			return mark_broken(vq, in_indirect ? "indirect chain loops" :
+					   "chain longer than the queue (loop)", head, table_size);
+		budget--;
+		read_desc(&d, table + (size_t)i * DESC_SIZE);
+		if (!in_indirect)
+			ndescs++;
+
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			const uint8_t *t;
+			uint32_t count = 0;
+
+			if (ZOC_UNLIKELY(in_indirect))
+				return mark_broken(vq, "nested indirect table", head, i);
+			if (ZOC_UNLIKELY(d.flags & VIRTQ_DESC_F_NEXT))
+				return mark_broken(vq, "indirect descriptor with NEXT", head, i);
+			t = indirect_table(vq, &w, d.addr, d.len, &count, &rc);
+			if (rc)
+				return rc;
+			if (!t)
+				break; /* table not mapped: fail the request */
+			table = t;
+			table_size = count;
+			budget = count;
+			in_indirect = true;
+			i = 0;
+			continue;
+		}
+
+		rc = chain_buf(vq, elem, &w, d.addr, d.len, d.flags);
+		if (rc)
+			return rc;
+		if (!(d.flags & VIRTQ_DESC_F_NEXT))
+			break;
+		i = d.next;
+		if (ZOC_UNLIKELY(i >= table_size))
+			return mark_broken(vq, "next index out of range", i, table_size);
+	}
+	elem->ndescs = (uint16_t)ndescs;
+	elem->out_len = w.out_len;
+	elem->in_len = w.in_len;
+	return w.fault ? -EFAULT : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* split ring                                                          */
+
+static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
+{
+	bool resub = false;
+	uint16_t head;
+	int rc;
+
+	if (ZOC_UNLIKELY(vq->resubmit_pos < vq->resubmit_num)) {
+		head = vq->resubmit[vq->resubmit_pos++];
+		resub = true;
+	} else {
+		if (vq->last_avail == vq->shadow_avail) {
+			uint16_t idx = load_acq16(&vq->avail->idx);
+
+			if (idx == vq->last_avail)
+				return 0;
+			if (ZOC_UNLIKELY((uint16_t)(idx - vq->last_avail) > vq->size))
+				return mark_broken(vq, "avail index jumped", vq->last_avail, idx);
+			vq->shadow_avail = idx;
+		}
+		head = load16(&vq->avail->ring[vq->last_avail & vq->mask]);
+		vq->last_avail++;
+		if (ZOC_UNLIKELY(head >= vq->size))
+			return mark_broken(vq, "head index out of range", head, vq->size);
+	}
+
+	elem->id = head;
+	elem->out_num = 0;
+	elem->in_num = 0;
+	elem->resubmitted = resub;
+	rc = split_walk(vq, head, elem);
+	if (rc == -EIO)
+		return rc;
+
+	if (vq->inflight) {
+		struct zoc_vq_inflight_desc *s = &vq->inflight->desc[head];
+
+		s->counter = ++vq->counter;
+		__atomic_store_n(&s->inflight, 1, __ATOMIC_RELAXED);
+	}
+	vq->inflight_cnt++;
+	vq->stats.pops++;
+	if (resub)
+		vq->stats.resubmitted++;
+	if (rc) {
+		vq->stats.bad_addrs++;
+		ZOC_WARN_RL("virtqueue %p: request %u refers to unmapped memory", (void *)vq, head);
+		return rc;
+	}
+	return 1;
+}
+
+static bool split_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+{
+	struct zoc_vq_inflight *inf = vq->inflight;
+	struct virtq_used_elem *ue;
+	uint16_t id = elem->id, idx = vq->used_idx;
+
+	if (ZOC_UNLIKELY(id >= vq->size)) {
+		ZOC_ERR("virtqueue %p: push of id %u >= size %u", (void *)vq, id, vq->size);
+		return false;
+	}
+	if (inf) {
+		store16(&inf->last_batch_head, id);
+		/* The inflight region must reflect program order if we crash. */
+		atomic_signal_fence(memory_order_seq_cst);
+	}
+	ue = &vq->used->ring[idx & vq->mask];
+	store32(&ue->id, id);
+	store32(&ue->len, len);
+	idx++;
+	store_rel16(&vq->used->idx, idx);
+	vq->used_idx = idx;
+	if (inf) {
+		atomic_signal_fence(memory_order_seq_cst);
+		__atomic_store_n(&inf->desc[id].inflight, 0, __ATOMIC_RELAXED);
+		store16(&inf->used_idx, idx);
+	}
+	return true;
+}
+
+static bool split_need_notify(struct zoc_vq *vq)
+{
+	if (vq->event_idx) {
+		uint16_t ev = load16(used_event_ptr(vq));
+		uint16_t nw = vq->used_idx, old = vq->signalled_used;
+
+		if (!vq->signalled_valid || vq->pending_used >= 0x8000)
+			return true;
+		/* Did the entry at used_event get written in (old, new]? */
+		return (uint16_t)(nw - ev - 1) < (uint16_t)(nw - old);
+	}
+	return !(load16(&vq->avail->flags) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+}
+
+/* ------------------------------------------------------------------ */
+/* packed ring                                                         */
+
+static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
+{
+	const uint8_t *ring = vq->desc;
+	uint16_t idx = vq->last_avail, id = 0, flags;
+	uint32_t n = 0;
+	bool wrap = vq->avail_wrap;
+	struct walk w = {0};
+	int rc;
+
+	flags = load_acq16((const uint16_t *)(const void *)(ring + (size_t)idx * DESC_SIZE + 14));
+	if (!packed_desc_avail(flags, wrap))
+		return 0;
+
+	elem->out_num = 0;
+	elem->in_num = 0;
+	elem->resubmitted = false;
+	for (;;) {
+		struct virtq_packed_desc d;
+
+		if (ZOC_UNLIKELY(n >= vq->size))
+			return mark_broken(vq, "chain longer than the queue", vq->last_avail, n);
+		read_desc(&d, ring + (size_t)idx * DESC_SIZE);
+		n++;
+		if (++idx == vq->size) {
+			idx = 0;
+			wrap = !wrap;
+		}
+
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			const uint8_t *t;
+			uint32_t count = 0;
+
+			if (ZOC_UNLIKELY(n != 1 || (d.flags & VIRTQ_DESC_F_NEXT)))
+				return mark_broken(vq, "indirect descriptor in a chain", vq->last_avail,
+						   n);
+			t = indirect_table(vq, &w, d.addr, d.len, &count, &rc);
+			if (rc)
+				return rc;
+			/* Entries are sequential; only WRITE is meaningful in them
+			 * (the others, NEXT and INDIRECT included, are ignored). */
+			for (uint32_t k = 0; t && k < count; k++) {
+				struct virtq_packed_desc e;
+
+				read_desc(&e, t + (size_t)k * DESC_SIZE);
+				rc = chain_buf(vq, elem, &w, e.addr, e.len,
+					       e.flags & VIRTQ_DESC_F_WRITE);
+				if (rc)
+					return rc;
+			}
+			id = d.id;
+			break;
+		}
+
+		rc = chain_buf(vq, elem, &w, d.addr, d.len, d.flags);
+		if (rc)
+			return rc;
+		if (!(d.flags & VIRTQ_DESC_F_NEXT)) {
+			id = d.id; /* the buffer id lives in the last descriptor */
+			break;
+		}
+	}
+
+	vq->last_avail = idx;
+	vq->avail_wrap = wrap;
+	elem->id = id;
+	elem->ndescs = (uint16_t)n;
+	elem->out_len = w.out_len;
+	elem->in_len = w.in_len;
+	vq->inflight_cnt++;
+	vq->stats.pops++;
+	if (w.fault) {
+		vq->stats.bad_addrs++;
+		ZOC_WARN_RL("virtqueue %p: buffer %u refers to unmapped memory", (void *)vq, id);
+		return -EFAULT;
+	}
+	return 1;
+}
+
+static bool packed_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+{
+	uint8_t *slot = vq->desc + (size_t)vq->used_idx * DESC_SIZE;
+	struct virtq_packed_desc *d = (struct virtq_packed_desc *)(void *)slot;
+	uint16_t flags = vq->used_wrap ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0;
+	uint32_t nu;
+
+	if (ZOC_UNLIKELY(elem->ndescs == 0 || elem->ndescs > vq->size)) {
+		ZOC_ERR("virtqueue %p: push of a buffer with %u descriptors", (void *)vq,
+			elem->ndescs);
+		return false;
+	}
+	if (len)
+		flags |= VIRTQ_DESC_F_WRITE;
+	store16(&d->id, elem->id);
+	store32(&d->len, len);
+	store_rel16(&d->flags, flags);
+
+	nu = (uint32_t)vq->used_idx + elem->ndescs;
+	if (nu >= vq->size) {
+		nu -= vq->size;
+		vq->used_wrap = !vq->used_wrap;
+	}
+	vq->used_idx = (uint16_t)nu;
+	return true;
+}
+
+/* Distance from b forward to a in the 2*size cycle of (index, wrap). */
+static inline uint32_t packed_dist(uint32_t a, uint32_t b, uint32_t cycle)
+{
+	return a >= b ? a - b : a + cycle - b;
+}
+
+static inline uint32_t packed_pos(uint16_t idx, bool wrap, uint16_t size)
+{
+	/* Wrap counters start at 1: the first lap is [0, size). */
+	return wrap ? idx : (uint32_t)idx + size;
+}
+
+static bool packed_need_notify(struct zoc_vq *vq)
+{
+	uint16_t flags = load16(&vq->drv_evt->flags) & 3;
+	uint16_t off_wrap, off;
+	uint32_t cycle, old, nw, ev;
+
+	if (flags == VIRTQ_EVENT_F_DISABLE)
+		return false;
+	if (flags != VIRTQ_EVENT_F_DESC || !vq->event_idx)
+		return true; /* ENABLE, reserved, or DESC without EVENT_IDX */
+	if (!vq->signalled_valid || vq->pending_used >= vq->size)
+		return true;
+	off_wrap = load16(&vq->drv_evt->off_wrap);
+	off = off_wrap & 0x7fff;
+	if (off >= vq->size)
+		return true; /* nonsense: better a spurious interrupt than a hang */
+	cycle = 2u * vq->size;
+	old = packed_pos(vq->signalled_used, vq->signalled_wrap, vq->size);
+	nw = packed_pos(vq->used_idx, vq->used_wrap, vq->size);
+	ev = packed_pos(off, off_wrap >> 15, vq->size);
+	/* Was the slot at the event offset written in [old, new)? */
+	return packed_dist(ev, old, cycle) < packed_dist(nw, old, cycle);
+}
+
+/* ------------------------------------------------------------------ */
+/* inflight (split)                                                    */
+
+struct resub_ent {
+	uint64_t counter;
+	uint16_t head;
+};
+
+static int resub_cmp(const void *a, const void *b)
+{
+	const struct resub_ent *x = a, *y = b;
+
+	if (x->counter != y->counter)
+		return x->counter < y->counter ? -1 : 1;
+	return (int)x->head - (int)y->head;
+}
+
+static void inflight_init(struct zoc_vq *vq)
+{
+	struct zoc_vq_inflight *inf = vq->inflight;
+
+	memset(inf->desc, 0, (size_t)vq->size * sizeof(inf->desc[0]));
+	inf->features = 0;
+	inf->desc_num = vq->size;
+	inf->last_batch_head = 0;
+	inf->used_idx = vq->used_idx;
+	atomic_signal_fence(memory_order_seq_cst);
+	inf->version = 1;
+}
+
+static int inflight_recover(struct zoc_vq *vq)
+{
+	struct zoc_vq_inflight *inf = vq->inflight;
+	struct resub_ent *ents;
+	uint16_t used = vq->used_idx, n = 0;
+	uint64_t maxc = 0;
+
+	if (inf->desc_num != vq->size) {
+		ZOC_WARN("virtqueue: inflight region for %u descriptors, queue has %u; "
+			 "in-flight requests are lost", inf->desc_num, vq->size);
+		inflight_init(vq);
+		return 0;
+	}
+	if (inf->used_idx != used) {
+		/* We crashed between publishing used->idx and retiring the
+		 * entry: that one completed. */
+		if (inf->last_batch_head < vq->size)
+			inf->desc[inf->last_batch_head].inflight = 0;
+		inf->used_idx = used;
+	}
+	ents = malloc((size_t)vq->size * sizeof(*ents));
+	if (!ents)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < vq->size; i++) {
+		if (!inf->desc[i].inflight)
+			continue;
+		inf->desc[i].inflight = 1;
+		ents[n].counter = inf->desc[i].counter;
+		ents[n].head = (uint16_t)i;
+		if (ents[n].counter > maxc)
+			maxc = ents[n].counter;
+		n++;
+	}
+	if (n) {
+		qsort(ents, n, sizeof(*ents), resub_cmp);
+		vq->resubmit = malloc((size_t)n * sizeof(uint16_t));
+		if (!vq->resubmit) {
+			free(ents);
+			return -ENOMEM;
+		}
+		for (uint16_t k = 0; k < n; k++)
+			vq->resubmit[k] = ents[k].head;
+	}
+	free(ents);
+	vq->resubmit_num = n;
+	vq->resubmit_pos = 0;
+	vq->counter = maxc;
+	vq->last_avail = (uint16_t)(used + n);
+	vq->shadow_avail = vq->last_avail;
+	if (n)
+		ZOC_INFO("virtqueue: %u in-flight request(s) to resubmit, last_avail %u", n,
+			 vq->last_avail);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle                                                          */
+
+static bool aligned(const void *p, uintptr_t a)
+{
+	return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
+{
+	struct zoc_vq *vq;
+	int rc;
+
+	if (!cfg || !cfg->desc || !cfg->driver || !cfg->device || !cfg->mem ||
+	    cfg->size == 0 || cfg->size > ZOC_VIRTQ_MAX_SIZE)
+		goto einval;
+	if (cfg->packed) {
+		uint16_t avail = cfg->base & 0xffff, usedst = cfg->base >> 16;
+
+		if (!aligned(cfg->desc, 16) || !aligned(cfg->driver, 4) || !aligned(cfg->device, 4))
+			goto einval;
+		if (usedst == 0)
+			usedst = avail;
+		if ((avail & 0x7fff) >= cfg->size || (usedst & 0x7fff) >= cfg->size)
+			goto einval;
+	} else {
+		if (cfg->size & (cfg->size - 1))
+			goto einval;
+		if (!aligned(cfg->desc, 16) || !aligned(cfg->driver, 2) || !aligned(cfg->device, 4))
+			goto einval;
+		if (cfg->base > 0xffff)
+			goto einval;
+		if (cfg->inflight && !aligned(cfg->inflight, 8))
+			goto einval;
+	}
+
+	if (posix_memalign((void **)&vq, ZOC_CACHELINE, sizeof(*vq))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(vq, 0, sizeof(*vq));
+	vq->desc = cfg->desc;
+	vq->mem = cfg->mem;
+	vq->size = cfg->size;
+	vq->mask = (uint16_t)(cfg->size - 1);
+	vq->packed = cfg->packed;
+	vq->event_idx = cfg->event_idx;
+	vq->indirect = cfg->indirect;
+	vq->callfd = cfg->callfd;
+
+	if (cfg->packed) {
+		uint16_t avail = cfg->base & 0xffff, usedst = cfg->base >> 16;
+
+		if (usedst == 0)
+			usedst = avail;
+		vq->drv_evt = cfg->driver;
+		vq->dev_evt = cfg->device;
+		vq->last_avail = avail & 0x7fff;
+		vq->avail_wrap = avail >> 15;
+		vq->used_idx = usedst & 0x7fff;
+		vq->used_wrap = usedst >> 15;
+		/* TODO: inflight tracking for packed rings. */
+	} else {
+		vq->avail = cfg->driver;
+		vq->used = cfg->device;
+		vq->last_avail = (uint16_t)cfg->base;
+		vq->shadow_avail = vq->last_avail;
+		/* The ring's used index is the truth after a restart. */
+		vq->used_idx = load16(&vq->used->idx);
+		vq->inflight = cfg->inflight;
+		if (vq->inflight) {
+			if (vq->inflight->version == 0) {
+				inflight_init(vq);
+			} else {
+				rc = inflight_recover(vq);
+				if (rc) {
+					free(vq);
+					errno = -rc;
+					return NULL;
+				}
+			}
+		}
+	}
+	vq->signalled_used = vq->used_idx;
+	vq->signalled_wrap = vq->used_wrap;
+	vq->signalled_valid = false;
+	return vq;
+
+einval:
+	errno = EINVAL;
+	return NULL;
+}
+
+void zoc_vq_destroy(struct zoc_vq *vq)
+{
+	if (!vq)
+		return;
+	free(vq->resubmit);
+	free(vq);
+}
+
+/* ------------------------------------------------------------------ */
+/* data path                                                           */
+
+int zoc_vq_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
+{
+	if (ZOC_UNLIKELY(vq->broken))
+		return -EIO;
+	return vq->packed ? packed_pop(vq, elem) : split_pop(vq, elem);
+}
+
+void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+{
+	/* More pushes than pops would hand the driver slots it still owns. */
+	if (ZOC_UNLIKELY(vq->inflight_cnt == 0)) {
+		ZOC_ERR("virtqueue %p: push without a matching pop (id %u)", (void *)vq,
+			elem->id);
+		return;
+	}
+	if (vq->packed) {
+		if (!packed_push(vq, elem, len))
+			return;
+		vq->pending_used += elem->ndescs;
+	} else {
+		if (!split_push(vq, elem, len))
+			return;
+		vq->pending_used++;
+	}
+	vq->inflight_cnt--;
+	vq->stats.pushes++;
+}
+
+int zoc_vq_notify(struct zoc_vq *vq)
+{
+	bool need;
+
+	if (vq->pending_used == 0)
+		return 0;
+	/* Used entries must be visible before we read what the driver wants. */
+	atomic_thread_fence(memory_order_seq_cst);
+	need = vq->packed ? packed_need_notify(vq) : split_need_notify(vq);
+	vq->signalled_used = vq->used_idx;
+	vq->signalled_wrap = vq->used_wrap;
+	vq->signalled_valid = true;
+	vq->pending_used = 0;
+	if (!need) {
+		vq->stats.suppressed++;
+		return 0;
+	}
+	if (vq->callfd < 0)
+		return 0;
+	for (;;) {
+		uint64_t one = 1;
+		ssize_t rc = write(vq->callfd, &one, sizeof(one));
+
+		if (rc == (ssize_t)sizeof(one))
+			break;
+		if (rc < 0 && errno == EINTR)
+			continue;
+		ZOC_WARN_RL("virtqueue %p: signalling callfd %d failed: %s", (void *)vq,
+			    vq->callfd, rc < 0 ? strerror(errno) : "short write");
+		return 0;
+	}
+	vq->stats.notifies++;
+	return 1;
+}
+
+int zoc_vq_enable_notify(struct zoc_vq *vq)
+{
+	if (vq->packed) {
+		if (vq->event_idx) {
+			store16(&vq->dev_evt->off_wrap,
+				(uint16_t)(vq->last_avail | ((unsigned)vq->avail_wrap << 15)));
+			store16(&vq->dev_evt->flags, VIRTQ_EVENT_F_DESC);
+		} else if (!vq->kick_state_known || !vq->kick_enabled) {
+			store16(&vq->dev_evt->flags, VIRTQ_EVENT_F_ENABLE);
+		}
+	} else {
+		if (vq->event_idx)
+			store16(avail_event_ptr(vq), vq->last_avail);
+		else if (!vq->kick_state_known || !vq->kick_enabled)
+			store16(&vq->used->flags, 0);
+	}
+	vq->kick_enabled = true;
+	vq->kick_state_known = true;
+	/* Publish the request before looking at the ring again, or a buffer
+	 * added in between would never be kicked. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return zoc_vq_has_work(vq) ? 1 : 0;
+}
+
+void zoc_vq_disable_notify(struct zoc_vq *vq)
+{
+	if (vq->kick_state_known && !vq->kick_enabled)
+		return;
+	if (vq->packed)
+		store16(&vq->dev_evt->flags, VIRTQ_EVENT_F_DISABLE);
+	else if (!vq->event_idx)
+		store16(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY);
+	/* With EVENT_IDX, avail_event stays where it was: the driver kicks at
+	 * most once more, which the poller ignores. */
+	vq->kick_enabled = false;
+	vq->kick_state_known = true;
+}
+
+bool zoc_vq_has_work(const struct zoc_vq *vq)
+{
+	if (vq->broken)
+		return true;
+	if (vq->packed) {
+		const uint16_t *f = (const uint16_t *)(const void *)(vq->desc +
+			(size_t)vq->last_avail * DESC_SIZE + 14);
+
+		return packed_desc_avail(load_acq16(f), vq->avail_wrap);
+	}
+	if (vq->resubmit_pos < vq->resubmit_num)
+		return true;
+	return load_acq16(&vq->avail->idx) != vq->last_avail;
+}
+
+bool zoc_vq_broken(const struct zoc_vq *vq)
+{
+	return vq->broken;
+}
+
+uint16_t zoc_vq_size(const struct zoc_vq *vq)
+{
+	return vq->size;
+}
+
+uint32_t zoc_vq_inflight_count(const struct zoc_vq *vq)
+{
+	return vq->inflight_cnt;
+}
+
+uint32_t zoc_vq_get_base(const struct zoc_vq *vq)
+{
+	if (vq->packed) {
+		uint32_t avail = vq->last_avail | ((uint32_t)vq->avail_wrap << 15);
+		uint32_t used = vq->used_idx | ((uint32_t)vq->used_wrap << 15);
+
+		return avail | (used << 16);
+	}
+	return vq->last_avail;
+}
+
+const struct zoc_vq_stats *zoc_vq_get_stats(const struct zoc_vq *vq)
+{
+	return &vq->stats;
+}
+
+void zoc_vq_set_callfd(struct zoc_vq *vq, int callfd)
+{
+	vq->callfd = callfd;
+}

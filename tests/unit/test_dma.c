@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/* test_dma.c - the domain DMA address space (src/link/dma.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/log.h"
+#include "link/dma.h"
+
+#define MB (1024ull * 1024)
+
+static void test_create_put(void **state)
+{
+	struct zoc_mem *m = zoc_mem_create();
+
+	(void)state;
+	assert_non_null(m);
+	assert_int_equal(m->nregions, 0);
+	assert_int_equal(m->refs, 1);
+	assert_null(zoc_mem_gpa_to_hva(m, 0, 1, false));
+	assert_null(zoc_mem_uva_to_hva(m, 0, 1, false));
+	zoc_mem_get(m);
+	assert_int_equal(m->refs, 2);
+	zoc_mem_put(m);
+	assert_int_equal(m->refs, 1);
+	zoc_mem_put(m);
+	zoc_mem_put(NULL);
+}
+
+static void test_add_rejects(void **state)
+{
+	struct zoc_mem *m = zoc_mem_create();
+	static uint8_t buf[8192];
+
+	(void)state;
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1000, 0, 0, buf, true), -EINVAL);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1000, 16, 0, NULL, true), -EINVAL);
+	assert_int_equal(zoc_mem_add_region_hva(NULL, 0x1000, 16, 0, buf, true), -EINVAL);
+	/* gpa + size wraps */
+	assert_int_equal(zoc_mem_add_region_hva(m, UINT64_MAX - 10, 100, 0, buf, true),
+			 -EOVERFLOW);
+	/* uva + size wraps */
+	assert_int_equal(zoc_mem_add_region_hva(m, 0, 100, UINT64_MAX - 10, buf, true),
+			 -EOVERFLOW);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1000, 0x1000, 0, buf, true), 0);
+	/* overlaps: inside, straddling either end, covering */
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1800, 0x10, 0, buf, true), -EEXIST);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x0800, 0x900, 0, buf, true), -EEXIST);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1fff, 0x10, 0, buf, true), -EEXIST);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x0, 0x10000, 0, buf, true), -EEXIST);
+	/* adjacent is fine */
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x2000, 0x1000, 0, buf + 4096, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x0, 0x1000, 0, buf, true), 0);
+	assert_int_equal(m->nregions, 3);
+	zoc_mem_put(m);
+
+	/* full table */
+	m = zoc_mem_create();
+	for (unsigned i = 0; i < ZOC_MEM_MAX_REGIONS; i++)
+		assert_int_equal(zoc_mem_add_region_hva(m, i * 0x10000ull, 0x100, 0, buf, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1000000, 0x100, 0, buf, true), -ENOSPC);
+	zoc_mem_put(m);
+}
+
+static void test_lookup_bounds(void **state)
+{
+	struct zoc_mem *m = zoc_mem_create();
+	uint8_t *a = malloc(0x2000), *b = malloc(0x1000);
+
+	(void)state;
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x10000, 0x2000, 0x7f0000, a, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x40000, 0x1000, 0x900000, b, false), 0);
+
+	assert_ptr_equal(zoc_mem_gpa_to_hva(m, 0x10000, 0x2000, true), a);
+	assert_ptr_equal(zoc_mem_gpa_to_hva(m, 0x11fff, 1, true), a + 0x1fff);
+	assert_ptr_equal(zoc_mem_gpa_to_hva(m, 0x11fff, 0, false), a + 0x1fff);
+	assert_null(zoc_mem_gpa_to_hva(m, 0x11fff, 2, false));
+	assert_null(zoc_mem_gpa_to_hva(m, 0x12000, 0, false)); /* len 0 counts as 1 */
+	assert_null(zoc_mem_gpa_to_hva(m, 0x10000, 0x2001, false));
+	assert_null(zoc_mem_gpa_to_hva(m, 0xffff, 1, false));
+	assert_null(zoc_mem_gpa_to_hva(m, 0, 1, false));
+	assert_null(zoc_mem_gpa_to_hva(m, 0x20000, 1, false)); /* gap */
+	assert_null(zoc_mem_gpa_to_hva(m, 0x10000, UINT64_MAX, false));
+	assert_null(zoc_mem_gpa_to_hva(m, 0x10010, UINT64_MAX - 8, false));
+	assert_null(zoc_mem_gpa_to_hva(m, UINT64_MAX, UINT64_MAX, false));
+	assert_null(zoc_mem_gpa_to_hva(m, UINT64_MAX, 1, false));
+	/* read-only region */
+	assert_ptr_equal(zoc_mem_gpa_to_hva(m, 0x40010, 16, false), b + 0x10);
+	assert_null(zoc_mem_gpa_to_hva(m, 0x40010, 16, true));
+	assert_null(zoc_mem_gpa_to_hva(m, 0x40fff, 2, false));
+	assert_null(zoc_mem_gpa_to_hva(NULL, 0x40010, 16, false));
+
+	/* client virtual addresses */
+	assert_ptr_equal(zoc_mem_uva_to_hva(m, 0x7f0100, 0x100, true), a + 0x100);
+	assert_null(zoc_mem_uva_to_hva(m, 0x7f1f00, 0x101, false));
+	assert_null(zoc_mem_uva_to_hva(m, 0x7effff, 1, false));
+	assert_ptr_equal(zoc_mem_uva_to_hva(m, 0x900000, 0, false), b);
+	assert_null(zoc_mem_uva_to_hva(m, 0x900000, 1, true));
+	assert_null(zoc_mem_uva_to_hva(m, 0x900000, UINT64_MAX, false));
+	zoc_mem_put(m);
+	free(a);
+	free(b);
+}
+
+static void test_many_regions_sorted(void **state)
+{
+	struct zoc_mem *m = zoc_mem_create();
+	static uint8_t buf[ZOC_MEM_MAX_REGIONS][256];
+	unsigned order[ZOC_MEM_MAX_REGIONS];
+
+	(void)state;
+	for (unsigned i = 0; i < ZOC_MEM_MAX_REGIONS; i++)
+		order[i] = i;
+	srand(42);
+	for (unsigned i = ZOC_MEM_MAX_REGIONS - 1; i > 0; i--) {
+		unsigned j = (unsigned)rand() % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	/* Regions of 256 bytes every 4 KiB, added in random order. */
+	for (unsigned k = 0; k < ZOC_MEM_MAX_REGIONS; k++) {
+		unsigned i = order[k];
+
+		assert_int_equal(zoc_mem_add_region_hva(m, 0x100000 + i * 0x1000ull, 256,
+							0x5000000 + i * 0x1000ull, buf[i], true),
+				 0);
+	}
+	for (unsigned i = 1; i < m->nregions; i++)
+		assert_true(m->regions[i - 1].gpa < m->regions[i].gpa);
+	for (unsigned i = 0; i < ZOC_MEM_MAX_REGIONS; i++) {
+		uint64_t g = 0x100000 + i * 0x1000ull;
+
+		assert_ptr_equal(zoc_mem_gpa_to_hva(m, g, 256, false), buf[i]);
+		assert_ptr_equal(zoc_mem_gpa_to_hva(m, g + 255, 1, false), buf[i] + 255);
+		assert_null(zoc_mem_gpa_to_hva(m, g + 256, 1, false));
+		assert_null(zoc_mem_gpa_to_hva(m, g - 1, 1, false));
+		assert_null(zoc_mem_gpa_to_hva(m, g + 200, 57, false));
+		assert_ptr_equal(zoc_mem_uva_to_hva(m, 0x5000000 + i * 0x1000ull + 8, 8, true),
+				 buf[i] + 8);
+	}
+	/* Alternate between regions (defeats the last-hit shortcut). */
+	for (unsigned r = 0; r < 1000; r++) {
+		unsigned i = (r * 37) % ZOC_MEM_MAX_REGIONS;
+
+		assert_ptr_equal(zoc_mem_gpa_to_hva(m, 0x100000 + i * 0x1000ull + 3, 4, true),
+				 buf[i] + 3);
+	}
+	zoc_mem_put(m);
+}
+
+static void test_iov(void **state)
+{
+	struct zoc_mem *m = zoc_mem_create();
+	uint8_t *a = malloc(0x1000), *b = malloc(0x1000), *c = malloc(0x1000);
+	struct iovec iov[4];
+
+	(void)state;
+	/* a and b adjacent in gpa, c after a gap; c read-only */
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x1000, 0x1000, 0, a, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x2000, 0x1000, 0, b, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x4000, 0x1000, 0, c, false), 0);
+
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x1100, 0x100, true, iov, 4), 1);
+	assert_ptr_equal(iov[0].iov_base, a + 0x100);
+	assert_int_equal(iov[0].iov_len, 0x100);
+
+	/* spans a and b */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x1f00, 0x200, true, iov, 4), 2);
+	assert_ptr_equal(iov[0].iov_base, a + 0xf00);
+	assert_int_equal(iov[0].iov_len, 0x100);
+	assert_ptr_equal(iov[1].iov_base, b);
+	assert_int_equal(iov[1].iov_len, 0x100);
+	/* exactly both */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x1000, 0x2000, false, iov, 4), 2);
+	assert_int_equal(iov[0].iov_len + iov[1].iov_len, 0x2000);
+	/* too few iovecs */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x1f00, 0x200, true, iov, 1), -ENOBUFS);
+	/* runs into the gap */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x2f00, 0x200, false, iov, 4), -EFAULT);
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x3000, 0x10, false, iov, 4), -EFAULT);
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x0, 0x10, false, iov, 4), -EFAULT);
+	/* read-only */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x4000, 0x10, false, iov, 4), 1);
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x4000, 0x10, true, iov, 4), -EFAULT);
+	/* overflowing ranges */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x1000, UINT64_MAX, false, iov, 4), -EFAULT);
+	assert_int_equal(zoc_mem_gpa_to_iov(m, UINT64_MAX - 4, 100, false, iov, 4), -EFAULT);
+	/* nothing */
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x1000, 0, false, iov, 4), 0);
+	assert_int_equal(zoc_mem_gpa_to_iov(NULL, 0x1000, 1, false, iov, 4), -EFAULT);
+	zoc_mem_put(m);
+	free(a);
+	free(b);
+	free(c);
+}
+
+static bool fd_is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
+}
+
+static void test_mmap_fd(void **state)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct zoc_mem *m = zoc_mem_create();
+	int fd = memfd_create("zoc-test-dma", 0);
+	uint8_t *p, *q;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4 * page), 0);
+	assert_int_equal(pwrite(fd, "hello", 5, 0), 5);
+	assert_int_equal(pwrite(fd, "world", 5, page + 100), 5);
+
+	/* Map the whole file at gpa 1 MiB. */
+	int fd2 = dup(fd);
+	assert_int_equal(zoc_mem_add_region(m, MB, 2 * page, 0x7000000, 0, fd2, true), 0);
+	assert_false(fd_is_open(fd2)); /* ownership taken */
+	p = zoc_mem_gpa_to_hva(m, MB, 5, false);
+	assert_non_null(p);
+	assert_memory_equal(p, "hello", 5);
+	/* Writes reach the file (MAP_SHARED). */
+	memcpy(p, "HELLO", 5);
+	char rb[5];
+	assert_int_equal(pread(fd, rb, 5, 0), 5);
+	assert_memory_equal(rb, "HELLO", 5);
+	assert_ptr_equal(zoc_mem_uva_to_hva(m, 0x7000000 + 1, 4, false), p + 1);
+
+	/* An offset that is not page aligned. */
+	fd2 = dup(fd);
+	assert_int_equal(zoc_mem_add_region(m, 2 * MB, 200, 0, (uint64_t)page + 100, fd2, false),
+			 0);
+	assert_false(fd_is_open(fd2));
+	q = zoc_mem_gpa_to_hva(m, 2 * MB, 5, false);
+	assert_non_null(q);
+	assert_memory_equal(q, "world", 5);
+	assert_null(zoc_mem_gpa_to_hva(m, 2 * MB, 5, true)); /* read-only */
+	assert_null(zoc_mem_gpa_to_hva(m, 2 * MB + 199, 2, false));
+
+	/* Failures still close the fd. */
+	fd2 = dup(fd);
+	assert_int_equal(zoc_mem_add_region(m, MB, page, 0, 0, fd2, true), -EEXIST);
+	assert_false(fd_is_open(fd2));
+	fd2 = dup(fd);
+	assert_int_equal(zoc_mem_add_region(m, 8 * MB, 0, 0, 0, fd2, true), -EINVAL);
+	assert_false(fd_is_open(fd2));
+	fd2 = dup(fd);
+	assert_int_equal(zoc_mem_add_region(m, 8 * MB, 0x1000, 0, UINT64_MAX - 0x10, fd2, true),
+			 -EOVERFLOW);
+	assert_false(fd_is_open(fd2));
+	assert_int_equal(zoc_mem_add_region(m, 8 * MB, 0x1000, 0, 0, -1, true), -EINVAL);
+	/* Not an mmap-able fd. */
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	assert_true(zoc_mem_add_region(m, 8 * MB, 0x1000, 0, 0, pfd[0], true) < 0);
+	assert_false(fd_is_open(pfd[0]));
+	close(pfd[1]);
+
+	assert_int_equal(m->nregions, 2);
+	assert_int_equal(m->regions[0].fd, -1);
+	zoc_mem_put(m); /* unmaps */
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_put),
+		cmocka_unit_test(test_add_rejects),
+		cmocka_unit_test(test_lookup_bounds),
+		cmocka_unit_test(test_many_regions_sorted),
+		cmocka_unit_test(test_iov),
+		cmocka_unit_test(test_mmap_fd),
+	};
+
+	zoc_log_set_level(ZOC_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_virtqueue.c - device-side virtqueue (src/virtio/virtqueue.c) against a
+ * driver simulator that lives in this file: it owns split or packed rings in
+ * a malloc'd "guest memory" arena registered with zoc_mem_add_region_hva(),
+ * adds buffers the way a virtio driver does and reads completions back.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/log.h"
+#include "link/dma.h"
+#include "virtio/virtio.h"
+#include "virtio/virtqueue.h"
+
+/* ------------------------------------------------------------------ */
+/* guest memory arena                                                  */
+
+#define ARENA_SIZE (8u << 20)
+#define ARENA_GPA 0x40000000ull
+#define HALF (ARENA_SIZE / 2) /* registered as two adjacent regions */
+#define OFF_DESC 0x0
+#define OFF_DRIVER 0x10000
+#define OFF_DEVICE 0x20000
+#define OFF_INDIRECT 0x40000 /* 512 bytes (32 entries) per buffer id */
+#define IND_SLOT 512
+#define OFF_DATA (1u << 20) /* 8 KiB of data per buffer id */
+#define DATA_SLOT 8192
+#define UNMAPPED_GPA 0x1000ull
+#define MAX_SEGS 32
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool write;
+};
+
+struct drv {
+	uint8_t *arena;
+	struct zoc_mem *mem;
+	uint16_t size;
+	bool packed, event_idx, indirect;
+	struct zoc_vq_config cfg;
+	struct zoc_vq *vq;
+	int callfd;
+	/* split */
+	struct virtq_desc *desc;
+	struct virtq_avail *avail;
+	struct virtq_used *used;
+	uint16_t avail_idx, last_used;
+	uint16_t *free_stack;
+	uint16_t nfree;
+	uint16_t (*chain)[MAX_SEGS + 1]; /* split: descs of each head */
+	uint16_t *chain_len;
+	/* packed */
+	struct virtq_packed_desc *pdesc;
+	struct virtq_packed_event *drv_evt, *dev_evt;
+	uint16_t next_avail, next_used, free_slots;
+	bool avail_wrap, used_wrap;
+	uint16_t *id_stack;
+	uint16_t nids;
+	uint16_t *id_slots; /* ring slots used by each buffer id */
+	/* both */
+	uint32_t *token;
+	uint32_t outstanding;
+	struct zoc_vq_inflight *inflight;
+};
+
+static uint8_t *gpa_ptr(struct drv *d, uint64_t gpa)
+{
+	return d->arena + (gpa - ARENA_GPA);
+}
+
+static uint64_t data_gpa(uint16_t id)
+{
+	return ARENA_GPA + OFF_DATA + (uint64_t)id * DATA_SLOT;
+}
+
+static void drv_reset_state(struct drv *d)
+{
+	d->avail_idx = d->last_used = 0;
+	d->nfree = 0;
+	for (int i = d->size - 1; i >= 0; i--)
+		d->free_stack[d->nfree++] = (uint16_t)i;
+	d->next_avail = d->next_used = 0;
+	d->avail_wrap = d->used_wrap = true;
+	d->free_slots = d->size;
+	d->nids = 0;
+	for (int i = d->size - 1; i >= 0; i--)
+		d->id_stack[d->nids++] = (uint16_t)i;
+	d->outstanding = 0;
+}
+
+static struct zoc_vq *drv_create_vq(struct drv *d, uint32_t base)
+{
+	d->cfg.base = base;
+	d->vq = zoc_vq_create(&d->cfg);
+	return d->vq;
+}
+
+static struct drv *drv_new(uint16_t size, bool packed, bool event_idx, bool indirect)
+{
+	struct drv *d = calloc(1, sizeof(*d));
+
+	assert_non_null(d);
+	assert_true(size <= 512);
+	d->arena = aligned_alloc(4096, ARENA_SIZE);
+	assert_non_null(d->arena);
+	memset(d->arena, 0, ARENA_SIZE);
+	d->mem = zoc_mem_create();
+	assert_int_equal(zoc_mem_add_region_hva(d->mem, ARENA_GPA, HALF, 0, d->arena, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(d->mem, ARENA_GPA + HALF, HALF, 0,
+						d->arena + HALF, true), 0);
+	d->size = size;
+	d->packed = packed;
+	d->event_idx = event_idx;
+	d->indirect = indirect;
+	d->desc = (void *)(d->arena + OFF_DESC);
+	d->pdesc = (void *)(d->arena + OFF_DESC);
+	d->avail = (void *)(d->arena + OFF_DRIVER);
+	d->drv_evt = (void *)(d->arena + OFF_DRIVER);
+	d->used = (void *)(d->arena + OFF_DEVICE);
+	d->dev_evt = (void *)(d->arena + OFF_DEVICE);
+	d->free_stack = calloc(size, sizeof(uint16_t));
+	d->chain = calloc(size, sizeof(*d->chain));
+	d->chain_len = calloc(size, sizeof(uint16_t));
+	d->id_stack = calloc(size, sizeof(uint16_t));
+	d->id_slots = calloc(size, sizeof(uint16_t));
+	d->token = calloc(size, sizeof(uint32_t));
+	d->callfd = eventfd(0, EFD_NONBLOCK);
+	assert_true(d->callfd >= 0);
+	drv_reset_state(d);
+
+	d->cfg = (struct zoc_vq_config){
+		.size = size,
+		.packed = packed,
+		.event_idx = event_idx,
+		.indirect = indirect,
+		.desc = d->arena + OFF_DESC,
+		.driver = d->arena + OFF_DRIVER,
+		.device = d->arena + OFF_DEVICE,
+		.base = packed ? 0x8000 : 0,
+		.mem = d->mem,
+		.inflight = NULL,
+		.callfd = d->callfd,
+	};
+	return d;
+}
+
+static void drv_free(struct drv *d)
+{
+	zoc_vq_destroy(d->vq);
+	zoc_mem_put(d->mem);
+	close(d->callfd);
+	free(d->free_stack);
+	free(d->chain);
+	free(d->chain_len);
+	free(d->id_stack);
+	free(d->id_slots);
+	free(d->token);
+	free(d->inflight);
+	free(d->arena);
+	free(d);
+}
+
+static struct drv *drv_start(uint16_t size, bool packed, bool event_idx, bool indirect)
+{
+	struct drv *d = drv_new(size, packed, event_idx, indirect);
+
+	assert_non_null(drv_create_vq(d, d->cfg.base));
+	return d;
+}
+
+static void fill_desc_split(struct virtq_desc *x, const struct seg *s, uint16_t flags,
+			    uint16_t next)
+{
+	x->addr = s->gpa;
+	x->len = s->len;
+	x->flags = (uint16_t)(flags | (s->write ? VIRTQ_DESC_F_WRITE : 0));
+	x->next = next;
+}
+
+/* Adds a buffer; returns its id (split head / packed buffer id) or -1 if the
+ * ring is full. */
+static int drv_add(struct drv *d, const struct seg *segs, int n, bool use_ind, uint32_t token)
+{
+	int id;
+
+	assert_true(n >= 1 && n <= MAX_SEGS);
+	if (!d->packed) {
+		int need = use_ind ? 1 : n;
+		uint16_t head, prev = 0;
+
+		if (d->nfree < need)
+			return -1;
+		if (use_ind) {
+			head = d->free_stack[--d->nfree];
+			uint64_t tgpa = ARENA_GPA + OFF_INDIRECT + (uint64_t)head * IND_SLOT;
+			struct virtq_desc *t = (void *)gpa_ptr(d, tgpa);
+
+			for (int i = 0; i < n; i++)
+				fill_desc_split(&t[i], &segs[i], i + 1 < n ? VIRTQ_DESC_F_NEXT : 0,
+						(uint16_t)(i + 1));
+			d->desc[head] = (struct virtq_desc){tgpa, (uint32_t)(n * 16),
+							    VIRTQ_DESC_F_INDIRECT, 0};
+			d->chain[head][0] = head;
+			d->chain_len[head] = 1;
+		} else {
+			head = 0;
+			for (int i = 0; i < n; i++) {
+				uint16_t x = d->free_stack[--d->nfree];
+
+				if (i == 0)
+					head = x;
+				else
+					d->desc[prev].next = x;
+				fill_desc_split(&d->desc[x], &segs[i],
+						i + 1 < n ? VIRTQ_DESC_F_NEXT : 0, 0);
+				d->chain[head][i] = x;
+				prev = x;
+			}
+			d->chain_len[head] = (uint16_t)n;
+		}
+		d->avail->ring[d->avail_idx & (d->size - 1)] = head;
+		d->avail_idx++;
+		__atomic_store_n(&d->avail->idx, d->avail_idx, __ATOMIC_RELEASE);
+		id = head;
+	} else {
+		int need = use_ind ? 1 : n;
+		uint16_t bid, first = d->next_avail, first_flags = 0;
+
+		if (d->free_slots < need || d->nids == 0)
+			return -1;
+		bid = d->id_stack[--d->nids];
+		for (int i = 0; i < need; i++) {
+			struct virtq_packed_desc *x = &d->pdesc[d->next_avail];
+			uint16_t f = (uint16_t)((d->avail_wrap ? VIRTQ_DESC_F_AVAIL : 0) |
+						(d->avail_wrap ? 0 : VIRTQ_DESC_F_USED));
+
+			if (use_ind) {
+				uint64_t tgpa = ARENA_GPA + OFF_INDIRECT + (uint64_t)bid * IND_SLOT;
+				struct virtq_packed_desc *t = (void *)gpa_ptr(d, tgpa);
+
+				for (int k = 0; k < n; k++)
+					t[k] = (struct virtq_packed_desc){
+						segs[k].gpa, segs[k].len, 0,
+						segs[k].write ? VIRTQ_DESC_F_WRITE : 0};
+				x->addr = tgpa;
+				x->len = (uint32_t)(n * 16);
+				f |= VIRTQ_DESC_F_INDIRECT;
+			} else {
+				x->addr = segs[i].gpa;
+				x->len = segs[i].len;
+				if (segs[i].write)
+					f |= VIRTQ_DESC_F_WRITE;
+				if (i + 1 < need)
+					f |= VIRTQ_DESC_F_NEXT;
+			}
+			x->id = bid;
+			if (i == 0)
+				first_flags = f;
+			else
+				x->flags = f;
+			if (++d->next_avail == d->size) {
+				d->next_avail = 0;
+				d->avail_wrap = !d->avail_wrap;
+			}
+		}
+		__atomic_store_n(&d->pdesc[first].flags, first_flags, __ATOMIC_RELEASE);
+		d->free_slots = (uint16_t)(d->free_slots - need);
+		d->id_slots[bid] = (uint16_t)need;
+		id = bid;
+	}
+	d->token[id] = token;
+	d->outstanding++;
+	return id;
+}
+
+/* Reads one completion; returns false if there is none. */
+static bool drv_get_used(struct drv *d, uint16_t *id, uint32_t *len)
+{
+	if (!d->packed) {
+		uint16_t idx = __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE);
+		struct virtq_used_elem *e;
+
+		if (idx == d->last_used)
+			return false;
+		e = &d->used->ring[d->last_used & (d->size - 1)];
+		d->last_used++;
+		assert_true(e->id < d->size);
+		*id = (uint16_t)e->id;
+		*len = e->len;
+		assert_true(d->chain_len[*id] > 0);
+		for (int i = 0; i < d->chain_len[*id]; i++)
+			d->free_stack[d->nfree++] = d->chain[*id][i];
+		d->chain_len[*id] = 0;
+	} else {
+		struct virtq_packed_desc *x = &d->pdesc[d->next_used];
+		uint16_t f = __atomic_load_n(&x->flags, __ATOMIC_ACQUIRE);
+		bool avail = f & VIRTQ_DESC_F_AVAIL, used = f & VIRTQ_DESC_F_USED;
+
+		if (avail != used || used != d->used_wrap)
+			return false;
+		*id = x->id;
+		*len = (f & VIRTQ_DESC_F_WRITE) ? x->len : 0;
+		assert_true(*id < d->size);
+		assert_true(d->id_slots[*id] > 0);
+		d->next_used = (uint16_t)(d->next_used + d->id_slots[*id]);
+		if (d->next_used >= d->size) {
+			d->next_used = (uint16_t)(d->next_used - d->size);
+			d->used_wrap = !d->used_wrap;
+		}
+		d->free_slots = (uint16_t)(d->free_slots + d->id_slots[*id]);
+		d->id_slots[*id] = 0;
+		d->id_stack[d->nids++] = *id;
+	}
+	d->outstanding--;
+	return true;
+}
+
+static uint64_t drain_callfd(struct drv *d)
+{
+	uint64_t v = 0;
+
+	if (read(d->callfd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+/* Copies the device-readable part of elem into buf. */
+static size_t elem_read(const struct zoc_vq_elem *e, void *buf, size_t cap)
+{
+	size_t off = 0;
+
+	for (unsigned i = 0; i < e->out_num && off < cap; i++) {
+		size_t n = e->iov[i].iov_len < cap - off ? e->iov[i].iov_len : cap - off;
+
+		memcpy((uint8_t *)buf + off, e->iov[i].iov_base, n);
+		off += n;
+	}
+	return off;
+}
+
+/* Writes buf into the device-writable part of elem. */
+static size_t elem_write(const struct zoc_vq_elem *e, const void *buf, size_t len)
+{
+	size_t off = 0;
+
+	for (unsigned i = e->out_num; i < (unsigned)(e->out_num + e->in_num) && off < len; i++) {
+		size_t n = e->iov[i].iov_len < len - off ? e->iov[i].iov_len : len - off;
+
+		memcpy(e->iov[i].iov_base, (const uint8_t *)buf + off, n);
+		off += n;
+	}
+	return off;
+}
+
+static struct zoc_vq_elem g_elem;
+
+/* ------------------------------------------------------------------ */
+/* basic operation, every feature combination                          */
+
+static void check_basic(bool packed, bool event_idx, bool indirect)
+{
+	struct drv *d = drv_start(packed ? 12 : 16, packed, event_idx, indirect);
+	struct zoc_vq_elem *e = &g_elem;
+	uint16_t id;
+	uint32_t len;
+	int rc;
+
+	for (int round = 0; round < 40; round++) { /* wraps the rings a few times */
+		uint64_t base = data_gpa((uint16_t)(round % 8));
+		struct seg segs[3] = {
+			{base, 16, false},
+			{base + 16, 512, true},
+			{base + 528, 1, true},
+		};
+		bool ind = indirect && (round & 1);
+
+		memcpy(gpa_ptr(d, base), "request-header!", 16);
+		rc = drv_add(d, segs, 3, ind, (uint32_t)round);
+		assert_true(rc >= 0);
+		assert_true(zoc_vq_has_work(d->vq));
+
+		assert_int_equal(zoc_vq_pop(d->vq, e), 1);
+		assert_int_equal(e->id, rc);
+		assert_int_equal(e->out_num, 1);
+		assert_int_equal(e->in_num, 2);
+		assert_int_equal(e->out_len, 16);
+		assert_int_equal(e->in_len, 513);
+		assert_false(e->resubmitted);
+		assert_int_equal(e->ndescs, ind ? 1 : (packed ? 3 : 3));
+		assert_ptr_equal(e->iov[0].iov_base, gpa_ptr(d, base));
+		assert_ptr_equal(e->iov[1].iov_base, gpa_ptr(d, base + 16));
+		assert_int_equal(e->iov[2].iov_len, 1);
+		assert_memory_equal(e->iov[0].iov_base, "request-header!", 16);
+		memset(e->iov[1].iov_base, 0xab, 512);
+		assert_int_equal(zoc_vq_inflight_count(d->vq), 1);
+		assert_int_equal(zoc_vq_pop(d->vq, e), 0);
+		assert_false(zoc_vq_has_work(d->vq));
+
+		zoc_vq_push(d->vq, e, 513);
+		assert_int_equal(zoc_vq_inflight_count(d->vq), 0);
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, rc);
+		assert_int_equal(len, 513);
+		assert_false(drv_get_used(d, &id, &len));
+		assert_int_equal(*gpa_ptr(d, base + 100), 0xab);
+		zoc_vq_notify(d->vq);
+	}
+	assert_int_equal(zoc_vq_get_stats(d->vq)->pops, 40);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->pushes, 40);
+	assert_false(zoc_vq_broken(d->vq));
+	drv_free(d);
+}
+
+static void test_basic_all(void **state)
+{
+	(void)state;
+	for (int m = 0; m < 8; m++)
+		check_basic(m & 1, m & 2, m & 4);
+}
+
+/* A buffer that crosses from one memory region into the next. */
+static void test_cross_region(void **state)
+{
+	(void)state;
+	for (int packed = 0; packed < 2; packed++) {
+		struct drv *d = drv_start(8, packed, false, false);
+		struct seg segs[2] = {
+			{ARENA_GPA + HALF - 8, 16, false},
+			{ARENA_GPA + HALF - 100, 200, true},
+		};
+
+		assert_true(drv_add(d, segs, 2, false, 0) >= 0);
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+		assert_int_equal(g_elem.out_num, 2);
+		assert_int_equal(g_elem.in_num, 2);
+		assert_int_equal(g_elem.iov[0].iov_len, 8);
+		assert_int_equal(g_elem.iov[1].iov_len, 8);
+		assert_ptr_equal(g_elem.iov[1].iov_base, d->arena + HALF);
+		assert_int_equal(g_elem.iov[2].iov_len, 100);
+		assert_int_equal(g_elem.iov[3].iov_len, 100);
+		assert_int_equal(g_elem.out_len, 16);
+		assert_int_equal(g_elem.in_len, 200);
+		drv_free(d);
+	}
+}
+
+/* Out-of-order completion. */
+static void check_out_of_order(bool packed, bool indirect)
+{
+	struct drv *d = drv_start(8, packed, false, indirect);
+	struct zoc_vq_elem *elems = calloc(8, sizeof(*elems));
+	int ids[8];
+	uint16_t id;
+	uint32_t len;
+
+	for (int round = 0; round < 10; round++) {
+		int n = indirect ? 8 : 4; /* direct: 2 descriptors each */
+
+		for (int i = 0; i < n; i++) {
+			struct seg s[2] = {{data_gpa((uint16_t)i), 8, false},
+					   {data_gpa((uint16_t)i) + 8, 64, true}};
+
+			ids[i] = drv_add(d, s, 2, indirect, (uint32_t)i);
+			assert_true(ids[i] >= 0);
+		}
+		assert_int_equal(drv_add(d, (struct seg[]){{data_gpa(0), 1, false}}, 1, false, 0),
+				 -1);
+		for (int i = 0; i < n; i++) {
+			assert_int_equal(zoc_vq_pop(d->vq, &elems[i]), 1);
+			assert_int_equal(elems[i].id, ids[i]);
+		}
+		/* complete odd ones first, then even ones backwards */
+		int order[8], k = 0;
+		for (int i = 1; i < n; i += 2)
+			order[k++] = i;
+		for (int i = n - 2; i >= 0; i -= 2)
+			order[k++] = i;
+		for (int i = 0; i < n; i++)
+			zoc_vq_push(d->vq, &elems[order[i]], (uint32_t)(100 + order[i]));
+		for (int i = 0; i < n; i++) {
+			assert_true(drv_get_used(d, &id, &len));
+			assert_int_equal(id, ids[order[i]]);
+			assert_int_equal(len, 100 + order[i]);
+		}
+		assert_false(drv_get_used(d, &id, &len));
+	}
+	free(elems);
+	drv_free(d);
+}
+
+static void test_out_of_order(void **state)
+{
+	(void)state;
+	for (int m = 0; m < 4; m++)
+		check_out_of_order(m & 1, m & 2);
+}
+
+/* Many iterations with random batches, chains and completion order; data is
+ * checked end to end. */
+static void check_random(uint16_t size, bool packed, bool event_idx, bool indirect,
+			 unsigned seed)
+{
+	struct drv *d = drv_start(size, packed, event_idx, indirect);
+	struct zoc_vq_elem *held = calloc(size, sizeof(*held));
+	uint64_t *in_gpa = calloc(size, sizeof(uint64_t));
+	uint32_t *exp_len = calloc(size, sizeof(uint32_t));
+	uint32_t nheld = 0, next_token = 1, completed = 0;
+	uint16_t id;
+	uint32_t len;
+
+	srand(seed);
+	for (int iter = 0; iter < 20000; iter++) {
+		int action = rand() % 3;
+
+		if (action == 0) { /* driver adds */
+			int nout = 1 + rand() % 3, nin = rand() % 3, n = nout + nin;
+			struct seg s[6];
+			bool ind = indirect && (rand() & 1);
+			uint32_t tok = next_token;
+			int idg;
+
+			/* the data slot depends on the id, unknown before add:
+			 * use a scratch slot, then rewrite addresses */
+			for (int i = 0; i < n; i++)
+				s[i] = (struct seg){0, (uint32_t)(8 + rand() % 200), i >= nout};
+			/* pick the slot of the id the driver will use */
+			if (packed ? d->nids == 0 : d->nfree == 0)
+				continue; /* full */
+			uint16_t will = packed ? d->id_stack[d->nids - 1] :
+						 d->free_stack[d->nfree - 1];
+			uint64_t g = data_gpa(will);
+			exp_len[will] = 0;
+			for (int i = 0; i < n; i++) {
+				s[i].gpa = g;
+				g += s[i].len;
+				if (s[i].write)
+					exp_len[will] += s[i].len;
+			}
+			in_gpa[will] = nin ? s[nout].gpa : 0;
+			memcpy(gpa_ptr(d, s[0].gpa), &tok, 4);
+			idg = drv_add(d, s, n, ind, tok);
+			if (idg < 0)
+				continue;
+			assert_int_equal(idg, will);
+			next_token++;
+		} else if (action == 1) { /* device pops a batch */
+			int r;
+
+			while (nheld < size && (r = zoc_vq_pop(d->vq, &held[nheld])) == 1) {
+				uint32_t tok = 0;
+
+				elem_read(&held[nheld], &tok, 4);
+				assert_int_equal(tok, d->token[held[nheld].id]);
+				nheld++;
+				if (rand() % 4 == 0)
+					break;
+			}
+			assert_false(zoc_vq_broken(d->vq));
+		} else if (nheld) { /* device completes some, random order */
+			int k = 1 + rand() % (int)nheld;
+
+			while (k--) {
+				uint32_t pick = (uint32_t)rand() % nheld;
+				struct zoc_vq_elem *e = &held[pick];
+				uint32_t tok = d->token[e->id] ^ 0x5a5a5a5a;
+				uint32_t w = e->in_len >= 4 ? 4 : 0;
+
+				if (w)
+					elem_write(e, &tok, 4);
+				zoc_vq_push(d->vq, e, e->in_len);
+				if (pick != nheld - 1)
+					memcpy(e, &held[nheld - 1], sizeof(*e));
+				nheld--;
+			}
+			zoc_vq_notify(d->vq);
+			while (drv_get_used(d, &id, &len)) {
+				uint32_t want = d->token[id] ^ 0x5a5a5a5a;
+
+				completed++;
+				assert_int_equal(len, exp_len[id]);
+				if (in_gpa[id])
+					assert_memory_equal(gpa_ptr(d, in_gpa[id]), &want, 4);
+			}
+		}
+	}
+	/* drain */
+	for (;;) {
+		int r = zoc_vq_pop(d->vq, &held[nheld]);
+
+		assert_true(r >= 0);
+		if (r == 0)
+			break;
+		nheld++;
+	}
+	while (nheld)
+		zoc_vq_push(d->vq, &held[--nheld], 0);
+	while (drv_get_used(d, &id, &len))
+		completed++;
+	assert_int_equal(d->outstanding, 0);
+	assert_int_equal(zoc_vq_inflight_count(d->vq), 0);
+	assert_int_equal(completed, next_token - 1);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->pops, completed);
+	assert_true(completed > (size >= 7 ? 3000u : 300u));
+	free(held);
+	free(in_gpa);
+	free(exp_len);
+	drv_free(d);
+}
+
+static void test_random_wraparound(void **state)
+{
+	(void)state;
+	for (int m = 0; m < 8; m++) {
+		bool packed = m & 1;
+
+		check_random(packed ? 13 : 16, packed, m & 2, m & 4, 1000 + (unsigned)m);
+		check_random(packed ? 7 : 4, packed, m & 2, m & 4, 2000 + (unsigned)m);
+	}
+	/* the smallest and a larger queue */
+	check_random(1, false, true, false, 7);
+	check_random(1, true, true, false, 8);
+	check_random(256, false, true, true, 9);
+	check_random(300, true, true, true, 10);
+}
+
+/* ------------------------------------------------------------------ */
+/* hostile drivers: split                                              */
+
+static void publish_split(struct drv *d, uint16_t head)
+{
+	d->avail->ring[d->avail_idx & (d->size - 1)] = head;
+	d->avail_idx++;
+	d->avail->idx = d->avail_idx;
+}
+
+static void expect_broken(struct drv *d)
+{
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EIO);
+	assert_true(zoc_vq_broken(d->vq));
+	assert_true(zoc_vq_has_work(d->vq));
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EIO);
+	assert_true(zoc_vq_get_stats(d->vq)->bad_chains >= 1);
+}
+
+static void test_split_head_out_of_range(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	publish_split(d, 8);
+	expect_broken(d);
+	drv_free(d);
+	d = drv_start(8, false, false, false);
+	publish_split(d, 0xffff);
+	expect_broken(d);
+	drv_free(d);
+}
+
+static void test_split_next_out_of_range(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 8};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+}
+
+static void test_split_loop(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
+	d->desc[1] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* self loop */
+	d = drv_start(8, false, false, false);
+	d->desc[3] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 3};
+	publish_split(d, 3);
+	expect_broken(d);
+	drv_free(d);
+}
+
+static void test_split_chain_whole_queue(void **state)
+{
+	/* A chain using every descriptor exactly once is legal... */
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	for (int i = 0; i < 8; i++)
+		d->desc[i] = (struct virtq_desc){data_gpa(0), 8,
+						 i < 7 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
+	publish_split(d, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.ndescs, 8);
+	assert_int_equal(g_elem.out_num, 8);
+	drv_free(d);
+	/* ... one more (back to the start) is a loop. */
+	d = drv_start(8, false, false, false);
+	for (int i = 0; i < 8; i++)
+		d->desc[i] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT,
+						 (uint16_t)((i + 1) & 7)};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+}
+
+static struct virtq_desc *ind_table(struct drv *d, uint64_t *gpa)
+{
+	*gpa = ARENA_GPA + OFF_INDIRECT;
+	return (void *)gpa_ptr(d, *gpa);
+}
+
+static void test_split_indirect_hostile(void **state)
+{
+	struct drv *d;
+	struct virtq_desc *t;
+	uint64_t tg;
+
+	(void)state;
+	/* length 0, not a multiple of 16, absurdly large */
+	uint32_t bad_lens[] = {0, 17, 24, 0x80000 + 16, 0xfffffff0};
+	for (unsigned k = 0; k < sizeof(bad_lens) / sizeof(bad_lens[0]); k++) {
+		d = drv_start(8, false, false, true);
+		t = ind_table(d, &tg);
+		t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+		d->desc[0] = (struct virtq_desc){tg, bad_lens[k], VIRTQ_DESC_F_INDIRECT, 0};
+		publish_split(d, 0);
+		expect_broken(d);
+		drv_free(d);
+	}
+
+	/* nested */
+	d = drv_start(8, false, false, true);
+	t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
+	t[1] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	d->desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* INDIRECT together with NEXT */
+	d = drv_start(8, false, false, true);
+	t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	d->desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1};
+	d->desc[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* INDIRECT without the feature */
+	d = drv_start(8, false, false, false);
+	t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	d->desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* loop inside the table */
+	d = drv_start(8, false, false, true);
+	t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
+	t[1] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 0};
+	d->desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* next beyond the table (but inside the queue size) */
+	d = drv_start(8, false, false, true);
+	t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 2};
+	t[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	d->desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* table outside guest memory: fails the request only */
+	d = drv_start(8, false, false, true);
+	d->desc[0] = (struct virtq_desc){UNMAPPED_GPA, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	d->desc[1] = (struct virtq_desc){data_gpa(1), 8, 0, 0};
+	publish_split(d, 1);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+	assert_int_equal(g_elem.id, 0);
+	assert_false(zoc_vq_broken(d->vq));
+	zoc_vq_push(d->vq, &g_elem, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.id, 1);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->bad_addrs, 1);
+	drv_free(d);
+
+	/* table straddling the end of guest memory */
+	d = drv_start(8, false, false, true);
+	d->desc[0] = (struct virtq_desc){ARENA_GPA + ARENA_SIZE - 16, 32,
+					 VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+	assert_false(zoc_vq_broken(d->vq));
+	drv_free(d);
+
+	/* direct descriptors followed by an indirect one are legal */
+	d = drv_start(8, false, false, true);
+	t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0) + 100, 10, VIRTQ_DESC_F_NEXT, 1};
+	t[1] = (struct virtq_desc){data_gpa(0) + 200, 20, VIRTQ_DESC_F_WRITE, 0};
+	d->desc[5] = (struct virtq_desc){data_gpa(0), 4, VIRTQ_DESC_F_NEXT, 6};
+	d->desc[6] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE, 0};
+	publish_split(d, 5);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.id, 5);
+	assert_int_equal(g_elem.ndescs, 2);
+	assert_int_equal(g_elem.out_num, 2);
+	assert_int_equal(g_elem.in_num, 1);
+	assert_int_equal(g_elem.out_len, 14);
+	assert_int_equal(g_elem.in_len, 20);
+	drv_free(d);
+
+	/* a table that is not 16-byte aligned still works */
+	d = drv_start(8, false, false, true);
+	tg = ARENA_GPA + OFF_INDIRECT + 3;
+	struct virtq_desc u = {data_gpa(0), 8, 0, 0};
+	memcpy(gpa_ptr(d, tg), &u, sizeof(u));
+	d->desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.out_len, 8);
+	drv_free(d);
+}
+
+static void test_split_zero_len(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
+	d->desc[1] = (struct virtq_desc){UNMAPPED_GPA, 0, VIRTQ_DESC_F_NEXT, 2};
+	d->desc[2] = (struct virtq_desc){data_gpa(0) + 8, 1, VIRTQ_DESC_F_WRITE, 0};
+	publish_split(d, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.ndescs, 3);
+	assert_int_equal(g_elem.out_num, 1);
+	assert_int_equal(g_elem.in_num, 1);
+	assert_int_equal(g_elem.out_len, 8);
+	assert_int_equal(g_elem.in_len, 1);
+	drv_free(d);
+}
+
+static void test_split_readable_after_writable(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1};
+	d->desc[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+
+	/* ... also across an indirect table */
+	d = drv_start(8, false, false, true);
+	uint64_t tg;
+	struct virtq_desc *t = ind_table(d, &tg);
+	t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1};
+	d->desc[1] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
+	publish_split(d, 0);
+	expect_broken(d);
+	drv_free(d);
+}
+
+static void test_split_bad_buffer(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+	uint16_t id;
+	uint32_t len;
+
+	(void)state;
+	/* unmapped, partly mapped, wrapping */
+	uint64_t bad[] = {UNMAPPED_GPA, ARENA_GPA + ARENA_SIZE - 4, UINT64_MAX - 2};
+	for (unsigned k = 0; k < 3; k++) {
+		struct seg s[3] = {{data_gpa(0), 16, false}, {bad[k], 64, true},
+				   {data_gpa(0) + 16, 1, true}};
+		int idr = drv_add(d, s, 3, false, k);
+
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+		assert_int_equal(g_elem.id, idr);
+		assert_int_equal(g_elem.ndescs, 3);
+		assert_int_equal(g_elem.out_num, 1);
+		assert_true(g_elem.in_num >= 1);
+		assert_null(g_elem.iov[1].iov_base);
+		assert_false(zoc_vq_broken(d->vq));
+		assert_int_equal(zoc_vq_inflight_count(d->vq), 1);
+		zoc_vq_push(d->vq, &g_elem, 0);
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, idr);
+	}
+	/* the queue still works */
+	struct seg ok = {data_gpa(0), 16, false};
+	assert_true(drv_add(d, &ok, 1, false, 9) >= 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->bad_addrs, 3);
+	drv_free(d);
+}
+
+static void test_readonly_region(void **state)
+{
+	(void)state;
+	for (int packed = 0; packed < 2; packed++) {
+		struct drv *d = drv_start(8, packed, false, false);
+		static uint8_t ro[4096];
+
+		assert_int_equal(zoc_mem_add_region_hva(d->mem, 0x100000, sizeof(ro), 0, ro, false),
+				 0);
+		struct seg s[2] = {{0x100000, 16, false}, {0x100000 + 16, 16, true}};
+		assert_true(drv_add(d, s, 2, false, 0) >= 0);
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+		assert_int_equal(g_elem.out_num, 1);
+		assert_ptr_equal(g_elem.iov[0].iov_base, ro);
+		assert_null(g_elem.iov[1].iov_base);
+		drv_free(d);
+	}
+}
+
+static void test_too_many_segments(void **state)
+{
+	(void)state;
+	/* 300 one-byte readable descriptors: more than ZOC_VQ_MAX_IOV */
+	struct drv *d = drv_start(512, false, false, false);
+	for (int i = 0; i < 300; i++)
+		d->desc[i] = (struct virtq_desc){data_gpa(0) + (uint64_t)i, 1,
+						 i < 299 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
+	publish_split(d, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+	assert_int_equal(g_elem.ndescs, 300);
+	assert_int_equal(g_elem.out_num, ZOC_VQ_MAX_IOV);
+	assert_false(zoc_vq_broken(d->vq));
+	drv_free(d);
+}
+
+static void test_length_overflow(void **state)
+{
+	(void)state;
+	/* Three 2 GiB readable buffers: out_len would overflow 32 bits. The
+	 * memory is not that big, so the request fails, the queue lives. */
+	struct drv *d = drv_start(8, false, false, false);
+	for (int i = 0; i < 3; i++)
+		d->desc[i] = (struct virtq_desc){ARENA_GPA, 0x80000000u,
+						 i < 2 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
+	publish_split(d, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+	assert_false(zoc_vq_broken(d->vq));
+	drv_free(d);
+}
+
+static void test_split_avail_jump(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	struct seg s = {data_gpa(0), 8, false};
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	d->avail->idx = (uint16_t)(d->avail_idx + 9); /* 9 new > size 8 */
+	expect_broken(d);
+	drv_free(d);
+
+	/* exactly size new entries is fine */
+	d = drv_start(8, false, false, false);
+	for (int i = 0; i < 8; i++) {
+		d->desc[i] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+		d->avail->ring[i] = (uint16_t)i;
+	}
+	d->avail->idx = 8;
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
+	drv_free(d);
+
+	/* going backwards is a jump too */
+	d = drv_start(8, false, false, false);
+	d->avail->idx = 0xffff;
+	expect_broken(d);
+	drv_free(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* hostile drivers: packed                                             */
+
+static void publish_packed(struct drv *d, uint16_t slot, struct virtq_packed_desc x, bool wrap)
+{
+	x.flags = (uint16_t)(x.flags | (wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
+	d->pdesc[slot] = x;
+}
+
+static void test_packed_hostile(void **state)
+{
+	struct drv *d;
+	struct virtq_packed_desc *t;
+	uint64_t tg = ARENA_GPA + OFF_INDIRECT;
+
+	(void)state;
+	/* chain longer than the queue: every descriptor has NEXT */
+	d = drv_start(6, true, false, false);
+	for (uint16_t i = 0; i < 6; i++)
+		publish_packed(d, i, (struct virtq_packed_desc){data_gpa(0), 8, 0,
+								VIRTQ_DESC_F_NEXT}, true);
+	expect_broken(d);
+	drv_free(d);
+
+	/* a chain of exactly the queue size is fine */
+	d = drv_start(6, true, false, false);
+	for (uint16_t i = 0; i < 6; i++)
+		publish_packed(d, i, (struct virtq_packed_desc){data_gpa(0), 8, 5,
+			       i < 5 ? VIRTQ_DESC_F_NEXT : 0}, true);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.ndescs, 6);
+	assert_int_equal(g_elem.id, 5);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
+	drv_free(d);
+
+	/* indirect: bad lengths */
+	uint32_t bad_lens[] = {0, 17, 0xfffffff0};
+	for (unsigned k = 0; k < 3; k++) {
+		d = drv_start(8, true, false, true);
+		publish_packed(d, 0, (struct virtq_packed_desc){tg, bad_lens[k], 0,
+								VIRTQ_DESC_F_INDIRECT}, true);
+		expect_broken(d);
+		drv_free(d);
+	}
+	/* indirect without the feature */
+	d = drv_start(8, true, false, false);
+	publish_packed(d, 0, (struct virtq_packed_desc){tg, 16, 0, VIRTQ_DESC_F_INDIRECT}, true);
+	expect_broken(d);
+	drv_free(d);
+	/* indirect with NEXT, indirect inside a chain */
+	d = drv_start(8, true, false, true);
+	publish_packed(d, 0, (struct virtq_packed_desc){tg, 16, 0,
+			       VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT}, true);
+	publish_packed(d, 1, (struct virtq_packed_desc){data_gpa(0), 8, 0, 0}, true);
+	expect_broken(d);
+	drv_free(d);
+	d = drv_start(8, true, false, true);
+	publish_packed(d, 0, (struct virtq_packed_desc){data_gpa(0), 8, 0, VIRTQ_DESC_F_NEXT}, true);
+	publish_packed(d, 1, (struct virtq_packed_desc){tg, 16, 0, VIRTQ_DESC_F_INDIRECT}, true);
+	expect_broken(d);
+	drv_free(d);
+	/* nested flags inside a packed table are ignored (spec: reserved) */
+	d = drv_start(8, true, false, true);
+	t = (void *)gpa_ptr(d, tg);
+	t[0] = (struct virtq_packed_desc){data_gpa(0), 8, 0, VIRTQ_DESC_F_INDIRECT};
+	t[1] = (struct virtq_packed_desc){data_gpa(0), 8, 0, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT};
+	publish_packed(d, 0, (struct virtq_packed_desc){tg, 32, 3, VIRTQ_DESC_F_INDIRECT}, true);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.id, 3);
+	assert_int_equal(g_elem.out_num, 1);
+	assert_int_equal(g_elem.in_num, 1);
+	drv_free(d);
+	/* readable after writable inside the table */
+	d = drv_start(8, true, false, true);
+	t = (void *)gpa_ptr(d, tg);
+	t[0] = (struct virtq_packed_desc){data_gpa(0), 8, 0, VIRTQ_DESC_F_WRITE};
+	t[1] = (struct virtq_packed_desc){data_gpa(0), 8, 0, 0};
+	publish_packed(d, 0, (struct virtq_packed_desc){tg, 32, 3, VIRTQ_DESC_F_INDIRECT}, true);
+	expect_broken(d);
+	drv_free(d);
+	/* readable after writable in the ring */
+	d = drv_start(8, true, false, false);
+	publish_packed(d, 0, (struct virtq_packed_desc){data_gpa(0), 8, 0,
+			       VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE}, true);
+	publish_packed(d, 1, (struct virtq_packed_desc){data_gpa(0), 8, 0, 0}, true);
+	expect_broken(d);
+	drv_free(d);
+	/* table out of memory: request fails, queue lives */
+	d = drv_start(8, true, false, true);
+	publish_packed(d, 0, (struct virtq_packed_desc){UNMAPPED_GPA, 32, 4,
+							VIRTQ_DESC_F_INDIRECT}, true);
+	publish_packed(d, 1, (struct virtq_packed_desc){data_gpa(0), 8, 5, 0}, true);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+	assert_int_equal(g_elem.id, 4);
+	assert_int_equal(g_elem.ndescs, 1);
+	zoc_vq_push(d->vq, &g_elem, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.id, 5);
+	drv_free(d);
+	/* buffer out of memory */
+	d = drv_start(8, true, false, false);
+	publish_packed(d, 0, (struct virtq_packed_desc){data_gpa(0), 8, 2, VIRTQ_DESC_F_NEXT}, true);
+	publish_packed(d, 1, (struct virtq_packed_desc){UINT64_MAX - 1, 8, 2, VIRTQ_DESC_F_WRITE},
+		       true);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
+	assert_int_equal(g_elem.id, 2);
+	assert_int_equal(g_elem.ndescs, 2);
+	assert_null(g_elem.iov[1].iov_base);
+	zoc_vq_push(d->vq, &g_elem, 0);
+	assert_int_equal(d->pdesc[0].id, 2);
+	assert_int_equal(d->pdesc[0].flags, VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED);
+	drv_free(d);
+	/* zero-length descriptor */
+	d = drv_start(8, true, false, false);
+	publish_packed(d, 0, (struct virtq_packed_desc){UNMAPPED_GPA, 0, 1, VIRTQ_DESC_F_NEXT}, true);
+	publish_packed(d, 1, (struct virtq_packed_desc){data_gpa(0), 8, 1, VIRTQ_DESC_F_WRITE}, true);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.out_num, 0);
+	assert_int_equal(g_elem.in_num, 1);
+	drv_free(d);
+	/* stale descriptors (wrong wrap / both bits) are not available */
+	d = drv_start(8, true, false, false);
+	publish_packed(d, 0, (struct virtq_packed_desc){data_gpa(0), 8, 1, 0}, false);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
+	d->pdesc[0].flags = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
+	assert_false(zoc_vq_has_work(d->vq));
+	drv_free(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* notifications                                                       */
+
+static void push_one(struct drv *d)
+{
+	struct seg s = {data_gpa(0), 8, false};
+	uint16_t id;
+	uint32_t len;
+
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	zoc_vq_push(d->vq, &g_elem, 0);
+	assert_true(drv_get_used(d, &id, &len));
+}
+
+static void test_notify_split_flags(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+
+	(void)state;
+	assert_int_equal(zoc_vq_notify(d->vq), 0); /* nothing pushed */
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	assert_int_equal(drain_callfd(d), 1);
+	assert_int_equal(zoc_vq_notify(d->vq), 0); /* already signalled */
+
+	d->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	assert_int_equal(drain_callfd(d), 0);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->suppressed, 1);
+
+	d->avail->flags = 0;
+	push_one(d);
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	assert_int_equal(drain_callfd(d), 1);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->notifies, 2);
+
+	/* kicks */
+	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
+	assert_int_equal(d->used->flags, 0);
+	zoc_vq_disable_notify(d->vq);
+	assert_int_equal(d->used->flags, VIRTQ_USED_F_NO_NOTIFY);
+	struct seg s = {data_gpa(0), 8, false};
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_enable_notify(d->vq), 1); /* work slipped in */
+	assert_int_equal(d->used->flags, 0);
+
+	/* no callfd: decided but not signalled */
+	zoc_vq_set_callfd(d->vq, -1);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	zoc_vq_push(d->vq, &g_elem, 0);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	drv_free(d);
+}
+
+static void test_notify_split_event_idx(void **state)
+{
+	struct drv *d = drv_start(8, false, true, false);
+	uint16_t *used_event = &d->avail->ring[8];
+	uint16_t *avail_event = (uint16_t *)(void *)&d->used->ring[8];
+
+	(void)state;
+	/* the first decision always signals */
+	*used_event = 100;
+	push_one(d); /* used idx 1 */
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	drain_callfd(d);
+	/* driver wants an interrupt when entry 3 is used (used idx -> 4) */
+	*used_event = 3;
+	push_one(d); /* 2 */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d); /* 3 */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d); /* 4 */
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	assert_int_equal(drain_callfd(d), 1);
+	/* batch crossing the event */
+	*used_event = 5;
+	push_one(d); /* 5 */
+	push_one(d); /* 6 */
+	push_one(d); /* 7 */
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	/* event already behind */
+	*used_event = 2;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	/* flags are ignored with EVENT_IDX */
+	d->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	*used_event = d->last_used;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	/* wrap of the 16-bit index */
+	for (int i = 0; i < 70000; i++) {
+		*used_event = d->last_used; /* the next one */
+		push_one(d);
+		assert_int_equal(zoc_vq_notify(d->vq), 1);
+		if (i % 3 == 0) { /* and one it never reaches */
+			*used_event = (uint16_t)(d->last_used - 1);
+			push_one(d);
+			assert_int_equal(zoc_vq_notify(d->vq), 0);
+		}
+	}
+
+	/* kick side: avail_event follows last_avail, flags untouched */
+	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
+	assert_int_equal(*avail_event, d->avail_idx);
+	zoc_vq_disable_notify(d->vq);
+	assert_int_equal(d->used->flags, 0);
+	drv_free(d);
+}
+
+static void test_notify_packed(void **state)
+{
+	struct drv *d = drv_start(5, true, false, false);
+
+	(void)state;
+	/* ENABLE (0) */
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	drain_callfd(d);
+	d->drv_evt->flags = VIRTQ_EVENT_F_DISABLE;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	/* DESC without EVENT_IDX acts as enable */
+	d->drv_evt->flags = VIRTQ_EVENT_F_DESC;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	drain_callfd(d);
+
+	/* kick side */
+	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
+	assert_int_equal(d->dev_evt->flags, VIRTQ_EVENT_F_ENABLE);
+	zoc_vq_disable_notify(d->vq);
+	assert_int_equal(d->dev_evt->flags, VIRTQ_EVENT_F_DISABLE);
+	struct seg s = {data_gpa(0), 8, false};
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_enable_notify(d->vq), 1);
+	drv_free(d);
+
+	/* EVENT_IDX: off_wrap */
+	d = drv_start(5, true, true, false);
+	d->drv_evt->flags = VIRTQ_EVENT_F_DESC;
+	d->drv_evt->off_wrap = 0x7fff; /* nonsense offset: signal */
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	drain_callfd(d);
+	/* used position now (1, wrap 1). Ask for slot 3 in this lap. */
+	d->drv_evt->off_wrap = 3 | 0x8000;
+	push_one(d); /* writes slot 1 */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d); /* slot 2 */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d); /* slot 3 */
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	drain_callfd(d);
+	/* now at (4, wrap 1); ask for slot 0 of the next lap (wrap 0) */
+	d->drv_evt->off_wrap = 0;
+	push_one(d); /* slot 4 -> (0, wrap 0) */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d); /* slot 0 of lap 2 */
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	/* event in the past lap: no signal */
+	d->drv_evt->off_wrap = 3 | 0x8000;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	/* many laps: always ask for the next slot */
+	for (int i = 0; i < 1000; i++) {
+		d->drv_evt->off_wrap = (uint16_t)(d->next_used | (d->used_wrap ? 0x8000 : 0));
+		push_one(d);
+		assert_int_equal(zoc_vq_notify(d->vq), 1);
+	}
+	drain_callfd(d);
+	/* kick side with EVENT_IDX */
+	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
+	assert_int_equal(d->dev_evt->flags, VIRTQ_EVENT_F_DESC);
+	assert_int_equal(d->dev_evt->off_wrap,
+			 d->next_avail | (d->avail_wrap ? 0x8000 : 0));
+	drv_free(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* inflight tracking and resubmission                                  */
+
+static void test_inflight_resubmit(void **state)
+{
+	struct drv *d = drv_new(8, false, false, false);
+	struct zoc_vq_elem *el = calloc(8, sizeof(*el));
+	uint64_t isz = zoc_vq_inflight_queue_size(8);
+	int ids[7];
+	uint16_t id;
+	uint32_t len;
+
+	(void)state;
+	assert_int_equal(isz % 64, 0);
+	assert_true(isz >= sizeof(struct zoc_vq_inflight) + 8 * sizeof(struct zoc_vq_inflight_desc));
+	d->inflight = aligned_alloc(64, isz);
+	memset(d->inflight, 0, isz);
+	d->cfg.inflight = d->inflight;
+	assert_non_null(drv_create_vq(d, 0));
+	assert_int_equal(d->inflight->version, 1);
+	assert_int_equal(d->inflight->desc_num, 8);
+
+	for (int i = 0; i < 3; i++)
+		push_one(d);
+	/* Shuffle the free descriptors so that heads are not in fetch order. */
+	static const uint16_t perm[8] = {2, 5, 0, 7, 1, 6, 3, 4};
+	assert_int_equal(d->nfree, 8);
+	memcpy(d->free_stack, perm, sizeof(perm));
+
+	for (int i = 0; i < 6; i++) {
+		struct seg s[2] = {{data_gpa((uint16_t)i), 8, false},
+				   {data_gpa((uint16_t)i) + 8, 8, true}};
+
+		ids[i] = drv_add(d, s, i == 2 ? 2 : 1, false, (uint32_t)i);
+		assert_true(ids[i] >= 0);
+	}
+	assert_int_equal(ids[0], 4);
+	assert_int_equal(ids[2], 6);
+	assert_int_equal(ids[5], 5);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(zoc_vq_pop(d->vq, &el[i]), 1);
+		assert_int_equal(el[i].id, ids[i]);
+		assert_int_equal(d->inflight->desc[ids[i]].inflight, 1);
+	}
+	/* one more buffer that we never pop */
+	struct seg s7 = {data_gpa(7), 8, false};
+	ids[6] = drv_add(d, &s7, 1, false, 7);
+	assert_true(ids[6] >= 0);
+
+	/* complete 1 and 3 */
+	zoc_vq_push(d->vq, &el[1], 0);
+	zoc_vq_push(d->vq, &el[3], 0);
+	assert_int_equal(d->inflight->desc[ids[1]].inflight, 0);
+	assert_int_equal(d->inflight->used_idx, d->used->idx);
+	/* complete 4, then "crash" after publishing used->idx but before the
+	 * inflight entry was retired */
+	zoc_vq_push(d->vq, &el[4], 0);
+	d->inflight->desc[ids[4]].inflight = 1;
+	d->inflight->used_idx = (uint16_t)(d->used->idx - 1);
+	assert_int_equal(d->inflight->last_batch_head, ids[4]);
+	zoc_vq_destroy(d->vq); /* the old back end is gone */
+	d->vq = NULL;
+
+	/* New back end: QEMU sends base = used idx after a crash. */
+	assert_non_null(drv_create_vq(d, d->used->idx));
+	assert_int_equal(d->inflight->used_idx, d->used->idx);
+	assert_int_equal(d->inflight->desc[ids[4]].inflight, 0);
+	/* 3 + 6 popped, 3 + 3 completed: last_avail = used (6) + 3 inflight */
+	assert_int_equal(zoc_vq_get_base(d->vq), 9);
+	assert_true(zoc_vq_has_work(d->vq));
+	int expect[] = {0, 2, 5};
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(zoc_vq_pop(d->vq, &el[k]), 1);
+		assert_int_equal(el[k].id, ids[expect[k]]);
+		assert_true(el[k].resubmitted);
+		assert_int_equal(el[k].out_num, 1);
+		assert_int_equal(el[k].in_num, expect[k] == 2 ? 1 : 0);
+	}
+	/* then the one never popped */
+	assert_int_equal(zoc_vq_pop(d->vq, &el[3]), 1);
+	assert_int_equal(el[3].id, ids[6]);
+	assert_false(el[3].resubmitted);
+	assert_int_equal(zoc_vq_pop(d->vq, &el[4]), 0);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->resubmitted, 3);
+
+	/* The driver sees old completions (1, 3, 4) first, then the rest. */
+	for (int k = 0; k < 4; k++)
+		zoc_vq_push(d->vq, &el[k], 0);
+	int seen[] = {1, 3, 4, 0, 2, 5, 6};
+	for (int k = 0; k < 7; k++) {
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, ids[seen[k]]);
+	}
+	assert_false(drv_get_used(d, &id, &len));
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(d->inflight->desc[i].inflight, 0);
+
+	/* A clean restart: nothing to resubmit. */
+	uint32_t base = zoc_vq_get_base(d->vq);
+	zoc_vq_destroy(d->vq);
+	assert_non_null(drv_create_vq(d, base));
+	assert_int_equal(zoc_vq_pop(d->vq, &el[0]), 0);
+	assert_int_equal(zoc_vq_get_base(d->vq), d->avail_idx);
+	push_one(d);
+	free(el);
+	drv_free(d);
+}
+
+static void test_inflight_mismatch(void **state)
+{
+	struct drv *d = drv_new(8, false, false, false);
+	uint64_t isz = zoc_vq_inflight_queue_size(16);
+
+	(void)state;
+	d->inflight = aligned_alloc(64, isz);
+	memset(d->inflight, 0, isz);
+	/* a region from a 16-entry queue: ignored, re-initialised */
+	d->inflight->version = 1;
+	d->inflight->desc_num = 16;
+	d->inflight->desc[3].inflight = 1;
+	d->inflight->last_batch_head = 0xffff;
+	d->cfg.inflight = d->inflight;
+	assert_non_null(drv_create_vq(d, 0));
+	assert_int_equal(d->inflight->desc_num, 8);
+	assert_int_equal(d->inflight->desc[3].inflight, 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
+	zoc_vq_destroy(d->vq);
+	/* hostile last_batch_head with a used_idx mismatch */
+	d->inflight->used_idx = 5;
+	d->inflight->last_batch_head = 0xffff;
+	assert_non_null(drv_create_vq(d, 0));
+	assert_int_equal(d->inflight->used_idx, 0);
+	drv_free(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* set-up                                                              */
+
+static void test_create_validation(void **state)
+{
+	struct drv *d = drv_new(8, false, false, false);
+	struct zoc_vq_config c;
+	struct zoc_vq *vq;
+
+	(void)state;
+	c = d->cfg;
+	c.size = 0;
+	errno = 0;
+	assert_null(zoc_vq_create(&c));
+	assert_int_equal(errno, EINVAL);
+	c = d->cfg;
+	c.size = 12; /* split must be a power of two */
+	assert_null(zoc_vq_create(&c));
+	c.packed = true;
+	c.base = 0;
+	vq = zoc_vq_create(&c); /* packed need not */
+	assert_non_null(vq);
+	zoc_vq_destroy(vq);
+	c = d->cfg;
+	c.desc = (uint8_t *)c.desc + 8;
+	assert_null(zoc_vq_create(&c));
+	c = d->cfg;
+	c.device = (uint8_t *)c.device + 2;
+	assert_null(zoc_vq_create(&c));
+	c = d->cfg;
+	c.driver = (uint8_t *)c.driver + 1;
+	assert_null(zoc_vq_create(&c));
+	c = d->cfg;
+	c.mem = NULL;
+	assert_null(zoc_vq_create(&c));
+	c = d->cfg;
+	c.base = 0x10000;
+	assert_null(zoc_vq_create(&c));
+	assert_null(zoc_vq_create(NULL));
+	c = d->cfg;
+	c.packed = true;
+	c.base = 8 | 0x8000; /* index >= size */
+	assert_null(zoc_vq_create(&c));
+	c.base = 7 | ((uint32_t)(9 | 0x8000) << 16); /* used index >= size */
+	assert_null(zoc_vq_create(&c));
+	c.size = 32768;
+	c.base = 0;
+	vq = zoc_vq_create(&c);
+	assert_non_null(vq);
+	zoc_vq_destroy(vq);
+	c.size = 0;
+	assert_null(zoc_vq_create(&c));
+	zoc_vq_destroy(NULL);
+	drv_free(d);
+}
+
+static void test_sizes(void **state)
+{
+	uint64_t a, b, c;
+
+	(void)state;
+	zoc_vq_ring_sizes(256, false, &a, &b, &c);
+	assert_int_equal(a, 4096);
+	assert_int_equal(b, 6 + 2 * 256);
+	assert_int_equal(c, 6 + 8 * 256);
+	zoc_vq_ring_sizes(256, true, &a, &b, &c);
+	assert_int_equal(a, 4096);
+	assert_int_equal(b, 4);
+	assert_int_equal(c, 4);
+	zoc_vq_ring_sizes(8, false, NULL, NULL, &c);
+	assert_int_equal(c, 70);
+	assert_int_equal(sizeof(struct zoc_vq_inflight), 16);
+	assert_int_equal(sizeof(struct zoc_vq_inflight_desc), 16);
+	assert_int_equal(zoc_vq_inflight_queue_size(256), 16 + 256 * 16 + 48);
+	assert_int_equal(zoc_vq_inflight_queue_size(1), 64);
+	assert_int_equal(zoc_vq_inflight_queue_size(32768) % 64, 0);
+}
+
+static void test_base_resume(void **state)
+{
+	(void)state;
+	/* split: resume at avail 5 (entries 0-4 consumed earlier) */
+	struct drv *d = drv_new(8, false, false, false);
+	for (int i = 0; i < 6; i++) {
+		d->desc[i] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+		d->avail->ring[i] = (uint16_t)i;
+	}
+	d->avail->idx = 6;
+	d->used->idx = 5;
+	assert_non_null(drv_create_vq(d, 5));
+	assert_int_equal(zoc_vq_get_base(d->vq), 5);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_int_equal(g_elem.id, 5);
+	zoc_vq_push(d->vq, &g_elem, 0);
+	assert_int_equal(d->used->idx, 6);
+	assert_int_equal(d->used->ring[5].id, 5);
+	assert_int_equal(zoc_vq_get_base(d->vq), 6);
+	drv_free(d);
+
+	/* packed: run a few laps, restart from get_base, continue */
+	d = drv_start(5, true, true, true);
+	for (int i = 0; i < 13; i++)
+		push_one(d);
+	uint32_t base = zoc_vq_get_base(d->vq);
+	assert_int_equal(base & 0x7fff, d->next_avail);
+	assert_int_equal(!!(base & 0x8000), d->avail_wrap);
+	assert_int_equal((base >> 16) & 0x7fff, d->next_used);
+	zoc_vq_destroy(d->vq);
+	assert_non_null(drv_create_vq(d, base));
+	for (int i = 0; i < 13; i++)
+		push_one(d);
+	/* old-style base (no used half): used state = avail state */
+	base = zoc_vq_get_base(d->vq) & 0xffff;
+	zoc_vq_destroy(d->vq);
+	assert_non_null(drv_create_vq(d, base));
+	for (int i = 0; i < 7; i++)
+		push_one(d);
+	drv_free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_create_validation),
+		cmocka_unit_test(test_basic_all),
+		cmocka_unit_test(test_cross_region),
+		cmocka_unit_test(test_out_of_order),
+		cmocka_unit_test(test_random_wraparound),
+		cmocka_unit_test(test_split_head_out_of_range),
+		cmocka_unit_test(test_split_next_out_of_range),
+		cmocka_unit_test(test_split_loop),
+		cmocka_unit_test(test_split_chain_whole_queue),
+		cmocka_unit_test(test_split_indirect_hostile),
+		cmocka_unit_test(test_split_zero_len),
+		cmocka_unit_test(test_split_readable_after_writable),
+		cmocka_unit_test(test_split_bad_buffer),
+		cmocka_unit_test(test_readonly_region),
+		cmocka_unit_test(test_too_many_segments),
+		cmocka_unit_test(test_length_overflow),
+		cmocka_unit_test(test_split_avail_jump),
+		cmocka_unit_test(test_packed_hostile),
+		cmocka_unit_test(test_notify_split_flags),
+		cmocka_unit_test(test_notify_split_event_idx),
+		cmocka_unit_test(test_notify_packed),
+		cmocka_unit_test(test_inflight_resubmit),
+		cmocka_unit_test(test_inflight_mismatch),
+		cmocka_unit_test(test_base_resume),
+	};
+
+	zoc_log_set_level(ZOC_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
