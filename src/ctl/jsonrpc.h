@@ -40,7 +40,9 @@ enum zoc_rpc_type {
 /* One parameter: name, type, offset of the field in the handler's params
  * struct, required?, and for integers an inclusive range (max 0 = none).
  * Strings are stored as `const char *` pointing into the request (valid
- * during the handler); for strings, max is the maximal length (0 = 4096). */
+ * until the request is answered); for strings, [min, max] bounds the length
+ * (max 0 = 4096). A missing optional parameter (or JSON null) leaves its
+ * field 0 / NULL / false. */
 struct zoc_rpc_param {
 	const char *name;
 	enum zoc_rpc_type type;
@@ -60,7 +62,9 @@ typedef void (*zoc_rpc_handler)(struct zoc_rpc_req *req, void *params);
 struct zoc_rpc_method {
 	const char *name;
 	zoc_rpc_handler handler;
-	const struct zoc_rpc_param *params; /* terminated by {NULL} */
+	/* Terminated by {NULL}; keys not in the table are rejected. NULL =
+	 * free-form: no validation, the handler reads zoc_rpc_params(). */
+	const struct zoc_rpc_param *params;
 	size_t params_size;                 /* sizeof the params struct */
 	const char *help;
 };
@@ -71,7 +75,8 @@ const struct zoc_rpc_method *zoc_rpc_find(const char *name);
 /* Iterates the method table in registration order. */
 const struct zoc_rpc_method *zoc_rpc_method_at(size_t i);
 
-/* Takes ownership of result (may be NULL -> true). */
+/* Takes ownership of result (may be NULL -> true). req is freed by the
+ * answer: do not touch it (or the params struct) afterwards. */
 void zoc_rpc_result(struct zoc_rpc_req *req, json_t *result);
 void zoc_rpc_error(struct zoc_rpc_req *req, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -85,8 +90,11 @@ int zoc_rpc_server_start(const char *path);
 void zoc_rpc_server_stop(void);
 
 /* Runs one request (object) without a socket, on reactor 0: for --config
- * replay and tests. cb gets the response object (borrowed) once the handler
- * answered (at once, or later for asynchronous handlers). 0 or -errno. */
+ * replay and tests. "jsonrpc" and "id" are optional here. cb (may be NULL)
+ * gets the response object (borrowed) exactly once, also for requests
+ * without "id", once the handler answered (at once, or later for
+ * asynchronous handlers). The request is not stolen. 0 (cb will run) or
+ * -EINVAL / -ENOMEM (cb will not run). */
 typedef void (*zoc_rpc_local_cb)(void *arg, json_t *response);
 int zoc_rpc_call_local(json_t *request, zoc_rpc_local_cb cb, void *arg);
 
