@@ -1,0 +1,152 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# run-all.sh - run every test of the project, one line per test, and count.
+#
+#   unit  every executable build/tests/unit/test_*
+#   asan  the same tests from build-asan/ (AddressSanitizer + UBSan)
+#   fuzz  every build-fuzz/tests/fuzz/fuzz_* for FUZZ_SECONDS on a corpus under build-fuzz/
+#   e2e   every tests/e2e/*.sh (exit 0 pass, 77 skip, else fail)
+#
+# Environment:
+#   ZOC_TESTS=unit,asan,fuzz,e2e   kinds to run (default: all)
+#   ZOC_TEST_FILTER=REGEX          run only tests whose name (e.g. e2e/vhost_blk_guest) matches
+#   FUZZ_SECONDS=20                time per fuzzer
+#   ZOC_UNIT_TIMEOUT=300, ZOC_E2E_TIMEOUT=900   seconds before a test is killed (counts as failed)
+#   ZOC_TEST_VERBOSE=1             also stream each test's output to the terminal
+#
+# Logs: build/test-logs/<kind>-<name>.log (e2e tests keep more files in build/test-logs/e2e-<name>/).
+# Last line: "N passed, N failed, N skipped"; exit status 1 if anything failed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+BUILD=${ZOC_BUILD:-$ROOT/build}
+BUILD_ASAN=${ZOC_BUILD_ASAN:-$ROOT/build-asan}
+BUILD_FUZZ=${ZOC_BUILD_FUZZ:-$ROOT/build-fuzz}
+LOGS=$BUILD/test-logs
+ZOC_TESTS=${ZOC_TESTS:-unit,asan,fuzz,e2e}
+FILTER=${ZOC_TEST_FILTER:-}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+UNIT_TIMEOUT=${ZOC_UNIT_TIMEOUT:-300}
+E2E_TIMEOUT=${ZOC_E2E_TIMEOUT:-900}
+VERBOSE=${ZOC_TEST_VERBOSE:-0}
+export ZOC_BUILD=$BUILD
+
+mkdir -p "$LOGS"
+npass=0 nfail=0 nskip=0
+failed=()
+
+want() { [[ ",$ZOC_TESTS," == *",$1,"* ]]; }
+note() { printf 'note: %s\n' "$*"; }
+
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+
+# run_one NAME LOGFILE TIMEOUT CMD... : runs CMD with its output in LOGFILE, prints one line.
+run_one() {
+	local name=$1 log=$2 tmo=$3; shift 3
+	if [ -n "$FILTER" ] && ! [[ $name =~ $FILTER ]]; then return 0; fi
+	local t0 rc dt
+	t0=$(now_ms)
+	{
+		echo "# $name: $*"
+		echo "# started $(date -Is)"
+	} >"$log"
+	if [ "$VERBOSE" = 1 ]; then
+		timeout -k 10 "$tmo" "$@" </dev/null 2>&1 | tee -a "$log"
+		rc=${PIPESTATUS[0]}
+	else
+		timeout -k 10 "$tmo" "$@" </dev/null >>"$log" 2>&1
+		rc=$?
+	fi
+	dt=$(($(now_ms) - t0))
+	echo "# exit status $rc after ${dt} ms" >>"$log"
+	local dur
+	dur=$(printf '%d.%01ds' $((dt / 1000)) $(((dt % 1000) / 100)))
+	if [ "$rc" -eq 0 ]; then
+		printf 'PASS  %-40s %8s\n' "$name" "$dur"
+		npass=$((npass + 1))
+	elif [ "$rc" -eq 77 ]; then
+		local why
+		why=$(grep -m1 -E '^(SKIP|skip)[: ]' "$log" | cut -c1-120)
+		printf 'SKIP  %-40s %8s  %s\n' "$name" "$dur" "${why:-(no reason given)}"
+		nskip=$((nskip + 1))
+	else
+		local what="exit status $rc"
+		[ "$rc" -eq 124 ] && what="timed out after ${tmo}s"
+		printf 'FAIL  %-40s %8s  (%s; log %s)\n' "$name" "$dur" "$what" "${log#"$ROOT"/}"
+		if [ "$VERBOSE" != 1 ]; then
+			echo "----- last 40 lines of $log -----"
+			tail -n 40 "$log" | sed 's/^/  | /'
+			echo "-----"
+		fi
+		nfail=$((nfail + 1))
+		failed+=("$name")
+	fi
+}
+
+unit_tests() { # kind builddir
+	local kind=$1 dir=$2/tests/unit
+	if [ ! -d "$2" ]; then
+		note "$kind: no ${2#"$ROOT"/}/ (run 'make check' to build it); not run"
+		return
+	fi
+	local t found=0
+	for t in "$dir"/test_*; do
+		[ -f "$t" ] && [ -x "$t" ] || continue
+		found=1
+		run_one "$kind/$(basename "$t")" "$LOGS/$kind-$(basename "$t").log" "$UNIT_TIMEOUT" \
+			env -C "$2" "$t"
+	done
+	[ $found = 1 ] || note "$kind: no unit test executables in ${dir#"$ROOT"/}/"
+}
+
+if want unit; then
+	unit_tests unit "$BUILD"
+fi
+
+if want asan; then
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1:detect_leaks=1}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1:print_stacktrace=1}
+	unit_tests asan "$BUILD_ASAN"
+fi
+
+if want fuzz; then
+	if [ ! -d "$BUILD_FUZZ" ]; then
+		note "fuzz: no ${BUILD_FUZZ#"$ROOT"/}/ (run 'make check' to build it); not run"
+	else
+		found=0
+		for f in "$BUILD_FUZZ"/tests/fuzz/fuzz_*; do
+			[ -f "$f" ] && [ -x "$f" ] || continue
+			found=1
+			name=$(basename "$f")
+			short=${name#fuzz_}
+			if [ -n "$FILTER" ] && ! [[ fuzz/$name =~ $FILTER ]]; then continue; fi
+			corpus=$BUILD_FUZZ/corpus/$short
+			mkdir -p "$corpus" "$BUILD_FUZZ/artifacts"
+			for seed in "$ROOT/tests/fuzz/corpus/$short" "$ROOT/tests/fuzz/corpus/$name"; do
+				[ -d "$seed" ] && cp -n "$seed"/* "$corpus"/ 2>/dev/null
+			done
+			run_one "fuzz/$name" "$LOGS/fuzz-$name.log" $((FUZZ_SECONDS + 120)) \
+				"$f" -max_total_time="$FUZZ_SECONDS" -timeout=25 -print_final_stats=1 \
+				-artifact_prefix="$BUILD_FUZZ/artifacts/$name-" "$corpus"
+		done
+		[ $found = 1 ] || note "fuzz: no fuzzers in ${BUILD_FUZZ#"$ROOT"/}/tests/fuzz/"
+	fi
+fi
+
+if want e2e; then
+	found=0
+	for t in "$ROOT"/tests/e2e/*.sh; do
+		[ -f "$t" ] || continue
+		found=1
+		name=$(basename "$t" .sh)
+		run_one "e2e/$name" "$LOGS/e2e-$name.log" "$E2E_TIMEOUT" bash "$t"
+	done
+	[ $found = 1 ] || note "e2e: no tests in tests/e2e/"
+fi
+
+[ ${#failed[@]} -eq 0 ] || echo "failed: ${failed[*]}"
+echo "$npass passed, $nfail failed, $nskip skipped"
+[ "$nfail" -eq 0 ]
