@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rpc_methods.h - zocd's JSON-RPC methods (the control surface of
+ * DESIGN.md): back ends, devices, statistics, shutdown.
+ */
+#ifndef ZOC_ZOCD_RPC_METHODS_H
+#define ZOC_ZOCD_RPC_METHODS_H
+
+/* Registers every method and the save_config writers. */
+void zoc_zocd_register_methods(void);
+/* Deletes every device (asynchronously), then every bdev, then stops the
+ * reactors. Idempotent. Reactor 0. */
+void zoc_zocd_shutdown(void);
+
+#endif
