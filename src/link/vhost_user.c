@@ -48,16 +48,19 @@
 #define VHOST_USER_PROTOCOL_F_CONFIG 9
 #define VHOST_USER_PROTOCOL_F_INFLIGHT_SHMEM 12
 #define VHOST_USER_PROTOCOL_F_RESET_DEVICE 13
+#define VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
 
 #define VU_PROTOCOL_FEATURES                                                       \
 	(ZOC_BIT(VHOST_USER_PROTOCOL_F_MQ) | ZOC_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | \
 	 ZOC_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |                                   \
 	 ZOC_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMEM) |                           \
-	 ZOC_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE))
+	 ZOC_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                            \
+	 ZOC_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
 #define VU_MAX_FDS 8
 #define VU_MAX_PAYLOAD 4096
-#define VU_MAX_MEM_REGIONS 8
+#define VU_MAX_MEM_REGIONS 8   /* per SET_MEM_TABLE message */
+#define VU_MAX_MEM_SLOTS 32    /* with ADD_MEM_REG */
 #define VU_MAX_QUEUES 64
 #define VU_VRING_IDX_MASK 0xff
 #define VU_VRING_NOFD_MASK (1u << 8)
@@ -94,6 +97,11 @@ struct vu_mem_table {
 	uint32_t nregions;
 	uint32_t padding;
 	struct vu_mem_region regions[];
+} __attribute__((packed));
+
+struct vu_mem_reg_msg {
+	uint64_t padding;
+	struct vu_mem_region region;
 } __attribute__((packed));
 
 struct vu_config {
@@ -137,7 +145,10 @@ struct vu_inflight {
 	X(SET_CONFIG, 25, -1, 0, false)                         \
 	X(GET_INFLIGHT_FD, 31, 24, 0, true)                     \
 	X(SET_INFLIGHT_FD, 32, 24, 1, false)                    \
-	X(RESET_DEVICE, 34, 0, 0, false)
+	X(RESET_DEVICE, 34, 0, 0, false)                        \
+	X(GET_MAX_MEM_SLOTS, 36, 0, 0, true)                    \
+	X(ADD_MEM_REG, 37, 40, 1, false)                        \
+	X(REM_MEM_REG, 38, 40, 1, false)
 
 enum vu_request {
 #define X(name, id, size, fds, replies) VU_##name = id,
@@ -196,7 +207,12 @@ struct zoc_vu_conn {
 	bool features_set;
 	bool owner;
 	struct zoc_mem *mem;
-	struct zoc_mem *new_mem; /* SET_MEM_TABLE waiting for queues to stop */
+	struct zoc_mem *new_mem; /* next table, waiting for queues to stop */
+	/* The front end's regions and our copies of their fds: a table is
+	 * immutable, so ADD/REM_MEM_REG build a new one from this list. */
+	struct vu_mem_region regs[VU_MAX_MEM_SLOTS];
+	int reg_fds[VU_MAX_MEM_SLOTS];
+	unsigned nregs;
 	struct vu_vring vrings[VU_MAX_QUEUES];
 	uint16_t nvrings;
 
@@ -580,27 +596,21 @@ static void mem_swap_cont(struct zoc_vu_conn *c)
 	c->astatus = vrings_try_start_all(c);
 }
 
-static int h_SET_MEM_TABLE(struct zoc_vu_conn *c, struct vu_msg *m)
+/* Builds a table from c->regs and swaps it in once the queues are quiet. */
+static int mem_rebuild(struct zoc_vu_conn *c, const struct vu_hdr *h)
 {
-	const struct vu_mem_table *t = (const struct vu_mem_table *)m->payload;
-	struct zoc_mem *mem;
+	struct zoc_mem *mem = zoc_mem_create();
 	int rc;
 
-	if (m->hdr.size < sizeof(*t) || t->nregions == 0 || t->nregions > VU_MAX_MEM_REGIONS ||
-	    m->hdr.size != sizeof(*t) + t->nregions * sizeof(struct vu_mem_region) ||
-	    m->nfds != t->nregions) {
-		ZOC_WARN_RL("%s: malformed SET_MEM_TABLE (%u bytes, %zu fds)", conn_name(c),
-			    m->hdr.size, m->nfds);
-		return -EINVAL;
-	}
-	mem = zoc_mem_create();
 	if (!mem)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < t->nregions; i++) {
-		const struct vu_mem_region *r = &t->regions[i];
+	for (unsigned i = 0; i < c->nregs; i++) {
+		const struct vu_mem_region *r = &c->regs[i];
+		int fd = fcntl(c->reg_fds[i], F_DUPFD_CLOEXEC, 0);
 
-		rc = zoc_mem_add_region(mem, r->gpa, r->size, r->uva, r->mmap_offset,
-					msg_take_fd(m, i), true);
+		rc = fd < 0 ? -errno
+			    : zoc_mem_add_region(mem, r->gpa, r->size, r->uva, r->mmap_offset, fd,
+						 true);
 		if (rc) {
 			ZOC_WARN_RL("%s: memory region %u (gpa 0x%llx size 0x%llx) refused: %s",
 				    conn_name(c), i, (unsigned long long)r->gpa,
@@ -612,8 +622,82 @@ static int h_SET_MEM_TABLE(struct zoc_vu_conn *c, struct vu_msg *m)
 	if (c->new_mem)
 		zoc_mem_put(c->new_mem);
 	c->new_mem = mem;
-	rc = stop_then(c, -1, mem_swap_cont, &m->hdr, false);
+	rc = stop_then(c, -1, mem_swap_cont, h, false);
 	return rc == VU_ASYNC ? VU_ASYNC : c->astatus;
+}
+
+static void regs_clear(struct zoc_vu_conn *c)
+{
+	for (unsigned i = 0; i < c->nregs; i++)
+		close_fd(&c->reg_fds[i]);
+	c->nregs = 0;
+}
+
+static int h_SET_MEM_TABLE(struct zoc_vu_conn *c, struct vu_msg *m)
+{
+	const struct vu_mem_table *t = (const struct vu_mem_table *)m->payload;
+
+	if (m->hdr.size < sizeof(*t) || t->nregions == 0 || t->nregions > VU_MAX_MEM_REGIONS ||
+	    m->hdr.size != sizeof(*t) + t->nregions * sizeof(struct vu_mem_region) ||
+	    m->nfds != t->nregions) {
+		ZOC_WARN_RL("%s: malformed SET_MEM_TABLE (%u bytes, %zu fds)", conn_name(c),
+			    m->hdr.size, m->nfds);
+		return -EINVAL;
+	}
+	regs_clear(c);
+	for (uint32_t i = 0; i < t->nregions; i++) {
+		c->regs[i] = t->regions[i];
+		c->reg_fds[i] = msg_take_fd(m, i);
+	}
+	c->nregs = t->nregions;
+	return mem_rebuild(c, &m->hdr);
+}
+
+static int h_GET_MAX_MEM_SLOTS(struct zoc_vu_conn *c, struct vu_msg *m)
+{
+	return send_u64(c, &m->hdr, VU_MAX_MEM_SLOTS);
+}
+
+static int h_ADD_MEM_REG(struct zoc_vu_conn *c, struct vu_msg *m)
+{
+	const struct vu_mem_reg_msg *r = (const struct vu_mem_reg_msg *)m->payload;
+	int rc;
+
+	if (m->nfds != 1 || c->nregs >= VU_MAX_MEM_SLOTS) {
+		ZOC_WARN_RL("%s: ADD_MEM_REG with %zu fds, %u regions mapped (max %d)",
+			    conn_name(c), m->nfds, c->nregs, VU_MAX_MEM_SLOTS);
+		return -EINVAL;
+	}
+	c->regs[c->nregs] = r->region;
+	c->reg_fds[c->nregs] = msg_take_fd(m, 0);
+	c->nregs++;
+	rc = mem_rebuild(c, &m->hdr);
+	if (rc < 0) {
+		c->nregs--;
+		close_fd(&c->reg_fds[c->nregs]);
+	}
+	return rc;
+}
+
+static int h_REM_MEM_REG(struct zoc_vu_conn *c, struct vu_msg *m)
+{
+	const struct vu_mem_reg_msg *r = (const struct vu_mem_reg_msg *)m->payload;
+
+	/* Older front ends attach the region's fd; it is not needed. */
+	msg_close_fds(m);
+	for (unsigned i = 0; i < c->nregs; i++) {
+		if (c->regs[i].gpa != r->region.gpa || c->regs[i].size != r->region.size ||
+		    c->regs[i].uva != r->region.uva)
+			continue;
+		close_fd(&c->reg_fds[i]);
+		c->regs[i] = c->regs[c->nregs - 1];
+		c->reg_fds[i] = c->reg_fds[c->nregs - 1];
+		c->nregs--;
+		return mem_rebuild(c, &m->hdr);
+	}
+	ZOC_WARN_RL("%s: REM_MEM_REG for a region that is not mapped (gpa 0x%llx)",
+		    conn_name(c), (unsigned long long)r->region.gpa);
+	return -EINVAL;
 }
 
 static int h_SET_LOG_BASE(struct zoc_vu_conn *c, struct vu_msg *m)
@@ -1197,6 +1281,7 @@ static void conn_free(struct zoc_vu_conn *c)
 	if (c->new_mem)
 		zoc_mem_put(c->new_mem);
 	inflight_unmap(c);
+	regs_clear(c);
 	msg_close_fds(&c->msg);
 	close_fd(&c->afd);
 	free(c);
