@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,19 +37,27 @@
 #define DESC_SIZE 16u /* split and packed descriptors alike */
 
 struct zoc_vq {
-	/* --- hot: first cache line, touched by every pop/push --- */
+	/* --- hot: the first cache line holds all a pop/push/notify needs --- */
 	uint8_t *desc;          /* struct virtq_desc[] or struct virtq_packed_desc[] */
-	struct virtq_avail *avail;         /* split */
-	struct virtq_used *used;           /* split */
-	struct virtq_packed_event *drv_evt; /* packed: driver event suppression */
-	struct virtq_packed_event *dev_evt; /* packed: device event suppression */
+	union {
+		struct virtq_avail *avail;          /* split */
+		struct virtq_packed_event *drv_evt; /* packed: driver event suppression */
+	};
+	union {
+		struct virtq_used *used;            /* split */
+		struct virtq_packed_event *dev_evt; /* packed: device event suppression */
+	};
 	const struct zoc_mem *mem;
+	uint32_t pending_used;  /* split: pushes, packed: slots since last notify */
+	uint32_t inflight_cnt;  /* popped, not yet pushed */
 	uint16_t size;
 	uint16_t mask;          /* split: size - 1 */
 	uint16_t last_avail;    /* split: free running; packed: slot index */
 	uint16_t shadow_avail;  /* split: last avail->idx read */
 	uint16_t used_idx;      /* split: free running; packed: slot index */
 	uint16_t signalled_used; /* used position at the last notify decision */
+	uint16_t resubmit_num;
+	uint16_t resubmit_pos;
 	bool avail_wrap;        /* packed */
 	bool used_wrap;         /* packed */
 	bool signalled_wrap;    /* packed: used_wrap at the last notify decision */
@@ -57,20 +66,19 @@ struct zoc_vq {
 	bool event_idx;
 	bool indirect;
 	bool broken;
-	/* --- second line: per push/notify bookkeeping --- */
-	uint32_t pending_used;  /* split: pushes, packed: slots since last notify */
-	uint32_t inflight_cnt;  /* popped, not yet pushed */
+	/* --- second line --- */
 	struct zoc_vq_inflight *inflight; /* split only */
 	uint64_t counter;       /* inflight fetch order */
 	uint16_t *resubmit;     /* heads to return first after a reconnect */
-	uint16_t resubmit_num;
-	uint16_t resubmit_pos;
+	int callfd;
 	bool kick_enabled;      /* what we last told the driver */
 	bool kick_state_known;
-	int callfd;
 	/* --- cold --- */
 	struct zoc_vq_stats stats;
 };
+
+_Static_assert(offsetof(struct zoc_vq, inflight) <= ZOC_CACHELINE,
+	       "hot virtqueue fields must fit one cache line");
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */

@@ -73,7 +73,9 @@ struct zoc_vq_config {
 	void *driver;    /* split: avail ring; packed: driver event suppression */
 	void *device;    /* split: used ring;  packed: device event suppression */
 	/* Where to resume: split: last_avail_idx; packed: bit 15 = wrap counter,
-	 * bits 0-14 = index (vhost-user SET_VRING_BASE encoding). */
+	 * bits 0-14 = index (vhost-user SET_VRING_BASE encoding); bits 16-31,
+	 * if nonzero, the used index and used wrap counter encoded the same way
+	 * (what newer QEMU sends), else the used state equals the avail state. */
 	uint32_t base;
 	const struct zoc_mem *mem;
 	struct zoc_vq_inflight *inflight; /* NULL: no inflight tracking */
@@ -128,8 +130,9 @@ bool zoc_vq_broken(const struct zoc_vq *vq);
 uint16_t zoc_vq_size(const struct zoc_vq *vq);
 /* Requests popped but not yet pushed. */
 uint32_t zoc_vq_inflight_count(const struct zoc_vq *vq);
-/* The value GET_VRING_BASE returns (same encoding as cfg->base). Only
- * meaningful once in-flight requests are completed. */
+/* The value GET_VRING_BASE returns (same encoding as cfg->base; packed
+ * includes the used half in bits 16-31). Only meaningful once in-flight
+ * requests are completed. */
 uint32_t zoc_vq_get_base(const struct zoc_vq *vq);
 const struct zoc_vq_stats *zoc_vq_get_stats(const struct zoc_vq *vq);
 /* Replaces the call eventfd (the caller owns fds). */
