@@ -406,7 +406,8 @@ static int vring_try_start(struct zoc_vu_conn *c, unsigned idx)
 	cfg.event_idx = c->features & ZOC_BIT(VIRTIO_F_RING_EVENT_IDX);
 	cfg.indirect = c->features & ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC);
 	zoc_vq_ring_sizes(cfg.size, cfg.packed, &dsz, &drsz, &dvsz);
-	cfg.desc = zoc_mem_uva_to_hva(c->mem, v->addr.desc, dsz, false);
+	/* Packed rings write used descriptors back into the descriptor area. */
+	cfg.desc = zoc_mem_uva_to_hva(c->mem, v->addr.desc, dsz, cfg.packed);
 	cfg.driver = zoc_mem_uva_to_hva(c->mem, v->addr.avail, drsz, false);
 	cfg.device = zoc_mem_uva_to_hva(c->mem, v->addr.used, dvsz, true);
 	if (!cfg.desc || !cfg.driver || !cfg.device) {
