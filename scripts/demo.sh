@@ -99,8 +99,10 @@ if grep -q '^ZOC-FAIL' <<<"$RES"; then grep '^ZOC-FAIL' <<<"$RES"; fi
 
 if [ "$ZOC_E2E_SERVER" != qsd ]; then
 	echo
-	echo "\$ zocctl device_stats"
-	zoc_ctl device_stats || true
+	echo "zocd's own counters (zocctl device_stats --json, per queue; server-side latency):"
+	STATS=$(zoc_ctl device_stats --json) || true
+	printf '%s\n' "$STATS" >"$ZOC_ARTIFACTS/device_stats.json"
+	zoc_stats_summary "$STATS" | sed 's/^/  /'
 	step "shutdown"
 	zoc_zocd_stop || zoc_die "zocd did not shut down cleanly (above)"
 fi

@@ -18,6 +18,7 @@ PKGS=(
 	debootstrap                                                # Debian 13 root for newer peers
 	linux-perf                                                 # profiling
 	util-linux                                                 # taskset, fallocate, flock
+	jq                                                         # tests read zocctl --json
 )
 PKGS+=("$@")
 

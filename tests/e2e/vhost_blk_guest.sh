@@ -136,15 +136,21 @@ if [ "$ZOC_E2E_SERVER" = qsd ]; then
 	exit 0
 fi
 zoc_zocd_alive || zoc_die "zocd died while the guests ran (log: $ZOC_ZOCD_LOG)"
-zoc_ctl device_stats | sed 's/^/    stats| /' || zoc_die "zocctl device_stats failed (above)"
 STATS=$(zoc_ctl device_stats --json) || zoc_die "zocctl device_stats --json failed (above)"
 printf '%s\n' "$STATS" >"$ZOC_ARTIFACTS/device_stats.json"
+zoc_stats_summary "$STATS" | sed 's/^/    device_stats| /'
 for k in write_ops read_ops flush_ops discard_ops; do
-	zoc_json_has "$k" <<<"$STATS" || zoc_die "device_stats --json has no \"$k\" (saved in $ZOC_ARTIFACTS/device_stats.json)"
-	n=$(zoc_json_sum "$k" <<<"$STATS")
-	[ "$n" -gt 0 ] || zoc_die "device_stats says $k=0 after the guests' I/O (saved in $ZOC_ARTIFACTS/device_stats.json)"
-	zoc_log "host: device_stats $k=$n"
+	n=$(zoc_stat "$STATS" vb0 "$k")
+	[ -n "$n" ] || zoc_die "device_stats --json has no total \"$k\" for vb0 (saved in $ZOC_ARTIFACTS/device_stats.json)"
+	[ "$n" -gt 0 ] || zoc_die "device_stats says vb0 $k=0 after the guests' I/O (saved in $ZOC_ARTIFACTS/device_stats.json)"
 done
+for k in errors invalid; do
+	n=$(zoc_stat "$STATS" vb0 "$k")
+	[ "${n:-0}" = 0 ] || zoc_die "device_stats says vb0 $k=$n: the guest's requests should all have succeeded"
+done
+n=$(zoc_stat "$STATS" vb0 write_ops 1)
+[ "${n:-0}" -gt 0 ] || zoc_die "queue 1 of vb0 saw no writes (write_ops=${n:-absent}) although the guest ran one fio job per CPU on 2 queues"
+zoc_log "host: device_stats shows reads, writes, flushes and discards, and I/O on both queues"
 zoc_ctl device_delete name=vb0 >/dev/null || zoc_die "device_delete name=vb0 failed (above)"
 LIST=$(zoc_ctl device_list --json) || zoc_die "device_list failed after device_delete (above)"
 if grep -q '"vb0"' <<<"$LIST"; then zoc_die "device_list still shows vb0 after device_delete: $LIST"; fi

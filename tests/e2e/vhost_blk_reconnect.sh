@@ -110,9 +110,10 @@ fi
 zoc_zocd_alive || zoc_die "the restarted zocd died (log: $ZOC_ZOCD_LOG)"
 STATS=$(zoc_ctl device_stats --json) || zoc_die "zocctl device_stats --json failed (above)"
 printf '%s\n' "$STATS" >"$ZOC_ARTIFACTS/device_stats.json"
-n=$(zoc_json_sum write_ops <<<"$STATS")
-[ "$n" -gt 0 ] || zoc_die "the restarted zocd saw no writes (device_stats write_ops=0): did QEMU reconnect to it?"
-zoc_log "host: restarted zocd served write_ops=$n read_ops=$(zoc_json_sum read_ops <<<"$STATS")"
+zoc_stats_summary "$STATS" | sed 's/^/    device_stats| /'
+n=$(zoc_stat "$STATS" vb0 write_ops)
+[ "${n:-0}" -gt 0 ] || zoc_die "the restarted zocd saw no writes (device_stats vb0 write_ops=${n:-absent}): did QEMU reconnect to it?"
+zoc_log "host: the restarted zocd served write_ops=$n read_ops=$(zoc_stat "$STATS" vb0 read_ops)"
 zoc_zocd_stop || zoc_die "zocd did not shut down cleanly (above)"
 zoc_zocd_check_log
 zoc_log "PASS"
