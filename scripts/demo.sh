@@ -86,7 +86,7 @@ RES=$(zoc_guest_results)
 echo "Guest disks (virtio-blk, served by $ZOC_E2E_SERVER over vhost-user):"
 printf '  %-5s %-22s %8s %7s %8s %13s  %s\n' disk backend size queues "block" discard_max cache
 while read -r _ d bytes q lbs dmax wc; do
-	case $d in vda) be="vb0: io_uring file" ;; vdb) be="vb1: null" ;; *) be=? ;; esac
+	case $d in vda) be="vb0: io_uring file" ;; vdb) be="vb1: null" ;; *) be="?" ;; esac
 	printf '  %-5s %-22s %7dM %7s %8s %13s  %s\n' "$d" "$be" $((bytes >> 20)) "$q" "$lbs" "$dmax" "${wc//-/ }"
 done < <(grep '^ZOC-LSBLK' <<<"$RES")
 echo

@@ -20,7 +20,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 BUILD=${ZOC_BUILD:-$ROOT/build}
 BUILD_ASAN=${ZOC_BUILD_ASAN:-$ROOT/build-asan}

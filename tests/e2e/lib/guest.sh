@@ -436,6 +436,7 @@ zoc_guest_wait_line() {
 }
 
 # zoc_guest_results [LOG]: the guest's ZOC- lines (without \r).
+# shellcheck disable=SC2120
 zoc_guest_results() { tr -d '\r' <"${1:-$ZOC_GUEST_LOG}" | grep -a '^ZOC-' || true; }
 
 # zoc_guest_wait: wait for QEMU to exit, print the guest's result lines.
