@@ -409,9 +409,30 @@ static void disarm_all(struct zoc_reactor *r)
 	}
 }
 
+/* Busy/idle accounting without a clock read per iteration: iterations are
+ * counted, and every ZOC_REACTOR_FD_CHECK iterations (and around a sleep)
+ * the elapsed time is split between busy and idle in their proportion. */
+static void account(struct zoc_reactor *r, uint64_t *last, uint32_t *busy_it, uint32_t *idle_it)
+{
+	uint64_t t = zoc_now_ns(), d = t - *last;
+	uint32_t total = *busy_it + *idle_it;
+
+	if (total) {
+		uint64_t b = d * *busy_it / total;
+
+		r->busy_ns += b;
+		r->idle_ns += d - b;
+	} else {
+		r->idle_ns += d;
+	}
+	*last = t;
+	*busy_it = *idle_it = 0;
+}
+
 static void reactor_loop(struct zoc_reactor *r)
 {
 	uint64_t iter = 0;
+	uint32_t busy_it = 0, idle_it = 0;
 	unsigned idle = 0;
 	uint64_t last = zoc_now_ns();
 
@@ -434,33 +455,35 @@ static void reactor_loop(struct zoc_reactor *r)
 			if (rc > 0)
 				work += rc;
 		}
+		if (ZOC_UNLIKELY(r->pollers_dirty))
+			pollers_compact(r);
+		/* fds (control plane, messages) are checked every FD_CHECK iterations;
+		 * in interrupt mode the sleep below checks them anyway. */
+		if (++iter % ZOC_REACTOR_FD_CHECK == 0) {
+			work += dispatch_fds(r, 0);
+			account(r, &last, &busy_it, &idle_it);
+		}
+		if (work) {
+			busy_it++;
+			idle = 0;
+			continue;
+		}
+		idle_it++;
+		idle++;
+		if (!g_interrupt_mode || idle < ZOC_REACTOR_IDLE_SPINS)
+			continue;
+		account(r, &last, &busy_it, &idle_it);
+		if (!arm_all(r)) {
+			r->sleeps++;
+			dispatch_fds(r, next_timer_ms(r, last));
+		}
+		disarm_all(r);
 		if (r->pollers_dirty)
 			pollers_compact(r);
-		if (++iter % ZOC_REACTOR_FD_CHECK == 0 || (!work && idle % 8 == 0))
-			work += dispatch_fds(r, 0);
-
-		uint64_t t = zoc_now_ns();
-
-		if (work) {
-			r->busy_ns += t - last;
-			idle = 0;
-		} else {
-			r->idle_ns += t - last;
-			idle++;
-		}
-		last = t;
-		if (g_interrupt_mode && idle >= ZOC_REACTOR_IDLE_SPINS) {
-			if (!arm_all(r)) {
-				r->sleeps++;
-				dispatch_fds(r, next_timer_ms(r, t));
-			}
-			disarm_all(r);
-			if (r->pollers_dirty)
-				pollers_compact(r);
-			idle = 0;
-			last = zoc_now_ns();
-			r->idle_ns += last - t;
-		}
+		idle = 0;
+		/* the sleep counts as idle */
+		idle_it = 1;
+		account(r, &last, &busy_it, &idle_it);
 	}
 }
 

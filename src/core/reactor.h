@@ -14,7 +14,7 @@
  * Modes:
  *  - polling (default): every poller runs in a tight loop; fd handlers are
  *    checked with a zero-timeout epoll_wait every ZOC_REACTOR_FD_CHECK
- *    iterations and whenever a whole iteration found no work.
+ *    iterations.
  *  - interrupt (--interrupt-mode): when ZOC_REACTOR_IDLE_SPINS iterations in a
  *    row found no work, the reactor asks every poller to arm its interrupt
  *    (arm callback: enable notifications, return nonzero if work slipped in)
@@ -32,7 +32,7 @@
 
 #define ZOC_MAX_REACTORS 64
 #define ZOC_REACTOR_FD_CHECK 64
-#define ZOC_REACTOR_IDLE_SPINS 64
+#define ZOC_REACTOR_IDLE_SPINS 16
 
 struct zoc_reactor;
 struct zoc_poller;

@@ -597,6 +597,23 @@ static void mem_swap_cont(struct zoc_vu_conn *c)
 	c->astatus = vrings_try_start_all(c);
 }
 
+/* A shared mapping past the end of its file raises SIGBUS on first touch, so
+ * the front end's file must cover [off, off + len). Only regular files
+ * (memfd, tmpfs, hugetlbfs) have a size to check. */
+static int fd_covers(int fd, uint64_t off, uint64_t len)
+{
+	struct stat st;
+	uint64_t end;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	if (__builtin_add_overflow(off, len, &end) || end > (uint64_t)st.st_size)
+		return -EINVAL;
+	return 0;
+}
+
 /* Builds a table from c->regs and swaps it in once the queues are quiet. */
 static int mem_rebuild(struct zoc_vu_conn *c, const struct vu_hdr *h)
 {
@@ -609,9 +626,12 @@ static int mem_rebuild(struct zoc_vu_conn *c, const struct vu_hdr *h)
 		const struct vu_mem_region *r = &c->regs[i];
 		int fd = fcntl(c->reg_fds[i], F_DUPFD_CLOEXEC, 0);
 
-		rc = fd < 0 ? -errno
-			    : zoc_mem_add_region(mem, r->gpa, r->size, r->uva, r->mmap_offset, fd,
-						 true);
+		rc = fd < 0 ? -errno : fd_covers(fd, r->mmap_offset, r->size);
+		if (rc && fd >= 0)
+			close(fd);
+		else if (!rc)
+			rc = zoc_mem_add_region(mem, r->gpa, r->size, r->uva, r->mmap_offset, fd,
+						true);
 		if (rc) {
 			ZOC_WARN_RL("%s: memory region %u (gpa 0x%llx size 0x%llx) refused: %s",
 				    conn_name(c), i, (unsigned long long)r->gpa,
@@ -1032,7 +1052,9 @@ static int h_GET_INFLIGHT_FD(struct zoc_vu_conn *c, struct vu_msg *m)
 	fd = memfd_create("zoc-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
+	/* Sealed: the front end must not shrink what we have mapped. */
+	if (ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
 		rc = -errno;
 		close(fd);
 		return rc;
@@ -1079,8 +1101,11 @@ static int h_SET_INFLIGHT_FD(struct zoc_vu_conn *c, struct vu_msg *m)
 		return -EINVAL;
 	}
 	fd = msg_take_fd(m, 0);
-	p = mmap(NULL, in.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)in.mmap_offset);
-	if (p == MAP_FAILED)
+	rc = fd_covers(fd, in.mmap_offset, in.mmap_size);
+	p = rc ? MAP_FAILED
+	       : mmap(NULL, in.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		      (off_t)in.mmap_offset);
+	if (p == MAP_FAILED && !rc)
 		rc = -errno;
 	close(fd);
 	if (rc) {
@@ -1510,13 +1535,17 @@ int zoc_vu_conn_feed(struct zoc_vu_conn *c, const void *msg, size_t len, const i
 		msg_close_fds(m);
 		return -EPIPE;
 	}
-	if (len < sizeof(m->hdr)) {
+	/* As on the socket: more fds than fit (MSG_CTRUNC) or bad framing
+	 * closes the connection. */
+	if (nfds > VU_MAX_FDS || len < sizeof(m->hdr)) {
 		msg_close_fds(m);
+		c->dead = true;
 		return -EINVAL;
 	}
 	memcpy(&m->hdr, msg, sizeof(m->hdr));
 	if (m->hdr.size > VU_MAX_PAYLOAD || len - sizeof(m->hdr) != m->hdr.size) {
 		msg_close_fds(m);
+		c->dead = true;
 		return -EINVAL;
 	}
 	memcpy(m->payload, (const uint8_t *)msg + sizeof(m->hdr), m->hdr.size);
