@@ -65,12 +65,14 @@ struct zoc_reactor {
 	uint64_t busy_ns;
 	uint64_t idle_ns;
 	uint64_t sleeps;
+	uint64_t poll_ns; /* adaptive poll time before sleeping */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 static struct zoc_reactor *g_reactors;
 static unsigned g_nreactors;
 static bool g_interrupt_mode;
 static bool g_pin;
+static uint64_t g_poll_max_ns;
 static atomic_bool g_stop;
 static __thread struct zoc_reactor *t_current;
 
@@ -142,6 +144,7 @@ int zoc_reactors_init(const struct zoc_reactor_opts *opts)
 	g_nreactors = n;
 	g_interrupt_mode = opts ? opts->interrupt_mode : false;
 	g_pin = opts ? opts->pin : false;
+	g_poll_max_ns = opts && opts->poll_max_set ? opts->poll_max_ns : ZOC_REACTOR_POLL_MAX_NS;
 	atomic_store(&g_stop, false);
 	for (unsigned i = 0; i < n; i++) {
 		struct zoc_reactor *r = &g_reactors[i];
@@ -429,12 +432,25 @@ static void account(struct zoc_reactor *r, uint64_t *last, uint32_t *busy_it, ui
 	*busy_it = *idle_it = 0;
 }
 
+/* Interrupt mode, after idle_ns of finding nothing and block_ns from the
+ * start of that idle period to the end of the sleep: adapt the poll time. */
+static void poll_adapt(struct zoc_reactor *r, uint64_t block_ns)
+{
+	if (!g_poll_max_ns || block_ns <= r->poll_ns)
+		return; /* polling long enough would not have helped */
+	if (block_ns > g_poll_max_ns)
+		r->poll_ns /= 2; /* quiet source: sleep sooner */
+	else if (r->poll_ns < g_poll_max_ns)
+		r->poll_ns = ZOC_MIN(r->poll_ns ? r->poll_ns * 2 : 4000, g_poll_max_ns);
+}
+
 static void reactor_loop(struct zoc_reactor *r)
 {
 	uint64_t iter = 0;
 	uint32_t busy_it = 0, idle_it = 0;
 	unsigned idle = 0;
 	uint64_t last = zoc_now_ns();
+	uint64_t idle_start = 0;
 
 	while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
 		int work = 0;
@@ -472,6 +488,16 @@ static void reactor_loop(struct zoc_reactor *r)
 		idle++;
 		if (!g_interrupt_mode || idle < ZOC_REACTOR_IDLE_SPINS)
 			continue;
+		/* Adaptive poll: the clock is read once when idling starts and then
+		 * every IDLE_SPINS iterations. */
+		if (idle == ZOC_REACTOR_IDLE_SPINS) {
+			idle_start = zoc_now_ns();
+			if (r->poll_ns)
+				continue;
+		} else if (idle % ZOC_REACTOR_IDLE_SPINS ||
+			   zoc_now_ns() - idle_start < r->poll_ns) {
+			continue;
+		}
 		account(r, &last, &busy_it, &idle_it);
 		if (!arm_all(r)) {
 			r->sleeps++;
@@ -484,6 +510,7 @@ static void reactor_loop(struct zoc_reactor *r)
 		/* the sleep counts as idle */
 		idle_it = 1;
 		account(r, &last, &busy_it, &idle_it);
+		poll_adapt(r, last - idle_start);
 	}
 }
 
@@ -551,6 +578,11 @@ void zoc_reactors_stop(void)
 	for (unsigned i = 0; i < g_nreactors; i++)
 		if (write(g_reactors[i].msg_efd, &one, sizeof(one)) < 0)
 			continue;
+}
+
+uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r)
+{
+	return __atomic_load_n(&r->poll_ns, __ATOMIC_RELAXED);
 }
 
 void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,

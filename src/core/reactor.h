@@ -15,12 +15,19 @@
  *  - polling (default): every poller runs in a tight loop; fd handlers are
  *    checked with a zero-timeout epoll_wait every ZOC_REACTOR_FD_CHECK
  *    iterations.
- *  - interrupt (--interrupt-mode): when ZOC_REACTOR_IDLE_SPINS iterations in a
- *    row found no work, the reactor asks every poller to arm its interrupt
+ *  - interrupt (--interrupt-mode): when the reactor has found no work for
+ *    its adaptive poll time (see below; at least ZOC_REACTOR_IDLE_SPINS
+ *    iterations), it asks every poller to arm its interrupt
  *    (arm callback: enable notifications, return nonzero if work slipped in)
  *    and then sleeps in epoll_wait() on the fds its pollers registered (kick
  *    eventfds, io_uring eventfds, sockets) and its message eventfd.
  *    Timed pollers bound the sleep.
+ *    Adaptive polling: a sleep/wake cycle costs far more CPU than a few
+ *    microseconds of polling (a context switch each way, more in a VM), so an
+ *    idle reactor keeps polling for poll_ns before it sleeps. poll_ns grows
+ *    (doubling from 4 us) while sleeps end within poll_max_ns (work comes
+ *    back soon: polling is cheaper) and halves when they last longer (the
+ *    source is quiet: sleeping is cheaper). poll_max_ns 0 disables it.
  *
  * Reactor 0 also carries the control plane (JSON-RPC, vhost-user sockets).
  */
@@ -33,6 +40,7 @@
 #define ZOC_MAX_REACTORS 64
 #define ZOC_REACTOR_FD_CHECK 64
 #define ZOC_REACTOR_IDLE_SPINS 16
+#define ZOC_REACTOR_POLL_MAX_NS 64000
 
 struct zoc_reactor;
 struct zoc_poller;
@@ -61,6 +69,10 @@ struct zoc_reactor_opts {
 	unsigned num_cores;
 	bool interrupt_mode;
 	bool pin; /* pin threads to their CPUs (default true via zocd) */
+	/* Interrupt mode: longest adaptive poll before sleeping; 0 = never
+	 * poll past ZOC_REACTOR_IDLE_SPINS. Default ZOC_REACTOR_POLL_MAX_NS. */
+	uint64_t poll_max_ns;
+	bool poll_max_set; /* poll_max_ns given (else the default) */
 };
 
 int zoc_reactors_init(const struct zoc_reactor_opts *opts);
@@ -97,6 +109,8 @@ int zoc_reactor_send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg);
 
 /* Busy/idle accounting for stats: nanoseconds spent in iterations that did
  * work vs. not, since start. */
+/* Current adaptive poll time (interrupt mode). */
+uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r);
 void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
 			   uint64_t *sleeps);
 

@@ -39,9 +39,11 @@ static void usage(FILE *f)
 		"  -r, --rpc PATH        control socket (default %s)\n"
 		"  -m, --cores LIST      CPUs to run reactors on, e.g. 0,1 or 0-3 (default 0)\n"
 		"  -i, --interrupt-mode  sleep on eventfds when idle instead of busy polling\n"
+		"  -p, --poll-max-us N   interrupt mode: poll up to N us before sleeping,\n"
+		"                        adapted to the load (default %u; 0 = sleep at once)\n"
 		"  -l, --log-level LVL   err, warn, info (default) or debug\n"
 		"  -h, --help            this text\n",
-		ZOC_RPC_DEFAULT_SOCKET);
+		ZOC_RPC_DEFAULT_SOCKET, ZOC_REACTOR_POLL_MAX_NS / 1000);
 }
 
 static int parse_cores(const char *s, unsigned *cores, unsigned *n)
@@ -162,6 +164,7 @@ int main(int argc, char **argv)
 		{"rpc", required_argument, NULL, 'r'},
 		{"cores", required_argument, NULL, 'm'},
 		{"interrupt-mode", no_argument, NULL, 'i'},
+		{"poll-max-us", required_argument, NULL, 'p'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -174,7 +177,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int c, sfd, rc;
 
-	while ((c = getopt_long(argc, argv, "c:r:m:il:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:r:m:ip:l:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -194,6 +197,19 @@ int main(int argc, char **argv)
 		case 'i':
 			ro.interrupt_mode = true;
 			break;
+		case 'p': {
+			char *end;
+			unsigned long us = strtoul(optarg, &end, 10);
+
+			if (end == optarg || *end || us > 1000000) {
+				fprintf(stderr, "zocd: --poll-max-us: a number of microseconds in "
+						"[0, 1000000]\n");
+				return 2;
+			}
+			ro.poll_max_ns = us * 1000;
+			ro.poll_max_set = true;
+			break;
+		}
 		case 'l':
 			if (zoc_log_parse_level(optarg, &lvl)) {
 				fprintf(stderr, "zocd: --log-level: use err, warn, info or debug\n");
