@@ -44,6 +44,7 @@ struct vblk_queue {
 	uint16_t idx;
 	/* control plane (reactor 0) view */
 	bool running;
+	bool stop_pending; /* stop sent, done() not yet called */
 	struct zoc_reactor *reactor;
 	struct zoc_pool *pool;
 	/* owner reactor state */
@@ -316,6 +317,7 @@ static void vblk_handle(struct vblk_queue *q, struct vblk_req *r, bool fault)
 	r->status = NULL;
 	r->written = 0;
 	r->type = UINT32_MAX;
+	r->io.len = 0; /* vblk_complete() counts it; the pool slot keeps the last one's */
 	/* The status byte is the last device-writable byte. */
 	for (last = (int)in_n - 1; last >= 0 && in[last].iov_len == 0; last--)
 		;
@@ -499,6 +501,7 @@ static void queue_stopped_on_control(void *arg)
 	zoc_pool_destroy(q->pool);
 	q->pool = NULL;
 	q->done = NULL;
+	q->stop_pending = false;
 	ZOC_INFO("%s: queue %u stopped", q->vb->name, q->idx);
 	if (done)
 		done(done_arg);
@@ -547,8 +550,8 @@ static int vblk_queue_start(struct zoc_virtio_dev *dev, uint16_t qidx, struct zo
 	if (qidx >= vb->num_queues)
 		return -EINVAL;
 	q = &vb->queues[qidx];
-	if (q->running)
-		return -EBUSY;
+	if (q->running || q->stop_pending)
+		return -EBUSY; /* a stopping queue still owns its pool, vq and channel */
 	q->pool = zoc_pool_create("vblk-req", zoc_vq_size(vq), sizeof(struct vblk_req));
 	if (!q->pool)
 		return -ENOMEM;
@@ -579,6 +582,7 @@ static int vblk_queue_stop(struct zoc_virtio_dev *dev, uint16_t qidx, uint32_t *
 		return -ENOENT;
 	q = &vb->queues[qidx];
 	q->running = false;
+	q->stop_pending = true;
 	q->base_out = base_out;
 	q->done = done;
 	q->done_arg = arg;
@@ -713,8 +717,9 @@ void zoc_vblk_destroy(struct zoc_vblk *vb)
 	if (!vb)
 		return;
 	for (uint16_t i = 0; i < vb->num_queues; i++)
-		if (vb->queues[i].running)
-			ZOC_ERR("%s: destroyed with queue %u running", vb->name, i);
+		if (vb->queues[i].running || vb->queues[i].stop_pending)
+			ZOC_ERR("%s: destroyed with queue %u %s", vb->name, i,
+				vb->queues[i].running ? "running" : "still stopping");
 	zoc_bdev_release(vb->bdev);
 	free(vb);
 }

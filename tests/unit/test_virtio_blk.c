@@ -2171,8 +2171,6 @@ static void test_restart_while_stopping(void **state)
 	uint64_t end;
 
 	(void)state;
-	if (!getenv("ZOC_TEST_VBLK_FIXED"))
-		skip(); /* see 02-queue-start-while-stopping.patch */
 	d = drv_new(QSIZE, false, false, true);
 	vb = dev_up("restart", "gate", 1, d);
 	gate_reset();
@@ -2495,8 +2493,6 @@ static void test_stats_zero_length(void **state)
 	json_t *st;
 
 	(void)state;
-	if (!getenv("ZOC_TEST_VBLK_FIXED"))
-		skip(); /* see 01-zero-length-stats.patch */
 	d = drv_new(QSIZE, false, false, true);
 	vb = dev_up("stats0", "null512", 1, d);
 	assert_int_equal(req1(d, VIRTIO_BLK_T_IN, 0, data_gpa(0), 4096, NULL), 0);
