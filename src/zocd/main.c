@@ -40,7 +40,7 @@ static void usage(FILE *f)
 		"  -m, --cores LIST      CPUs to run reactors on, e.g. 0,1 or 0-3 (default 0)\n"
 		"  -i, --interrupt-mode  sleep on eventfds when idle instead of busy polling\n"
 		"  -p, --poll-max-us N   interrupt mode: poll up to N us before sleeping,\n"
-		"                        adapted to the load (default %u; 0 = sleep at once)\n"
+		"                        tuned for work per CPU second (default %u; 0 = sleep at once)\n"
 		"  -l, --log-level LVL   err, warn, info (default) or debug\n"
 		"  -h, --help            this text\n",
 		ZOC_RPC_DEFAULT_SOCKET, ZOC_REACTOR_POLL_MAX_NS / 1000);
