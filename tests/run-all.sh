@@ -6,7 +6,8 @@
 #   unit  every executable build/tests/unit/test_*
 #   asan  the same tests from build-asan/ (AddressSanitizer + UBSan)
 #   fuzz  every build-fuzz/tests/fuzz/fuzz_* for FUZZ_SECONDS on a corpus under build-fuzz/
-#   e2e   every tests/e2e/*.sh (exit 0 pass, 77 skip, else fail)
+#   e2e   every tests/e2e/*.sh (exit 0 pass, 77 skip, else fail), then again against
+#         the ASan/UBSan zocd of build-asan/ (when asan is selected too)
 #
 # Environment:
 #   ZOC_TESTS=unit,asan,fuzz,e2e   kinds to run (default: all)
@@ -145,6 +146,19 @@ if want e2e; then
 		run_one "e2e/$name" "$LOGS/e2e-$name.log" "$E2E_TIMEOUT" bash "$t"
 	done
 	[ $found = 1 ] || note "e2e: no tests in tests/e2e/"
+	# The same real clients against the ASan/UBSan zocd: a sanitizer report
+	# kills zocd (or fails its exit status at shutdown), which fails the test.
+	if want asan && [ -x "$BUILD_ASAN/src/zocd/zocd" ]; then
+		for t in "$ROOT"/tests/e2e/*.sh; do
+			[ -f "$t" ] || continue
+			name=$(basename "$t" .sh)
+			run_one "e2e-asan/$name" "$LOGS/e2e-asan-$name.log" "$E2E_TIMEOUT" \
+				env ZOCD="$BUILD_ASAN/src/zocd/zocd" ZOCCTL="$BUILD_ASAN/src/zocctl/zocctl" \
+				ZOC_ARTIFACTS="$LOGS/e2e-asan-$name" \
+				ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+				UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 bash "$t"
+		done
+	fi
 fi
 
 [ ${#failed[@]} -eq 0 ] || echo "failed: ${failed[*]}"

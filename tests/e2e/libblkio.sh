@@ -76,7 +76,7 @@ fi
 
 WORK=$(mktemp -d "${ZOC_TMP:-/var/tmp}/zoc-$NAME.XXXXXX") || fail "cannot make a work dir under ${ZOC_TMP:-/var/tmp}"
 chmod 755 "$WORK"
-ARTS=$ZOC_BUILD/test-logs/e2e-$NAME
+ARTS=${ZOC_ARTIFACTS:-$ZOC_BUILD/test-logs/e2e-$NAME}
 mkdir -p "$ARTS" 2>/dev/null || ARTS=$WORK
 SERVER_PID=""
 SERVER_LOG=""
