@@ -432,8 +432,14 @@ static void disarm_all(struct zoc_reactor *r)
  * arming were tried as further levels: on these VMs a timer sleep costs
  * ~60 us of CPU, more than it saves at any queue depth.) */
 static const uint32_t g_poll_levels_us[] = {0, 4, 8, 16, 32, 64, 128, 256};
+/* An epoch lasts 50 ms and POLL_EPOCH_WORK units of work, or 500 ms: long
+ * enough that its efficiency is not noise at low rates. */
 #define POLL_EPOCH_NS 50000000ull
+#define POLL_EPOCH_MAX_NS 500000000ull
+#define POLL_EPOCH_WORK 2000
 #define POLL_EPOCH_MIN_WORK 200
+/* Less than this relative gain is a tie; ties go to less polling. */
+#define POLL_EPOCH_TIE 0.03
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -467,8 +473,12 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 	if (r->epoch_work >= POLL_EPOCH_MIN_WORK && dcpu) {
 		double eff = (double)r->epoch_work / (double)dcpu;
 
-		if (r->prev_eff > 0 && eff < r->prev_eff)
-			r->poll_dir = -r->poll_dir;
+		if (r->prev_eff > 0) {
+			if (eff < r->prev_eff * (1.0 - POLL_EPOCH_TIE))
+				r->poll_dir = -r->poll_dir; /* worse: turn back */
+			else if (eff < r->prev_eff * (1.0 + POLL_EPOCH_TIE))
+				r->poll_dir = -1; /* no better: spend less CPU */
+		}
 		r->prev_eff = eff;
 		next = r->poll_level + r->poll_dir;
 		if (next < 0 || next > top) {
@@ -507,7 +517,8 @@ static void account(struct zoc_reactor *r, uint64_t *last, uint32_t *busy_it, ui
 	}
 	*last = t;
 	*busy_it = *idle_it = 0;
-	if (g_interrupt_mode && g_poll_max_ns && t - r->epoch_start_ns >= POLL_EPOCH_NS)
+	if (g_interrupt_mode && g_poll_max_ns && t - r->epoch_start_ns >= POLL_EPOCH_NS &&
+	    (r->epoch_work >= POLL_EPOCH_WORK || t - r->epoch_start_ns >= POLL_EPOCH_MAX_NS))
 		poll_epoch(r, t);
 }
 
