@@ -137,6 +137,19 @@ static void rpc_bdev_delete(struct zoc_rpc_req *req, void *params)
 		zoc_rpc_result(req, NULL);
 }
 
+/* Answers a listing filtered by an optional name: the rows, or an error if
+ * a name was given and nothing has it. Takes arr. */
+static void answer_list(struct zoc_rpc_req *req, const char *what, const char *name, json_t *arr)
+{
+	if (name && json_array_size(arr) == 0) {
+		json_decref(arr);
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "no %s named '%s' (see %s_list)", what,
+			      name, what);
+		return;
+	}
+	zoc_rpc_result(req, arr);
+}
+
 static json_t *bdev_json(const struct zoc_bdev *b)
 {
 	json_t *params = json_object();
@@ -158,12 +171,7 @@ static void rpc_bdev_list(struct zoc_rpc_req *req, void *params)
 	for (struct zoc_bdev *b = zoc_bdev_next(NULL); b; b = zoc_bdev_next(b))
 		if (!p->name || strcmp(p->name, b->name) == 0)
 			json_array_append_new(arr, bdev_json(b));
-	if (p->name && json_array_size(arr) == 0) {
-		json_decref(arr);
-		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "no bdev named '%s'", p->name);
-		return;
-	}
-	zoc_rpc_result(req, arr);
+	answer_list(req, "bdev", p->name, arr);
 }
 
 static void bdev_config_writer(json_t *array)
@@ -345,36 +353,25 @@ static void rpc_device_delete(struct zoc_rpc_req *req, void *params)
 	d->ops->destroy(d, device_deleted, req);
 }
 
-static void rpc_device_list(struct zoc_rpc_req *req, void *params)
+/* device_list / device_stats: one row per device (or the named one). */
+static void device_rows(struct zoc_rpc_req *req, const char *name, bool stats)
 {
-	struct name_params *p = params;
 	json_t *arr = json_array();
 
 	for (struct zoc_device *d = zoc_device_next(NULL); d; d = zoc_device_next(d))
-		if (!p->name || strcmp(p->name, d->name) == 0)
-			json_array_append_new(arr, d->ops->info(d));
-	if (p->name && json_array_size(arr) == 0) {
-		json_decref(arr);
-		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "no device named '%s'", p->name);
-		return;
-	}
-	zoc_rpc_result(req, arr);
+		if (!name || strcmp(name, d->name) == 0)
+			json_array_append_new(arr, stats ? d->ops->stats(d) : d->ops->info(d));
+	answer_list(req, "device", name, arr);
+}
+
+static void rpc_device_list(struct zoc_rpc_req *req, void *params)
+{
+	device_rows(req, ((struct name_params *)params)->name, false);
 }
 
 static void rpc_device_stats(struct zoc_rpc_req *req, void *params)
 {
-	struct name_params *p = params;
-	json_t *arr = json_array();
-
-	for (struct zoc_device *d = zoc_device_next(NULL); d; d = zoc_device_next(d))
-		if (!p->name || strcmp(p->name, d->name) == 0)
-			json_array_append_new(arr, d->ops->stats(d));
-	if (p->name && json_array_size(arr) == 0) {
-		json_decref(arr);
-		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "no device named '%s'", p->name);
-		return;
-	}
-	zoc_rpc_result(req, arr);
+	device_rows(req, ((struct name_params *)params)->name, true);
 }
 
 static void device_config_writer(json_t *array)
