@@ -11,6 +11,8 @@
 # Boot 2 (2 queues): a new connection to the same device, -smp 2: /sys/block/vda/mq has
 #                    2 entries; fio with one job per CPU (both queues) writes and verifies;
 #                    the pattern of boot 1 reads back.
+# zocd runs two reactors in interrupt mode when there are two CPUs; the two queues must
+# land on different reactors.
 # Host: zocctl device_stats shows the I/O (reads, writes, flushes, discards), device_delete
 # removes the device, zocd_shutdown stops zocd cleanly.
 #
@@ -104,6 +106,12 @@ VB_SOCK=$ZOC_WORK/vb0.sock
 if [ "$ZOC_E2E_SERVER" = qsd ]; then
 	zoc_qsd_start_blk d0 "$DISK" "$VB_SOCK" 2
 else
+	# Two reactors when there are two CPUs, so the two queues of boot 2 live on
+	# different reactors (one shares its CPU with QEMU: interrupt mode).
+	if [[ $ZOC_ZOCD_CPU != *,* ]] && [ "$(zoc__cpus | wc -l)" -ge 2 ]; then
+		ZOC_ZOCD_CPU=$(zoc__cpus | head -2 | paste -sd,)
+		ZOC_ZOCD_MODE=(--interrupt-mode)
+	fi
 	zoc_zocd_start
 	zoc_ctl bdev_uring_create name=d0 filename="$DISK" >/dev/null || zoc_die "bdev_uring_create failed (above)"
 	zoc_ctl vhost_blk_create name=vb0 socket="$VB_SOCK" bdev=d0 num_queues=2 >/dev/null ||
@@ -150,6 +158,12 @@ for k in errors invalid; do
 done
 n=$(zoc_stat "$STATS" vb0 write_ops 1)
 [ "${n:-0}" -gt 0 ] || zoc_die "queue 1 of vb0 saw no writes (write_ops=${n:-absent}) although the guest ran one fio job per CPU on 2 queues"
+if [[ $ZOC_ZOCD_CPU == *,* ]]; then
+	r0=$(zoc_stat "$STATS" vb0 reactor 0) r1=$(zoc_stat "$STATS" vb0 reactor 1)
+	[ -n "$r0" ] && [ "$r0" != "$r1" ] ||
+		zoc_die "queues 0 and 1 of vb0 ran on reactors '$r0' and '$r1': zocd has two reactors, they should differ"
+	zoc_log "host: queue 0 ran on reactor $r0, queue 1 on reactor $r1"
+fi
 zoc_log "host: device_stats shows reads, writes, flushes and discards, and I/O on both queues"
 zoc_ctl device_delete name=vb0 >/dev/null || zoc_die "device_delete name=vb0 failed (above)"
 LIST=$(zoc_ctl device_list --json) || zoc_die "device_list failed after device_delete (above)"
