@@ -3,8 +3,8 @@
  * test_virtio_blk.c - the virtio-blk device model (src/virtio/virtio_blk.c)
  * driven the way a link drives it: real reactors (two, polling; one more
  * group in interrupt mode) running on their own thread, control calls sent to
- * reactor 0 as messages, and a driver simulator in this file that owns split
- * or packed rings in a malloc'd "guest memory" registered with
+ * reactor 0 as messages, and the driver simulator of vq_driver.c that owns
+ * split or packed rings in a malloc'd "guest memory" registered with
  * zoc_mem_add_region_hva().
  *
  * Back ends: the null bdev for protocol cases, an io_uring bdev on a temporary
@@ -42,6 +42,7 @@
 #include "virtio/virtio.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtqueue.h"
+#include "vq_driver.h"
 
 /* ------------------------------------------------------------------ */
 /* guest memory                                                        */
@@ -72,47 +73,19 @@
 
 #define ST_POISON 0xee
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 struct drv {
+	struct vqd_mem g;
 	uint8_t *arena, *ro;
 	struct zoc_mem *mem;
-	uint16_t size;
-	bool packed, event_idx, indirect;
+	struct vqd q; /* the rings */
+	bool event_idx, indirect;
 	int callfd, kickfd;
 	uint32_t base; /* where the next queue_start resumes */
-	/* split */
-	struct virtq_desc *desc;
-	struct virtq_avail *avail;
-	struct virtq_used *used;
-	uint16_t avail_idx, last_used;
-	uint16_t free_stack[QSIZE];
-	uint16_t nfree;
-	uint16_t chain[QSIZE][MAX_SEGS];
-	uint16_t chain_len[QSIZE];
-	/* packed */
-	struct virtq_packed_desc *pdesc;
-	struct virtq_packed_event *drv_evt, *dev_evt;
-	uint16_t next_avail, next_used, free_slots;
-	bool avail_wrap, used_wrap;
-	uint16_t id_stack[QSIZE];
-	uint16_t nids;
-	uint16_t id_slots[QSIZE];
-	uint32_t outstanding;
 };
 
 static void *g2h(struct drv *d, uint64_t gpa)
 {
-	if (gpa >= GPA_BASE && gpa < GPA_BASE + ARENA_SIZE)
-		return d->arena + (gpa - GPA_BASE);
-	if (gpa >= GPA_RO && gpa < GPA_RO + RO_SIZE)
-		return d->ro + (gpa - GPA_RO);
-	fail_msg("gpa 0x%llx is not test memory", (unsigned long long)gpa);
-	return NULL;
+	return vqd_mem_ptr(&d->g, gpa);
 }
 
 static uint64_t hdr_gpa(unsigned slot)
@@ -147,52 +120,38 @@ static void put_dwz(struct drv *d, uint64_t gpa, uint64_t sector, uint32_t num, 
 
 static void drv_reset(struct drv *d)
 {
-	d->avail_idx = d->last_used = 0;
-	d->nfree = 0;
-	for (int i = d->size - 1; i >= 0; i--)
-		d->free_stack[d->nfree++] = (uint16_t)i;
-	memset(d->chain_len, 0, sizeof(d->chain_len));
-	d->next_avail = d->next_used = 0;
-	d->avail_wrap = d->used_wrap = true;
-	d->free_slots = d->size;
-	d->nids = 0;
-	for (int i = d->size - 1; i >= 0; i--)
-		d->id_stack[d->nids++] = (uint16_t)i;
-	memset(d->id_slots, 0, sizeof(d->id_slots));
-	d->outstanding = 0;
+	vqd_reset(&d->q);
 	memset(d->arena, 0, OFF_IND);
-	d->base = d->packed ? 0x8000 : 0;
+	d->base = d->q.packed ? 0x8000 : 0;
 }
 
 static struct drv *drv_new(uint16_t size, bool packed, bool event_idx, bool indirect)
 {
 	struct drv *d = calloc(1, sizeof(*d));
+	struct vqd_layout lay = {
+		.size = size,
+		.packed = packed,
+		.desc = GPA_BASE + OFF_DESC,
+		.driver = GPA_BASE + OFF_AVAIL,
+		.device = GPA_BASE + OFF_USED,
+		.ind = GPA_BASE + OFF_IND,
+		.ind_slot = IND_SLOT,
+		.max_segs = MAX_SEGS,
+	};
 
 	assert_non_null(d);
 	assert_true(size <= QSIZE);
-	d->arena = aligned_alloc(4096, ARENA_SIZE);
-	d->ro = aligned_alloc(4096, RO_SIZE);
-	assert_non_null(d->arena);
-	assert_non_null(d->ro);
-	memset(d->arena, 0, ARENA_SIZE);
+	vqd_mem_init(&d->g);
+	d->mem = d->g.mem;
+	d->arena = vqd_mem_alloc(&d->g, GPA_BASE, ARENA_SIZE);
+	d->ro = vqd_mem_alloc(&d->g, GPA_RO, RO_SIZE);
 	for (unsigned i = 0; i < RO_SIZE; i++)
 		d->ro[i] = (uint8_t)(i * 7 + 3);
-	d->mem = zoc_mem_create();
-	assert_non_null(d->mem);
-	assert_int_equal(zoc_mem_add_region_hva(d->mem, GPA_BASE, ARENA_SIZE, 0, d->arena, true),
-			 0);
-	assert_int_equal(zoc_mem_add_region_hva(d->mem, GPA_RO, RO_SIZE, 0x10000000, d->ro, false),
-			 0);
-	d->size = size;
-	d->packed = packed;
+	vqd_mem_map(&d->g, GPA_BASE, ARENA_SIZE, 0, true);
+	vqd_mem_map(&d->g, GPA_RO, RO_SIZE, 0x10000000, false);
+	vqd_init(&d->q, &d->g, &lay);
 	d->event_idx = event_idx;
 	d->indirect = indirect;
-	d->desc = (void *)(d->arena + OFF_DESC);
-	d->pdesc = (void *)(d->arena + OFF_DESC);
-	d->avail = (void *)(d->arena + OFF_AVAIL);
-	d->drv_evt = (void *)(d->arena + OFF_AVAIL);
-	d->used = (void *)(d->arena + OFF_USED);
-	d->dev_evt = (void *)(d->arena + OFF_USED);
 	d->callfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	assert_true(d->callfd >= 0 && d->kickfd >= 0);
@@ -204,171 +163,44 @@ static void drv_free(struct drv *d)
 {
 	if (!d)
 		return;
-	zoc_mem_put(d->mem);
 	close(d->callfd);
 	close(d->kickfd);
-	free(d->arena);
-	free(d->ro);
+	vqd_fini(&d->q);
+	vqd_mem_fini(&d->g);
 	free(d);
 }
 
 static struct zoc_vq *drv_make_vq(struct drv *d)
 {
 	struct zoc_vq_config c = {
-		.size = d->size,
-		.packed = d->packed,
 		.event_idx = d->event_idx,
 		.indirect = d->indirect,
-		.desc = d->arena + OFF_DESC,
-		.driver = d->arena + OFF_AVAIL,
-		.device = d->arena + OFF_USED,
 		.base = d->base,
-		.mem = d->mem,
 		.inflight = NULL,
 		.callfd = d->callfd,
 	};
-	struct zoc_vq *vq = zoc_vq_create(&c);
+	struct zoc_vq *vq;
 
+	vqd_vq_config(&d->q, &c);
+	vq = zoc_vq_create(&c);
 	assert_non_null(vq);
 	return vq;
 }
 
-static void fill_split(struct virtq_desc *x, const struct seg *s, uint16_t flags, uint16_t next)
-{
-	x->addr = s->gpa;
-	x->len = s->len;
-	x->flags = (uint16_t)(flags | (s->write ? VIRTQ_DESC_F_WRITE : 0));
-	x->next = next;
-}
-
 /* Makes a buffer available; returns its id (split head / packed buffer id). */
-static int drv_add(struct drv *d, const struct seg *segs, int n, bool ind)
+static int drv_add(struct drv *d, const struct vqd_seg *segs, int n, bool ind)
 {
-	int need = ind ? 1 : n;
-	uint16_t id;
+	int id;
 
-	assert_true(n >= 1 && n <= MAX_SEGS);
 	assert_true(!ind || d->indirect);
-	if (!d->packed) {
-		uint16_t head = 0, prev = 0;
-
-		assert_true(d->nfree >= need);
-		if (ind) {
-			head = d->free_stack[--d->nfree];
-			uint64_t tgpa = GPA_BASE + OFF_IND + (uint64_t)head * IND_SLOT;
-			struct virtq_desc *t = g2h(d, tgpa);
-
-			for (int i = 0; i < n; i++)
-				fill_split(&t[i], &segs[i], i + 1 < n ? VIRTQ_DESC_F_NEXT : 0,
-					   (uint16_t)(i + 1));
-			d->desc[head] = (struct virtq_desc){tgpa, (uint32_t)(n * 16),
-							    VIRTQ_DESC_F_INDIRECT, 0};
-			d->chain[head][0] = head;
-			d->chain_len[head] = 1;
-		} else {
-			for (int i = 0; i < n; i++) {
-				uint16_t x = d->free_stack[--d->nfree];
-
-				if (i == 0)
-					head = x;
-				else
-					d->desc[prev].next = x;
-				fill_split(&d->desc[x], &segs[i], i + 1 < n ? VIRTQ_DESC_F_NEXT : 0,
-					   0);
-				d->chain[head][i] = x;
-				prev = x;
-			}
-			d->chain_len[head] = (uint16_t)n;
-		}
-		d->avail->ring[d->avail_idx & (d->size - 1)] = head;
-		d->avail_idx++;
-		__atomic_store_n(&d->avail->idx, d->avail_idx, __ATOMIC_RELEASE);
-		id = head;
-	} else {
-		uint16_t first = d->next_avail, first_flags = 0;
-
-		assert_true(d->free_slots >= need && d->nids > 0);
-		id = d->id_stack[--d->nids];
-		for (int i = 0; i < need; i++) {
-			struct virtq_packed_desc *x = &d->pdesc[d->next_avail];
-			uint16_t f = d->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
-
-			if (ind) {
-				uint64_t tgpa = GPA_BASE + OFF_IND + (uint64_t)id * IND_SLOT;
-				struct virtq_packed_desc *t = g2h(d, tgpa);
-
-				for (int k = 0; k < n; k++)
-					t[k] = (struct virtq_packed_desc){
-						segs[k].gpa, segs[k].len, 0,
-						segs[k].write ? VIRTQ_DESC_F_WRITE : 0};
-				x->addr = tgpa;
-				x->len = (uint32_t)(n * 16);
-				f |= VIRTQ_DESC_F_INDIRECT;
-			} else {
-				x->addr = segs[i].gpa;
-				x->len = segs[i].len;
-				if (segs[i].write)
-					f |= VIRTQ_DESC_F_WRITE;
-				if (i + 1 < need)
-					f |= VIRTQ_DESC_F_NEXT;
-			}
-			x->id = id;
-			if (i == 0)
-				first_flags = f;
-			else
-				x->flags = f;
-			if (++d->next_avail == d->size) {
-				d->next_avail = 0;
-				d->avail_wrap = !d->avail_wrap;
-			}
-		}
-		__atomic_store_n(&d->pdesc[first].flags, first_flags, __ATOMIC_RELEASE);
-		d->free_slots = (uint16_t)(d->free_slots - need);
-		d->id_slots[id] = (uint16_t)need;
-	}
-	d->outstanding++;
+	id = vqd_add(&d->q, segs, n, ind);
+	assert_true(id >= 0); /* the ring had room */
 	return id;
 }
 
 static bool drv_get_used(struct drv *d, uint16_t *id, uint32_t *len)
 {
-	if (!d->packed) {
-		uint16_t idx = __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE);
-		struct virtq_used_elem *e;
-
-		if (idx == d->last_used)
-			return false;
-		e = &d->used->ring[d->last_used & (d->size - 1)];
-		d->last_used++;
-		assert_true(e->id < d->size);
-		*id = (uint16_t)e->id;
-		*len = e->len;
-		assert_true(d->chain_len[*id] > 0);
-		for (int i = 0; i < d->chain_len[*id]; i++)
-			d->free_stack[d->nfree++] = d->chain[*id][i];
-		d->chain_len[*id] = 0;
-	} else {
-		struct virtq_packed_desc *x = &d->pdesc[d->next_used];
-		uint16_t f = __atomic_load_n(&x->flags, __ATOMIC_ACQUIRE);
-		bool avail = f & VIRTQ_DESC_F_AVAIL, used = f & VIRTQ_DESC_F_USED;
-
-		if (avail != used || used != d->used_wrap)
-			return false;
-		*id = x->id;
-		*len = (f & VIRTQ_DESC_F_WRITE) ? x->len : 0;
-		assert_true(*id < d->size);
-		assert_true(d->id_slots[*id] > 0);
-		d->next_used = (uint16_t)(d->next_used + d->id_slots[*id]);
-		if (d->next_used >= d->size) {
-			d->next_used = (uint16_t)(d->next_used - d->size);
-			d->used_wrap = !d->used_wrap;
-		}
-		d->free_slots = (uint16_t)(d->free_slots + d->id_slots[*id]);
-		d->id_slots[*id] = 0;
-		d->id_stack[d->nids++] = *id;
-	}
-	d->outstanding--;
-	return true;
+	return vqd_get_used(&d->q, id, len);
 }
 
 static uint64_t now_ms(void)
@@ -417,7 +249,7 @@ static uint64_t drv_wait_call(struct drv *d, int ms)
 
 /* Submits one chain and waits for it. Returns the status byte at status_gpa
  * (0 = not looked at) and the used length. */
-static uint8_t run(struct drv *d, const struct seg *segs, int n, bool ind, uint64_t status,
+static uint8_t run(struct drv *d, const struct vqd_seg *segs, int n, bool ind, uint64_t status,
 		   uint32_t *used_len)
 {
 	uint16_t id;
@@ -436,17 +268,17 @@ static uint8_t run(struct drv *d, const struct seg *segs, int n, bool ind, uint6
 }
 
 /* header (own descriptor) + data segments + status (own descriptor). */
-static uint8_t req(struct drv *d, uint32_t type, uint64_t sector, const struct seg *data,
+static uint8_t req(struct drv *d, uint32_t type, uint64_t sector, const struct vqd_seg *data,
 		   int ndata, uint32_t *used_len)
 {
-	struct seg s[MAX_SEGS];
+	struct vqd_seg s[MAX_SEGS];
 	int n = 0;
 
 	put_hdr(d, hdr_gpa(0), type, sector);
-	s[n++] = (struct seg){hdr_gpa(0), 16, false};
+	s[n++] = (struct vqd_seg){hdr_gpa(0), 16, false};
 	for (int i = 0; i < ndata; i++)
 		s[n++] = data[i];
-	s[n++] = (struct seg){st_gpa(0), 1, true};
+	s[n++] = (struct vqd_seg){st_gpa(0), 1, true};
 	return run(d, s, n, false, st_gpa(0), used_len);
 }
 
@@ -454,7 +286,7 @@ static uint8_t req(struct drv *d, uint32_t type, uint64_t sector, const struct s
 static uint8_t req1(struct drv *d, uint32_t type, uint64_t sector, uint64_t gpa, uint32_t len,
 		    uint32_t *used_len)
 {
-	struct seg s = {gpa, len, type != VIRTIO_BLK_T_OUT && type != VIRTIO_BLK_T_DISCARD &&
+	struct vqd_seg s = {gpa, len, type != VIRTIO_BLK_T_OUT && type != VIRTIO_BLK_T_DISCARD &&
 					    type != VIRTIO_BLK_T_WRITE_ZEROES};
 
 	return req(d, type, sector, &s, len ? 1 : 0, used_len);
@@ -978,7 +810,7 @@ static struct zoc_vblk *dev_up(const char *name, const char *bdev, uint16_t nq, 
 {
 	struct zoc_vblk *vb = dev_create(name, bdev, nq);
 
-	dev_negotiate_all(vb, d->packed);
+	dev_negotiate_all(vb, d->q.packed);
 	q_start(d, vb, 0);
 	return vb;
 }
@@ -1233,7 +1065,7 @@ static void check_roundtrip(bool packed, bool event_idx)
 	struct zoc_vblk *vb = dev_up("rt", "uring", 1, d);
 	uint8_t *exp = malloc(64 << 10), *got = malloc(64 << 10);
 	uint32_t len;
-	struct seg s[8];
+	struct vqd_seg s[8];
 
 	/* OUT: three 4 KiB data descriptors, scattered in guest memory. */
 	fill(g2h(d, data_gpa(0)), 4096, 1);
@@ -1242,9 +1074,9 @@ static void check_roundtrip(bool packed, bool event_idx)
 	memcpy(exp, g2h(d, data_gpa(0)), 4096);
 	memcpy(exp + 4096, g2h(d, data_gpa(3 * 4096)), 4096);
 	memcpy(exp + 8192, g2h(d, data_gpa(9 * 4096)), 4096);
-	s[0] = (struct seg){data_gpa(0), 4096, false};
-	s[1] = (struct seg){data_gpa(3 * 4096), 4096, false};
-	s[2] = (struct seg){data_gpa(9 * 4096), 4096, false};
+	s[0] = (struct vqd_seg){data_gpa(0), 4096, false};
+	s[1] = (struct vqd_seg){data_gpa(3 * 4096), 4096, false};
+	s[2] = (struct vqd_seg){data_gpa(9 * 4096), 4096, false};
 	assert_int_equal(req(d, VIRTIO_BLK_T_OUT, 8, s, 3, &len), VIRTIO_BLK_S_OK);
 	assert_int_equal(len, 1);
 	file_read(4096, got, 12288);
@@ -1253,8 +1085,8 @@ static void check_roundtrip(bool packed, bool event_idx)
 	/* IN: data and status in one descriptor (12 KiB + 1). */
 	memset(g2h(d, data_gpa(64 << 10)), 0x5a, 12289);
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 8);
-	s[0] = (struct seg){hdr_gpa(0), 16, false};
-	s[1] = (struct seg){data_gpa(64 << 10), 12289, true};
+	s[0] = (struct vqd_seg){hdr_gpa(0), 16, false};
+	s[1] = (struct vqd_seg){data_gpa(64 << 10), 12289, true};
 	assert_int_equal(run(d, s, 2, false, data_gpa((64 << 10) + 12288), &len),
 			 VIRTIO_BLK_S_OK);
 	assert_int_equal(len, 12289);
@@ -1264,11 +1096,11 @@ static void check_roundtrip(bool packed, bool event_idx)
 	 * descriptors, status alone. */
 	memset(g2h(d, data_gpa(128 << 10)), 0, 3 * 4096);
 	put_hdr(d, hdr_gpa(1), VIRTIO_BLK_T_IN, 16);
-	s[0] = (struct seg){hdr_gpa(1), 8, false};
-	s[1] = (struct seg){hdr_gpa(1) + 8, 8, false};
-	s[2] = (struct seg){data_gpa(128 << 10), 4096, true};
-	s[3] = (struct seg){data_gpa((128 << 10) + 8192), 4096, true};
-	s[4] = (struct seg){st_gpa(1), 1, true};
+	s[0] = (struct vqd_seg){hdr_gpa(1), 8, false};
+	s[1] = (struct vqd_seg){hdr_gpa(1) + 8, 8, false};
+	s[2] = (struct vqd_seg){data_gpa(128 << 10), 4096, true};
+	s[3] = (struct vqd_seg){data_gpa((128 << 10) + 8192), 4096, true};
+	s[4] = (struct vqd_seg){st_gpa(1), 1, true};
 	assert_int_equal(run(d, s, 5, true, st_gpa(1), &len), VIRTIO_BLK_S_OK);
 	assert_int_equal(len, 8193);
 	assert_memory_equal(g2h(d, data_gpa(128 << 10)), exp + 4096, 4096);
@@ -1281,8 +1113,8 @@ static void check_roundtrip(bool packed, bool event_idx)
 	fill(g2h(d, data_gpa(256 << 10)), 8192, 9);
 	memcpy(exp, g2h(d, data_gpa(256 << 10)), 8192);
 	put_hdr(d, data_gpa((256 << 10) - 16), VIRTIO_BLK_T_OUT, 64);
-	s[0] = (struct seg){data_gpa((256 << 10) - 16), 16 + 8192, false};
-	s[1] = (struct seg){st_gpa(2), 1, true};
+	s[0] = (struct vqd_seg){data_gpa((256 << 10) - 16), 16 + 8192, false};
+	s[1] = (struct vqd_seg){st_gpa(2), 1, true};
 	assert_int_equal(run(d, s, 2, false, st_gpa(2), &len), VIRTIO_BLK_S_OK);
 	assert_int_equal(len, 1);
 	file_read(64 * 512, got, 8192);
@@ -1290,19 +1122,19 @@ static void check_roundtrip(bool packed, bool event_idx)
 
 	/* OUT from guest memory the device may only read is fine (an IN into
 	 * it is a fault: test_hostile_fault). */
-	s[0] = (struct seg){GPA_RO + 8192, 8192, false};
+	s[0] = (struct vqd_seg){GPA_RO + 8192, 8192, false};
 	assert_int_equal(req(d, VIRTIO_BLK_T_OUT, 128, s, 1, &len), VIRTIO_BLK_S_OK);
 	file_read(128 * 512, got, 8192);
 	assert_memory_equal(got, d->ro + 8192, 8192);
 
 	/* Many requests back to back, several in flight at once. */
 	for (int round = 0; round < 8; round++) {
-		int nb = d->packed ? 8 : 16; /* fits the packed ring's 20 slots */
+		int nb = d->q.packed ? 8 : 16; /* fits the packed ring's 20 slots */
 		uint16_t id;
 
 		for (int i = 0; i < nb; i++) {
 			uint64_t dg = data_gpa((uint64_t)(512 + i) << 12);
-			struct seg r[3] = {{hdr_gpa(i), 16, false},
+			struct vqd_seg r[3] = {{hdr_gpa(i), 16, false},
 					   {dg, 4096, round & 1},
 					   {st_gpa(i), 1, true}};
 
@@ -1360,14 +1192,14 @@ static void test_null_protocol(void **state)
 	for (int packed = 0; packed < 2; packed++) {
 		struct drv *d = drv_new(packed ? 7 : 16, packed, packed, true);
 		struct zoc_vblk *vb = dev_up("np", "null512", 1, d);
-		struct seg s[4];
+		struct vqd_seg s[4];
 		uint32_t len;
 
 		(void)state;
 		memset(g2h(d, data_gpa(0)), 0x77, 8192);
-		s[0] = (struct seg){data_gpa(0), 512, true};
-		s[1] = (struct seg){data_gpa(4096), 1536, true};
-		s[2] = (struct seg){data_gpa(6000), 2048, true};
+		s[0] = (struct vqd_seg){data_gpa(0), 512, true};
+		s[1] = (struct vqd_seg){data_gpa(4096), 1536, true};
+		s[2] = (struct vqd_seg){data_gpa(6000), 2048, true};
 		assert_int_equal(req(d, VIRTIO_BLK_T_IN, 100, s, 3, &len), VIRTIO_BLK_S_OK);
 		assert_int_equal(len, 4097);
 		/* null reads leave the buffers alone */
@@ -1455,13 +1287,13 @@ static void test_get_id(void **state)
 
 	/* Split across descriptors, and with the status byte in the same one. */
 	{
-		struct seg s[3];
+		struct vqd_seg s[3];
 
 		memset(buf, 0xaa, 64);
 		put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_GET_ID, 0);
-		s[0] = (struct seg){hdr_gpa(0), 16, false};
-		s[1] = (struct seg){data_gpa(0), 3, true};
-		s[2] = (struct seg){data_gpa(32), 18, true}; /* 17 + status */
+		s[0] = (struct vqd_seg){hdr_gpa(0), 16, false};
+		s[1] = (struct vqd_seg){data_gpa(0), 3, true};
+		s[2] = (struct vqd_seg){data_gpa(32), 18, true}; /* 17 + status */
 		assert_int_equal(run(d, s, 3, false, data_gpa(32 + 17), &len), VIRTIO_BLK_S_OK);
 		assert_int_equal(len, 21);
 		assert_memory_equal(buf, "vbl", 3);
@@ -1491,7 +1323,7 @@ static void test_discard_write_zeroes(void **state)
 	struct zoc_vblk *vb;
 	uint8_t *pat = malloc(32768), *got = malloc(32768);
 	uint64_t cap;
-	struct seg s[3];
+	struct vqd_seg s[3];
 
 	(void)state;
 	if (!g_have_uring) {
@@ -1558,16 +1390,17 @@ static void test_discard_write_zeroes(void **state)
 
 	/* The segment split over two descriptors, header and segment in one. */
 	put_dwz(d, data_gpa(8192), 48, 8, 0);
-	s[0] = (struct seg){hdr_gpa(0), 16, false};
-	s[1] = (struct seg){data_gpa(8192), 5, false};
-	s[2] = (struct seg){data_gpa(8192 + 5), 11, false};
+	s[0] = (struct vqd_seg){hdr_gpa(0), 16, false};
+	s[1] = (struct vqd_seg){data_gpa(8192), 5, false};
+	s[2] = (struct vqd_seg){data_gpa(8192 + 5), 11, false};
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_WRITE_ZEROES, 0);
-	assert_int_equal(run(d, (struct seg[]){s[0], s[1], s[2], {st_gpa(0), 1, true}}, 4, false,
-			     st_gpa(0), NULL),
+	assert_int_equal(run(d, (struct vqd_seg[]){s[0], s[1], s[2], {st_gpa(0), 1, true}}, 4,
+			     false, st_gpa(0), NULL),
 			 VIRTIO_BLK_S_OK);
 	put_hdr(d, data_gpa(12288), VIRTIO_BLK_T_DISCARD, 0);
 	put_dwz(d, data_gpa(12288 + 16), 56, 8, 0);
-	assert_int_equal(run(d, (struct seg[]){{data_gpa(12288), 32, false}, {st_gpa(0), 1, true}},
+	assert_int_equal(run(d,
+			     (struct vqd_seg[]){{data_gpa(12288), 32, false}, {st_gpa(0), 1, true}},
 			     2, false, st_gpa(0), NULL),
 			 VIRTIO_BLK_S_OK);
 	memset(pat + 48 * 512, 0, 8192);
@@ -1621,42 +1454,38 @@ static void test_hostile_no_status(void **state)
 	/* header only */
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 0);
 	memcpy(snap, g2h(d, hdr_gpa(0)), 64);
-	run(d, (struct seg[]){{hdr_gpa(0), 16, false}}, 1, false, 0, &len);
+	run(d, (struct vqd_seg[]){{hdr_gpa(0), 16, false}}, 1, false, 0, &len);
 	assert_int_equal(len, 0);
 	assert_memory_equal(g2h(d, hdr_gpa(0)), snap, 64);
 	/* header + readable data + a zero-length writable descriptor */
 	run(d,
-	    (struct seg[]){{hdr_gpa(0), 16, false},
+	    (struct vqd_seg[]){{hdr_gpa(0), 16, false},
 			   {data_gpa(0), 512, false},
 			   {st_gpa(0), 0, true}},
 	    3, false, 0, &len);
 	assert_int_equal(len, 0);
 	/* the status descriptor is outside guest memory */
-	run(d, (struct seg[]){{hdr_gpa(0), 16, false}, {GPA_HOLE, 1, true}}, 2, false, 0, &len);
+	run(d, (struct vqd_seg[]){{hdr_gpa(0), 16, false}, {GPA_HOLE, 1, true}}, 2, false, 0, &len);
 	assert_int_equal(len, 0);
 	/* ... or in memory the guest may not let the device write */
-	run(d, (struct seg[]){{hdr_gpa(0), 16, false}, {GPA_RO + 100, 1, true}}, 2, false, 0,
+	run(d, (struct vqd_seg[]){{hdr_gpa(0), 16, false}, {GPA_RO + 100, 1, true}}, 2, false, 0,
 	    &len);
 	assert_int_equal(len, 0);
 	assert_int_equal(d->ro[100], (uint8_t)(100 * 7 + 3));
 	/* ... or its last byte is: the status byte is the last writable one */
 	run(d,
-	    (struct seg[]){{hdr_gpa(0), 16, false},
+	    (struct vqd_seg[]){{hdr_gpa(0), 16, false},
 			   {data_gpa(0), 512, true},
 			   {GPA_HOLE, 1, true}},
 	    3, false, 0, &len);
 	assert_int_equal(len, 0);
 	/* an indirect table outside guest memory */
 	{
-		uint16_t id, head = d->free_stack[--d->nfree];
+		uint16_t id;
+		int head = vqd_add_split_desc(
+			&d->q, (struct virtq_desc){GPA_HOLE, 64, VIRTQ_DESC_F_INDIRECT, 0});
 
-		d->desc[head] = (struct virtq_desc){GPA_HOLE, 64, VIRTQ_DESC_F_INDIRECT, 0};
-		d->chain[head][0] = head;
-		d->chain_len[head] = 1;
-		d->avail->ring[d->avail_idx & (d->size - 1)] = head;
-		d->avail_idx++;
-		__atomic_store_n(&d->avail->idx, d->avail_idx, __ATOMIC_RELEASE);
-		d->outstanding++;
+		assert_true(head >= 0);
 		drv_wait_used(d, &id, &len);
 		assert_int_equal(id, head);
 		assert_int_equal(len, 0);
@@ -1675,7 +1504,7 @@ static void test_hostile_short_header(void **state)
 	(void)state;
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 0);
 	for (uint32_t n = 1; n < 16; n++) {
-		assert_int_equal(run(d, (struct seg[]){{hdr_gpa(0), n, false},
+		assert_int_equal(run(d, (struct vqd_seg[]){{hdr_gpa(0), n, false},
 							{data_gpa(0), 512, true},
 							{st_gpa(0), 1, true}},
 				     3, false, st_gpa(0), &len),
@@ -1683,16 +1512,17 @@ static void test_hostile_short_header(void **state)
 		assert_int_equal(len, 1);
 	}
 	/* no readable part at all */
-	assert_int_equal(run(d, (struct seg[]){{st_gpa(0), 1, true}}, 1, false, st_gpa(0), &len),
-			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(
+		run(d, (struct vqd_seg[]){{st_gpa(0), 1, true}}, 1, false, st_gpa(0), &len),
+		VIRTIO_BLK_S_IOERR);
 	/* 8 + 7 */
-	assert_int_equal(run(d, (struct seg[]){{hdr_gpa(0), 8, false},
+	assert_int_equal(run(d, (struct vqd_seg[]){{hdr_gpa(0), 8, false},
 						{hdr_gpa(0) + 8, 7, false},
 						{st_gpa(0), 1, true}},
 			     3, false, st_gpa(0), NULL),
 			 VIRTIO_BLK_S_IOERR);
 	/* 8 + 8 is a whole header (any layout): a zero-length read */
-	assert_int_equal(run(d, (struct seg[]){{hdr_gpa(0), 8, false},
+	assert_int_equal(run(d, (struct vqd_seg[]){{hdr_gpa(0), 8, false},
 						{hdr_gpa(0) + 8, 8, false},
 						{st_gpa(0), 1, true}},
 			     3, false, st_gpa(0), &len),
@@ -1700,11 +1530,11 @@ static void test_hostile_short_header(void **state)
 	assert_int_equal(len, 1);
 	/* 1 + 1 + ... + 1 */
 	{
-		struct seg s[17];
+		struct vqd_seg s[17];
 
 		for (int i = 0; i < 16; i++)
-			s[i] = (struct seg){hdr_gpa(0) + (uint64_t)i, 1, false};
-		s[16] = (struct seg){st_gpa(0), 1, true};
+			s[i] = (struct vqd_seg){hdr_gpa(0) + (uint64_t)i, 1, false};
+		s[16] = (struct vqd_seg){st_gpa(0), 1, true};
 		assert_int_equal(run(d, s, 17, true, st_gpa(0), NULL), VIRTIO_BLK_S_OK);
 	}
 	still_works(d);
@@ -1767,20 +1597,22 @@ static void test_hostile_length(void **state)
 				 VIRTIO_BLK_S_IOERR);
 	}
 	/* odd pieces that add up to whole sectors are fine */
-	assert_int_equal(req(d, VIRTIO_BLK_T_IN, 0,
-			     (struct seg[]){{data_gpa(0), 100, true}, {data_gpa(1000), 412, true}},
-			     2, &len),
-			 VIRTIO_BLK_S_OK);
+	assert_int_equal(
+		req(d, VIRTIO_BLK_T_IN, 0,
+		    (struct vqd_seg[]){{data_gpa(0), 100, true}, {data_gpa(1000), 412, true}}, 2,
+		    &len),
+		VIRTIO_BLK_S_OK);
 	assert_int_equal(len, 513);
 	/* a single descriptor with data + status, data not a multiple of 512 */
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 0);
-	assert_int_equal(run(d, (struct seg[]){{hdr_gpa(0), 16, false}, {data_gpa(0), 512, true}},
+	assert_int_equal(run(d,
+			     (struct vqd_seg[]){{hdr_gpa(0), 16, false}, {data_gpa(0), 512, true}},
 			     2, false, data_gpa(511), NULL),
 			 VIRTIO_BLK_S_IOERR);
 	/* readable trailing bytes after the header of a write count as data */
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_OUT, 0);
-	assert_int_equal(run(d, (struct seg[]){{hdr_gpa(0), 17, false}, {st_gpa(0), 1, true}}, 2,
-			     false, st_gpa(0), NULL),
+	assert_int_equal(run(d, (struct vqd_seg[]){{hdr_gpa(0), 17, false}, {st_gpa(0), 1, true}},
+			     2, false, st_gpa(0), NULL),
 			 VIRTIO_BLK_S_IOERR);
 	still_works(d);
 	dev_down(vb, d);
@@ -1846,27 +1678,28 @@ static void test_hostile_fault(void **state)
 		assert_int_equal(req1(d, VIRTIO_BLK_T_IN, 0, GPA_RO, 512, NULL), VIRTIO_BLK_S_IOERR);
 		assert_int_equal(d->ro[0], 3);
 		/* header outside guest memory */
-		assert_int_equal(run(d, (struct seg[]){{GPA_HOLE, 16, false}, {st_gpa(0), 1, true}},
-				     2, false, st_gpa(0), &len),
-				 VIRTIO_BLK_S_IOERR);
+		assert_int_equal(
+			run(d, (struct vqd_seg[]){{GPA_HOLE, 16, false}, {st_gpa(0), 1, true}}, 2,
+			    false, st_gpa(0), &len),
+			VIRTIO_BLK_S_IOERR);
 		assert_int_equal(len, 1);
 		/* one bad buffer among good ones */
 		assert_int_equal(req(d, VIRTIO_BLK_T_OUT, 0,
-				     (struct seg[]){{data_gpa(0), 512, false},
+				     (struct vqd_seg[]){{data_gpa(0), 512, false},
 						    {GPA_HOLE, 512, false},
 						    {data_gpa(512), 512, false}},
 				     3, NULL),
 				 VIRTIO_BLK_S_IOERR);
 		assert_int_equal(req(d, VIRTIO_BLK_T_GET_ID, 0,
-				     (struct seg[]){{GPA_HOLE, 20, true}}, 1, NULL),
+				     (struct vqd_seg[]){{GPA_HOLE, 20, true}}, 1, NULL),
 				 VIRTIO_BLK_S_IOERR);
 		assert_int_equal(dwz(d, VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_OK);
 		assert_int_equal(req(d, VIRTIO_BLK_T_DISCARD, 0,
-				     (struct seg[]){{GPA_HOLE, 16, false}}, 1, NULL),
+				     (struct vqd_seg[]){{GPA_HOLE, 16, false}}, 1, NULL),
 				 VIRTIO_BLK_S_IOERR);
 		/* a length that overflows 32 bits across descriptors */
 		assert_int_equal(req(d, VIRTIO_BLK_T_IN, 0,
-				     (struct seg[]){{data_gpa(0), 0x80000000u, true},
+				     (struct vqd_seg[]){{data_gpa(0), 0x80000000u, true},
 						    {data_gpa(0), 0x80000000u, true}},
 				     2, NULL),
 				 VIRTIO_BLK_S_IOERR);
@@ -1890,7 +1723,7 @@ static void test_zero_length(void **state)
 	assert_int_equal(len, 1);
 	/* zero-length descriptors do not count as data */
 	assert_int_equal(req(d, VIRTIO_BLK_T_IN, 5,
-			     (struct seg[]){{data_gpa(0), 0, true}, {data_gpa(0), 0, true}}, 2,
+			     (struct vqd_seg[]){{data_gpa(0), 0, true}, {data_gpa(0), 0, true}}, 2,
 			     &len),
 			 VIRTIO_BLK_S_OK);
 	assert_int_equal(len, 1);
@@ -1907,7 +1740,7 @@ static void test_backend_errors(void **state)
 {
 	struct drv *d = drv_new(QSIZE, false, false, true);
 	struct zoc_vblk *vb = dev_up("be", "gate", 1, d);
-	struct seg s[GATE_MAX_IOV + 1];
+	struct vqd_seg s[GATE_MAX_IOV + 1];
 	uint32_t len;
 
 	(void)state;
@@ -1941,14 +1774,14 @@ static void test_backend_errors(void **state)
 
 	/* more segments than the back end takes */
 	for (int i = 0; i <= GATE_MAX_IOV; i++)
-		s[i] = (struct seg){data_gpa((uint64_t)i * 4096), 512, true};
+		s[i] = (struct vqd_seg){data_gpa((uint64_t)i * 4096), 512, true};
 	assert_int_equal(req(d, VIRTIO_BLK_T_IN, 0, s, GATE_MAX_IOV, NULL), VIRTIO_BLK_S_OK);
 	assert_int_equal(g_gate_last.iovcnt, GATE_MAX_IOV);
 	assert_int_equal(req(d, VIRTIO_BLK_T_IN, 0, s, GATE_MAX_IOV + 1, NULL),
 			 VIRTIO_BLK_S_IOERR);
 	/* adjacent descriptors are not merged: still too many */
 	for (int i = 0; i <= GATE_MAX_IOV; i++)
-		s[i] = (struct seg){data_gpa((uint64_t)i * 512), 512, false};
+		s[i] = (struct vqd_seg){data_gpa((uint64_t)i * 512), 512, false};
 	assert_int_equal(req(d, VIRTIO_BLK_T_OUT, 0, s, GATE_MAX_IOV + 1, NULL),
 			 VIRTIO_BLK_S_IOERR);
 	dev_down(vb, d);
@@ -2005,12 +1838,12 @@ static void test_queue_start_stop(void **state)
 		q_start(d, vb, 0);
 		still_works(d);
 		still_works(d);
-		assert_int_equal(q_stop(d, vb, 0), d->avail_idx);
+		assert_int_equal(q_stop(d, vb, 0), d->q.avail_idx);
 	}
 	/* requests made while stopped are served after the restart */
 	put_hdr(d, hdr_gpa(3), VIRTIO_BLK_T_IN, 0);
 	*(uint8_t *)g2h(d, st_gpa(3)) = ST_POISON;
-	drv_add(d, (struct seg[]){{hdr_gpa(3), 16, false}, {st_gpa(3), 1, true}}, 2, false);
+	drv_add(d, (struct vqd_seg[]){{hdr_gpa(3), 16, false}, {st_gpa(3), 1, true}}, 2, false);
 	usleep(20000);
 	assert_int_equal(*(uint8_t *)g2h(d, st_gpa(3)), ST_POISON);
 	q_start(d, vb, 0);
@@ -2042,7 +1875,7 @@ static void check_stop_inflight(bool packed)
 		put_hdr(d, hdr_gpa(i), VIRTIO_BLK_T_IN, (uint64_t)i);
 		*(uint8_t *)g2h(d, st_gpa(i)) = ST_POISON;
 		drv_add(d,
-			(struct seg[]){{hdr_gpa(i), 16, false},
+			(struct vqd_seg[]){{hdr_gpa(i), 16, false},
 				       {data_gpa((uint64_t)i * 512), 512, true},
 				       {st_gpa(i), 1, true}},
 			3, packed || (i & 1)); /* packed: 11 slots */
@@ -2076,10 +1909,10 @@ static void check_stop_inflight(bool packed)
 		assert_int_equal(*(uint8_t *)g2h(d, st_gpa(i)), VIRTIO_BLK_S_OK);
 	assert_true(drv_wait_call(d, 0) > 0);
 	if (packed)
-		assert_int_equal(s.base, (uint32_t)(d->next_avail | (d->avail_wrap ? 0x8000 : 0)) |
-						 ((uint32_t)(d->next_used |
-							     (d->used_wrap ? 0x8000 : 0))
-						  << 16));
+		assert_int_equal(
+			s.base,
+			(uint32_t)(d->q.next_avail | (d->q.avail_wrap ? 0x8000 : 0)) |
+				((uint32_t)(d->q.next_used | (d->q.used_wrap ? 0x8000 : 0)) << 16));
 	else
 		assert_int_equal(s.base, n);
 	d->base = s.base;
@@ -2087,7 +1920,7 @@ static void check_stop_inflight(bool packed)
 
 	/* and the queue resumes from there */
 	q_start(d, vb, 0);
-	for (int i = 0; i < 2 * d->size; i++)
+	for (int i = 0; i < 2 * d->q.size; i++)
 		still_works(d);
 	dev_down(vb, d);
 	drv_free(d);
@@ -2120,7 +1953,7 @@ static void test_stop_inflight_uring(void **state)
 				(uint64_t)i * 8);
 			*(uint8_t *)g2h(d, st_gpa(i)) = ST_POISON;
 			drv_add(d,
-				(struct seg[]){{hdr_gpa(i), 16, false},
+				(struct vqd_seg[]){{hdr_gpa(i), 16, false},
 					       {data_gpa((uint64_t)i * 4096), 4096, !(i & 1)},
 					       {st_gpa(i), 1, true}},
 				3, true); /* one ring slot each */
@@ -2131,7 +1964,7 @@ static void test_stop_inflight_uring(void **state)
 		got = 0;
 		while (drv_get_used(d, &id, &len))
 			got++;
-		assert_int_equal(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE), base);
+		assert_int_equal(__atomic_load_n(&d->q.used->idx, __ATOMIC_ACQUIRE), base);
 		q_start(d, vb, 0);
 		while (got < QSIZE) {
 			drv_wait_used(d, &id, &len);
@@ -2177,7 +2010,7 @@ static void test_restart_while_stopping(void **state)
 	atomic_store(&g_gate_hold, true);
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 0);
 	drv_add(d,
-		(struct seg[]){{hdr_gpa(0), 16, false}, {data_gpa(0), 512, true},
+		(struct vqd_seg[]){{hdr_gpa(0), 16, false}, {data_gpa(0), 512, true},
 			       {st_gpa(0), 1, true}},
 		3, false);
 	end = now_ms() + WAIT_MS;
@@ -2257,7 +2090,7 @@ static void *worker_main(void *arg)
 				fill(g2h(d, dg), 4096, seed);
 			*(uint8_t *)g2h(d, st_gpa(i)) = ST_POISON;
 			drv_add(d,
-				(struct seg[]){{hdr_gpa(i), 16, false},
+				(struct vqd_seg[]){{hdr_gpa(i), 16, false},
 					       {dg, 4096, rd},
 					       {st_gpa(i), 1, true}},
 				3, i & 1);
@@ -2267,8 +2100,8 @@ static void *worker_main(void *arg)
 			if (!w_get(d, &id, &len)) {
 				snprintf(w->why, sizeof(w->why),
 					 "round %d: no completion %d of 8 (avail %u, used %u)", r, i,
-					 d->packed ? d->next_avail : d->avail_idx,
-					 d->packed ? d->next_used : d->used->idx);
+					 d->q.packed ? d->q.next_avail : d->q.avail_idx,
+					 d->q.packed ? d->q.next_used : d->q.used->idx);
 				atomic_fetch_add(&w->errors, 1);
 				return NULL;
 			}
@@ -2370,22 +2203,22 @@ static void test_notifications(void **state)
 	still_works(d);
 	assert_true(drv_wait_call(d, 2000) > 0);
 	/* the driver asks for no interrupts */
-	d->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	d->q.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
 	drv_wait_call(d, 0);
 	still_works(d);
 	assert_int_equal(drv_wait_call(d, 50), 0);
-	d->avail->flags = 0;
+	d->q.avail->flags = 0;
 	still_works(d);
 	assert_true(drv_wait_call(d, 2000) > 0);
 	/* polling mode: the device asks not to be kicked */
-	assert_int_equal(d->used->flags & VIRTQ_USED_F_NO_NOTIFY, VIRTQ_USED_F_NO_NOTIFY);
+	assert_int_equal(d->q.used->flags & VIRTQ_USED_F_NO_NOTIFY, VIRTQ_USED_F_NO_NOTIFY);
 	dev_down(vb, d);
 
 	/* EVENT_IDX: an interrupt when used_event is crossed, none before */
 	drv_reset(d);
 	d->event_idx = true;
 	vb = dev_up("notify-ev", "null512", 1, d);
-	used_event = &d->avail->ring[d->size];
+	used_event = &d->q.avail->ring[d->q.size];
 	*used_event = 0;
 	still_works(d); /* used idx 0 -> 1 */
 	assert_true(drv_wait_call(d, 2000) > 0);
@@ -2423,12 +2256,12 @@ static void test_stats(void **state)
 	assert_int_equal(dwz(d, VIRTIO_BLK_T_DISCARD, 0, 8, 1), VIRTIO_BLK_S_UNSUPP);
 	assert_int_equal(req1(d, VIRTIO_BLK_T_IN, NULL_SECTORS, data_gpa(0), 512, NULL),
 			 VIRTIO_BLK_S_IOERR); /* invalid */
-	assert_int_equal(run(d, (struct seg[]){{hdr_gpa(0), 8, false}, {st_gpa(0), 1, true}}, 2,
+	assert_int_equal(run(d, (struct vqd_seg[]){{hdr_gpa(0), 8, false}, {st_gpa(0), 1, true}}, 2,
 			     false, st_gpa(0), NULL),
 			 VIRTIO_BLK_S_IOERR); /* invalid */
 	assert_int_equal(req1(d, VIRTIO_BLK_T_IN, 0, GPA_HOLE, 512, NULL),
 			 VIRTIO_BLK_S_IOERR); /* invalid */
-	run(d, (struct seg[]){{hdr_gpa(0), 16, false}}, 1, false, 0, NULL); /* invalid */
+	run(d, (struct vqd_seg[]){{hdr_gpa(0), 16, false}}, 1, false, 0, NULL); /* invalid */
 
 	/* while running */
 	st = dev_stats(vb);
@@ -2533,7 +2366,7 @@ static void test_interrupt_kicks(void **state)
 		assert_true(drv_wait_call(d, 2000) > 0);
 		usleep(2000); /* let the reactor fall asleep */
 		/* asleep: the device asked for kicks */
-		armed += !(__atomic_load_n(&d->used->flags, __ATOMIC_ACQUIRE) &
+		armed += !(__atomic_load_n(&d->q.used->flags, __ATOMIC_ACQUIRE) &
 			   VIRTQ_USED_F_NO_NOTIFY);
 	}
 	zoc_reactor_get_stats(zoc_reactor_get(0), &busy, &idle, &sleeps1);
@@ -2556,7 +2389,7 @@ static void test_interrupt_kicks(void **state)
 
 		put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 0);
 		drv_add(d,
-			(struct seg[]){{hdr_gpa(0), 16, false},
+			(struct vqd_seg[]){{hdr_gpa(0), 16, false},
 				       {data_gpa(0), 512, true},
 				       {st_gpa(0), 1, true}},
 			3, false);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_virtqueue.c - device-side virtqueue (src/virtio/virtqueue.c) against a
- * driver simulator that lives in this file: it owns split or packed rings in
- * a malloc'd "guest memory" arena registered with zoc_mem_add_region_hva(),
+ * test_virtqueue.c - device-side virtqueue (src/virtio/virtqueue.c) against
+ * the driver simulator of vq_driver.c: it owns split or packed rings in a
+ * malloc'd "guest memory" arena registered with zoc_mem_add_region_hva(),
  * adds buffers the way a virtio driver does and reads completions back.
  */
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include "link/dma.h"
 #include "virtio/virtio.h"
 #include "virtio/virtqueue.h"
+#include "vq_driver.h"
 
 /* ------------------------------------------------------------------ */
 /* guest memory arena                                                  */
@@ -38,66 +39,27 @@
 #define UNMAPPED_GPA 0x1000ull
 #define MAX_SEGS 32
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 struct drv {
+	struct vqd_mem g;
 	uint8_t *arena;
 	struct zoc_mem *mem;
-	uint16_t size;
-	bool packed, event_idx, indirect;
+	struct vqd q; /* the rings */
+	bool event_idx, indirect;
 	struct zoc_vq_config cfg;
 	struct zoc_vq *vq;
 	int callfd;
-	/* split */
-	struct virtq_desc *desc;
-	struct virtq_avail *avail;
-	struct virtq_used *used;
-	uint16_t avail_idx, last_used;
-	uint16_t *free_stack;
-	uint16_t nfree;
-	uint16_t (*chain)[MAX_SEGS + 1]; /* split: descs of each head */
-	uint16_t *chain_len;
-	/* packed */
-	struct virtq_packed_desc *pdesc;
-	struct virtq_packed_event *drv_evt, *dev_evt;
-	uint16_t next_avail, next_used, free_slots;
-	bool avail_wrap, used_wrap;
-	uint16_t *id_stack;
-	uint16_t nids;
-	uint16_t *id_slots; /* ring slots used by each buffer id */
-	/* both */
 	uint32_t *token;
-	uint32_t outstanding;
 	struct zoc_vq_inflight *inflight;
 };
 
 static uint8_t *gpa_ptr(struct drv *d, uint64_t gpa)
 {
-	return d->arena + (gpa - ARENA_GPA);
+	return vqd_mem_ptr(&d->g, gpa);
 }
 
 static uint64_t data_gpa(uint16_t id)
 {
 	return ARENA_GPA + OFF_DATA + (uint64_t)id * DATA_SLOT;
-}
-
-static void drv_reset_state(struct drv *d)
-{
-	d->avail_idx = d->last_used = 0;
-	d->nfree = 0;
-	for (int i = d->size - 1; i >= 0; i--)
-		d->free_stack[d->nfree++] = (uint16_t)i;
-	d->next_avail = d->next_used = 0;
-	d->avail_wrap = d->used_wrap = true;
-	d->free_slots = d->size;
-	d->nids = 0;
-	for (int i = d->size - 1; i >= 0; i--)
-		d->id_stack[d->nids++] = (uint16_t)i;
-	d->outstanding = 0;
 }
 
 static struct zoc_vq *drv_create_vq(struct drv *d, uint32_t base)
@@ -110,65 +72,48 @@ static struct zoc_vq *drv_create_vq(struct drv *d, uint32_t base)
 static struct drv *drv_new(uint16_t size, bool packed, bool event_idx, bool indirect)
 {
 	struct drv *d = calloc(1, sizeof(*d));
+	struct vqd_layout lay = {
+		.size = size,
+		.packed = packed,
+		.desc = ARENA_GPA + OFF_DESC,
+		.driver = ARENA_GPA + OFF_DRIVER,
+		.device = ARENA_GPA + OFF_DEVICE,
+		.ind = ARENA_GPA + OFF_INDIRECT,
+		.ind_slot = IND_SLOT,
+		.max_segs = MAX_SEGS,
+	};
 
 	assert_non_null(d);
 	assert_true(size <= 512);
-	d->arena = aligned_alloc(4096, ARENA_SIZE);
-	assert_non_null(d->arena);
-	memset(d->arena, 0, ARENA_SIZE);
-	d->mem = zoc_mem_create();
-	assert_int_equal(zoc_mem_add_region_hva(d->mem, ARENA_GPA, HALF, 0, d->arena, true), 0);
-	assert_int_equal(zoc_mem_add_region_hva(d->mem, ARENA_GPA + HALF, HALF, 0,
-						d->arena + HALF, true), 0);
-	d->size = size;
-	d->packed = packed;
+	vqd_mem_init(&d->g);
+	d->mem = d->g.mem;
+	d->arena = vqd_mem_alloc(&d->g, ARENA_GPA, ARENA_SIZE);
+	vqd_mem_map(&d->g, ARENA_GPA, HALF, 0, true);
+	vqd_mem_map(&d->g, ARENA_GPA + HALF, HALF, 0, true);
+	vqd_init(&d->q, &d->g, &lay);
 	d->event_idx = event_idx;
 	d->indirect = indirect;
-	d->desc = (void *)(d->arena + OFF_DESC);
-	d->pdesc = (void *)(d->arena + OFF_DESC);
-	d->avail = (void *)(d->arena + OFF_DRIVER);
-	d->drv_evt = (void *)(d->arena + OFF_DRIVER);
-	d->used = (void *)(d->arena + OFF_DEVICE);
-	d->dev_evt = (void *)(d->arena + OFF_DEVICE);
-	d->free_stack = calloc(size, sizeof(uint16_t));
-	d->chain = calloc(size, sizeof(*d->chain));
-	d->chain_len = calloc(size, sizeof(uint16_t));
-	d->id_stack = calloc(size, sizeof(uint16_t));
-	d->id_slots = calloc(size, sizeof(uint16_t));
 	d->token = calloc(size, sizeof(uint32_t));
 	d->callfd = eventfd(0, EFD_NONBLOCK);
 	assert_true(d->callfd >= 0);
-	drv_reset_state(d);
 
-	d->cfg = (struct zoc_vq_config){
-		.size = size,
-		.packed = packed,
-		.event_idx = event_idx,
-		.indirect = indirect,
-		.desc = d->arena + OFF_DESC,
-		.driver = d->arena + OFF_DRIVER,
-		.device = d->arena + OFF_DEVICE,
-		.base = packed ? 0x8000 : 0,
-		.mem = d->mem,
-		.inflight = NULL,
-		.callfd = d->callfd,
-	};
+	vqd_vq_config(&d->q, &d->cfg);
+	d->cfg.event_idx = event_idx;
+	d->cfg.indirect = indirect;
+	d->cfg.base = packed ? 0x8000 : 0;
+	d->cfg.inflight = NULL;
+	d->cfg.callfd = d->callfd;
 	return d;
 }
 
 static void drv_free(struct drv *d)
 {
 	zoc_vq_destroy(d->vq);
-	zoc_mem_put(d->mem);
 	close(d->callfd);
-	free(d->free_stack);
-	free(d->chain);
-	free(d->chain_len);
-	free(d->id_stack);
-	free(d->id_slots);
+	vqd_fini(&d->q);
 	free(d->token);
 	free(d->inflight);
-	free(d->arena);
+	vqd_mem_fini(&d->g);
 	free(d);
 }
 
@@ -180,151 +125,22 @@ static struct drv *drv_start(uint16_t size, bool packed, bool event_idx, bool in
 	return d;
 }
 
-static void fill_desc_split(struct virtq_desc *x, const struct seg *s, uint16_t flags,
-			    uint16_t next)
-{
-	x->addr = s->gpa;
-	x->len = s->len;
-	x->flags = (uint16_t)(flags | (s->write ? VIRTQ_DESC_F_WRITE : 0));
-	x->next = next;
-}
-
 /* Adds a buffer; returns its id (split head / packed buffer id) or -1 if the
  * ring is full. */
-static int drv_add(struct drv *d, const struct seg *segs, int n, bool use_ind, uint32_t token)
+static int drv_add(struct drv *d, const struct vqd_seg *segs, int n, bool use_ind, uint32_t token)
 {
-	int id;
+	int id = vqd_add(&d->q, segs, n, use_ind);
 
-	assert_true(n >= 1 && n <= MAX_SEGS);
-	if (!d->packed) {
-		int need = use_ind ? 1 : n;
-		uint16_t head, prev = 0;
-
-		if (d->nfree < need)
-			return -1;
-		if (use_ind) {
-			head = d->free_stack[--d->nfree];
-			uint64_t tgpa = ARENA_GPA + OFF_INDIRECT + (uint64_t)head * IND_SLOT;
-			struct virtq_desc *t = (void *)gpa_ptr(d, tgpa);
-
-			for (int i = 0; i < n; i++)
-				fill_desc_split(&t[i], &segs[i], i + 1 < n ? VIRTQ_DESC_F_NEXT : 0,
-						(uint16_t)(i + 1));
-			d->desc[head] = (struct virtq_desc){tgpa, (uint32_t)(n * 16),
-							    VIRTQ_DESC_F_INDIRECT, 0};
-			d->chain[head][0] = head;
-			d->chain_len[head] = 1;
-		} else {
-			head = 0;
-			for (int i = 0; i < n; i++) {
-				uint16_t x = d->free_stack[--d->nfree];
-
-				if (i == 0)
-					head = x;
-				else
-					d->desc[prev].next = x;
-				fill_desc_split(&d->desc[x], &segs[i],
-						i + 1 < n ? VIRTQ_DESC_F_NEXT : 0, 0);
-				d->chain[head][i] = x;
-				prev = x;
-			}
-			d->chain_len[head] = (uint16_t)n;
-		}
-		d->avail->ring[d->avail_idx & (d->size - 1)] = head;
-		d->avail_idx++;
-		__atomic_store_n(&d->avail->idx, d->avail_idx, __ATOMIC_RELEASE);
-		id = head;
-	} else {
-		int need = use_ind ? 1 : n;
-		uint16_t bid, first = d->next_avail, first_flags = 0;
-
-		if (d->free_slots < need || d->nids == 0)
-			return -1;
-		bid = d->id_stack[--d->nids];
-		for (int i = 0; i < need; i++) {
-			struct virtq_packed_desc *x = &d->pdesc[d->next_avail];
-			uint16_t f = (uint16_t)((d->avail_wrap ? VIRTQ_DESC_F_AVAIL : 0) |
-						(d->avail_wrap ? 0 : VIRTQ_DESC_F_USED));
-
-			if (use_ind) {
-				uint64_t tgpa = ARENA_GPA + OFF_INDIRECT + (uint64_t)bid * IND_SLOT;
-				struct virtq_packed_desc *t = (void *)gpa_ptr(d, tgpa);
-
-				for (int k = 0; k < n; k++)
-					t[k] = (struct virtq_packed_desc){
-						segs[k].gpa, segs[k].len, 0,
-						segs[k].write ? VIRTQ_DESC_F_WRITE : 0};
-				x->addr = tgpa;
-				x->len = (uint32_t)(n * 16);
-				f |= VIRTQ_DESC_F_INDIRECT;
-			} else {
-				x->addr = segs[i].gpa;
-				x->len = segs[i].len;
-				if (segs[i].write)
-					f |= VIRTQ_DESC_F_WRITE;
-				if (i + 1 < need)
-					f |= VIRTQ_DESC_F_NEXT;
-			}
-			x->id = bid;
-			if (i == 0)
-				first_flags = f;
-			else
-				x->flags = f;
-			if (++d->next_avail == d->size) {
-				d->next_avail = 0;
-				d->avail_wrap = !d->avail_wrap;
-			}
-		}
-		__atomic_store_n(&d->pdesc[first].flags, first_flags, __ATOMIC_RELEASE);
-		d->free_slots = (uint16_t)(d->free_slots - need);
-		d->id_slots[bid] = (uint16_t)need;
-		id = bid;
-	}
+	if (id < 0)
+		return -1;
 	d->token[id] = token;
-	d->outstanding++;
 	return id;
 }
 
 /* Reads one completion; returns false if there is none. */
 static bool drv_get_used(struct drv *d, uint16_t *id, uint32_t *len)
 {
-	if (!d->packed) {
-		uint16_t idx = __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE);
-		struct virtq_used_elem *e;
-
-		if (idx == d->last_used)
-			return false;
-		e = &d->used->ring[d->last_used & (d->size - 1)];
-		d->last_used++;
-		assert_true(e->id < d->size);
-		*id = (uint16_t)e->id;
-		*len = e->len;
-		assert_true(d->chain_len[*id] > 0);
-		for (int i = 0; i < d->chain_len[*id]; i++)
-			d->free_stack[d->nfree++] = d->chain[*id][i];
-		d->chain_len[*id] = 0;
-	} else {
-		struct virtq_packed_desc *x = &d->pdesc[d->next_used];
-		uint16_t f = __atomic_load_n(&x->flags, __ATOMIC_ACQUIRE);
-		bool avail = f & VIRTQ_DESC_F_AVAIL, used = f & VIRTQ_DESC_F_USED;
-
-		if (avail != used || used != d->used_wrap)
-			return false;
-		*id = x->id;
-		*len = (f & VIRTQ_DESC_F_WRITE) ? x->len : 0;
-		assert_true(*id < d->size);
-		assert_true(d->id_slots[*id] > 0);
-		d->next_used = (uint16_t)(d->next_used + d->id_slots[*id]);
-		if (d->next_used >= d->size) {
-			d->next_used = (uint16_t)(d->next_used - d->size);
-			d->used_wrap = !d->used_wrap;
-		}
-		d->free_slots = (uint16_t)(d->free_slots + d->id_slots[*id]);
-		d->id_slots[*id] = 0;
-		d->id_stack[d->nids++] = *id;
-	}
-	d->outstanding--;
-	return true;
+	return vqd_get_used(&d->q, id, len);
 }
 
 static uint64_t drain_callfd(struct drv *d)
@@ -379,7 +195,7 @@ static void check_basic(bool packed, bool event_idx, bool indirect)
 
 	for (int round = 0; round < 40; round++) { /* wraps the rings a few times */
 		uint64_t base = data_gpa((uint16_t)(round % 8));
-		struct seg segs[3] = {
+		struct vqd_seg segs[3] = {
 			{base, 16, false},
 			{base + 16, 512, true},
 			{base + 528, 1, true},
@@ -436,7 +252,7 @@ static void test_cross_region(void **state)
 	(void)state;
 	for (int packed = 0; packed < 2; packed++) {
 		struct drv *d = drv_start(8, packed, false, false);
-		struct seg segs[2] = {
+		struct vqd_seg segs[2] = {
 			{ARENA_GPA + HALF - 8, 16, false},
 			{ARENA_GPA + HALF - 100, 200, true},
 		};
@@ -469,14 +285,14 @@ static void check_out_of_order(bool packed, bool indirect)
 		int n = indirect ? 8 : 4; /* direct: 2 descriptors each */
 
 		for (int i = 0; i < n; i++) {
-			struct seg s[2] = {{data_gpa((uint16_t)i), 8, false},
+			struct vqd_seg s[2] = {{data_gpa((uint16_t)i), 8, false},
 					   {data_gpa((uint16_t)i) + 8, 64, true}};
 
 			ids[i] = drv_add(d, s, 2, indirect, (uint32_t)i);
 			assert_true(ids[i] >= 0);
 		}
-		assert_int_equal(drv_add(d, (struct seg[]){{data_gpa(0), 1, false}}, 1, false, 0),
-				 -1);
+		assert_int_equal(
+			drv_add(d, (struct vqd_seg[]){{data_gpa(0), 1, false}}, 1, false, 0), -1);
 		for (int i = 0; i < n; i++) {
 			assert_int_equal(zoc_vq_pop(d->vq, &elems[i]), 1);
 			assert_int_equal(elems[i].id, ids[i]);
@@ -526,7 +342,7 @@ static void check_random(uint16_t size, bool packed, bool event_idx, bool indire
 
 		if (action == 0) { /* driver adds */
 			int nout = 1 + rand() % 3, nin = rand() % 3, n = nout + nin;
-			struct seg s[6];
+			struct vqd_seg s[6];
 			bool ind = indirect && (rand() & 1);
 			uint32_t tok = next_token;
 			int idg;
@@ -534,12 +350,12 @@ static void check_random(uint16_t size, bool packed, bool event_idx, bool indire
 			/* the data slot depends on the id, unknown before add:
 			 * use a scratch slot, then rewrite addresses */
 			for (int i = 0; i < n; i++)
-				s[i] = (struct seg){0, (uint32_t)(8 + rand() % 200), i >= nout};
+				s[i] = (struct vqd_seg){0, (uint32_t)(8 + rand() % 200), i >= nout};
 			/* pick the slot of the id the driver will use */
-			if (packed ? d->nids == 0 : d->nfree == 0)
+			if (packed ? d->q.nids == 0 : d->q.nfree == 0)
 				continue; /* full */
-			uint16_t will = packed ? d->id_stack[d->nids - 1] :
-						 d->free_stack[d->nfree - 1];
+			uint16_t will = packed ? d->q.id_stack[d->q.nids - 1] :
+						 d->q.free_stack[d->q.nfree - 1];
 			uint64_t g = data_gpa(will);
 			exp_len[will] = 0;
 			for (int i = 0; i < n; i++) {
@@ -608,7 +424,7 @@ static void check_random(uint16_t size, bool packed, bool event_idx, bool indire
 		zoc_vq_push(d->vq, &held[--nheld], 0);
 	while (drv_get_used(d, &id, &len))
 		completed++;
-	assert_int_equal(d->outstanding, 0);
+	assert_int_equal(d->q.outstanding, 0);
 	assert_int_equal(zoc_vq_inflight_count(d->vq), 0);
 	assert_int_equal(completed, next_token - 1);
 	assert_int_equal(zoc_vq_get_stats(d->vq)->pops, completed);
@@ -640,9 +456,7 @@ static void test_random_wraparound(void **state)
 
 static void publish_split(struct drv *d, uint16_t head)
 {
-	d->avail->ring[d->avail_idx & (d->size - 1)] = head;
-	d->avail_idx++;
-	d->avail->idx = d->avail_idx;
+	vqd_split_publish(&d->q, head);
 }
 
 static void expect_broken(struct drv *d)
@@ -673,7 +487,7 @@ static void test_split_next_out_of_range(void **state)
 	struct drv *d = drv_start(8, false, false, false);
 
 	(void)state;
-	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 8};
+	d->q.desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 8};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -684,15 +498,15 @@ static void test_split_loop(void **state)
 	struct drv *d = drv_start(8, false, false, false);
 
 	(void)state;
-	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
-	d->desc[1] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 0};
+	d->q.desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
+	d->q.desc[1] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
 
 	/* self loop */
 	d = drv_start(8, false, false, false);
-	d->desc[3] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 3};
+	d->q.desc[3] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 3};
 	publish_split(d, 3);
 	expect_broken(d);
 	drv_free(d);
@@ -705,7 +519,7 @@ static void test_split_chain_whole_queue(void **state)
 
 	(void)state;
 	for (int i = 0; i < 8; i++)
-		d->desc[i] = (struct virtq_desc){data_gpa(0), 8,
+		d->q.desc[i] = (struct virtq_desc){data_gpa(0), 8,
 						 i < 7 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
 	publish_split(d, 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
@@ -715,7 +529,7 @@ static void test_split_chain_whole_queue(void **state)
 	/* ... one more (back to the start) is a loop. */
 	d = drv_start(8, false, false, false);
 	for (int i = 0; i < 8; i++)
-		d->desc[i] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT,
+		d->q.desc[i] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT,
 						 (uint16_t)((i + 1) & 7)};
 	publish_split(d, 0);
 	expect_broken(d);
@@ -741,7 +555,7 @@ static void test_split_indirect_hostile(void **state)
 		d = drv_start(8, false, false, true);
 		t = ind_table(d, &tg);
 		t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-		d->desc[0] = (struct virtq_desc){tg, bad_lens[k], VIRTQ_DESC_F_INDIRECT, 0};
+		d->q.desc[0] = (struct virtq_desc){tg, bad_lens[k], VIRTQ_DESC_F_INDIRECT, 0};
 		publish_split(d, 0);
 		expect_broken(d);
 		drv_free(d);
@@ -752,7 +566,7 @@ static void test_split_indirect_hostile(void **state)
 	t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
 	t[1] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
-	d->desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -761,8 +575,8 @@ static void test_split_indirect_hostile(void **state)
 	d = drv_start(8, false, false, true);
 	t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-	d->desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1};
-	d->desc[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	d->q.desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1};
+	d->q.desc[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -771,7 +585,7 @@ static void test_split_indirect_hostile(void **state)
 	d = drv_start(8, false, false, false);
 	t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-	d->desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -781,7 +595,7 @@ static void test_split_indirect_hostile(void **state)
 	t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
 	t[1] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 0};
-	d->desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -791,16 +605,16 @@ static void test_split_indirect_hostile(void **state)
 	t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 2};
 	t[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-	d->desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
 
 	/* table outside guest memory: fails the request only */
 	d = drv_start(8, false, false, true);
-	d->desc[0] = (struct virtq_desc){UNMAPPED_GPA, 32, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] = (struct virtq_desc){UNMAPPED_GPA, 32, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
-	d->desc[1] = (struct virtq_desc){data_gpa(1), 8, 0, 0};
+	d->q.desc[1] = (struct virtq_desc){data_gpa(1), 8, 0, 0};
 	publish_split(d, 1);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
 	assert_int_equal(g_elem.id, 0);
@@ -813,7 +627,7 @@ static void test_split_indirect_hostile(void **state)
 
 	/* table straddling the end of guest memory */
 	d = drv_start(8, false, false, true);
-	d->desc[0] = (struct virtq_desc){ARENA_GPA + ARENA_SIZE - 16, 32,
+	d->q.desc[0] = (struct virtq_desc){ARENA_GPA + ARENA_SIZE - 16, 32,
 					 VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
@@ -825,8 +639,8 @@ static void test_split_indirect_hostile(void **state)
 	t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0) + 100, 10, VIRTQ_DESC_F_NEXT, 1};
 	t[1] = (struct virtq_desc){data_gpa(0) + 200, 20, VIRTQ_DESC_F_WRITE, 0};
-	d->desc[5] = (struct virtq_desc){data_gpa(0), 4, VIRTQ_DESC_F_NEXT, 6};
-	d->desc[6] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE, 0};
+	d->q.desc[5] = (struct virtq_desc){data_gpa(0), 4, VIRTQ_DESC_F_NEXT, 6};
+	d->q.desc[6] = (struct virtq_desc){tg, 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE, 0};
 	publish_split(d, 5);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
 	assert_int_equal(g_elem.id, 5);
@@ -842,7 +656,7 @@ static void test_split_indirect_hostile(void **state)
 	tg = ARENA_GPA + OFF_INDIRECT + 3;
 	struct virtq_desc u = {data_gpa(0), 8, 0, 0};
 	memcpy(gpa_ptr(d, tg), &u, sizeof(u));
-	d->desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
 	assert_int_equal(g_elem.out_len, 8);
@@ -854,9 +668,9 @@ static void test_split_zero_len(void **state)
 	struct drv *d = drv_start(8, false, false, false);
 
 	(void)state;
-	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
-	d->desc[1] = (struct virtq_desc){UNMAPPED_GPA, 0, VIRTQ_DESC_F_NEXT, 2};
-	d->desc[2] = (struct virtq_desc){data_gpa(0) + 8, 1, VIRTQ_DESC_F_WRITE, 0};
+	d->q.desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_NEXT, 1};
+	d->q.desc[1] = (struct virtq_desc){UNMAPPED_GPA, 0, VIRTQ_DESC_F_NEXT, 2};
+	d->q.desc[2] = (struct virtq_desc){data_gpa(0) + 8, 1, VIRTQ_DESC_F_WRITE, 0};
 	publish_split(d, 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
 	assert_int_equal(g_elem.ndescs, 3);
@@ -872,8 +686,9 @@ static void test_split_readable_after_writable(void **state)
 	struct drv *d = drv_start(8, false, false, false);
 
 	(void)state;
-	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1};
-	d->desc[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+	d->q.desc[0] =
+		(struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1};
+	d->q.desc[1] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -883,8 +698,9 @@ static void test_split_readable_after_writable(void **state)
 	uint64_t tg;
 	struct virtq_desc *t = ind_table(d, &tg);
 	t[0] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-	d->desc[0] = (struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1};
-	d->desc[1] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
+	d->q.desc[0] =
+		(struct virtq_desc){data_gpa(0), 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1};
+	d->q.desc[1] = (struct virtq_desc){tg, 16, VIRTQ_DESC_F_INDIRECT, 0};
 	publish_split(d, 0);
 	expect_broken(d);
 	drv_free(d);
@@ -900,7 +716,7 @@ static void test_split_bad_buffer(void **state)
 	/* unmapped, partly mapped, wrapping */
 	uint64_t bad[] = {UNMAPPED_GPA, ARENA_GPA + ARENA_SIZE - 4, UINT64_MAX - 2};
 	for (unsigned k = 0; k < 3; k++) {
-		struct seg s[3] = {{data_gpa(0), 16, false}, {bad[k], 64, true},
+		struct vqd_seg s[3] = {{data_gpa(0), 16, false}, {bad[k], 64, true},
 				   {data_gpa(0) + 16, 1, true}};
 		int idr = drv_add(d, s, 3, false, k);
 
@@ -917,7 +733,7 @@ static void test_split_bad_buffer(void **state)
 		assert_int_equal(id, idr);
 	}
 	/* the queue still works */
-	struct seg ok = {data_gpa(0), 16, false};
+	struct vqd_seg ok = {data_gpa(0), 16, false};
 	assert_true(drv_add(d, &ok, 1, false, 9) >= 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
 	assert_int_equal(zoc_vq_get_stats(d->vq)->bad_addrs, 3);
@@ -933,7 +749,7 @@ static void test_readonly_region(void **state)
 
 		assert_int_equal(zoc_mem_add_region_hva(d->mem, 0x100000, sizeof(ro), 0, ro, false),
 				 0);
-		struct seg s[2] = {{0x100000, 16, false}, {0x100000 + 16, 16, true}};
+		struct vqd_seg s[2] = {{0x100000, 16, false}, {0x100000 + 16, 16, true}};
 		assert_true(drv_add(d, s, 2, false, 0) >= 0);
 		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
 		assert_int_equal(g_elem.out_num, 1);
@@ -949,7 +765,7 @@ static void test_too_many_segments(void **state)
 	/* 300 one-byte readable descriptors: more than ZOC_VQ_MAX_IOV */
 	struct drv *d = drv_start(512, false, false, false);
 	for (int i = 0; i < 300; i++)
-		d->desc[i] = (struct virtq_desc){data_gpa(0) + (uint64_t)i, 1,
+		d->q.desc[i] = (struct virtq_desc){data_gpa(0) + (uint64_t)i, 1,
 						 i < 299 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
 	publish_split(d, 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
@@ -966,7 +782,7 @@ static void test_length_overflow(void **state)
 	 * memory is not that big, so the request fails, the queue lives. */
 	struct drv *d = drv_start(8, false, false, false);
 	for (int i = 0; i < 3; i++)
-		d->desc[i] = (struct virtq_desc){ARENA_GPA, 0x80000000u,
+		d->q.desc[i] = (struct virtq_desc){ARENA_GPA, 0x80000000u,
 						 i < 2 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
 	publish_split(d, 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), -EFAULT);
@@ -979,20 +795,20 @@ static void test_split_avail_jump(void **state)
 	struct drv *d = drv_start(8, false, false, false);
 
 	(void)state;
-	struct seg s = {data_gpa(0), 8, false};
+	struct vqd_seg s = {data_gpa(0), 8, false};
 	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
-	d->avail->idx = (uint16_t)(d->avail_idx + 9); /* 9 new > size 8 */
+	d->q.avail->idx = (uint16_t)(d->q.avail_idx + 9); /* 9 new > size 8 */
 	expect_broken(d);
 	drv_free(d);
 
 	/* exactly size new entries is fine */
 	d = drv_start(8, false, false, false);
 	for (int i = 0; i < 8; i++) {
-		d->desc[i] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-		d->avail->ring[i] = (uint16_t)i;
+		d->q.desc[i] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+		d->q.avail->ring[i] = (uint16_t)i;
 	}
-	d->avail->idx = 8;
+	d->q.avail->idx = 8;
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
@@ -1000,7 +816,7 @@ static void test_split_avail_jump(void **state)
 
 	/* going backwards is a jump too */
 	d = drv_start(8, false, false, false);
-	d->avail->idx = 0xffff;
+	d->q.avail->idx = 0xffff;
 	expect_broken(d);
 	drv_free(d);
 }
@@ -1011,7 +827,7 @@ static void test_split_avail_jump(void **state)
 static void publish_packed(struct drv *d, uint16_t slot, struct virtq_packed_desc x, bool wrap)
 {
 	x.flags = (uint16_t)(x.flags | (wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
-	d->pdesc[slot] = x;
+	d->q.pdesc[slot] = x;
 }
 
 static void test_packed_hostile(void **state)
@@ -1114,8 +930,8 @@ static void test_packed_hostile(void **state)
 	assert_int_equal(g_elem.ndescs, 2);
 	assert_null(g_elem.iov[1].iov_base);
 	zoc_vq_push(d->vq, &g_elem, 0);
-	assert_int_equal(d->pdesc[0].id, 2);
-	assert_int_equal(d->pdesc[0].flags, VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED);
+	assert_int_equal(d->q.pdesc[0].id, 2);
+	assert_int_equal(d->q.pdesc[0].flags, VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED);
 	drv_free(d);
 	/* zero-length descriptor */
 	d = drv_start(8, true, false, false);
@@ -1129,7 +945,7 @@ static void test_packed_hostile(void **state)
 	d = drv_start(8, true, false, false);
 	publish_packed(d, 0, (struct virtq_packed_desc){data_gpa(0), 8, 1, 0}, false);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
-	d->pdesc[0].flags = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+	d->q.pdesc[0].flags = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
 	assert_false(zoc_vq_has_work(d->vq));
 	drv_free(d);
@@ -1140,7 +956,7 @@ static void test_packed_hostile(void **state)
 
 static void push_one(struct drv *d)
 {
-	struct seg s = {data_gpa(0), 8, false};
+	struct vqd_seg s = {data_gpa(0), 8, false};
 	uint16_t id;
 	uint32_t len;
 
@@ -1161,13 +977,13 @@ static void test_notify_split_flags(void **state)
 	assert_int_equal(drain_callfd(d), 1);
 	assert_int_equal(zoc_vq_notify(d->vq), 0); /* already signalled */
 
-	d->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	d->q.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 0);
 	assert_int_equal(drain_callfd(d), 0);
 	assert_int_equal(zoc_vq_get_stats(d->vq)->suppressed, 1);
 
-	d->avail->flags = 0;
+	d->q.avail->flags = 0;
 	push_one(d);
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
@@ -1176,13 +992,13 @@ static void test_notify_split_flags(void **state)
 
 	/* kicks */
 	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
-	assert_int_equal(d->used->flags, 0);
+	assert_int_equal(d->q.used->flags, 0);
 	zoc_vq_disable_notify(d->vq);
-	assert_int_equal(d->used->flags, VIRTQ_USED_F_NO_NOTIFY);
-	struct seg s = {data_gpa(0), 8, false};
+	assert_int_equal(d->q.used->flags, VIRTQ_USED_F_NO_NOTIFY);
+	struct vqd_seg s = {data_gpa(0), 8, false};
 	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
 	assert_int_equal(zoc_vq_enable_notify(d->vq), 1); /* work slipped in */
-	assert_int_equal(d->used->flags, 0);
+	assert_int_equal(d->q.used->flags, 0);
 
 	/* no callfd: decided but not signalled */
 	zoc_vq_set_callfd(d->vq, -1);
@@ -1195,8 +1011,8 @@ static void test_notify_split_flags(void **state)
 static void test_notify_split_event_idx(void **state)
 {
 	struct drv *d = drv_start(8, false, true, false);
-	uint16_t *used_event = &d->avail->ring[8];
-	uint16_t *avail_event = (uint16_t *)(void *)&d->used->ring[8];
+	uint16_t *used_event = &d->q.avail->ring[8];
+	uint16_t *avail_event = (uint16_t *)(void *)&d->q.used->ring[8];
 
 	(void)state;
 	/* the first decision always signals */
@@ -1224,17 +1040,17 @@ static void test_notify_split_event_idx(void **state)
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 0);
 	/* flags are ignored with EVENT_IDX */
-	d->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
-	*used_event = d->last_used;
+	d->q.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	*used_event = d->q.last_used;
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
 	/* wrap of the 16-bit index */
 	for (int i = 0; i < 70000; i++) {
-		*used_event = d->last_used; /* the next one */
+		*used_event = d->q.last_used; /* the next one */
 		push_one(d);
 		assert_int_equal(zoc_vq_notify(d->vq), 1);
 		if (i % 3 == 0) { /* and one it never reaches */
-			*used_event = (uint16_t)(d->last_used - 1);
+			*used_event = (uint16_t)(d->q.last_used - 1);
 			push_one(d);
 			assert_int_equal(zoc_vq_notify(d->vq), 0);
 		}
@@ -1242,9 +1058,9 @@ static void test_notify_split_event_idx(void **state)
 
 	/* kick side: avail_event follows last_avail, flags untouched */
 	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
-	assert_int_equal(*avail_event, d->avail_idx);
+	assert_int_equal(*avail_event, d->q.avail_idx);
 	zoc_vq_disable_notify(d->vq);
-	assert_int_equal(d->used->flags, 0);
+	assert_int_equal(d->q.used->flags, 0);
 	drv_free(d);
 }
 
@@ -1257,34 +1073,34 @@ static void test_notify_packed(void **state)
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
 	drain_callfd(d);
-	d->drv_evt->flags = VIRTQ_EVENT_F_DISABLE;
+	d->q.drv_evt->flags = VIRTQ_EVENT_F_DISABLE;
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 0);
 	/* DESC without EVENT_IDX acts as enable */
-	d->drv_evt->flags = VIRTQ_EVENT_F_DESC;
+	d->q.drv_evt->flags = VIRTQ_EVENT_F_DESC;
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
 	drain_callfd(d);
 
 	/* kick side */
 	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
-	assert_int_equal(d->dev_evt->flags, VIRTQ_EVENT_F_ENABLE);
+	assert_int_equal(d->q.dev_evt->flags, VIRTQ_EVENT_F_ENABLE);
 	zoc_vq_disable_notify(d->vq);
-	assert_int_equal(d->dev_evt->flags, VIRTQ_EVENT_F_DISABLE);
-	struct seg s = {data_gpa(0), 8, false};
+	assert_int_equal(d->q.dev_evt->flags, VIRTQ_EVENT_F_DISABLE);
+	struct vqd_seg s = {data_gpa(0), 8, false};
 	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
 	assert_int_equal(zoc_vq_enable_notify(d->vq), 1);
 	drv_free(d);
 
 	/* EVENT_IDX: off_wrap */
 	d = drv_start(5, true, true, false);
-	d->drv_evt->flags = VIRTQ_EVENT_F_DESC;
-	d->drv_evt->off_wrap = 0x7fff; /* nonsense offset: signal */
+	d->q.drv_evt->flags = VIRTQ_EVENT_F_DESC;
+	d->q.drv_evt->off_wrap = 0x7fff; /* nonsense offset: signal */
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
 	drain_callfd(d);
 	/* used position now (1, wrap 1). Ask for slot 3 in this lap. */
-	d->drv_evt->off_wrap = 3 | 0x8000;
+	d->q.drv_evt->off_wrap = 3 | 0x8000;
 	push_one(d); /* writes slot 1 */
 	assert_int_equal(zoc_vq_notify(d->vq), 0);
 	push_one(d); /* slot 2 */
@@ -1293,27 +1109,27 @@ static void test_notify_packed(void **state)
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
 	drain_callfd(d);
 	/* now at (4, wrap 1); ask for slot 0 of the next lap (wrap 0) */
-	d->drv_evt->off_wrap = 0;
+	d->q.drv_evt->off_wrap = 0;
 	push_one(d); /* slot 4 -> (0, wrap 0) */
 	assert_int_equal(zoc_vq_notify(d->vq), 0);
 	push_one(d); /* slot 0 of lap 2 */
 	assert_int_equal(zoc_vq_notify(d->vq), 1);
 	/* event in the past lap: no signal */
-	d->drv_evt->off_wrap = 3 | 0x8000;
+	d->q.drv_evt->off_wrap = 3 | 0x8000;
 	push_one(d);
 	assert_int_equal(zoc_vq_notify(d->vq), 0);
 	/* many laps: always ask for the next slot */
 	for (int i = 0; i < 1000; i++) {
-		d->drv_evt->off_wrap = (uint16_t)(d->next_used | (d->used_wrap ? 0x8000 : 0));
+		d->q.drv_evt->off_wrap = (uint16_t)(d->q.next_used | (d->q.used_wrap ? 0x8000 : 0));
 		push_one(d);
 		assert_int_equal(zoc_vq_notify(d->vq), 1);
 	}
 	drain_callfd(d);
 	/* kick side with EVENT_IDX */
 	assert_int_equal(zoc_vq_enable_notify(d->vq), 0);
-	assert_int_equal(d->dev_evt->flags, VIRTQ_EVENT_F_DESC);
-	assert_int_equal(d->dev_evt->off_wrap,
-			 d->next_avail | (d->avail_wrap ? 0x8000 : 0));
+	assert_int_equal(d->q.dev_evt->flags, VIRTQ_EVENT_F_DESC);
+	assert_int_equal(d->q.dev_evt->off_wrap,
+			 d->q.next_avail | (d->q.avail_wrap ? 0x8000 : 0));
 	drv_free(d);
 }
 
@@ -1343,11 +1159,11 @@ static void test_inflight_resubmit(void **state)
 		push_one(d);
 	/* Shuffle the free descriptors so that heads are not in fetch order. */
 	static const uint16_t perm[8] = {2, 5, 0, 7, 1, 6, 3, 4};
-	assert_int_equal(d->nfree, 8);
-	memcpy(d->free_stack, perm, sizeof(perm));
+	assert_int_equal(d->q.nfree, 8);
+	memcpy(d->q.free_stack, perm, sizeof(perm));
 
 	for (int i = 0; i < 6; i++) {
-		struct seg s[2] = {{data_gpa((uint16_t)i), 8, false},
+		struct vqd_seg s[2] = {{data_gpa((uint16_t)i), 8, false},
 				   {data_gpa((uint16_t)i) + 8, 8, true}};
 
 		ids[i] = drv_add(d, s, i == 2 ? 2 : 1, false, (uint32_t)i);
@@ -1362,7 +1178,7 @@ static void test_inflight_resubmit(void **state)
 		assert_int_equal(d->inflight->desc[ids[i]].inflight, 1);
 	}
 	/* one more buffer that we never pop */
-	struct seg s7 = {data_gpa(7), 8, false};
+	struct vqd_seg s7 = {data_gpa(7), 8, false};
 	ids[6] = drv_add(d, &s7, 1, false, 7);
 	assert_true(ids[6] >= 0);
 
@@ -1370,19 +1186,19 @@ static void test_inflight_resubmit(void **state)
 	zoc_vq_push(d->vq, &el[1], 0);
 	zoc_vq_push(d->vq, &el[3], 0);
 	assert_int_equal(d->inflight->desc[ids[1]].inflight, 0);
-	assert_int_equal(d->inflight->used_idx, d->used->idx);
+	assert_int_equal(d->inflight->used_idx, d->q.used->idx);
 	/* complete 4, then "crash" after publishing used->idx but before the
 	 * inflight entry was retired */
 	zoc_vq_push(d->vq, &el[4], 0);
 	d->inflight->desc[ids[4]].inflight = 1;
-	d->inflight->used_idx = (uint16_t)(d->used->idx - 1);
+	d->inflight->used_idx = (uint16_t)(d->q.used->idx - 1);
 	assert_int_equal(d->inflight->last_batch_head, ids[4]);
 	zoc_vq_destroy(d->vq); /* the old back end is gone */
 	d->vq = NULL;
 
 	/* New back end: QEMU sends base = used idx after a crash. */
-	assert_non_null(drv_create_vq(d, d->used->idx));
-	assert_int_equal(d->inflight->used_idx, d->used->idx);
+	assert_non_null(drv_create_vq(d, d->q.used->idx));
+	assert_int_equal(d->inflight->used_idx, d->q.used->idx);
 	assert_int_equal(d->inflight->desc[ids[4]].inflight, 0);
 	/* 3 + 6 popped, 3 + 3 completed: last_avail = used (6) + 3 inflight */
 	assert_int_equal(zoc_vq_get_base(d->vq), 9);
@@ -1419,7 +1235,7 @@ static void test_inflight_resubmit(void **state)
 	zoc_vq_destroy(d->vq);
 	assert_non_null(drv_create_vq(d, base));
 	assert_int_equal(zoc_vq_pop(d->vq, &el[0]), 0);
-	assert_int_equal(zoc_vq_get_base(d->vq), d->avail_idx);
+	assert_int_equal(zoc_vq_get_base(d->vq), d->q.avail_idx);
 	push_one(d);
 	free(el);
 	drv_free(d);
@@ -1536,18 +1352,18 @@ static void test_base_resume(void **state)
 	/* split: resume at avail 5 (entries 0-4 consumed earlier) */
 	struct drv *d = drv_new(8, false, false, false);
 	for (int i = 0; i < 6; i++) {
-		d->desc[i] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
-		d->avail->ring[i] = (uint16_t)i;
+		d->q.desc[i] = (struct virtq_desc){data_gpa(0), 8, 0, 0};
+		d->q.avail->ring[i] = (uint16_t)i;
 	}
-	d->avail->idx = 6;
-	d->used->idx = 5;
+	d->q.avail->idx = 6;
+	d->q.used->idx = 5;
 	assert_non_null(drv_create_vq(d, 5));
 	assert_int_equal(zoc_vq_get_base(d->vq), 5);
 	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
 	assert_int_equal(g_elem.id, 5);
 	zoc_vq_push(d->vq, &g_elem, 0);
-	assert_int_equal(d->used->idx, 6);
-	assert_int_equal(d->used->ring[5].id, 5);
+	assert_int_equal(d->q.used->idx, 6);
+	assert_int_equal(d->q.used->ring[5].id, 5);
 	assert_int_equal(zoc_vq_get_base(d->vq), 6);
 	drv_free(d);
 
@@ -1556,9 +1372,9 @@ static void test_base_resume(void **state)
 	for (int i = 0; i < 13; i++)
 		push_one(d);
 	uint32_t base = zoc_vq_get_base(d->vq);
-	assert_int_equal(base & 0x7fff, d->next_avail);
-	assert_int_equal(!!(base & 0x8000), d->avail_wrap);
-	assert_int_equal((base >> 16) & 0x7fff, d->next_used);
+	assert_int_equal(base & 0x7fff, d->q.next_avail);
+	assert_int_equal(!!(base & 0x8000), d->q.avail_wrap);
+	assert_int_equal((base >> 16) & 0x7fff, d->q.next_used);
 	zoc_vq_destroy(d->vq);
 	assert_non_null(drv_create_vq(d, base));
 	for (int i = 0; i < 13; i++)
