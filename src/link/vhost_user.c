@@ -1280,10 +1280,15 @@ static void conn_on_fd(void *arg, uint32_t events)
 	struct zoc_vu_conn *c = arg;
 
 	if (c->pending) {
-		/* Reading is paused; a hang-up is handled once the pending op ends. */
-		if (events & (EPOLLHUP | EPOLLERR))
+		/* Reading is paused; a hang-up is handled once the pending op ends.
+		 * epoll reports HUP/ERR whatever the mask, so stop watching the fd
+		 * then, or the reactor would spin on it until the queues stop. */
+		if (events & (EPOLLHUP | EPOLLERR)) {
 			c->dead = true;
-		zoc_reactor_mod_fd(zoc_reactor_get(0), c->fd, 0);
+			zoc_reactor_del_fd(zoc_reactor_get(0), c->fd);
+		} else {
+			zoc_reactor_mod_fd(zoc_reactor_get(0), c->fd, 0);
+		}
 		return;
 	}
 	conn_process(c);
