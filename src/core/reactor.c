@@ -530,8 +530,10 @@ static void reactor_loop(struct zoc_reactor *r)
 	uint64_t last = zoc_now_ns();
 	uint64_t idle_start = 0;
 
-	r->poll_dir = -1;
-	poll_set_level(r, poll_max_level());
+	/* Start by sleeping (the cheap choice for an idle reactor) and let the
+	 * epochs find out whether polling pays. */
+	r->poll_dir = 1;
+	poll_set_level(r, 0);
 	r->epoch_start_ns = last;
 	r->epoch_cpu_ns = thread_cpu_ns();
 	while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
