@@ -7,6 +7,9 @@
 #include "link/dma.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,6 +25,111 @@
  */
 static __thread const struct zoc_mem *t_last_mem;
 static __thread uint32_t t_last_idx;
+
+/*
+ * SIGBUS guard. A front end can truncate the file behind a region after we
+ * mapped it; the next access to a page past the new end raises SIGBUS, which
+ * would kill the daemon and every other domain it serves. Every mapping is
+ * recorded here; the handler replaces a faulting mapping with anonymous zero
+ * pages (mmap MAP_FIXED is async-signal-safe), so the access completes and
+ * reads zeros: only the domain that truncated its own memory sees garbage.
+ * A fault outside every recorded mapping goes to the previous handler.
+ */
+#define GUARD_SLOTS 1024
+
+static struct {
+	_Atomic uintptr_t start;
+	_Atomic uintptr_t len;
+} g_guard[GUARD_SLOTS];
+static pthread_mutex_t g_guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction g_prev_bus;
+static _Atomic uint64_t g_guard_hits;
+
+static void guard_handler(int sig, siginfo_t *si, void *uctx)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	static const char msg[] = "zocd: SIGBUS on guest memory (a front end truncated its "
+				  "memory file): that region now reads as zeros\n";
+
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		uintptr_t s = atomic_load_explicit(&g_guard[i].start, memory_order_acquire);
+		uintptr_t l = atomic_load_explicit(&g_guard[i].len, memory_order_relaxed);
+
+		if (!s || a - s >= l)
+			continue;
+		if (mmap((void *)s, l, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0) == MAP_FAILED)
+			break;
+		atomic_fetch_add(&g_guard_hits, 1);
+		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+			/* nothing to do in a signal handler */
+		}
+		return;
+	}
+	/* Not ours: whatever handled SIGBUS before (sanitizers, default). */
+	if (g_prev_bus.sa_flags & SA_SIGINFO) {
+		if (g_prev_bus.sa_sigaction) {
+			g_prev_bus.sa_sigaction(sig, si, uctx);
+			return;
+		}
+	} else if (g_prev_bus.sa_handler != SIG_DFL && g_prev_bus.sa_handler != SIG_IGN) {
+		g_prev_bus.sa_handler(sig);
+		return;
+	}
+	signal(SIGBUS, SIG_DFL);
+	raise(SIGBUS);
+}
+
+/* (Re)installs the handler if something else took SIGBUS since (a test
+ * harness, a library); what was there becomes the fallback. */
+static void guard_install(void)
+{
+	struct sigaction sa = {0}, cur;
+
+	if (sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+	    cur.sa_sigaction == guard_handler)
+		return;
+	sa.sa_sigaction = guard_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &g_prev_bus) < 0)
+		ZOC_WARN("dma: cannot install the SIGBUS guard: %s", strerror(errno));
+}
+
+static int guard_add(void *base, uint64_t len)
+{
+	int rc = -ENOSPC;
+
+	pthread_mutex_lock(&g_guard_lock);
+	guard_install();
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		if (atomic_load_explicit(&g_guard[i].start, memory_order_relaxed))
+			continue;
+		atomic_store_explicit(&g_guard[i].len, (uintptr_t)len, memory_order_relaxed);
+		atomic_store_explicit(&g_guard[i].start, (uintptr_t)base, memory_order_release);
+		rc = 0;
+		break;
+	}
+	pthread_mutex_unlock(&g_guard_lock);
+	return rc;
+}
+
+static void guard_del(void *base)
+{
+	pthread_mutex_lock(&g_guard_lock);
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		if (atomic_load_explicit(&g_guard[i].start, memory_order_relaxed) == (uintptr_t)base) {
+			atomic_store_explicit(&g_guard[i].start, 0, memory_order_release);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_guard_lock);
+}
+
+uint64_t zoc_mem_sigbus_count(void)
+{
+	return atomic_load(&g_guard_hits);
+}
 
 struct zoc_mem *zoc_mem_create(void)
 {
@@ -128,6 +236,12 @@ int zoc_mem_add_region(struct zoc_mem *m, uint64_t gpa, uint64_t size, uint64_t 
 	}
 	/* Guest memory has no place in our core dumps. */
 	(void)madvise(base, (size_t)map_len, MADV_DONTDUMP);
+	rc = guard_add(base, map_len);
+	if (rc) {
+		ZOC_WARN("dma: more than %d guest memory mappings", GUARD_SLOTS);
+		munmap(base, (size_t)map_len);
+		goto out_close;
+	}
 
 	r.gpa = gpa;
 	r.size = size;
@@ -138,8 +252,10 @@ int zoc_mem_add_region(struct zoc_mem *m, uint64_t gpa, uint64_t size, uint64_t 
 	r.fd = -1;
 	r.writable = writable;
 	rc = insert_region(m, &r);
-	if (rc)
+	if (rc) {
+		guard_del(base);
 		munmap(base, (size_t)map_len);
+	}
 
 out_close:
 	if (fd >= 0)
@@ -187,8 +303,10 @@ void zoc_mem_put(struct zoc_mem *m)
 	for (uint32_t i = 0; i < m->nregions; i++) {
 		struct zoc_mem_region *r = &m->regions[i];
 
-		if (r->mmap_base)
+		if (r->mmap_base) {
+			guard_del(r->mmap_base);
 			munmap(r->mmap_base, (size_t)r->mmap_size);
+		}
 		if (r->fd >= 0)
 			close(r->fd);
 	}

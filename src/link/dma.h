@@ -14,6 +14,9 @@
  * it are quiesced. Every translation checks the whole [addr, addr+len) range.
  * All devices of one connection share one table; nothing is shared across
  * connections.
+ *
+ * A front end that truncates the file behind a mapped region cannot kill
+ * the daemon: a SIGBUS on a mapped region turns that region into zeros.
  */
 #ifndef ZOC_LINK_DMA_H
 #define ZOC_LINK_DMA_H
@@ -65,5 +68,9 @@ void *zoc_mem_uva_to_hva(const struct zoc_mem *m, uint64_t uva, uint64_t len, bo
  * mapped (or not writable when write), -ENOBUFS if max_iov is too small. */
 int zoc_mem_gpa_to_iov(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write,
 		       struct iovec *iov, int max_iov);
+
+/* Accesses to guest memory that raised SIGBUS (a front end truncated the
+ * file behind a region) and were turned into reads of zeros. */
+uint64_t zoc_mem_sigbus_count(void);
 
 #endif
