@@ -376,7 +376,8 @@ static struct zoc_vq_inflight *vring_inflight(struct zoc_vu_conn *c, unsigned id
 {
 	uint64_t qsz;
 
-	if (!c->inflight || packed || idx >= c->inflight_queues)
+	(void)packed; /* split and packed rings are both tracked */
+	if (!c->inflight || idx >= c->inflight_queues)
 		return NULL;
 	if (v->num != c->inflight_qsize) {
 		ZOC_WARN_RL("%s: vring %u has %u entries but the inflight region was made for %u; "

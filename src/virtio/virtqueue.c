@@ -17,9 +17,12 @@
  *    suppression state (used_event / driver event flags), and between
  *    enabling kicks and re-checking the ring.
  *
- * Inflight tracking (vhost-user INFLIGHT_SHMFD) is implemented for split
- * rings only. TODO: packed inflight tracking (DescStatePacked); a packed
- * queue currently ignores cfg->inflight.
+ * Inflight tracking (vhost-user INFLIGHT_SHMFD), split and packed rings,
+ * in the layouts of QEMU's docs/interop/vhost-user.rst. The region is only
+ * written on the data path (a local mirror holds the packed free list), and
+ * read back, checked, on create after a crash. Stores to it are ordered for
+ * a crash of this process (compiler barriers): the next back end reads the
+ * same memory.
  */
 #include "virtio/virtqueue.h"
 
@@ -35,6 +38,21 @@
 #include "virtio/virtio.h"
 
 #define DESC_SIZE 16u /* split and packed descriptors alike */
+
+/* What we trust about one packed inflight entry: ours, never read back
+ * from the shared region on the data path. */
+struct pk_ent {
+	uint16_t next;
+	uint16_t last; /* head: its chain's last entry */
+	uint16_t num;  /* head: entries in its chain */
+	uint8_t busy;  /* head of a buffer in flight */
+	uint8_t pad;
+};
+
+_Static_assert(sizeof(struct zoc_vq_inflight_packed) == 32, "QueueRegionPacked layout");
+_Static_assert(sizeof(struct zoc_vq_inflight_desc_packed) == 32, "DescStatePacked layout");
+_Static_assert(sizeof(struct zoc_vq_inflight) == 16, "QueueRegionSplit layout");
+_Static_assert(sizeof(struct zoc_vq_inflight_desc) == 16, "DescStateSplit layout");
 
 struct zoc_vq {
 	/* --- hot: the first cache line holds all a pop/push/notify needs --- */
@@ -68,8 +86,11 @@ struct zoc_vq {
 	bool broken;
 	/* --- second line --- */
 	struct zoc_vq_inflight *inflight; /* split only */
+	struct zoc_vq_inflight_packed *pinflight; /* packed only */
+	struct pk_ent *pk;      /* packed: local mirror of the region's entries */
+	uint16_t pk_free;       /* packed: local free_head (size: list empty) */
 	uint64_t counter;       /* inflight fetch order */
-	uint16_t *resubmit;     /* heads to return first after a reconnect */
+	uint16_t *resubmit;     /* heads (packed: region entries) to return first */
 	int callfd;
 	bool kick_enabled;      /* what we last told the driver */
 	bool kick_state_known;
@@ -170,8 +191,11 @@ void zoc_vq_ring_sizes(uint16_t size, bool packed, uint64_t *desc, uint64_t *dri
 
 uint64_t zoc_vq_inflight_queue_size(uint16_t queue_size)
 {
-	uint64_t sz = sizeof(struct zoc_vq_inflight) +
-		      (uint64_t)queue_size * sizeof(struct zoc_vq_inflight_desc);
+	uint64_t split = sizeof(struct zoc_vq_inflight) +
+			 (uint64_t)queue_size * sizeof(struct zoc_vq_inflight_desc);
+	uint64_t packed = sizeof(struct zoc_vq_inflight_packed) +
+			  (uint64_t)queue_size * sizeof(struct zoc_vq_inflight_desc_packed);
+	uint64_t sz = packed > split ? packed : split;
 
 	return (sz + 63) & ~63ull;
 }
@@ -423,14 +447,100 @@ static bool split_need_notify(struct zoc_vq *vq)
 /* ------------------------------------------------------------------ */
 /* packed ring                                                         */
 
+/* Adds one packed descriptor, the n-th (from 1) of its chain, to elem:
+ * its buffer, or the buffers of the indirect table it points to. Returns 0
+ * or -EIO. */
+static int packed_desc_add(struct zoc_vq *vq, struct zoc_vq_elem *elem, struct walk *w,
+			   const struct virtq_packed_desc *d, uint32_t n, uint16_t at)
+{
+	const uint8_t *t;
+	uint32_t count = 0;
+	int rc;
+
+	if (!(d->flags & VIRTQ_DESC_F_INDIRECT))
+		return chain_buf(vq, elem, w, d->addr, d->len, d->flags);
+	if (ZOC_UNLIKELY(n != 1 || (d->flags & VIRTQ_DESC_F_NEXT)))
+		return mark_broken(vq, "indirect descriptor in a chain", at, n);
+	t = indirect_table(vq, w, d->addr, d->len, &count, &rc);
+	if (rc)
+		return rc;
+	/* Entries are sequential; only WRITE is meaningful in them (the
+	 * others, NEXT and INDIRECT included, are ignored). */
+	for (uint32_t k = 0; t && k < count; k++) {
+		struct virtq_packed_desc e;
+
+		read_desc(&e, t + (size_t)k * DESC_SIZE);
+		rc = chain_buf(vq, elem, w, e.addr, e.len, e.flags & VIRTQ_DESC_F_WRITE);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int packed_pop_done(struct zoc_vq *vq, struct zoc_vq_elem *elem, const struct walk *w)
+{
+	elem->out_len = w->out_len;
+	elem->in_len = w->in_len;
+	vq->inflight_cnt++;
+	vq->stats.pops++;
+	if (elem->resubmitted)
+		vq->stats.resubmitted++;
+	if (w->fault) {
+		vq->stats.bad_addrs++;
+		ZOC_WARN_RL("virtqueue %p: buffer %u refers to unmapped memory", (void *)vq,
+			    elem->id);
+		return -EFAULT;
+	}
+	return 1;
+}
+
+/* Packed: the next buffer recorded in the inflight region by an earlier
+ * back end. Its chain structure is our own (checked at create); the
+ * descriptors are read from the shared region once each. */
+static int packed_resubmit(struct zoc_vq *vq, struct zoc_vq_elem *elem)
+{
+	uint16_t h = vq->resubmit[vq->resubmit_pos++], j = h, num = vq->pk[h].num;
+	struct walk w = {0};
+	int rc;
+
+	elem->out_num = 0;
+	elem->in_num = 0;
+	elem->resubmitted = true;
+	elem->inflight_slot = h;
+	elem->ndescs = num;
+	for (uint32_t k = 0; k < num; k++) {
+		struct zoc_vq_inflight_desc_packed e;
+		struct virtq_packed_desc d;
+
+		memcpy(&e, &vq->pinflight->desc[j], sizeof(e));
+		__asm__ __volatile__("" ::: "memory");
+		d.addr = e.addr;
+		d.len = e.len;
+		d.id = e.id;
+		d.flags = e.flags;
+		if (ZOC_UNLIKELY((d.flags & VIRTQ_DESC_F_INDIRECT) && num != 1))
+			return mark_broken(vq, "resubmitted indirect descriptor in a chain", h, num);
+		rc = packed_desc_add(vq, elem, &w, &d, k + 1, h);
+		if (rc)
+			return rc;
+		elem->id = d.id; /* the buffer id lives in the last descriptor */
+		j = vq->pk[j].next;
+	}
+	return packed_pop_done(vq, elem, &w);
+}
+
 static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 {
+	struct zoc_vq_inflight_packed *inf = vq->pinflight;
 	const uint8_t *ring = vq->desc;
-	uint16_t idx = vq->last_avail, id = 0, flags;
+	uint16_t idx = vq->last_avail, id = 0, flags, slot = vq->pk_free, cur = slot;
 	uint32_t n = 0;
 	bool wrap = vq->avail_wrap;
 	struct walk w = {0};
 	int rc;
+
+	if (ZOC_UNLIKELY(vq->resubmit_pos < vq->resubmit_num))
+		return packed_resubmit(vq, elem);
 
 	flags = load_acq16((const uint16_t *)(const void *)(ring + (size_t)idx * DESC_SIZE + 14));
 	if (!packed_desc_avail(flags, wrap))
@@ -439,8 +549,10 @@ static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	elem->out_num = 0;
 	elem->in_num = 0;
 	elem->resubmitted = false;
+	elem->inflight_slot = 0;
 	for (;;) {
 		struct virtq_packed_desc d;
+		bool last;
 
 		if (ZOC_UNLIKELY(n >= vq->size))
 			return mark_broken(vq, "chain longer than the queue", vq->last_avail, n);
@@ -450,55 +562,58 @@ static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 			idx = 0;
 			wrap = !wrap;
 		}
-
-		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-			const uint8_t *t;
-			uint32_t count = 0;
-
-			if (ZOC_UNLIKELY(n != 1 || (d.flags & VIRTQ_DESC_F_NEXT)))
-				return mark_broken(vq, "indirect descriptor in a chain", vq->last_avail,
-						   n);
-			t = indirect_table(vq, &w, d.addr, d.len, &count, &rc);
-			if (rc)
-				return rc;
-			/* Entries are sequential; only WRITE is meaningful in them
-			 * (the others, NEXT and INDIRECT included, are ignored). */
-			for (uint32_t k = 0; t && k < count; k++) {
-				struct virtq_packed_desc e;
-
-				read_desc(&e, t + (size_t)k * DESC_SIZE);
-				rc = chain_buf(vq, elem, &w, e.addr, e.len,
-					       e.flags & VIRTQ_DESC_F_WRITE);
-				if (rc)
-					return rc;
-			}
-			id = d.id;
-			break;
-		}
-
-		rc = chain_buf(vq, elem, &w, d.addr, d.len, d.flags);
+		rc = packed_desc_add(vq, elem, &w, &d, n, vq->last_avail);
 		if (rc)
 			return rc;
-		if (!(d.flags & VIRTQ_DESC_F_NEXT)) {
+		last = (d.flags & VIRTQ_DESC_F_INDIRECT) || !(d.flags & VIRTQ_DESC_F_NEXT);
+		if (inf) {
+			/* Record the descriptor in the next free entry; nothing
+			 * counts until the free head moves (below). */
+			struct zoc_vq_inflight_desc_packed *e;
+
+			if (ZOC_UNLIKELY(cur >= vq->size))
+				return mark_broken(vq, "more descriptors in flight than the ring holds",
+						   vq->last_avail, n);
+			e = &inf->desc[cur];
+			e->addr = d.addr;
+			e->len = d.len;
+			e->flags = d.flags;
+			e->id = d.id;
+			if (n > 1)
+				e->inflight = 0;
+			if (!last)
+				cur = vq->pk[cur].next;
+		}
+		if (last) {
 			id = d.id; /* the buffer id lives in the last descriptor */
 			break;
 		}
 	}
 
+	if (inf) {
+		struct zoc_vq_inflight_desc_packed *e = &inf->desc[slot];
+		uint16_t nf = vq->pk[cur].next;
+
+		e->num = (uint16_t)n;
+		e->last = cur;
+		e->counter = ++vq->counter;
+		atomic_signal_fence(memory_order_seq_cst);
+		e->inflight = 1;
+		atomic_signal_fence(memory_order_seq_cst);
+		store16(&inf->free_head, nf);
+		atomic_signal_fence(memory_order_seq_cst);
+		store16(&inf->old_free_head, nf);
+		vq->pk[slot].num = (uint16_t)n;
+		vq->pk[slot].last = cur;
+		vq->pk[slot].busy = 1;
+		vq->pk_free = nf;
+		elem->inflight_slot = slot;
+	}
 	vq->last_avail = idx;
 	vq->avail_wrap = wrap;
 	elem->id = id;
 	elem->ndescs = (uint16_t)n;
-	elem->out_len = w.out_len;
-	elem->in_len = w.in_len;
-	vq->inflight_cnt++;
-	vq->stats.pops++;
-	if (w.fault) {
-		vq->stats.bad_addrs++;
-		ZOC_WARN_RL("virtqueue %p: buffer %u refers to unmapped memory", (void *)vq, id);
-		return -EFAULT;
-	}
-	return 1;
+	return packed_pop_done(vq, elem, &w);
 }
 
 static bool packed_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
@@ -508,23 +623,56 @@ static bool packed_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint3
 	uint16_t flags = vq->used_wrap ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0;
 	uint32_t nu;
 
+	struct zoc_vq_inflight_packed *inf = vq->pinflight;
+	uint16_t h = elem->inflight_slot;
+	bool nwrap = vq->used_wrap;
+
 	if (ZOC_UNLIKELY(elem->ndescs == 0 || elem->ndescs > vq->size)) {
 		ZOC_ERR("virtqueue %p: push of a buffer with %u descriptors", (void *)vq,
 			elem->ndescs);
 		return false;
+	}
+	if (inf && ZOC_UNLIKELY(h >= vq->size || !vq->pk[h].busy ||
+				vq->pk[h].num != elem->ndescs)) {
+		ZOC_ERR("virtqueue %p: push of buffer %u that is not in flight (entry %u)",
+			(void *)vq, elem->id, h);
+		return false;
+	}
+	nu = (uint32_t)vq->used_idx + elem->ndescs;
+	if (nu >= vq->size) {
+		nu -= vq->size;
+		nwrap = !nwrap;
+	}
+	if (inf) {
+		/* Give the chain back to the free list and move the used
+		 * position; old_* still hold the state before this push. */
+		uint16_t last = vq->pk[h].last;
+
+		store16(&inf->desc[last].next, vq->pk_free);
+		vq->pk[last].next = vq->pk_free;
+		vq->pk_free = h;
+		store16(&inf->free_head, h);
+		store16(&inf->used_idx, (uint16_t)nu);
+		inf->used_wrap_counter = nwrap;
+		atomic_signal_fence(memory_order_seq_cst);
 	}
 	if (len)
 		flags |= VIRTQ_DESC_F_WRITE;
 	store16(&d->id, elem->id);
 	store32(&d->len, len);
 	store_rel16(&d->flags, flags);
-
-	nu = (uint32_t)vq->used_idx + elem->ndescs;
-	if (nu >= vq->size) {
-		nu -= vq->size;
-		vq->used_wrap = !vq->used_wrap;
+	if (inf) {
+		/* Published: commit. */
+		atomic_signal_fence(memory_order_seq_cst);
+		inf->desc[h].inflight = 0;
+		vq->pk[h].busy = 0;
+		atomic_signal_fence(memory_order_seq_cst);
+		store16(&inf->old_free_head, h);
+		store16(&inf->old_used_idx, (uint16_t)nu);
+		inf->old_used_wrap_counter = nwrap;
 	}
 	vq->used_idx = (uint16_t)nu;
+	vq->used_wrap = nwrap;
 	return true;
 }
 
@@ -650,6 +798,207 @@ static int inflight_recover(struct zoc_vq *vq)
 }
 
 /* ------------------------------------------------------------------ */
+/* inflight (packed)                                                   */
+
+/* A fresh region: every entry free, linked in index order; positions from
+ * the queue. */
+static void pk_inflight_init(struct zoc_vq *vq)
+{
+	struct zoc_vq_inflight_packed *inf = vq->pinflight;
+
+	inf->version = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	memset(inf->desc, 0, (size_t)vq->size * sizeof(inf->desc[0]));
+	for (uint32_t i = 0; i < vq->size; i++) {
+		inf->desc[i].next = (uint16_t)(i + 1);
+		vq->pk[i] = (struct pk_ent){.next = (uint16_t)(i + 1)};
+	}
+	vq->pk_free = 0;
+	inf->features = 0;
+	inf->desc_num = vq->size;
+	inf->free_head = inf->old_free_head = 0;
+	inf->used_idx = inf->old_used_idx = vq->used_idx;
+	inf->used_wrap_counter = inf->old_used_wrap_counter = vq->used_wrap;
+	memset(inf->padding, 0, sizeof(inf->padding));
+	vq->counter = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	inf->version = 1;
+}
+
+/* Where recovery puts each entry. */
+enum { PK_UNSEEN = 0, PK_FREE, PK_OWNED };
+
+/* Reads a region left by an earlier back end (see the header for the
+ * protocol). Returns 0 (recovered, or the region was unusable and has been
+ * re-initialised: its requests are lost), or -ENOMEM. The region is shared
+ * with the front end: every index is checked, every walk bounded. */
+static int pk_inflight_recover(struct zoc_vq *vq)
+{
+	struct zoc_vq_inflight_packed *inf = vq->pinflight;
+	uint16_t size = vq->size, fh, ui, n = 0, prev;
+	uint32_t slots = 0, pos;
+	bool uw, bad = false;
+	struct resub_ent *ents = NULL;
+	uint8_t *state = NULL;
+	const char *why = NULL;
+	uint64_t maxc = 0;
+
+	if (inf->desc_num != size) {
+		ZOC_WARN("virtqueue: packed inflight region for %u descriptors, queue has %u; "
+			 "in-flight requests are lost", inf->desc_num, size);
+		pk_inflight_init(vq);
+		return 0;
+	}
+	fh = load16(&inf->free_head);
+	ui = load16(&inf->used_idx);
+	uw = inf->used_wrap_counter != 0;
+	if (load16(&inf->used_idx) != load16(&inf->old_used_idx) ||
+	    (inf->used_wrap_counter != 0) != (inf->old_used_wrap_counter != 0)) {
+		/* A crash inside a completion. If the used descriptor at the
+		 * old position was written, the completion happened: commit
+		 * it; else roll it back. */
+		uint16_t oui = load16(&inf->old_used_idx);
+		bool ouw = inf->old_used_wrap_counter != 0;
+
+		if (oui < size) {
+			uint16_t f = load16((const uint16_t *)(const void *)(vq->desc +
+						(size_t)oui * DESC_SIZE + 14));
+			uint16_t avail_form = ouw ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
+
+			if ((f & (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED)) != avail_form)
+				goto have_state; /* commit: keep the new values */
+		}
+	}
+	fh = load16(&inf->old_free_head);
+	ui = load16(&inf->old_used_idx);
+	uw = inf->old_used_wrap_counter != 0;
+have_state:
+	if (ui >= size || fh > size) {
+		why = "position out of range";
+		goto invalid;
+	}
+	state = calloc(size, 1);
+	ents = malloc((size_t)size * sizeof(*ents));
+	if (!state || !ents) {
+		free(state);
+		free(ents);
+		return -ENOMEM;
+	}
+	/* The free list (bounded: a loop just ends the walk). */
+	for (uint32_t k = 0, j = fh; k < size && j < size && state[j] == PK_UNSEEN; k++) {
+		state[j] = PK_FREE;
+		j = load16(&inf->desc[j].next);
+	}
+	/* Heads of buffers in flight, and their chains. */
+	for (uint32_t i = 0; i < size && !bad; i++) {
+		uint16_t num, j = (uint16_t)i;
+
+		if (state[i] != PK_UNSEEN || !inf->desc[i].inflight)
+			continue;
+		num = load16(&inf->desc[i].num);
+		if (num == 0 || num > size) {
+			why = "bad chain length";
+			bad = true;
+			break;
+		}
+		for (uint32_t k = 0; k < num; k++) {
+			if (j >= size || state[j] != PK_UNSEEN || (k && j == i)) {
+				why = "chains overlap or leave the region";
+				bad = true;
+				break;
+			}
+			state[j] = PK_OWNED;
+			vq->pk[j].busy = 0;
+			vq->pk[j].next = load16(&inf->desc[j].next);
+			if (k + 1 < num)
+				j = vq->pk[j].next;
+		}
+		if (bad)
+			break;
+		vq->pk[i].num = num;
+		vq->pk[i].last = j;
+		inf->desc[i].last = j;
+		vq->pk[i].busy = 1;
+		ents[n].counter = inf->desc[i].counter;
+		ents[n].head = (uint16_t)i;
+		if (ents[n].counter > maxc)
+			maxc = ents[n].counter;
+		n++;
+		slots += num;
+	}
+	if (bad)
+		goto invalid;
+
+	/* Rebuild the free list from everything not in flight, in index
+	 * order: the region becomes consistent again whatever it held. */
+	prev = size;
+	vq->pk_free = size;
+	for (uint32_t i = 0; i < size; i++) {
+		if (state[i] == PK_OWNED) {
+			if (!vq->pk[i].busy)
+				inf->desc[i].inflight = 0; /* not a head */
+			else
+				inf->desc[i].inflight = 1;
+			continue;
+		}
+		inf->desc[i].inflight = 0;
+		vq->pk[i] = (struct pk_ent){.next = size};
+		inf->desc[i].next = size;
+		if (prev == size)
+			vq->pk_free = (uint16_t)i;
+		else {
+			vq->pk[prev].next = (uint16_t)i;
+			inf->desc[prev].next = (uint16_t)i;
+		}
+		prev = (uint16_t)i;
+	}
+	atomic_signal_fence(memory_order_seq_cst);
+	inf->free_head = inf->old_free_head = vq->pk_free;
+	inf->used_idx = inf->old_used_idx = ui;
+	inf->used_wrap_counter = inf->old_used_wrap_counter = uw;
+	free(state);
+	state = NULL;
+
+	if (n) {
+		qsort(ents, n, sizeof(*ents), resub_cmp);
+		vq->resubmit = malloc((size_t)n * sizeof(uint16_t));
+		if (!vq->resubmit) {
+			free(ents);
+			return -ENOMEM;
+		}
+		for (uint16_t k = 0; k < n; k++)
+			vq->resubmit[k] = ents[k].head;
+	}
+	free(ents);
+	vq->resubmit_num = n;
+	vq->resubmit_pos = 0;
+	vq->counter = maxc;
+	/* Every slot popped is either used or in flight. */
+	vq->used_idx = ui;
+	vq->used_wrap = uw;
+	pos = (uint32_t)ui + slots;
+	vq->avail_wrap = uw;
+	if (pos >= size) {
+		pos -= size;
+		vq->avail_wrap = !uw;
+	}
+	vq->last_avail = (uint16_t)pos;
+	if (n)
+		ZOC_INFO("virtqueue: %u in-flight buffer(s) to resubmit, avail %u wrap %u, "
+			 "used %u wrap %u", n, vq->last_avail, vq->avail_wrap, ui, uw);
+	return 0;
+
+invalid:
+	free(state);
+	free(ents);
+	ZOC_WARN("virtqueue: packed inflight region is inconsistent (%s); in-flight "
+		 "requests are lost", why);
+	/* Only trust what the front end told us. */
+	pk_inflight_init(vq);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* life cycle                                                          */
 
 static bool aligned(const void *p, uintptr_t a)
@@ -681,9 +1030,9 @@ struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
 			goto einval;
 		if (cfg->base > 0xffff)
 			goto einval;
-		if (cfg->inflight && !aligned(cfg->inflight, 8))
-			goto einval;
 	}
+	if (cfg->inflight && !aligned(cfg->inflight, 8))
+		goto einval;
 
 	if (posix_memalign((void **)&vq, ZOC_CACHELINE, sizeof(*vq))) {
 		errno = ENOMEM;
@@ -710,7 +1059,26 @@ struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
 		vq->avail_wrap = avail >> 15;
 		vq->used_idx = usedst & 0x7fff;
 		vq->used_wrap = usedst >> 15;
-		/* TODO: inflight tracking for packed rings. */
+		if (cfg->inflight) {
+			vq->pinflight = (struct zoc_vq_inflight_packed *)(void *)cfg->inflight;
+			vq->pk = calloc(cfg->size, sizeof(*vq->pk));
+			if (!vq->pk) {
+				free(vq);
+				errno = ENOMEM;
+				return NULL;
+			}
+			if (vq->pinflight->version == 0) {
+				pk_inflight_init(vq);
+			} else {
+				rc = pk_inflight_recover(vq);
+				if (rc) {
+					free(vq->pk);
+					free(vq);
+					errno = -rc;
+					return NULL;
+				}
+			}
+		}
 	} else {
 		vq->avail = cfg->driver;
 		vq->used = cfg->device;
@@ -747,6 +1115,7 @@ void zoc_vq_destroy(struct zoc_vq *vq)
 	if (!vq)
 		return;
 	free(vq->resubmit);
+	free(vq->pk);
 	free(vq);
 }
 
@@ -858,14 +1227,14 @@ bool zoc_vq_has_work(const struct zoc_vq *vq)
 {
 	if (vq->broken)
 		return true;
+	if (vq->resubmit_pos < vq->resubmit_num)
+		return true;
 	if (vq->packed) {
 		const uint16_t *f = (const uint16_t *)(const void *)(vq->desc +
 			(size_t)vq->last_avail * DESC_SIZE + 14);
 
 		return packed_desc_avail(load_acq16(f), vq->avail_wrap);
 	}
-	if (vq->resubmit_pos < vq->resubmit_num)
-		return true;
 	return load_acq16(&vq->avail->idx) != vq->last_avail;
 }
 

@@ -38,6 +38,7 @@ struct zoc_vq_elem {
 	uint32_t out_len; /* total bytes readable */
 	uint32_t in_len;  /* total bytes writable */
 	bool resubmitted; /* came from the inflight region after reconnect */
+	uint16_t inflight_slot; /* private (packed + inflight): region entry of the head */
 	struct iovec iov[ZOC_VQ_MAX_IOV];
 };
 
@@ -59,7 +60,43 @@ struct zoc_vq_inflight {
 	struct zoc_vq_inflight_desc desc[];
 };
 
-/* Bytes one queue of queue_size descriptors needs in the inflight region. */
+/* Layout of one queue's part of the inflight region for a packed ring (same
+ * document). desc[] is a pool of entries linked into a free list by next;
+ * a fetched buffer takes one entry per ring descriptor (head first, linked
+ * by next, `num` of them, the last at `last`); the head holds inflight and
+ * the fetch counter. The old_* fields are the last consistent state: a
+ * completion updates free_head / used_idx / used_wrap_counter, writes the
+ * used descriptor, then copies them to old_*, so a crash in between is
+ * either committed or rolled back on reconnect. */
+struct zoc_vq_inflight_desc_packed {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;
+	uint16_t last;
+	uint16_t num;
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct zoc_vq_inflight_packed {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct zoc_vq_inflight_desc_packed desc[];
+};
+
+/* Bytes one queue of queue_size descriptors needs in the inflight region:
+ * enough for either layout (the packed one is the larger), 64-byte aligned. */
 uint64_t zoc_vq_inflight_queue_size(uint16_t queue_size);
 
 struct zoc_vq_config {
@@ -78,7 +115,9 @@ struct zoc_vq_config {
 	 * (what newer QEMU sends), else the used state equals the avail state. */
 	uint32_t base;
 	const struct zoc_mem *mem;
-	struct zoc_vq_inflight *inflight; /* NULL: no inflight tracking */
+	/* NULL: no inflight tracking. 8-byte aligned, zoc_vq_inflight_queue_size()
+	 * bytes; a packed queue uses it as struct zoc_vq_inflight_packed. */
+	struct zoc_vq_inflight *inflight;
 	int callfd;      /* eventfd to signal the driver, -1: none (polling driver) */
 };
 
@@ -101,7 +140,11 @@ struct zoc_vq;
 /* Validates cfg (size, alignment of ring pointers, base), returns a queue or
  * NULL with errno set. If cfg->inflight is set and holds inflight
  * descriptors from an earlier back end (version != 0), they are returned by
- * pop first, oldest first; otherwise the region is initialised. */
+ * pop first, oldest first (elem->resubmitted); otherwise the region is
+ * initialised. With a region, the ring positions come from it (split: the
+ * used ring's idx; packed: the region's used index and wrap counter) and
+ * the avail position is the used one plus what is in flight; cfg->base is
+ * used only if the region is new or inconsistent (its requests are lost). */
 struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg);
 void zoc_vq_destroy(struct zoc_vq *vq);
 

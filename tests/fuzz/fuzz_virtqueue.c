@@ -4,14 +4,18 @@
  *
  * Input:
  *   byte 0    flags: bit0 packed, bit1 indirect, bit2 event_idx, bit3 inflight
- *             region (split), bit4 reverse completion order, bits5-6 rounds-1,
+ *             region, bit4 reverse completion order, bits5-6 rounds-1,
  *             bit7 notify after every push
  *   byte 1    queue size (split: 1 << (b % 9); packed: 1 + b)
  *   byte 2-3  base (vhost-user SET_VRING_BASE value, low 16 bits)
  *   rest      per round: the descriptor table / ring, then the driver area
  *             (split avail ring / packed driver event suppression); what is
  *             left fills the data area (indirect tables live there) and,
- *             with bit3, the inflight region.
+ *             with bit3, the start of the inflight region.
+ *
+ * With an inflight region, every round completes only half of what it took
+ * and then "crashes": a new queue is made on the same rings and region, and
+ * (packed: exactly) the rest must come back as resubmitted buffers.
  *
  * Guest memory: region A = 64 KiB at gpa 0 (rings + data), region B = 4 KiB
  * read-only right after it, so buffers can straddle and hit read-only
@@ -43,7 +47,7 @@ static uint8_t *g_a, *g_b;
 static struct zoc_mem *g_mem;
 static int g_callfd = -1;
 static struct zoc_vq_elem g_elems[MAX_HELD];
-static uint8_t g_inflight[16 + MAX_SIZE * 16 + 64] __attribute__((aligned(64)));
+static uint8_t g_inflight[32 + MAX_SIZE * 32 + 64] __attribute__((aligned(64)));
 
 static void init_once(void)
 {
@@ -162,12 +166,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in)
 	if (flags & 8) {
 		uint64_t isz = zoc_vq_inflight_queue_size(qsize);
 
+		if (isz > sizeof(g_inflight))
+			abort();
 		memset(g_inflight, 0, sizeof(g_inflight));
-		take(g_inflight, isz > 64 ? 64 : isz, &p, &left); /* header + a few descs */
+		/* header + a few entries */
+		take(g_inflight, isz > 320 ? 320 : isz, &p, &left);
+		/* let the fuzzer reach the recovery path often */
 		if (!cfg.packed) {
 			struct zoc_vq_inflight *inf = (void *)g_inflight;
 
-			/* let the fuzzer reach the recovery path often */
+			if (inf->version)
+				inf->desc_num = qsize;
+		} else {
+			struct zoc_vq_inflight_packed *inf = (void *)g_inflight;
+
 			if (inf->version)
 				inf->desc_num = qsize;
 		}
@@ -205,12 +217,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in)
 			abort();
 		if (held != zoc_vq_inflight_count(vq))
 			abort();
-		for (unsigned k = 0; k < held; k++) {
+		unsigned done = cfg.inflight ? held / 2 : held;
+
+		for (unsigned k = 0; k < done; k++) {
 			unsigned i = (flags & 16) ? held - 1 - k : k;
 
 			zoc_vq_push(vq, &g_elems[i], g_elems[i].in_len);
 			if (flags & 128)
 				zoc_vq_notify(vq);
+		}
+		if (zoc_vq_inflight_count(vq) != held - done)
+			abort();
+		if (cfg.inflight) {
+			/* crash; a new back end takes the rest from the region */
+			unsigned resub = 0, n = 0;
+
+			zoc_vq_destroy(vq);
+			vq = zoc_vq_create(&cfg);
+			if (!vq)
+				abort(); /* the same config was accepted before */
+			for (; n < MAX_HELD; n++) {
+				rc = zoc_vq_pop(vq, &g_elems[n]);
+				if (rc <= 0 && rc != -EFAULT)
+					break;
+				check_elem(&g_elems[n], rc, qsize, cfg.packed);
+				if (g_elems[n].resubmitted) {
+					if (resub != n)
+						abort(); /* resubmitted ones come first */
+					resub++;
+				}
+			}
+			if (cfg.packed && !zoc_vq_broken(vq) && resub != held - done)
+				abort();
+			for (unsigned k = 0; k < n; k++)
+				zoc_vq_push(vq, &g_elems[k], g_elems[k].in_len);
 		}
 		if (zoc_vq_inflight_count(vq) != 0)
 			abort();

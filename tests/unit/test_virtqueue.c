@@ -1269,6 +1269,494 @@ static void test_inflight_mismatch(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* inflight tracking, packed rings                                     */
+
+static struct zoc_vq_inflight_packed *pk_region(struct drv *d)
+{
+	uint64_t isz = zoc_vq_inflight_queue_size(d->q.size);
+
+	d->inflight = aligned_alloc(64, isz);
+	assert_non_null(d->inflight);
+	memset(d->inflight, 0, isz);
+	d->cfg.inflight = d->inflight;
+	return (struct zoc_vq_inflight_packed *)(void *)d->inflight;
+}
+
+/* Every entry of the region is either on its free list or in exactly one
+ * chain of a head marked inflight; returns the number of heads. */
+static unsigned pk_check_region(const struct zoc_vq_inflight_packed *r, uint16_t size)
+{
+	uint8_t *seen = calloc(size, 1);
+	unsigned heads = 0, nseen = 0;
+	uint16_t j = r->free_head;
+
+	assert_non_null(seen);
+	assert_int_equal(r->free_head, r->old_free_head);
+	assert_int_equal(r->used_idx, r->old_used_idx);
+	assert_int_equal(r->used_wrap_counter, r->old_used_wrap_counter);
+	while (j < size) {
+		assert_false(seen[j]);
+		seen[j] = 1;
+		nseen++;
+		assert_int_equal(r->desc[j].inflight, 0);
+		j = r->desc[j].next;
+	}
+	for (uint16_t i = 0; i < size; i++) {
+		if (!r->desc[i].inflight)
+			continue;
+		heads++;
+		j = i;
+		for (uint16_t k = 0; k < r->desc[i].num; k++) {
+			assert_true(j < size);
+			assert_false(seen[j]);
+			seen[j] = 1;
+			nseen++;
+			if (k + 1 < r->desc[i].num)
+				j = r->desc[j].next;
+		}
+		assert_int_equal(r->desc[i].last, j);
+	}
+	assert_int_equal(nseen, size);
+	free(seen);
+	return heads;
+}
+
+static uint32_t pk_base(uint16_t avail, bool aw, uint16_t used, bool uw)
+{
+	return (uint32_t)(avail | (aw ? 0x8000 : 0)) |
+	       ((uint32_t)(used | (uw ? 0x8000 : 0)) << 16);
+}
+
+/* Pop some, complete some out of order, "crash", start a new back end on
+ * the same rings and region: the rest comes back first, oldest first. */
+static void test_inflight_packed_resubmit(void **state)
+{
+	struct drv *d = drv_new(8, true, false, true);
+	struct zoc_vq_inflight_packed *r = pk_region(d);
+	struct zoc_vq_elem *el = calloc(8, sizeof(*el));
+	int ids[5];
+	uint16_t id;
+	uint32_t len;
+
+	(void)state;
+	assert_non_null(el);
+	assert_non_null(drv_create_vq(d, 0x8000));
+	assert_int_equal(r->version, 1);
+	assert_int_equal(r->desc_num, 8);
+	assert_int_equal(pk_check_region(r, 8), 0);
+	for (int i = 0; i < 5; i++)
+		push_one(d);
+	/* now at slot 5, wrap 1: A (2 descriptors, slots 5-6), B (7), C
+	 * (indirect, slot 0 of the next lap), D (1-2), then E (3) never popped */
+	struct vqd_seg a[2] = {{data_gpa(0), 16, false}, {data_gpa(0) + 16, 32, true}};
+	struct vqd_seg b = {data_gpa(1), 8, false};
+	struct vqd_seg c[3] = {{data_gpa(2), 4, false}, {data_gpa(2) + 4, 4, false},
+			       {data_gpa(2) + 8, 100, true}};
+	struct vqd_seg dd[2] = {{data_gpa(3), 8, false}, {data_gpa(3) + 8, 8, true}};
+	struct vqd_seg e = {data_gpa(4), 8, false};
+
+	ids[0] = drv_add(d, a, 2, false, 0);
+	ids[1] = drv_add(d, &b, 1, false, 1);
+	ids[2] = drv_add(d, c, 3, true, 2);
+	ids[3] = drv_add(d, dd, 2, false, 3);
+	for (int i = 0; i < 4; i++) {
+		assert_true(ids[i] >= 0);
+		assert_int_equal(zoc_vq_pop(d->vq, &el[i]), 1);
+		assert_int_equal(el[i].id, ids[i]);
+	}
+	assert_int_equal(pk_check_region(r, 8), 4);
+	ids[4] = drv_add(d, &e, 1, false, 4);
+	assert_true(ids[4] >= 0);
+	/* complete B and D: their used descriptors overwrite A's slots */
+	zoc_vq_push(d->vq, &el[1], 0);
+	zoc_vq_push(d->vq, &el[3], 8);
+	assert_int_equal(pk_check_region(r, 8), 2);
+	assert_int_equal(r->used_idx, 0);
+	assert_int_equal(r->used_wrap_counter, 0);
+	assert_true(drv_get_used(d, &id, &len));
+	assert_int_equal(id, ids[1]);
+	assert_true(drv_get_used(d, &id, &len));
+	assert_int_equal(id, ids[3]);
+	assert_int_equal(len, 8);
+	zoc_vq_destroy(d->vq); /* crash */
+	d->vq = NULL;
+
+	/* The front end's base is stale; the region is the truth. */
+	assert_non_null(drv_create_vq(d, 0x8000 | 5));
+	assert_int_equal(zoc_vq_get_base(d->vq), pk_base(3, false, 0, false));
+	assert_true(zoc_vq_has_work(d->vq));
+	assert_int_equal(zoc_vq_pop(d->vq, &el[0]), 1);
+	assert_true(el[0].resubmitted);
+	assert_int_equal(el[0].id, ids[0]);
+	assert_int_equal(el[0].ndescs, 2);
+	assert_int_equal(el[0].out_num, 1);
+	assert_int_equal(el[0].in_num, 1);
+	assert_int_equal(el[0].in_len, 32);
+	assert_ptr_equal(el[0].iov[0].iov_base, gpa_ptr(d, data_gpa(0)));
+	assert_ptr_equal(el[0].iov[1].iov_base, gpa_ptr(d, data_gpa(0) + 16));
+	assert_int_equal(zoc_vq_pop(d->vq, &el[2]), 1);
+	assert_true(el[2].resubmitted);
+	assert_int_equal(el[2].id, ids[2]);
+	assert_int_equal(el[2].ndescs, 1);
+	assert_int_equal(el[2].out_num, 2);
+	assert_int_equal(el[2].in_len, 100);
+	assert_int_equal(zoc_vq_pop(d->vq, &el[4]), 1);
+	assert_false(el[4].resubmitted);
+	assert_int_equal(el[4].id, ids[4]);
+	assert_int_equal(zoc_vq_pop(d->vq, &el[5]), 0);
+	assert_false(zoc_vq_has_work(d->vq));
+	assert_int_equal(zoc_vq_get_stats(d->vq)->resubmitted, 2);
+	assert_int_equal(zoc_vq_inflight_count(d->vq), 3);
+	assert_int_equal(pk_check_region(r, 8), 3);
+
+	zoc_vq_push(d->vq, &el[2], 100);
+	zoc_vq_push(d->vq, &el[4], 0);
+	zoc_vq_push(d->vq, &el[0], 32);
+	int seen[] = {2, 4, 0};
+	for (int k = 0; k < 3; k++) {
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, ids[seen[k]]);
+	}
+	assert_false(drv_get_used(d, &id, &len));
+	assert_int_equal(pk_check_region(r, 8), 0);
+
+	/* normal operation across several laps */
+	for (int i = 0; i < 30; i++)
+		push_one(d);
+	assert_int_equal(pk_check_region(r, 8), 0);
+	assert_int_equal(r->used_idx, d->q.next_used);
+	assert_int_equal(r->used_wrap_counter, d->q.used_wrap);
+
+	/* a clean restart: nothing to resubmit, same positions */
+	uint32_t base = zoc_vq_get_base(d->vq);
+	zoc_vq_destroy(d->vq);
+	assert_non_null(drv_create_vq(d, base));
+	assert_int_equal(zoc_vq_get_base(d->vq), base);
+	assert_int_equal(zoc_vq_pop(d->vq, &el[0]), 0);
+	for (int i = 0; i < 11; i++)
+		push_one(d);
+	free(el);
+	drv_free(d);
+}
+
+/* A crash inside a completion: after the used descriptor was written (the
+ * completion stands) or before (it is rolled back and resubmitted). */
+static void check_inflight_packed_crash_in_push(bool written)
+{
+	struct drv *d = drv_new(4, true, false, false);
+	struct zoc_vq_inflight_packed *r = pk_region(d);
+	uint64_t isz = zoc_vq_inflight_queue_size(4);
+	struct zoc_vq_inflight_packed *before = malloc(isz);
+	struct virtq_packed_desc slot_before;
+	struct zoc_vq_elem *el = calloc(3, sizeof(*el));
+	struct vqd_seg s = {data_gpa(0), 8, false};
+	int ids[3];
+	uint16_t id, h, upos;
+	uint32_t len;
+
+	assert_non_null(before);
+	assert_non_null(el);
+	assert_non_null(drv_create_vq(d, 0x8000));
+	for (int i = 0; i < 3; i++)
+		push_one(d); /* slot 3: the used position wraps in the push below */
+	for (int i = 0; i < 3; i++) {
+		ids[i] = drv_add(d, &s, 1, false, 0);
+		assert_true(ids[i] >= 0);
+		assert_int_equal(zoc_vq_pop(d->vq, &el[i]), 1);
+	}
+	/* push the middle one, crashing in the middle */
+	memcpy(before, r, isz);
+	upos = r->used_idx;
+	assert_int_equal(upos, 3);
+	slot_before = d->q.pdesc[upos];
+	h = el[1].inflight_slot;
+	zoc_vq_push(d->vq, &el[1], 0);
+	assert_int_equal(r->used_idx, 0);
+	assert_int_equal(r->used_wrap_counter, 0);
+	/* undo what comes after the used descriptor */
+	r->desc[h].inflight = 1;
+	r->old_free_head = before->old_free_head;
+	r->old_used_idx = before->old_used_idx;
+	r->old_used_wrap_counter = before->old_used_wrap_counter;
+	if (!written)
+		d->q.pdesc[upos] = slot_before;
+	zoc_vq_destroy(d->vq);
+	d->vq = NULL;
+
+	assert_non_null(drv_create_vq(d, 0x8000));
+	assert_int_equal(pk_check_region(r, 4), written ? 2 : 3);
+	if (written) {
+		assert_int_equal(zoc_vq_get_base(d->vq), pk_base(2, false, 0, false));
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, ids[1]);
+	} else {
+		assert_int_equal(zoc_vq_get_base(d->vq), pk_base(2, false, 3, true));
+		assert_false(drv_get_used(d, &id, &len));
+	}
+	int want[] = {0, 1, 2}, nwant = 0;
+	for (int k = 0; k < 3; k++) {
+		if (written && k == 1)
+			continue;
+		want[nwant++] = k;
+	}
+	for (int k = 0; k < nwant; k++) {
+		assert_int_equal(zoc_vq_pop(d->vq, &el[k]), 1);
+		assert_true(el[k].resubmitted);
+		assert_int_equal(el[k].id, ids[want[k]]);
+	}
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 0);
+	for (int k = 0; k < nwant; k++)
+		zoc_vq_push(d->vq, &el[k], 0);
+	for (int k = 0; k < nwant; k++) {
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, ids[want[k]]);
+	}
+	assert_false(drv_get_used(d, &id, &len));
+	assert_int_equal(pk_check_region(r, 4), 0);
+	for (int i = 0; i < 9; i++)
+		push_one(d);
+	free(before);
+	free(el);
+	drv_free(d);
+}
+
+static void test_inflight_packed_crash_in_push(void **state)
+{
+	(void)state;
+	check_inflight_packed_crash_in_push(true);
+	check_inflight_packed_crash_in_push(false);
+}
+
+/* A crash in the middle of a fetch: nothing was handed out, the ring has
+ * the buffer again. */
+static void test_inflight_packed_crash_in_pop(void **state)
+{
+	struct drv *d = drv_new(8, true, false, false);
+	struct zoc_vq_inflight_packed *r = pk_region(d);
+	struct vqd_seg s[3] = {{data_gpa(0), 8, false}, {data_gpa(0) + 8, 8, false},
+			       {data_gpa(0) + 16, 8, true}};
+	uint16_t fh;
+	int id;
+
+	(void)state;
+	assert_non_null(drv_create_vq(d, 0x8000));
+	id = drv_add(d, s, 3, false, 0);
+	assert_true(id >= 0);
+	fh = r->old_free_head;
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	/* roll the region back to "head recorded, free head not moved" */
+	r->free_head = r->old_free_head = fh;
+	zoc_vq_destroy(d->vq);
+	d->vq = NULL;
+	assert_non_null(drv_create_vq(d, 0x8000));
+	assert_int_equal(pk_check_region(r, 8), 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	assert_false(g_elem.resubmitted);
+	assert_int_equal(g_elem.id, id);
+	assert_int_equal(g_elem.ndescs, 3);
+	zoc_vq_push(d->vq, &g_elem, 8);
+	assert_int_equal(pk_check_region(r, 8), 0);
+	drv_free(d);
+}
+
+/* Pops whatever a queue gives (resubmitted or not) and completes it, a
+ * bounded number of times; the queue may end up broken, never hung. */
+static unsigned drain_bounded(struct drv *d, unsigned max)
+{
+	unsigned n = 0;
+
+	for (;;) {
+		int rc = zoc_vq_pop(d->vq, &g_elem);
+
+		if (rc == 0 || rc == -EIO)
+			break;
+		assert_true(rc == 1 || rc == -EFAULT);
+		zoc_vq_push(d->vq, &g_elem, 0);
+		assert_true(++n <= max);
+	}
+	return n;
+}
+
+static void test_inflight_packed_hostile(void **state)
+{
+	struct drv *d = drv_new(8, true, false, true);
+	struct zoc_vq_inflight_packed *r = pk_region(d);
+	uint64_t isz = zoc_vq_inflight_queue_size(8);
+
+	(void)state;
+	/* a region made for another queue size: re-initialised, base used */
+	r->version = 1;
+	r->desc_num = 16;
+	r->desc[3].inflight = 1;
+	r->desc[3].num = 1;
+	assert_non_null(drv_create_vq(d, pk_base(2, true, 2, true)));
+	assert_int_equal(r->desc_num, 8);
+	assert_int_equal(pk_check_region(r, 8), 0);
+	assert_int_equal(zoc_vq_get_base(d->vq), pk_base(2, true, 2, true));
+	assert_int_equal(r->used_idx, 2);
+	zoc_vq_destroy(d->vq);
+	d->vq = NULL;
+
+	/* hand-made garbage */
+	static const struct {
+		uint16_t free_head, old_free_head, used_idx, old_used_idx;
+		uint16_t head, num, next;
+	} cases[] = {
+		{0, 0, 0, 0, 3, 8, 3},          /* chain loops on itself */
+		{0, 0, 0, 0, 3, 0, 4},          /* zero length */
+		{0, 0, 0, 0, 3, 0xffff, 4},     /* longer than the queue */
+		{0, 0, 0, 0, 3, 2, 0xffff},     /* next out of range */
+		{0x7777, 0x7777, 0, 0, 3, 1, 0}, /* free head out of range */
+		{0, 0, 0xffff, 0xffff, 3, 1, 0}, /* used index out of range */
+		{0, 0, 5, 0x9999, 3, 1, 0},     /* old used index out of range */
+		{8, 8, 0, 0, 3, 1, 0},          /* empty free list */
+	};
+	for (unsigned c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		memset(r, 0, isz);
+		r->version = 1;
+		r->desc_num = 8;
+		for (int i = 0; i < 8; i++)
+			r->desc[i].next = (uint16_t)(i == 7 ? 0 : i + 1); /* a loop */
+		r->free_head = cases[c].free_head;
+		r->old_free_head = cases[c].old_free_head;
+		r->used_idx = cases[c].used_idx;
+		r->old_used_idx = cases[c].old_used_idx;
+		r->desc[cases[c].head].inflight = 1;
+		r->desc[cases[c].head].num = cases[c].num;
+		r->desc[cases[c].head].next = cases[c].next;
+		r->desc[cases[c].head].addr = data_gpa(0);
+		r->desc[cases[c].head].len = 8;
+		assert_non_null(drv_create_vq(d, 0x8000));
+		pk_check_region(r, 8);
+		drain_bounded(d, 8);
+		zoc_vq_destroy(d->vq);
+		d->vq = NULL;
+	}
+
+	/* random garbage with a plausible header */
+	srand(7);
+	for (int iter = 0; iter < 500; iter++) {
+		uint8_t *p = (uint8_t *)r;
+
+		for (uint64_t i = 0; i < isz; i++)
+			p[i] = (uint8_t)rand();
+		r->version = 1;
+		r->desc_num = 8;
+		if (iter & 1) {
+			/* small numbers: chains that almost make sense */
+			r->free_head = r->old_free_head = (uint16_t)(rand() % 10);
+			r->used_idx = r->old_used_idx = (uint16_t)(rand() % 9);
+			for (int i = 0; i < 8; i++) {
+				r->desc[i].next = (uint16_t)(rand() % 10);
+				r->desc[i].num = (uint16_t)(rand() % 4);
+				r->desc[i].inflight = rand() & 1;
+				if (iter & 2)
+					r->desc[i].addr = data_gpa((uint16_t)i);
+			}
+		}
+		memset(d->q.pdesc, 0, 8 * sizeof(*d->q.pdesc));
+		vqd_reset(&d->q);
+		assert_non_null(drv_create_vq(d, 0x8000));
+		assert_true(drain_bounded(d, 8) <= 8);
+		zoc_vq_destroy(d->vq);
+		d->vq = NULL;
+	}
+	drv_free(d);
+}
+
+/* Random traffic with crashes at random points: after each, the buffers in
+ * flight come back exactly once, oldest first, and the driver sees every
+ * buffer completed exactly once. */
+static void test_inflight_packed_random_crash(void **state)
+{
+	const uint16_t size = 11;
+	struct drv *d = drv_new(size, true, false, true);
+	struct zoc_vq_inflight_packed *r = pk_region(d);
+	struct zoc_vq_elem *held = calloc(size, sizeof(*held));
+	uint32_t *order = calloc(size, sizeof(uint32_t)); /* fetch order by id */
+	uint32_t nheld = 0, fetch = 0, completions = 0, adds = 0, crashes = 0, resubs = 0;
+	uint16_t id;
+	uint32_t len;
+
+	(void)state;
+	assert_non_null(held);
+	assert_non_null(order);
+	assert_non_null(drv_create_vq(d, 0x8000));
+	srand(11);
+	for (int iter = 0; iter < 20000; iter++) {
+		int action = rand() % 8;
+
+		if (action < 3) {
+			struct vqd_seg s[3];
+			int n = 1 + rand() % 3;
+
+			for (int i = 0; i < n; i++)
+				s[i] = (struct vqd_seg){data_gpa((uint16_t)i), 8, i == n - 1};
+			if (drv_add(d, s, n, rand() & 1, 0) >= 0)
+				adds++;
+		} else if (action < 5) {
+			if (nheld < size && zoc_vq_pop(d->vq, &held[nheld]) == 1) {
+				assert_false(held[nheld].resubmitted);
+				order[held[nheld].id] = ++fetch;
+				nheld++;
+			}
+		} else if (action < 7) {
+			if (nheld) {
+				uint32_t pick = (uint32_t)rand() % nheld;
+
+				zoc_vq_push(d->vq, &held[pick], 0);
+				held[pick] = held[--nheld];
+				while (drv_get_used(d, &id, &len))
+					completions++;
+			}
+		} else {
+			/* crash and restart */
+			uint32_t prev = 0, n = nheld;
+
+			zoc_vq_destroy(d->vq);
+			assert_non_null(drv_create_vq(d, 0x8000));
+			assert_int_equal(pk_check_region(r, size), n);
+			for (uint32_t k = 0; k < n; k++) {
+				assert_int_equal(zoc_vq_pop(d->vq, &held[k]), 1);
+				assert_true(held[k].resubmitted);
+				assert_true(order[held[k].id] > prev); /* oldest first */
+				prev = order[held[k].id];
+			}
+			assert_int_equal(zoc_vq_get_stats(d->vq)->resubmitted, n);
+			crashes++;
+			resubs += n;
+			/* then the ring, from where the old back end stopped */
+			if (zoc_vq_pop(d->vq, &held[n]) == 1) {
+				assert_false(held[n].resubmitted);
+				order[held[n].id] = ++fetch;
+				nheld++;
+			}
+		}
+	}
+	while (nheld) {
+		zoc_vq_push(d->vq, &held[--nheld], 0);
+	}
+	for (;;) {
+		int rc = zoc_vq_pop(d->vq, &g_elem);
+
+		assert_true(rc >= 0);
+		if (!rc)
+			break;
+		zoc_vq_push(d->vq, &g_elem, 0);
+	}
+	while (drv_get_used(d, &id, &len))
+		completions++;
+	assert_int_equal(completions, adds);
+	assert_int_equal(d->q.outstanding, 0);
+	assert_true(crashes > 1000 && resubs > 1000); /* the test tests something */
+	assert_int_equal(pk_check_region(r, size), 0);
+	assert_false(zoc_vq_broken(d->vq));
+	free(held);
+	free(order);
+	drv_free(d);
+}
+
+/* ------------------------------------------------------------------ */
 /* set-up                                                              */
 
 static void test_create_validation(void **state)
@@ -1341,7 +1829,15 @@ static void test_sizes(void **state)
 	assert_int_equal(c, 70);
 	assert_int_equal(sizeof(struct zoc_vq_inflight), 16);
 	assert_int_equal(sizeof(struct zoc_vq_inflight_desc), 16);
-	assert_int_equal(zoc_vq_inflight_queue_size(256), 16 + 256 * 16 + 48);
+	assert_int_equal(sizeof(struct zoc_vq_inflight_packed), 32);
+	assert_int_equal(sizeof(struct zoc_vq_inflight_desc_packed), 32);
+	assert_int_equal(offsetof(struct zoc_vq_inflight_packed, used_wrap_counter), 20);
+	assert_int_equal(offsetof(struct zoc_vq_inflight_desc_packed, counter), 8);
+	assert_int_equal(offsetof(struct zoc_vq_inflight_desc_packed, addr), 24);
+	/* the packed layout is the larger; the split one fits in it */
+	assert_int_equal(zoc_vq_inflight_queue_size(256), 32 + 256 * 32 + 32);
+	assert_true(zoc_vq_inflight_queue_size(256) >= 16 + 256 * 16);
+	assert_true(zoc_vq_inflight_queue_size(32768) >= 32 + 32768ull * 32);
 	assert_int_equal(zoc_vq_inflight_queue_size(1), 64);
 	assert_int_equal(zoc_vq_inflight_queue_size(32768) % 64, 0);
 }
@@ -1415,6 +1911,11 @@ int main(void)
 		cmocka_unit_test(test_notify_packed),
 		cmocka_unit_test(test_inflight_resubmit),
 		cmocka_unit_test(test_inflight_mismatch),
+		cmocka_unit_test(test_inflight_packed_resubmit),
+		cmocka_unit_test(test_inflight_packed_crash_in_push),
+		cmocka_unit_test(test_inflight_packed_crash_in_pop),
+		cmocka_unit_test(test_inflight_packed_hostile),
+		cmocka_unit_test(test_inflight_packed_random_crash),
 		cmocka_unit_test(test_base_resume),
 	};
 
