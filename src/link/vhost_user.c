@@ -371,12 +371,12 @@ static bool vring_enabled(const struct zoc_vu_conn *c, const struct vu_vring *v)
 	return v->enabled;
 }
 
+/* The queue's part of the inflight region (split and packed rings alike). */
 static struct zoc_vq_inflight *vring_inflight(struct zoc_vu_conn *c, unsigned idx,
-					      const struct vu_vring *v, bool packed)
+					      const struct vu_vring *v)
 {
 	uint64_t qsz;
 
-	(void)packed; /* split and packed rings are both tracked */
 	if (!c->inflight || idx >= c->inflight_queues)
 		return NULL;
 	if (v->num != c->inflight_qsize) {
@@ -421,7 +421,7 @@ static int vring_try_start(struct zoc_vu_conn *c, unsigned idx)
 	}
 	cfg.base = v->base;
 	cfg.mem = c->mem;
-	cfg.inflight = vring_inflight(c, idx, v, cfg.packed);
+	cfg.inflight = vring_inflight(c, idx, v);
 	cfg.callfd = v->callfd;
 	vq = zoc_vq_create(&cfg);
 	if (!vq) {
