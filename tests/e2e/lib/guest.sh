@@ -28,6 +28,7 @@
 #   ZOC_QEMU_CPU, ZOC_ZOCD_CPU  host CPUs for QEMU and zocd (default: first and second allowed CPU)
 #   ZOC_GUEST_MEM_MB          guest RAM (default 512)
 #   ZOC_ZOCD_ARGS             extra zocd arguments
+#   ZOC_VHOST_BLK_PROPS       extra vhost-user-blk-pci properties (e.g. packed=on)
 
 ZOC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 ZOC_BUILD=${ZOC_BUILD:-$ZOC_ROOT/build}
@@ -486,7 +487,7 @@ zoc_guest_run() {
 zoc_vhost_blk_args() {
 	local id=$1 sock=$2 nq=$3 rc=${4:-}
 	printf '%s\n' -chardev "socket,id=$id,path=$sock${rc:+,reconnect=$rc}" \
-		-device "vhost-user-blk-pci,chardev=$id,num-queues=$nq"
+		-device "vhost-user-blk-pci,chardev=$id,num-queues=$nq${ZOC_VHOST_BLK_PROPS:+,$ZOC_VHOST_BLK_PROPS}"
 }
 
 # ------------------------------------------------------------------- zocd
