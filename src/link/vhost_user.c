@@ -1091,11 +1091,20 @@ static int h_SET_INFLIGHT_FD(struct zoc_vu_conn *c, struct vu_msg *m)
 		ZOC_WARN_RL("%s: malformed SET_INFLIGHT_FD", conn_name(c));
 		return -EINVAL;
 	}
-	if (in.mmap_size < size || in.mmap_size > (1ull << 32) || (in.mmap_offset & 4095)) {
-		ZOC_WARN_RL("%s: inflight region of %llu bytes at %llu, need %llu", conn_name(c),
-			    (unsigned long long)in.mmap_size, (unsigned long long)in.mmap_offset,
-			    (unsigned long long)size);
+	if (in.mmap_size > (1ull << 32) || (in.mmap_offset & 4095)) {
+		ZOC_WARN_RL("%s: inflight region of %llu bytes at offset %llu refused", conn_name(c),
+			    (unsigned long long)in.mmap_size, (unsigned long long)in.mmap_offset);
 		return -EINVAL;
+	}
+	if (in.mmap_size < size) {
+		/* Made by another back end (an older zocd) with a smaller layout: serve
+		 * without tracking rather than refuse the front end forever. */
+		ZOC_WARN_RL("%s: inflight region of %llu bytes, this zocd needs %llu: serving "
+			    "without in-flight tracking",
+			    conn_name(c), (unsigned long long)in.mmap_size,
+			    (unsigned long long)size);
+		inflight_unmap(c);
+		return 0;
 	}
 	if (vrings_any_running(c)) {
 		ZOC_WARN_RL("%s: SET_INFLIGHT_FD while queues run", conn_name(c));
