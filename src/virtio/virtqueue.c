@@ -729,6 +729,27 @@ static int resub_cmp(const void *a, const void *b)
 	return (int)x->head - (int)y->head;
 }
 
+/* Queues the n in-flight heads of ents (freed here) for pop to return
+ * first, oldest counter first; the fetch counter continues after maxc. */
+static int resubmit_set(struct zoc_vq *vq, struct resub_ent *ents, uint16_t n, uint64_t maxc)
+{
+	if (n) {
+		qsort(ents, n, sizeof(*ents), resub_cmp);
+		vq->resubmit = malloc((size_t)n * sizeof(uint16_t));
+		if (!vq->resubmit) {
+			free(ents);
+			return -ENOMEM;
+		}
+		for (uint16_t k = 0; k < n; k++)
+			vq->resubmit[k] = ents[k].head;
+	}
+	free(ents);
+	vq->resubmit_num = n;
+	vq->resubmit_pos = 0;
+	vq->counter = maxc;
+	return 0;
+}
+
 static void inflight_init(struct zoc_vq *vq)
 {
 	struct zoc_vq_inflight *inf = vq->inflight;
@@ -775,20 +796,8 @@ static int inflight_recover(struct zoc_vq *vq)
 			maxc = ents[n].counter;
 		n++;
 	}
-	if (n) {
-		qsort(ents, n, sizeof(*ents), resub_cmp);
-		vq->resubmit = malloc((size_t)n * sizeof(uint16_t));
-		if (!vq->resubmit) {
-			free(ents);
-			return -ENOMEM;
-		}
-		for (uint16_t k = 0; k < n; k++)
-			vq->resubmit[k] = ents[k].head;
-	}
-	free(ents);
-	vq->resubmit_num = n;
-	vq->resubmit_pos = 0;
-	vq->counter = maxc;
+	if (resubmit_set(vq, ents, n, maxc))
+		return -ENOMEM;
 	vq->last_avail = (uint16_t)(used + n);
 	vq->shadow_avail = vq->last_avail;
 	if (n)
@@ -959,20 +968,8 @@ have_state:
 	free(state);
 	state = NULL;
 
-	if (n) {
-		qsort(ents, n, sizeof(*ents), resub_cmp);
-		vq->resubmit = malloc((size_t)n * sizeof(uint16_t));
-		if (!vq->resubmit) {
-			free(ents);
-			return -ENOMEM;
-		}
-		for (uint16_t k = 0; k < n; k++)
-			vq->resubmit[k] = ents[k].head;
-	}
-	free(ents);
-	vq->resubmit_num = n;
-	vq->resubmit_pos = 0;
-	vq->counter = maxc;
+	if (resubmit_set(vq, ents, n, maxc))
+		return -ENOMEM;
 	/* Every slot popped is either used or in flight. */
 	vq->used_idx = ui;
 	vq->used_wrap = uw;
