@@ -8,7 +8,7 @@
  * SQE uses IOSQE_FIXED_FILE.
  *
  * zoc_bdev_submit() only fills an SQE; the reactor's uring poller reaps CQEs,
- * then calls io_uring_submit() once for everything queued since the last
+ * then enters the kernel once for everything queued since the last
  * iteration. When the SQ is full, submit pushes out what is there and tries
  * again; if the kernel still takes nothing, the request waits on a software
  * list that the poller drains first. No request is ever dropped.
@@ -17,8 +17,20 @@
  * (short reads/writes are resumed where they stopped), [1] = file slot in
  * the low 32 bits, retry count in the high 32.
  *
- * In interrupt mode an eventfd is registered with the ring and with the
- * reactor; the handler drains it and the poller does the reaping.
+ * Completions (kernel 6.1+): the ring is created SINGLE_ISSUER | DEFER_TASKRUN
+ * | TASKRUN_FLAG on its reactor's thread, so a finished request does not
+ * interrupt the reactor (no task-work signal, no IPI, no epoll_wait cut short
+ * by -EINTR); it waits on the ring's work list, the kernel sets
+ * IORING_SQ_TASKRUN in the SQ flags (a memory read for the poller) and the
+ * poller turns the list into CQEs with the same io_uring_enter() that submits
+ * (io_uring_submit_and_get_events). Older kernels: plain rings, as before.
+ *
+ * In interrupt mode an eventfd is registered with the ring and watched
+ * edge-triggered by the reactor, never read: the kernel signals it when the
+ * deferred work list goes from empty to non-empty (or, on a plain ring, per
+ * CQE batch), which is exactly when a sleeping reactor must wake. The arm
+ * callback reports work already in the SQ, CQ, deferred list or overflow list,
+ * so no completion can arrive while the reactor sleeps without a signal.
  */
 #include "blk/bdev.h"
 
@@ -71,6 +83,7 @@ struct uring_rctx {
 	uint32_t refs;     /* channels on this ring */
 	struct zoc_poller *poller;
 	int efd;           /* interrupt mode only, else -1 */
+	bool defer;        /* DEFER_TASKRUN ring: the poller must ask for CQEs */
 	bool in_poll;
 	bool reap_dead;    /* a channel died during poll: free it at the end */
 	struct zoc_bdev_io *wait_head; /* waiting for an SQE, in order */
@@ -286,6 +299,20 @@ static void ch_free(struct uring_ch *ch)
 	rctx_put(rc);
 }
 
+/* Submits what is queued; on a DEFER_TASKRUN ring also runs the deferred
+ * completions, so they are in the CQ for the next peek. */
+static void uring_enter(struct uring_rctx *rc, int *work)
+{
+	int ret = rc->defer ? io_uring_submit_and_get_events(&rc->ring)
+			    : io_uring_submit(&rc->ring);
+
+	if (ret > 0)
+		(*work)++;
+	else if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
+		ZOC_ERR_RL("bdev uring: io_uring_enter on reactor %u: %s", rc->idx, strerror(-ret));
+	/* -EAGAIN/-EBUSY: the SQEs stay queued; next iteration. */
+}
+
 static int uring_poll(void *arg)
 {
 	struct uring_rctx *rc = arg;
@@ -298,6 +325,10 @@ static int uring_poll(void *arg)
 	unsigned n;
 
 	rc->in_poll = true;
+	/* Deferred completions (or an overflowed CQ) waiting: flush them into
+	 * the CQ, submitting whatever is queued in the same system call. */
+	if (IO_URING_READ_ONCE(*rc->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))
+		uring_enter(rc, &work);
 	do {
 		n = io_uring_peek_batch_cqe(&rc->ring, cqes, URING_REAP_BATCH);
 		/* Copy and release the CQEs before any callback runs. */
@@ -312,16 +343,8 @@ static int uring_poll(void *arg)
 	} while (n == URING_REAP_BATCH);
 
 	work += wait_drain(rc);
-	if (io_uring_sq_ready(&rc->ring)) {
-		int ret = io_uring_submit(&rc->ring);
-
-		if (ret > 0)
-			work++;
-		else if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
-			ZOC_ERR_RL("bdev uring: io_uring_submit on reactor %u: %s", rc->idx,
-				   strerror(-ret));
-		/* -EAGAIN/-EBUSY: the SQEs stay queued; next iteration. */
-	}
+	if (io_uring_sq_ready(&rc->ring))
+		uring_enter(rc, &work);
 	rc->in_poll = false;
 
 	if (rc->reap_dead) {
@@ -345,9 +368,12 @@ static int uring_arm(void *arg)
 	struct uring_rctx *rc = arg;
 
 	/* The eventfd stays enabled in interrupt mode: only say whether there is
-	 * work that no eventfd signal would announce. */
+	 * work that no eventfd signal would announce. The kernel signals it when
+	 * the deferred list becomes non-empty, after setting IORING_SQ_TASKRUN:
+	 * a clear flag here means the next completion will signal. */
 	return rc->wait_head || io_uring_sq_ready(&rc->ring) || io_uring_cq_ready(&rc->ring) ||
-	       io_uring_cq_has_overflow(&rc->ring);
+	       (IO_URING_READ_ONCE(*rc->ring.sq.kflags) &
+		(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
 }
 
 static const struct zoc_poller_ops uring_poller_ops = {
@@ -357,12 +383,10 @@ static const struct zoc_poller_ops uring_poller_ops = {
 
 static void uring_efd_handler(void *arg, uint32_t events)
 {
-	struct uring_rctx *rc = arg;
-	uint64_t v;
-
-	if (read(rc->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		ZOC_WARN_RL("bdev uring: eventfd read: %s", strerror(errno));
-	/* The poller, which runs next, reaps. */
+	/* Edge-triggered and never read (a read is a system call per wake-up;
+	 * the counter cannot reach 2^64 - 1): the poller, which runs next, reaps. */
+	(void)arg;
+	(void)events;
 }
 
 static struct uring_rctx *rctx_get(struct zoc_reactor *r)
@@ -385,7 +409,13 @@ static struct uring_rctx *rctx_get(struct zoc_reactor *r)
 	rc->idx = idx;
 	rc->efd = -1;
 	rc->wait_tailp = &rc->wait_head;
-	ret = io_uring_queue_init(URING_DEPTH, &rc->ring, IORING_SETUP_SUBMIT_ALL);
+	/* Called on r's thread, which becomes the ring's only issuer. */
+	ret = io_uring_queue_init(URING_DEPTH, &rc->ring,
+				  IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+					  IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	rc->defer = ret == 0;
+	if (ret == -EINVAL) /* kernel before 6.1 */
+		ret = io_uring_queue_init(URING_DEPTH, &rc->ring, IORING_SETUP_SUBMIT_ALL);
 	if (ret == -EINVAL) /* kernel before 5.18 */
 		ret = io_uring_queue_init(URING_DEPTH, &rc->ring, 0);
 	if (ret < 0) {
@@ -410,7 +440,7 @@ static struct uring_rctx *rctx_get(struct zoc_reactor *r)
 			ZOC_ERR("bdev uring: io_uring_register_eventfd: %s", strerror(-ret));
 			goto fail_efd;
 		}
-		ret = zoc_reactor_add_fd(r, rc->efd, EPOLLIN, uring_efd_handler, rc);
+		ret = zoc_reactor_add_fd(r, rc->efd, EPOLLIN | EPOLLET, uring_efd_handler, rc);
 		if (ret < 0) {
 			ZOC_ERR("bdev uring: cannot watch the ring's eventfd: %s", strerror(-ret));
 			goto fail_efd;

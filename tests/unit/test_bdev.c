@@ -740,6 +740,101 @@ static void test_uring_qd256(void **state)
 	uring_qd(256);
 }
 
+/* Chains of requests, each submitted from the callback of the one before:
+ * the reactor goes idle between a submission and its completion, so in
+ * interrupt mode it arms and sleeps, and every completion must wake it
+ * (a lost wake-up leaves the chain stuck). */
+struct chain {
+	struct zoc_bdev_ch *ch;
+	struct treq t;
+	uint64_t blk;
+	int left;
+	int errors;
+};
+
+static void chain_submit(struct chain *c);
+
+static void chain_cb(struct zoc_bdev_io *io, int status)
+{
+	struct chain *c = io->cb_arg;
+
+	if (status)
+		c->errors++;
+	if (--c->left > 0)
+		chain_submit(c);
+	else
+		atomic_fetch_add(&g_completed, 1);
+}
+
+static void chain_submit(struct chain *c)
+{
+	void *buf = c->t.iov[0].iov_base;
+
+	/* stride through the file so no request hits a cached neighbour */
+	c->blk = (c->blk + 1021) % (FILE_SIZE / BS);
+	treq_init(&c->t, ZOC_BDEV_READ, c->blk * BS, BS);
+	treq_buf(&c->t, buf);
+	c->t.io.cb = chain_cb;
+	c->t.io.cb_arg = c;
+	if (zoc_bdev_submit(c->ch, &c->t.io))
+		c->errors++;
+}
+
+struct chains {
+	struct chain *c;
+	int n;
+};
+
+static void chains_start(void *arg)
+{
+	struct chains *cs = arg;
+
+	for (int i = 0; i < cs->n; i++)
+		chain_submit(&cs->c[i]);
+}
+
+static void test_uring_chain(void **state)
+{
+	enum { CHAINS = 4, LEN = 500 };
+	char *path = make_file(FILE_SIZE);
+	uint8_t *buf = abuf(CHAINS * BS, 0);
+	struct chain c[CHAINS];
+	struct chains cs = {.c = c, .n = 1};
+	uint64_t busy, idle, s0, s1;
+	int base;
+
+	assert_int_equal(zoc_bdev_uring_create("ch", path, BS, false), 0);
+	for (int i = 0; i < CHAINS; i++) {
+		memset(&c[i], 0, sizeof(c[i]));
+		c[i].ch = get_ch("ch");
+		c[i].t.iov[0].iov_base = buf + (size_t)i * BS;
+		c[i].blk = (uint64_t)i * 97;
+		c[i].left = LEN;
+	}
+	/* queue depth 1, then CHAINS at once */
+	zoc_reactor_get_stats(zoc_reactor_get(0), &busy, &idle, &s0);
+	base = atomic_load(&g_completed);
+	on_reactor(chains_start, &cs);
+	wait_completed(base + 1);
+	cs.n = CHAINS;
+	for (int i = 0; i < CHAINS; i++)
+		c[i].left = LEN;
+	base = atomic_load(&g_completed);
+	on_reactor(chains_start, &cs);
+	wait_completed(base + CHAINS);
+	zoc_reactor_get_stats(zoc_reactor_get(0), &busy, &idle, &s1);
+	for (int i = 0; i < CHAINS; i++) {
+		assert_int_equal(c[i].errors, 0);
+		put_ch(c[i].ch);
+	}
+	if (zoc_reactor_interrupt_mode())
+		assert_true(s1 > s0); /* it did sleep for completions */
+	assert_int_equal(zoc_bdev_delete("ch"), 0);
+	unlink(path);
+	free(path);
+	free(buf);
+}
+
 /* More than the ring's 1024 SQEs at once: nothing may be dropped. */
 static void test_uring_sq_full(void **state)
 {
@@ -969,6 +1064,7 @@ int main(void)
 		cmocka_unit_test(test_uring_rw),
 		cmocka_unit_test(test_uring_qd256),
 		cmocka_unit_test(test_uring_sq_full),
+		cmocka_unit_test(test_uring_chain),
 		cmocka_unit_test(test_uring_shared_ring),
 		cmocka_unit_test(test_uring_short_read),
 		cmocka_unit_test(test_uring_put_inflight),
