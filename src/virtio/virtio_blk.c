@@ -321,7 +321,7 @@ static void vblk_handle(struct vblk_queue *q, struct vblk_req *r, bool fault)
 	/* The status byte is the last device-writable byte. */
 	for (last = (int)in_n - 1; last >= 0 && in[last].iov_len == 0; last--)
 		;
-	if (last < 0 || !in[last].iov_base) {
+	if (last < 0 || !in[last].iov_base || e->in_truncated) {
 		ZOC_WARN_RL("%s: queue %u: request %u has no status byte; dropped", vb->name,
 			    q->idx, e->id);
 		q->stats.invalid++;

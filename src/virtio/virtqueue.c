@@ -223,30 +223,38 @@ static inline void add_buf(struct zoc_vq *vq, struct zoc_vq_elem *elem, struct w
 		return;
 	if (__builtin_add_overflow(*tot, len, tot)) {
 		w->fault = true;
+		elem->in_truncated |= write;
 		return;
 	}
 	room = ZOC_VQ_MAX_IOV - w->niov;
 	if (ZOC_UNLIKELY(room == 0)) {
 		w->fault = true;
+		elem->in_truncated |= write;
 		return;
 	}
 	n = zoc_mem_gpa_to_iov(vq->mem, addr, len, write, &elem->iov[w->niov], (int)room);
 	if (ZOC_LIKELY(n > 0)) {
 		w->niov += (uint32_t)n;
-		if (write)
+		if (write) {
 			elem->in_num += (uint16_t)n;
+			elem->in_truncated = false; /* the last writable one is recorded */
+		}
 		else
 			elem->out_num += (uint16_t)n;
 		return;
 	}
 	w->fault = true;
+	if (n != -EFAULT)
+		elem->in_truncated |= write; /* -ENOBUFS: not recorded */
 	if (n == -EFAULT) {
 		/* Mark the hole so the caller sees which buffer failed. */
 		elem->iov[w->niov].iov_base = NULL;
 		elem->iov[w->niov].iov_len = len;
 		w->niov++;
-		if (write)
+		if (write) {
 			elem->in_num++;
+			elem->in_truncated = false;
+		}
 		else
 			elem->out_num++;
 	}
@@ -377,6 +385,7 @@ static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 
 	elem->id = head;
 	elem->out_num = 0;
+	elem->in_truncated = false;
 	elem->in_num = 0;
 	elem->resubmitted = resub;
 	rc = split_walk(vq, head, elem);
@@ -504,6 +513,7 @@ static int packed_resubmit(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	int rc;
 
 	elem->out_num = 0;
+	elem->in_truncated = false;
 	elem->in_num = 0;
 	elem->resubmitted = true;
 	elem->inflight_slot = h;
@@ -547,6 +557,7 @@ static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 		return 0;
 
 	elem->out_num = 0;
+	elem->in_truncated = false;
 	elem->in_num = 0;
 	elem->resubmitted = false;
 	elem->inflight_slot = 0;

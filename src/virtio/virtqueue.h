@@ -38,6 +38,11 @@ struct zoc_vq_elem {
 	uint32_t out_len; /* total bytes readable */
 	uint32_t in_len;  /* total bytes writable */
 	bool resubmitted; /* came from the inflight region after reconnect */
+	/* The chain's last device-writable buffer was dropped (no iovec room, or
+	 * a length overflow): the last recorded writable byte is not the chain's
+	 * last, so a device must not write a status there (pop returned -EFAULT;
+	 * push the element back with length 0). */
+	bool in_truncated;
 	uint16_t inflight_slot; /* private (packed + inflight): region entry of the head */
 	struct iovec iov[ZOC_VQ_MAX_IOV];
 };
