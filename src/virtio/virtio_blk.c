@@ -171,6 +171,15 @@ static void iov_trim_back(struct iovec *iov, unsigned *n, size_t cut)
 
 static void queue_finish_stop(struct vblk_queue *q);
 
+/* Signals the driver for everything pushed since the last signal. */
+static void vblk_flush_notify(struct vblk_queue *q)
+{
+	if (q->need_notify) {
+		q->need_notify = false;
+		zoc_vq_notify(q->vq);
+	}
+}
+
 static void vblk_complete(struct vblk_req *r, uint8_t status)
 {
 	struct vblk_queue *q = r->q;
@@ -216,8 +225,7 @@ static void vblk_complete(struct vblk_req *r, uint8_t status)
 	zoc_pool_put(q->pool, r);
 	q->need_notify = true;
 	if (ZOC_UNLIKELY(q->stopping)) {
-		zoc_vq_notify(q->vq);
-		q->need_notify = false;
+		vblk_flush_notify(q);
 		if (q->inflight == 0)
 			queue_finish_stop(q);
 	}
@@ -405,10 +413,7 @@ static int vblk_poll(void *arg)
 	uint64_t now = 0;
 	int n = 0;
 
-	if (q->need_notify) {
-		q->need_notify = false;
-		zoc_vq_notify(q->vq);
-	}
+	vblk_flush_notify(q);
 	while (n < VBLK_BATCH) {
 		struct vblk_req *r = zoc_pool_get(q->pool);
 		int rc;
@@ -441,10 +446,7 @@ static int vblk_arm(void *arg)
 {
 	struct vblk_queue *q = arg;
 
-	if (q->need_notify) {
-		q->need_notify = false;
-		zoc_vq_notify(q->vq);
-	}
+	vblk_flush_notify(q);
 	if (zoc_vq_broken(q->vq))
 		return 0;
 	return zoc_vq_enable_notify(q->vq);
