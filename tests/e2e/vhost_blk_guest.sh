@@ -92,11 +92,7 @@ else
 	[ "$got" = "$PAT_MD5" ] || zoc_fail "pattern written in boot 1 reads back as md5 $got, expected $PAT_MD5"
 fi
 
-errs=$(dmesg | grep -i error)
-[ -n "$errs" ] && echo "$errs" | sed 's/^/ZOC-DMESG /'
-if dmesg | grep -qiE 'I/O error|blk_update_request|critical (medium|target) error|Buffer I/O'; then
-	zoc_fail "the guest kernel logged I/O errors (ZOC-DMESG lines)"
-fi
+zoc_check_dmesg
 EOF
 
 zoc_guest_prepare

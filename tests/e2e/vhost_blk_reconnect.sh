@@ -32,12 +32,7 @@ if [ $frc != 0 ] || grep -qiE 'verify: bad|verify failed|io_u error' /tmp/fio.ou
 	zoc_fail "fio failed across the server restart (rc=$frc)"
 	grep -iE 'error|bad|verify|fio:' /tmp/fio.out | head -20
 fi
-errs=$(dmesg | grep -i error)
-echo "ZOC-DMESG-ERRORS count=$(printf '%s' "$errs" | grep -c .)"
-[ -n "$errs" ] && echo "$errs" | sed 's/^/ZOC-DMESG /'
-if dmesg | grep -qiE 'I/O error|blk_update_request|critical (medium|target) error|Buffer I/O'; then
-	zoc_fail "the guest kernel logged I/O errors (ZOC-DMESG lines)"
-fi
+zoc_check_dmesg
 EOF
 
 zoc_guest_prepare

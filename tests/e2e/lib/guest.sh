@@ -343,6 +343,15 @@ zoc_wait_blk() {
 }
 zoc_fail() { echo "ZOC-FAIL $*"; : > /tmp/zoc.failed; }
 zoc_failed() { [ -e /tmp/zoc.failed ]; }
+# zoc_check_dmesg: prints the kernel's error lines (ZOC-DMESG) and fails on I/O errors.
+zoc_check_dmesg() {
+	errs=$(dmesg | grep -i error)
+	echo "ZOC-DMESG-ERRORS count=$(printf '%s' "$errs" | grep -c .)"
+	[ -n "$errs" ] && echo "$errs" | sed 's/^/ZOC-DMESG /'
+	if dmesg | grep -qiE 'I/O error|blk_update_request|critical (medium|target) error|Buffer I/O'; then
+		zoc_fail "the guest kernel logged I/O errors (ZOC-DMESG lines)"
+	fi
+}
 [ -f /zoc.env ] && . /zoc.env
 ( . /guest.sh ); rc=$?
 [ $rc = 0 ] && zoc_failed && rc=1
