@@ -357,6 +357,51 @@ int zoc_reactor_send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
 	return 0;
 }
 
+struct barrier {
+	unsigned pending;
+	zoc_msg_fn done;
+	void *arg;
+};
+
+static void barrier_back(void *arg)
+{
+	struct barrier *b = arg;
+
+	if (--b->pending == 0) {
+		b->done(b->arg);
+		free(b);
+	}
+}
+
+static void barrier_visit(void *arg)
+{
+	/* Runs between iterations of this reactor: the grace point. */
+	while (zoc_reactor_send_msg(zoc_reactor_get(0), barrier_back, arg))
+		usleep(1000);
+}
+
+int zoc_reactors_barrier(zoc_msg_fn done, void *arg)
+{
+	unsigned n = zoc_reactor_count();
+	struct barrier *b;
+
+	if (!zoc_reactor_current() || n <= 1) {
+		/* Nothing runs concurrently with us. */
+		done(arg);
+		return 0;
+	}
+	b = malloc(sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->pending = n - 1;
+	b->done = done;
+	b->arg = arg;
+	for (unsigned i = 1; i < n; i++)
+		while (zoc_reactor_send_msg(zoc_reactor_get(i), barrier_visit, b))
+			usleep(1000);
+	return 0;
+}
+
 /* Returns the number of fd events dispatched. */
 static int dispatch_fds(struct zoc_reactor *r, int timeout_ms)
 {

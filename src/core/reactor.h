@@ -109,6 +109,13 @@ int zoc_reactor_del_fd(struct zoc_reactor *r, int fd);
  * Returns 0 or -ENOMEM. Control-plane only: not for per-I/O work. */
 int zoc_reactor_send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg);
 
+/* Reactor 0 (with one reactor, or before run, done runs at once). A grace period: done(arg)
+ * runs on reactor 0 once every reactor has finished the iteration it was in
+ * when this was called (each runs a message). After it, no reactor still
+ * uses a pointer or fd that was unpublished before the call, so it can be
+ * freed or closed. 0 or -ENOMEM (done is then not called). */
+int zoc_reactors_barrier(zoc_msg_fn done, void *arg);
+
 /* Busy/idle accounting for stats: nanoseconds spent in iterations that did
  * work vs. not, since start. */
 /* Current adaptive poll time (interrupt mode). */
