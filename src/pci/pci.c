@@ -152,7 +152,7 @@
 #define EXP_DEVCTL_FLR (1u << 15)
 #define EXP_DEVSTA_W1C 0x000fu
 #define EXP_LNKCAP_DEFAULT 0x00000011u /* 2.5 GT/s, x1, port 0 */
-#define EXP_LNKCTL_WMASK 0x00c3u       /* ASPM control, common clock, extended synch */
+#define EXP_LNKCTL_WMASK 0x00c0u       /* common clock, extended synch (no ASPM) */
 #define EXP_LNKSTA_DEFAULT 0x0011u     /* 2.5 GT/s, x1 */
 #define EXP_LNKCAP2_DEFAULT 0x00000002u /* supported speeds: 2.5 GT/s */
 #define EXP_LNKCTL2_DEFAULT 0x0001u    /* target link speed 2.5 GT/s */
@@ -960,7 +960,7 @@ int zoc_pci_irq_set_fds(struct zoc_pci_func *f, enum zoc_pci_irq_type type, uint
 	}
 	nvec = zoc_pci_irq_count(f, type);
 	remove_all = !count && !start;
-	if (!remove_all && (!fds || zoc_range_bad(start, count, nvec))) {
+	if (!remove_all && (!count || !fds || zoc_range_bad(start, count, nvec))) {
 		close_fds(fds, count);
 		return -EINVAL;
 	}
@@ -1073,9 +1073,7 @@ bool zoc_pci_msi_active(const struct zoc_pci_func *f)
 {
 	uint32_t fl = atomic_load(&((struct zoc_pci_func *)f)->flags);
 
-	if ((fl & F_MSIX_EN) && !(fl & F_MSIX_FMASK))
-		return true;
-	return !(fl & F_MSIX_EN) && (fl & F_MSI_EN);
+	return ((fl & F_MSIX_EN) && !(fl & F_MSIX_FMASK)) || (fl & F_MSI_EN);
 }
 
 /* ---- reset ---- */
