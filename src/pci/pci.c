@@ -374,12 +374,15 @@ static bool msi_raise(struct zoc_pci_func *f)
 static bool intx_try_fire(struct zoc_pci_func *f)
 {
 	uint32_t fl = atomic_load(&f->flags);
+	int fd = atomic_load(&f->intx_fd);
 
-	if (!(fl & F_INTX_LEVEL) || (fl & (F_INTX_DIS | F_INTX_LMASK)))
+	/* No eventfd, no signal and no automask: nobody would unmask it.
+	 * Setting an fd later signals a level that is still high. */
+	if (fd < 0 || !(fl & F_INTX_LEVEL) || (fl & (F_INTX_DIS | F_INTX_LMASK)))
 		return false;
 	if (atomic_fetch_or(&f->flags, F_INTX_LMASK) & F_INTX_LMASK)
 		return false; /* another raiser got there first */
-	return signal_fd(atomic_load(&f->intx_fd));
+	return signal_fd(fd);
 }
 
 /* ---- config space construction ---- */
@@ -993,6 +996,8 @@ int zoc_pci_irq_set_fds(struct zoc_pci_func *f, enum zoc_pci_irq_type type, uint
 			g->fds[g->n++] = ofd;
 	}
 	fd_grave_bury(g);
+	if (type == ZOC_PCI_IRQ_INTX && !remove_all)
+		intx_try_fire(f); /* a level already high reaches the new fd */
 	return 0;
 }
 

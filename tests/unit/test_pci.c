@@ -870,14 +870,20 @@ static void test_intx(void **state)
 	struct zoc_pci_func *f = fx->f;
 	int e = new_efd();
 
-	/* no fd yet: the level is set, nothing signalled */
+	/* no fd yet: the level is set, nothing signalled, nothing automasked */
 	assert_false(zoc_pci_irq_raise(f, 0));
 	assert_int_equal(rd(f, 0x06, 2) & 0x8, 0x8);
-	zoc_pci_intx_lower(f);
-	/* removing everything also drops the automask of that raise */
-	assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_INTX, 0, 0, NULL), 0);
-
+	/* an fd set while the level is high is signalled at once */
 	give_fd(f, ZOC_PCI_IRQ_INTX, 0, e);
+	assert_int_equal(efd_take(e), 1);
+	assert_int_equal(zoc_pci_irq_mask(f, ZOC_PCI_IRQ_INTX, 0, 1, false), 0);
+	assert_int_equal(efd_take(e), 1);
+	zoc_pci_intx_lower(f);
+	/* removing everything also drops the automask */
+	assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_INTX, 0, 0, NULL), 0);
+	give_fd(f, ZOC_PCI_IRQ_INTX, 0, e);
+	assert_int_equal(efd_take(e), 0);
+
 	assert_true(zoc_pci_irq_raise(f, 0));
 	assert_int_equal(efd_take(e), 1);
 	assert_int_equal(rd(f, 0x06, 2), 0x0018);
