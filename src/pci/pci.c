@@ -1081,6 +1081,11 @@ bool zoc_pci_msi_active(const struct zoc_pci_func *f)
 	return ((fl & F_MSIX_EN) && !(fl & F_MSIX_FMASK)) || (fl & F_MSI_EN);
 }
 
+bool zoc_pci_msix_enabled(const struct zoc_pci_func *f)
+{
+	return (atomic_load(&((struct zoc_pci_func *)f)->flags) & F_MSIX_EN) != 0;
+}
+
 /* ---- reset ---- */
 
 static void noop_done(void *arg)

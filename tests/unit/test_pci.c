@@ -668,6 +668,7 @@ static void test_msix_irq(void **state)
 		assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, 0, NVEC, d), 0);
 	}
 	assert_false(zoc_pci_msi_active(f));
+	assert_false(zoc_pci_msix_enabled(f));
 
 	/* MSI-X off: a raise goes to INTx (no fd there), not to a vector */
 	assert_false(zoc_pci_irq_raise(f, 0));
@@ -716,6 +717,7 @@ static void test_msix_irq(void **state)
 	/* function mask: pending, then fires on clear */
 	msix_ctrl(f, true, true);
 	assert_false(zoc_pci_msi_active(f));
+	assert_true(zoc_pci_msix_enabled(f));
 	assert_false(zoc_pci_irq_raise(f, 1));
 	assert_false(zoc_pci_irq_raise(f, 65));
 	assert_int_equal(efd_take(e[1]), 0);
