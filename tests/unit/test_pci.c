@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "pci/pci.h"
 
 /* Layout documented in pci.c */
@@ -1391,6 +1392,81 @@ static void test_raise_concurrent(void **state)
 	close(e);
 }
 
+/* ---- with reactors: a replaced fd is closed only after the grace period ---- */
+
+struct grace_ctx {
+	struct zoc_pci_func *f;
+	int a, b;          /* our copies */
+	int fa, fb;        /* the model's copies */
+	atomic_int raising;
+	bool open_after_swap;
+	bool closed_after_barrier;
+	int rc;
+};
+
+static int raise_poll(void *arg)
+{
+	struct grace_ctx *g = arg;
+
+	zoc_pci_irq_raise(g->f, 3);
+	atomic_fetch_add(&g->raising, 1);
+	return 1;
+}
+
+static void grace_done(void *arg)
+{
+	struct grace_ctx *g = arg;
+
+	g->closed_after_barrier = !fd_open(g->fa);
+	zoc_reactors_stop();
+}
+
+static void grace_swap(void *arg)
+{
+	struct grace_ctx *g = arg;
+
+	/* reactor 0, while reactor 1 raises */
+	while (atomic_load(&g->raising) < 100)
+		usleep(100);
+	g->rc = zoc_pci_irq_set_fds(g->f, ZOC_PCI_IRQ_MSIX, 3, 1, &g->fb);
+	g->open_after_swap = fd_open(g->fa);
+	if (zoc_reactors_barrier(grace_done, g))
+		zoc_reactors_stop();
+}
+
+static void test_fd_grace_period(void **state)
+{
+	struct fixture *fx = *state;
+	unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2};
+	struct zoc_poller_ops ops = {.poll = raise_poll};
+	struct grace_ctx g = {.f = fx->f};
+
+	g.a = new_efd();
+	g.b = new_efd();
+	g.fa = fcntl(g.a, F_DUPFD_CLOEXEC, 0);
+	g.fb = fcntl(g.b, F_DUPFD_CLOEXEC, 0);
+	assert_int_equal(zoc_pci_irq_set_fds(fx->f, ZOC_PCI_IRQ_MSIX, 3, 1, &g.fa), 0);
+	msix_ctrl(fx->f, true, false);
+	tbl_wr(fx->f, 3, 12, 0);
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(1), &ops, &g, 0, "raise"));
+	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(0), grace_swap, &g), 0);
+	assert_int_equal(zoc_reactors_run(), 0);
+	zoc_reactors_fini();
+
+	assert_int_equal(g.rc, 0);
+	assert_true(g.open_after_swap);
+	assert_true(g.closed_after_barrier);
+	assert_true(efd_take(g.a) > 0);
+	/* the new fd is in use */
+	assert_true(zoc_pci_irq_raise(fx->f, 3));
+	assert_true(efd_take(g.b) > 0);
+	close(g.a);
+	close(g.b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1411,6 +1487,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_cfg_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raise_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_grace_period, setup, teardown),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
