@@ -996,6 +996,18 @@ static void test_irq_fds(void **state)
 	assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, UINT32_MAX, 2, bad), -EINVAL);
 	assert_false(fd_open(bad[0]));
 	assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, 0, 1, NULL), -EINVAL);
+	/* only eventfds: a pipe could block a raiser */
+	{
+		int p[2];
+
+		assert_int_equal(pipe(p), 0);
+		bad[0] = fcntl(a, F_DUPFD_CLOEXEC, 0);
+		bad[1] = p[1];
+		assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, 0, 2, bad), -EINVAL);
+		assert_false(fd_open(bad[0]));
+		assert_false(fd_open(p[1]));
+		close(p[0]);
+	}
 
 	/* count 0, start 0 removes all of a type */
 	fa = fcntl(a, F_DUPFD_CLOEXEC, 0);
