@@ -905,6 +905,12 @@ int zoc_pci_bar_access(struct zoc_pci_func *f, unsigned bar, uint64_t off, void 
 	return 0;
 }
 
+void zoc_pci_status_set(struct zoc_pci_func *f, uint16_t bits)
+{
+	if (f)
+		put16(f->cfg, CFG_STATUS, (uint16_t)(cfg_get16(f, CFG_STATUS) | (bits & STS_W1C)));
+}
+
 bool zoc_pci_bus_master(const struct zoc_pci_func *f)
 {
 	return (atomic_load(&((struct zoc_pci_func *)f)->command) & CMD_MASTER) != 0;

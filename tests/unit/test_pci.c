@@ -460,6 +460,20 @@ static void test_readonly_and_w1c(void **state)
 	/* Status: writing ones sets nothing, clears no read-only bit */
 	wr(f, 0x06, 0xffff, 2);
 	assert_int_equal(rd(f, 0x06, 2), 0x0010);
+	/* error bits: set by the device, cleared by writing 1 */
+	zoc_pci_status_set(f, 0x2000 | 0x0800 | 0x0001);
+	assert_int_equal(rd(f, 0x06, 2), 0x2810);
+	wr(f, 0x06, 0x0000, 2);
+	assert_int_equal(rd(f, 0x06, 2), 0x2810);
+	wr(f, 0x06, 0x2000, 2);
+	assert_int_equal(rd(f, 0x06, 2), 0x0810);
+	wr(f, 0x07, 0x08, 1);
+	assert_int_equal(rd(f, 0x06, 2), 0x0010);
+	zoc_pci_status_set(f, 0xffff);
+	assert_int_equal(rd(f, 0x06, 2), 0xf910);
+	wr(f, 0x04, 0xffff0000, 4); /* one dword: command 0, status cleared */
+	assert_int_equal(rd(f, 0x06, 2), 0x0010);
+	wr(f, 0x04, 0x0000, 2);
 	/* interrupt status (bit 3) follows the INTx level, not writes */
 	zoc_pci_irq_raise(f, 0);
 	assert_int_equal(rd(f, 0x06, 2), 0x0018);
