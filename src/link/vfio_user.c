@@ -455,7 +455,8 @@ static int dma_install(struct zoc_vfu_conn *c, const struct vfu_hdr *h, struct z
 {
 	c->new_mem = new_mem;
 	c->ahdr = *h;
-	memcpy(c->areply, reply, len);
+	if (len)
+		memcpy(c->areply, reply, len);
 	c->areply_len = len;
 	c->cont = dma_swap_cont;
 	c->pending = true;
