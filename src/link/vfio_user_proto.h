@@ -129,7 +129,7 @@ struct vfu_cap_sparse_mmap {
 	struct vfu_cap_hdr hdr;
 	uint32_t nr_areas;
 	uint32_t reserved;
-	struct vfu_sparse_mmap_area areas[];
+	/* followed by nr_areas struct vfu_sparse_mmap_area */
 } __attribute__((packed));
 
 /* DEVICE_GET_IRQ_INFO */
