@@ -837,6 +837,27 @@ static int h_DEVICE_GET_IRQ_INFO(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	return reply_ok(c, &m->hdr, &r, sizeof(r));
 }
 
+/*
+ * vfio-user clients emulate the MSI-X table themselves (QEMU's vfio-pci
+ * overlays it with its own msix emulation and forwards only PBA reads), so
+ * the guest's per-vector mask bits never reach the function: the client
+ * masks a vector by withdrawing or redirecting its eventfd. The function's
+ * table would keep every vector masked as after reset, and no interrupt
+ * would ever be signalled. So the link keeps that table in step with what
+ * the client says: a vector that gets an eventfd is unmasked there, one
+ * whose eventfd is withdrawn is masked. (A client that writes the table
+ * itself through REGION_WRITE still can.)
+ */
+static void msix_table_mask(struct zoc_vfu_conn *c, uint32_t start, uint32_t count, bool mask)
+{
+	const struct zoc_pci_desc *d = zoc_pci_func_desc(c->f);
+	uint32_t ctrl = mask ? 1 : 0;
+
+	for (uint32_t v = start; v < start + count && v < d->msix_vectors; v++)
+		zoc_pci_bar_access(c->f, d->msix_bar, d->msix_table_offset + 16ull * v + 12, &ctrl,
+				   4, true);
+}
+
 /* Removes the eventfds of vectors [start, start + count). */
 static int irq_clear_fds(struct zoc_vfu_conn *c, enum zoc_pci_irq_type t, uint32_t start,
 			 uint32_t count)
@@ -890,7 +911,11 @@ static int h_DEVICE_SET_IRQS(struct zoc_vfu_conn *c, struct vfu_msg *m)
 		    action != VFU_IRQ_SET_ACTION_TRIGGER)
 			goto bad;
 		rc = zoc_pci_irq_set_fds(c->f, t, 0, 0, NULL);
-		return rc ? rc : reply_ok(c, &m->hdr, NULL, 0);
+		if (rc)
+			return rc;
+		if (t == ZOC_PCI_IRQ_MSIX)
+			msix_table_mask(c, 0, nvec, true);
+		return reply_ok(c, &m->hdr, NULL, 0);
 	}
 	if (__builtin_add_overflow(r.start, r.count, &end) || end > nvec)
 		goto bad;
@@ -904,9 +929,13 @@ static int h_DEVICE_SET_IRQS(struct zoc_vfu_conn *c, struct vfu_msg *m)
 		}
 		if (m->nfds == 0) {
 			rc = irq_clear_fds(c, t, r.start, r.count);
+			if (!rc && t == ZOC_PCI_IRQ_MSIX)
+				msix_table_mask(c, r.start, r.count, true);
 		} else if (m->nfds == r.count) {
 			rc = zoc_pci_irq_set_fds(c->f, t, r.start, r.count, m->fds);
 			m->nfds = 0; /* the function owns them now, success or not */
+			if (!rc && t == ZOC_PCI_IRQ_MSIX)
+				msix_table_mask(c, r.start, r.count, false);
 		} else {
 			ZOC_WARN_RL("%s: SET_IRQS for %u vectors with %zu fds", conn_name(c),
 				    r.count, m->nfds);

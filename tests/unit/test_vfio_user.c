@@ -942,14 +942,22 @@ static void test_irqs(void **state)
 	cfg_read(msix + 2, &ctl, 2);
 	ctl = (ctl & 0xffff) | 0x8000;
 	cfg_write(msix + 2, &ctl, 2);
-	{
-		uint32_t ctrl = 0;
-
-		/* unmask vector 2 in the table (BAR4) */
-		assert_int_equal(region_rw(4, 2 * 16 + 12, &ctrl, 4, true, 0), 0);
-		assert_int_equal(expect_ok(NULL, 0, NULL), 16);
-	}
+	/* No table write: the client (QEMU) emulates the MSI-X table, so a
+	 * vector with an eventfd is unmasked in ours; vector 5 (no fd) is not. */
 	assert_true(zoc_pci_irq_raise(g_f, 2));
+	assert_false(zoc_pci_irq_raise(g_f, 5));
+	{
+		uint32_t ctrl = 1;
+
+		/* but a client that writes the table itself still masks */
+		assert_int_equal(region_rw(4, 3 * 16 + 12, &ctrl, 4, true, 0), 0);
+		assert_int_equal(expect_ok(NULL, 0, NULL), 16);
+		assert_false(zoc_pci_irq_raise(g_f, 3));
+		ctrl = 0;
+		assert_int_equal(region_rw(4, 3 * 16 + 12, &ctrl, 4, true, 0), 0);
+		assert_int_equal(expect_ok(NULL, 0, NULL), 16);
+		assert_int_equal(efd_read(efd[3]), 1);
+	}
 	assert_int_equal(efd_read(efd[2]), 1);
 	/* client-triggered: NONE and BOOL */
 	assert_int_equal(set_irqs(VFU_IRQ_SET_DATA_NONE | VFU_IRQ_SET_ACTION_TRIGGER,
