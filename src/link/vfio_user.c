@@ -724,9 +724,13 @@ static uint64_t region_size(struct zoc_vfu_conn *c, uint32_t idx)
 
 /*
  * The model's mmap areas of a BAR, checked: page-aligned, inside the BAR,
- * not overlapping, all in one fd at one fixed offset from the BAR (one fd per
- * region is all vfio-user carries). Returns the count (0: no mmap) and the
- * fd and the region's mmap offset.
+ * not overlapping, all in one fd at one fixed distance from their BAR offset
+ * (one fd per region is all vfio-user carries). Returns the count (0: no
+ * mmap), the fd and the region's mmap offset: the client maps area i at
+ * region offset + area offset, so an area's fd offset must not be below its
+ * BAR offset (QEMU refuses a region whose offset wrapped around: "failed to
+ * get region info: Invalid argument"). A model with a doorbell page at BAR
+ * offset 0x1000 puts it at fd offset 0x1000 (or more) of its memfd.
  */
 static int bar_mmap_areas(struct zoc_vfu_conn *c, unsigned bar, uint64_t bar_size,
 			  struct zoc_pci_mmap_area *a, int *fd, uint64_t *base)
@@ -742,7 +746,9 @@ static int bar_mmap_areas(struct zoc_vfu_conn *c, unsigned bar, uint64_t bar_siz
 	for (int i = 0; i < n; i++) {
 		if (a[i].fd < 0 || a[i].fd != a[0].fd || !a[i].size ||
 		    ((a[i].offset | a[i].size | a[i].fd_offset) & (VFU_PAGE - 1)) ||
-		    zoc_range_bad(a[i].offset, a[i].size, bar_size) || a[i].fd_offset < a[i].offset ||
+		    zoc_range_bad(a[i].offset, a[i].size, bar_size) ||
+		    zoc_range_bad(a[i].fd_offset, a[i].size, (uint64_t)INT64_MAX) ||
+		    a[i].fd_offset < a[i].offset ||
 		    a[i].fd_offset - a[i].offset != a[0].fd_offset - a[0].offset)
 			goto bad;
 		for (int j = 0; j < i; j++)
@@ -753,8 +759,8 @@ static int bar_mmap_areas(struct zoc_vfu_conn *c, unsigned bar, uint64_t bar_siz
 	*base = a[0].fd_offset - a[0].offset;
 	return n;
 bad:
-	ZOC_WARN_RL("%s: BAR%u mmap areas are not usable with vfio-user (one fd, page-aligned, "
-		    "inside the BAR); the client traps every access",
+	ZOC_WARN_RL("%s: BAR%u mmap areas are not usable with vfio-user (one fd, fd offset >= BAR "
+		    "offset at one distance for all, page-aligned, inside the BAR); the client traps every access",
 		    conn_name(c), bar);
 	return 0;
 }
@@ -803,9 +809,13 @@ static int h_DEVICE_GET_REGION_INFO(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	r.argsz = need;
 	if (argsz < need) {
 		/* Too small for the capability: the fixed part tells how much
-		 * is needed (cap_offset 0), as the kernel does; the client asks
-		 * again with a larger argsz. */
+		 * is needed and the client asks again with a larger argsz. No
+		 * CAPS flag with cap_offset 0 (QEMU's vfio-user refuses that
+		 * with EINVAL, unlike the kernel's ioctl), no MMAP, no fd. */
 		caplen = 0;
+		r.flags &= ~(VFU_REGION_INFO_FLAG_CAPS | VFU_REGION_INFO_FLAG_MMAP);
+		r.offset = 0;
+		fd = -1;
 	} else if (caplen) {
 		r.cap_offset = sizeof(r);
 	}
