@@ -616,6 +616,11 @@ static void test_region_info(void **state)
 	}
 	munmap(map, a.size);
 	close(fd);
+	/* a huge argsz is fine: the reply is what is needed */
+	r = (struct vfu_region_info){.argsz = 0xffffffffu, .index = 7};
+	assert_int_equal(feed(VFU_CMD_DEVICE_GET_REGION_INFO, 0, &r, sizeof(r), NULL, 0), 0);
+	assert_int_equal(expect_ok(&r, sizeof(r), NULL), sizeof(r));
+	assert_int_equal(r.argsz, sizeof(r));
 	/* bad index / argsz */
 	r = (struct vfu_region_info){.argsz = sizeof(r), .index = 9};
 	assert_int_equal(feed(VFU_CMD_DEVICE_GET_REGION_INFO, 0, &r, sizeof(r), NULL, 0), 0);
