@@ -18,7 +18,7 @@
  * back, then the reply is sent and reading resumes.
  *
  * A closed connection (hang-up, malformed message, server destroyed) is torn
- * down asynchronously: quiesce, set_dma(NULL), resume, function reset, irq
+ * down asynchronously: function reset, quiesce, set_dma(NULL), resume, irq
  * eventfds dropped, DMA regions unmapped; then the server listens again and
  * the next client gets the device back.
  */
@@ -1310,15 +1310,12 @@ static void conn_free(struct zoc_vfu_conn *c)
 	free(c);
 }
 
-/* Last step of a close: the function is reset; drop the client's fds and
- * memory, and serve the next client. */
-static void close_reset_done(void *arg)
+/* Last step of a close: the function is reset and quiet and uses no DMA
+ * space; drop the client's fds and memory, and serve the next client. */
+static void close_finish(struct zoc_vfu_conn *c)
 {
-	struct zoc_vfu_conn *c = arg;
 	struct zoc_vfu_server *s = c->srv;
 
-	if (c->ops && c->ops->set_dma)
-		c->ops->set_dma(c->f, NULL);
 	for (unsigned t = 0; t < ZOC_PCI_IRQ_TYPES; t++)
 		if (zoc_pci_irq_count(c->f, (enum zoc_pci_irq_type)t))
 			zoc_pci_irq_set_fds(c->f, (enum zoc_pci_irq_type)t, 0, 0, NULL);
@@ -1348,10 +1345,23 @@ static void close_quiesced(void *arg)
 		c->ops->set_dma(c->f, NULL);
 	if (c->ops && c->ops->quiesce && c->ops->resume)
 		c->ops->resume(c->f);
-	zoc_pci_func_reset(c->f, close_reset_done, c);
+	close_finish(c);
 }
 
-/* Tears the connection down (asynchronously; frees c). */
+/* The function is reset (its queues are gone, so taking its DMA space away
+ * is no fatal error to it); now make sure nothing is in flight. */
+static void close_reset_done(void *arg)
+{
+	struct zoc_vfu_conn *c = arg;
+
+	if (c->ops && c->ops->quiesce)
+		c->ops->quiesce(c->f, close_quiesced, c);
+	else
+		close_quiesced(c);
+}
+
+/* Tears the connection down (asynchronously; frees c): function reset,
+ * quiesce, set_dma(NULL), resume, irq eventfds dropped, DMA unmapped. */
 static void conn_close(struct zoc_vfu_conn *c)
 {
 	if (c->closing)
@@ -1362,10 +1372,7 @@ static void conn_close(struct zoc_vfu_conn *c)
 		zoc_reactor_del_fd(zoc_reactor_get(0), c->fd);
 		close_fd(&c->fd);
 	}
-	if (c->ops && c->ops->quiesce)
-		c->ops->quiesce(c->f, close_quiesced, c);
-	else
-		close_quiesced(c);
+	zoc_pci_func_reset(c->f, close_reset_done, c);
 }
 
 static void server_on_accept(void *arg, uint32_t events)
