@@ -1252,6 +1252,21 @@ static void test_framing(void **state)
 	assert_int_equal(expect_ok(NULL, 0, NULL), 0);
 }
 
+static void test_slow_reader(void **state)
+{
+	int sz = 4096, rc = 0, i;
+
+	/* A client that never reads its replies: once the socket is full the
+	 * server waits a little, then closes the connection. */
+	assert_int_equal(setsockopt(g_sk[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)), 0);
+	assert_int_equal(setsockopt(g_sk[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
+	do_version(NULL);
+	for (i = 0; i < 1000 && rc == 0; i++)
+		rc = region_rw(VFU_PCI_CONFIG_REGION_INDEX, 0, NULL, 4096, false, 0);
+	assert_int_equal(rc, -ECONNRESET);
+	assert_int_equal(feed(VFU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0), -EPIPE);
+}
+
 /* ------------------------------------------------------------------ */
 /* the real socket                                                     */
 
@@ -1590,6 +1605,7 @@ int main(void)
 		T(test_before_version),
 		T(test_bad_versions),
 		T(test_framing),
+		T(test_slow_reader),
 		T(test_socket),
 		T(test_server_create_errors),
 #undef T
