@@ -39,8 +39,10 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -152,7 +154,7 @@
 #define EXP_DEVCTL_FLR (1u << 15)
 #define EXP_DEVSTA_W1C 0x000fu
 #define EXP_LNKCAP_DEFAULT 0x00000011u /* 2.5 GT/s, x1, port 0 */
-#define EXP_LNKCTL_WMASK 0x00c3u       /* ASPM control, common clock, extended synch */
+#define EXP_LNKCTL_WMASK 0x00c0u       /* common clock, extended synch (no ASPM) */
 #define EXP_LNKSTA_DEFAULT 0x0011u     /* 2.5 GT/s, x1 */
 #define EXP_LNKCAP2_DEFAULT 0x00000002u /* supported speeds: 2.5 GT/s */
 #define EXP_LNKCTL2_DEFAULT 0x0001u    /* target link speed 2.5 GT/s */
@@ -374,12 +376,15 @@ static bool msi_raise(struct zoc_pci_func *f)
 static bool intx_try_fire(struct zoc_pci_func *f)
 {
 	uint32_t fl = atomic_load(&f->flags);
+	int fd = atomic_load(&f->intx_fd);
 
-	if (!(fl & F_INTX_LEVEL) || (fl & (F_INTX_DIS | F_INTX_LMASK)))
+	/* No eventfd, no signal and no automask: nobody would unmask it.
+	 * Setting an fd later signals a level that is still high. */
+	if (fd < 0 || !(fl & F_INTX_LEVEL) || (fl & (F_INTX_DIS | F_INTX_LMASK)))
 		return false;
 	if (atomic_fetch_or(&f->flags, F_INTX_LMASK) & F_INTX_LMASK)
 		return false; /* another raiser got there first */
-	return signal_fd(atomic_load(&f->intx_fd));
+	return signal_fd(fd);
 }
 
 /* ---- config space construction ---- */
@@ -900,6 +905,12 @@ int zoc_pci_bar_access(struct zoc_pci_func *f, unsigned bar, uint64_t off, void 
 	return 0;
 }
 
+void zoc_pci_status_set(struct zoc_pci_func *f, uint16_t bits)
+{
+	if (f)
+		put16(f->cfg, CFG_STATUS, (uint16_t)(cfg_get16(f, CFG_STATUS) | (bits & STS_W1C)));
+}
+
 bool zoc_pci_bus_master(const struct zoc_pci_func *f)
 {
 	return (atomic_load(&((struct zoc_pci_func *)f)->command) & CMD_MASTER) != 0;
@@ -940,6 +951,26 @@ static _Atomic int *irq_fd_slot(struct zoc_pci_func *f, enum zoc_pci_irq_type ty
 	}
 }
 
+/* A client's "eventfd" could be a pipe that blocks a raiser once full:
+ * accept eventfds only. Without /proc, refuse what can block a write. */
+static bool is_eventfd(int fd)
+{
+	char path[64], target[64];
+	struct stat st;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n >= 0) {
+		target[n] = 0;
+		return strcmp(target, "anon_inode:[eventfd]") == 0;
+	}
+	if (fstat(fd, &st))
+		return false;
+	return !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode) &&
+	       !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 static void close_fds(const int *fds, uint32_t count)
 {
 	for (uint32_t i = 0; fds && i < count; i++)
@@ -960,9 +991,16 @@ int zoc_pci_irq_set_fds(struct zoc_pci_func *f, enum zoc_pci_irq_type type, uint
 	}
 	nvec = zoc_pci_irq_count(f, type);
 	remove_all = !count && !start;
-	if (!remove_all && (!fds || zoc_range_bad(start, count, nvec))) {
+	if (!remove_all && (!count || !fds || zoc_range_bad(start, count, nvec))) {
 		close_fds(fds, count);
 		return -EINVAL;
+	}
+	for (uint32_t i = 0; !remove_all && i < count; i++) {
+		if (fds[i] >= 0 && !is_eventfd(fds[i])) {
+			ZOC_WARN_RL("pci: irq fd %d is not an eventfd", fds[i]);
+			close_fds(fds, count);
+			return -EINVAL;
+		}
 	}
 	if (remove_all) {
 		/* Disabling a type (VFIO: trigger with count 0) also drops its
@@ -993,6 +1031,8 @@ int zoc_pci_irq_set_fds(struct zoc_pci_func *f, enum zoc_pci_irq_type type, uint
 			g->fds[g->n++] = ofd;
 	}
 	fd_grave_bury(g);
+	if (type == ZOC_PCI_IRQ_INTX && !remove_all)
+		intx_try_fire(f); /* a level already high reaches the new fd */
 	return 0;
 }
 
@@ -1073,9 +1113,12 @@ bool zoc_pci_msi_active(const struct zoc_pci_func *f)
 {
 	uint32_t fl = atomic_load(&((struct zoc_pci_func *)f)->flags);
 
-	if ((fl & F_MSIX_EN) && !(fl & F_MSIX_FMASK))
-		return true;
-	return !(fl & F_MSIX_EN) && (fl & F_MSI_EN);
+	return ((fl & F_MSIX_EN) && !(fl & F_MSIX_FMASK)) || (fl & F_MSI_EN);
+}
+
+bool zoc_pci_msix_enabled(const struct zoc_pci_func *f)
+{
+	return (atomic_load(&((struct zoc_pci_func *)f)->flags) & F_MSIX_EN) != 0;
 }
 
 /* ---- reset ---- */
