@@ -505,7 +505,7 @@ static uint16_t adm_get_log(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
 			c->changed_overflow = false;
 		}
 		c->aen_masked &= ~(1u << mask_type);
-		nvme_aen_kick(c);
+		c->aen_kick = true; /* after this command's completion */
 	}
 	return NVME_SC_SUCCESS;
 }
@@ -576,4 +576,8 @@ void nvme_admin_exec(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct 
 		break;
 	}
 	nvme_req_complete(r, st);
+	if (c->aen_kick) {
+		c->aen_kick = false;
+		nvme_aen_kick(c);
+	}
 }

@@ -209,6 +209,7 @@ struct zoc_nvme_ctrlr {
 	struct nvme_aen aen_q[NVME_AEN_QUEUE];
 	unsigned naen;
 	uint32_t aen_masked;       /* bit per type: reported, log not read yet */
+	bool aen_kick;             /* deliver events after the current command */
 	uint32_t changed_ns[ZOC_NVME_MAX_NS + 1];
 	unsigned nchanged;
 	bool changed_overflow;
