@@ -252,13 +252,13 @@ static void create_bdevs_fn(void *arg)
 	rc[1] = zoc_bdev_register(&g_ram);
 }
 
-static int setup(void **state)
+static int setup_mode(bool interrupt_mode)
 {
 	static const unsigned cores[2] = {0, 1};
-	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2, .pin = false};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2, .pin = false,
+				     .interrupt_mode = interrupt_mode};
 	int rc[2] = {-1, -1};
 
-	(void)state;
 	zoc_log_set_level(getenv("ZOC_TEST_LOG") ? ZOC_LOG_DEBUG : ZOC_LOG_ERR);
 	g_ram_data = calloc(1, (size_t)RAM_BLOCKS * 512);
 	if (!g_ram_data || zoc_reactors_init(&o))
@@ -267,6 +267,18 @@ static int setup(void **state)
 		return -1;
 	on_reactor(create_bdevs_fn, rc);
 	return rc[0] || rc[1] ? -1 : 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return setup_mode(false);
+}
+
+static int setup_interrupt(void **state)
+{
+	(void)state;
+	return setup_mode(true);
 }
 
 static void delete_bdevs_fn(void *arg)
@@ -902,12 +914,10 @@ static void test_identify(void **state)
 	d = drv_new();
 	assert_int_equal(ns_add(d, "ram0", 1), 0);
 	enable(d);
+	b = g2h(d, GPA + OFF_BUF);
 	assert_int_equal(identify(d, NVME_CNS_NS, 1), 0);
 	memcpy(nguid2, b + NVME_IDN_NGUID, 16);
 	assert_memory_equal(nguid, nguid2, 16);
-	b = g2h(d, GPA + OFF_BUF);
-	assert_int_equal(identify(d, NVME_CNS_NS, 1), 0);
-	assert_memory_equal(b + NVME_IDN_NGUID, nguid, 16);
 	assert_int_equal(identify(d, NVME_CNS_NS_DESC, 1), 0);
 	assert_memory_equal(b + 24, uuid, 16);
 	disable(d);
@@ -1634,6 +1644,35 @@ static void test_mmap_doorbells(void **state)
 	drv_free(d);
 }
 
+/* Interrupt mode: doorbell writes wake the owner reactors (eventfds). */
+static void test_interrupt_mode(void **state)
+{
+	struct drv *d = drv_new_opts("nvme-int", false);
+	struct q *q[3];
+
+	(void)state;
+	assert_true(zoc_reactor_interrupt_mode());
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	enable(d);
+	for (unsigned i = 1; i <= 2; i++)
+		q[i] = io_pair(d, (uint16_t)i);
+	for (unsigned round = 0; round < 50; round++) {
+		for (unsigned i = 1; i <= 2; i++) {
+			fill(d, GPA + OFF_DATA + i * PAGE, PAGE, (uint8_t)(round * 3 + i));
+			assert_int_equal(rw(d, q[i], NVME_CMD_WRITE, 1, i * 8, 8,
+					    GPA + OFF_DATA + i * PAGE, 0),
+					 0);
+			assert_memory_equal(g_ram_data + i * PAGE, g2h(d, GPA + OFF_DATA + i * PAGE),
+					    PAGE);
+			usleep(round % 5 == 0 ? 3000 : 0); /* let the reactors fall asleep */
+		}
+	}
+	assert_true(irq_count(d, 1) > 0);
+	assert_true(irq_count(d, 2) > 0);
+	disable(d);
+	drv_free(d);
+}
+
 static void test_create_args(void **state)
 {
 	struct zoc_nvme_ctrlr_opts o = {.name = "x", .max_io_queues = ZOC_NVME_MAX_IO_QUEUES + 1};
@@ -1673,5 +1712,11 @@ int main(void)
 		cmocka_unit_test(test_mmap_doorbells),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest int_tests[] = {
+		cmocka_unit_test(test_interrupt_mode),
+	};
+	int rc = cmocka_run_group_tests(tests, setup, teardown);
+
+	rc |= cmocka_run_group_tests_name("interrupt mode", int_tests, setup_interrupt, teardown);
+	return rc;
 }
