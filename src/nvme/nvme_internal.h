@@ -170,10 +170,10 @@ struct zoc_nvme_ctrlr {
 	uint64_t cap;
 	uint32_t cc, aqa;
 	uint64_t asq, acq;
-	_Atomic uint32_t csts;
-	_Atomic uint32_t intms;
-	_Atomic uint32_t intx_pending;    /* an interrupt held by INTMS */
-	_Atomic uint32_t cq_outstanding;  /* CQs with unconsumed entries (INTx level) */
+	uint32_t csts;
+	uint32_t intms;
+	uint32_t intx_pending;    /* an interrupt held by INTMS */
+	uint32_t cq_outstanding;  /* CQs with unconsumed entries (INTx level) */
 	uint32_t page_size;        /* from CC.MPS at enable (read by owners) */
 
 	/* doorbell page (memfd) */
@@ -198,9 +198,9 @@ struct zoc_nvme_ctrlr {
 	uint32_t feat_arb, feat_pm, feat_temp, feat_aec, feat_kato, feat_wa;
 	bool nq_set;
 	uint16_t nsqa, ncqa;
-	_Atomic uint32_t feat_coalesce;   /* THR 7:0, TIME 15:8 */
-	_Atomic uint8_t *iv_cd;           /* per vector: coalescing disabled */
-	_Atomic bool wce;
+	uint32_t feat_coalesce;   /* THR 7:0, TIME 15:8 */
+	uint8_t *iv_cd;           /* per vector: coalescing disabled */
+	bool wce;
 	uint16_t msix_vectors;
 
 	/* async events */
@@ -225,7 +225,7 @@ struct zoc_nvme_ctrlr {
 	struct zoc_io_stats retired;  /* stats of deleted queues */
 
 	/* namespaces (published to owners with atomic stores) */
-	struct nvme_ns *_Atomic ns[ZOC_NVME_MAX_NS];
+	struct nvme_ns *ns[ZOC_NVME_MAX_NS];
 	uint64_t ns_removing;      /* nsids being drained (bit nsid-1) */
 
 	unsigned ngroups;
