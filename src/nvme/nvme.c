@@ -78,7 +78,6 @@ struct nvme_bcast {
 	struct nvme_waiter w[];
 };
 
-static void group_check(struct nvme_group *g);
 static void cq_drop_held(struct nvme_cq *cq);
 
 static void bcast_ack(void *arg)
@@ -154,7 +153,7 @@ static void waiter_finish(struct nvme_waiter *w)
 	}
 }
 
-static void group_check(struct nvme_group *g)
+void nvme_group_check(struct nvme_group *g)
 {
 	struct nvme_waiter *w;
 
@@ -195,7 +194,7 @@ static void group_op_msg(void *arg)
 	w->next = NULL;
 	*g->waiters_tail = w;
 	g->waiters_tail = &w->next;
-	group_check(g);
+	nvme_group_check(g);
 }
 
 static void bcast(struct zoc_nvme_ctrlr *c, enum nvme_op op, uint32_t nsid,
@@ -332,7 +331,7 @@ static void req_release(struct nvme_req *r)
 	if (ZOC_UNLIKELY(sq->deleting) && sq->inflight == 0)
 		sq_delete_finish(sq);
 	if (g && ZOC_UNLIKELY(g->waiters != NULL))
-		group_check(g);
+		nvme_group_check(g);
 }
 
 static void cq_post(struct nvme_cq *cq, struct nvme_req *r)
@@ -1212,7 +1211,9 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
 
-	if (bar != 0 || !c->mmap_doorbells || max < 1)
+	/* A reactor asleep in interrupt mode would not see stores to the page:
+	 * doorbells then come as BAR writes, which wake it. */
+	if (bar != 0 || !c->mmap_doorbells || max < 1 || zoc_reactor_interrupt_mode())
 		return 0;
 	areas[0].offset = NVME_REG_DBS;
 	areas[0].size = NVME_DB_PAGE;

@@ -235,6 +235,8 @@ struct zoc_nvme_ctrlr {
 
 /* nvme.c */
 void nvme_req_complete(struct nvme_req *r, uint16_t status);
+/* Owner: finishes the group's waiters (quiesce, disable ...) that are ready. */
+void nvme_group_check(struct nvme_group *g);
 void nvme_group_ns_put(struct nvme_group *g, struct nvme_req *r);
 struct nvme_group_ns *nvme_group_ns_get(struct nvme_group *g, uint32_t nsid);
 void nvme_aen_post(struct zoc_nvme_ctrlr *c, uint8_t type, uint8_t info, uint8_t lid);

@@ -226,11 +226,15 @@ uint16_t nvme_map_data(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struc
 
 static void io_finish(struct nvme_req *r, uint16_t st)
 {
+	struct nvme_group *g = r->g;
+
 	if (r->ns_counted) {
-		r->g->ns[r->nsid - 1].inflight--;
+		g->ns[r->nsid - 1].inflight--;
 		r->ns_counted = false;
 	}
 	nvme_req_complete(r, st);
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g); /* a namespace removal may wait for this one */
 }
 
 static void io_done(struct zoc_bdev_io *io, int status);
@@ -292,12 +296,8 @@ static void dsm_next(struct nvme_req *r)
 	io_finish(r, NVME_SC_SUCCESS);
 }
 
-static void io_done(struct zoc_bdev_io *io, int status)
+static void io_step(struct nvme_req *r, struct nvme_group *g, int status)
 {
-	struct nvme_req *r = io->cb_arg;
-	struct nvme_group *g = r->g;
-
-	g->busy--;
 	if (status) {
 		ZOC_WARN_RL("%s: sq %u: back-end I/O failed: %s", g->c->name, r->sq->qid,
 			    strerror(-status));
@@ -320,6 +320,18 @@ static void io_done(struct zoc_bdev_io *io, int status)
 		return;
 	}
 	io_finish(r, NVME_SC_SUCCESS);
+}
+
+static void io_done(struct zoc_bdev_io *io, int status)
+{
+	struct nvme_req *r = io->cb_arg;
+	struct nvme_group *g = r->g;
+
+	g->busy--;
+	io_step(r, g, status);
+	/* a quiesce or disable may be waiting for the back end to be idle */
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
 }
 
 static void io_rw(struct nvme_group *g, struct nvme_req *r, const struct nvme_sqe *cmd,

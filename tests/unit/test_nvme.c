@@ -129,6 +129,8 @@ struct ram_ch {
 static struct zoc_bdev g_ram;
 static uint8_t *g_ram_data;
 static atomic_int g_ram_flushes, g_ram_discards, g_ram_fail;
+static atomic_bool g_ram_hold; /* keep requests queued */
+static atomic_int g_ram_queued;
 
 static void ram_free(struct ram_ch *ch)
 {
@@ -171,7 +173,7 @@ static int ram_poll(void *arg)
 	struct zoc_bdev_io *io = ch->head;
 	int n = 0;
 
-	if (!io)
+	if (!io || atomic_load(&g_ram_hold))
 		return 0;
 	ch->head = NULL;
 	ch->tailp = &ch->head;
@@ -180,6 +182,7 @@ static int ram_poll(void *arg)
 		struct zoc_bdev_io *next = io->next_;
 
 		io->next_ = NULL;
+		atomic_fetch_sub(&g_ram_queued, 1);
 		ram_do(io);
 		io->cb(io, atomic_load(&g_ram_fail));
 		io = next;
@@ -193,7 +196,7 @@ static int ram_poll(void *arg)
 
 static int ram_arm(void *arg)
 {
-	return ((struct ram_ch *)arg)->head != NULL;
+	return ((struct ram_ch *)arg)->head != NULL && !atomic_load(&g_ram_hold);
 }
 
 static const struct zoc_poller_ops ram_poller_ops = {.poll = ram_poll, .arm = ram_arm};
@@ -226,6 +229,7 @@ static int ram_submit(struct zoc_bdev_ch *hdr, struct zoc_bdev_io *io)
 	io->next_ = NULL;
 	*ch->tailp = io;
 	ch->tailp = &io->next_;
+	atomic_fetch_add(&g_ram_queued, 1);
 	return 0;
 }
 
@@ -424,6 +428,13 @@ static void quiesce_fn(void *arg)
 	struct ctl *c = arg;
 
 	zoc_pci_func_desc(c->d->f)->ops->quiesce(c->d->f, post_sem, c);
+}
+
+static void resume_fn(void *arg)
+{
+	struct ctl *c = arg;
+
+	zoc_pci_func_desc(c->d->f)->ops->resume(c->d->f);
 }
 
 static void set_dma_fn(void *arg)
@@ -1606,6 +1617,71 @@ static void test_reset(void **state)
 	drv_free(d); /* destroy while enabled */
 }
 
+/* Quiesce waits for in-flight I/O and fetches nothing until resume; a
+ * controller reset with I/O held in the back end finishes once it is done. */
+static void test_quiesce(void **state)
+{
+	struct drv *d = drv_new();
+	struct ctl c = {.d = d};
+	struct nvme_cqe e;
+	struct q *q;
+
+	(void)state;
+	sem_init(&c.sem, 0, 0);
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	enable(d);
+	q = io_pair(d, 1);
+	atomic_store(&g_ram_hold, true);
+	{
+		struct nvme_sqe cmd = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &cmd);
+	}
+	for (int i = 0; i < 1000 && atomic_load(&g_ram_queued) == 0; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&g_ram_queued), 1);
+	on_reactor(quiesce_fn, &c);
+	assert_int_not_equal(sem_wait_ms(&c.sem, 100), 0); /* I/O still in the back end */
+	atomic_store(&g_ram_hold, false);
+	ctl_wait(&c);
+	/* quiesced: the completion is held back, new commands wait */
+	assert_false(poll_cqe(d, q, &e, 50));
+	{
+		struct nvme_sqe cmd = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &cmd);
+	}
+	usleep(20000);
+	assert_int_equal(atomic_load(&g_ram_queued), 0);
+	assert_false(poll_cqe(d, q, &e, 50));
+	on_reactor(resume_fn, &c);
+	assert_true(poll_cqe(d, q, &e, WAIT_MS));
+	assert_int_equal(st_of(&e), 0);
+	assert_true(poll_cqe(d, q, &e, WAIT_MS));
+	assert_int_equal(st_of(&e), 0);
+
+	/* disable with a request held in the back end: RDY stays until it is done */
+	atomic_store(&g_ram_hold, true);
+	{
+		struct nvme_sqe cmd = {.opc = NVME_CMD_WRITE, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &cmd);
+	}
+	for (int i = 0; i < 1000 && atomic_load(&g_ram_queued) == 0; i++)
+		usleep(1000);
+	bar_wr(d, NVME_REG_CC, 0, 4);
+	usleep(20000);
+	assert_int_equal(csts(d) & NVME_CSTS_RDY, NVME_CSTS_RDY);
+	atomic_store(&g_ram_hold, false);
+	assert_true(wait_csts(d, NVME_CSTS_RDY, 0));
+	/* and the queues are gone */
+	enable(d);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), NVME_SC_QID_INVALID);
+	disable(d);
+	sem_destroy(&c.sem);
+	drv_free(d);
+}
+
 /* Doorbells in the shared page (polling mode) and queues on both reactors. */
 static void test_mmap_doorbells(void **state)
 {
@@ -1709,6 +1785,7 @@ int main(void)
 		cmocka_unit_test(test_interrupts),
 		cmocka_unit_test(test_cq_full),
 		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_quiesce),
 		cmocka_unit_test(test_mmap_doorbells),
 	};
 
