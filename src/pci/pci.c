@@ -39,8 +39,10 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -903,6 +905,12 @@ int zoc_pci_bar_access(struct zoc_pci_func *f, unsigned bar, uint64_t off, void 
 	return 0;
 }
 
+void zoc_pci_status_set(struct zoc_pci_func *f, uint16_t bits)
+{
+	if (f)
+		put16(f->cfg, CFG_STATUS, (uint16_t)(cfg_get16(f, CFG_STATUS) | (bits & STS_W1C)));
+}
+
 bool zoc_pci_bus_master(const struct zoc_pci_func *f)
 {
 	return (atomic_load(&((struct zoc_pci_func *)f)->command) & CMD_MASTER) != 0;
@@ -943,6 +951,26 @@ static _Atomic int *irq_fd_slot(struct zoc_pci_func *f, enum zoc_pci_irq_type ty
 	}
 }
 
+/* A client's "eventfd" could be a pipe that blocks a raiser once full:
+ * accept eventfds only. Without /proc, refuse what can block a write. */
+static bool is_eventfd(int fd)
+{
+	char path[64], target[64];
+	struct stat st;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n >= 0) {
+		target[n] = 0;
+		return strcmp(target, "anon_inode:[eventfd]") == 0;
+	}
+	if (fstat(fd, &st))
+		return false;
+	return !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode) &&
+	       !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 static void close_fds(const int *fds, uint32_t count)
 {
 	for (uint32_t i = 0; fds && i < count; i++)
@@ -966,6 +994,13 @@ int zoc_pci_irq_set_fds(struct zoc_pci_func *f, enum zoc_pci_irq_type type, uint
 	if (!remove_all && (!count || !fds || zoc_range_bad(start, count, nvec))) {
 		close_fds(fds, count);
 		return -EINVAL;
+	}
+	for (uint32_t i = 0; !remove_all && i < count; i++) {
+		if (fds[i] >= 0 && !is_eventfd(fds[i])) {
+			ZOC_WARN_RL("pci: irq fd %d is not an eventfd", fds[i]);
+			close_fds(fds, count);
+			return -EINVAL;
+		}
 	}
 	if (remove_all) {
 		/* Disabling a type (VFIO: trigger with count 0) also drops its

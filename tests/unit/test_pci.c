@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "pci/pci.h"
 
 /* Layout documented in pci.c */
@@ -459,6 +460,20 @@ static void test_readonly_and_w1c(void **state)
 	/* Status: writing ones sets nothing, clears no read-only bit */
 	wr(f, 0x06, 0xffff, 2);
 	assert_int_equal(rd(f, 0x06, 2), 0x0010);
+	/* error bits: set by the device, cleared by writing 1 */
+	zoc_pci_status_set(f, 0x2000 | 0x0800 | 0x0001);
+	assert_int_equal(rd(f, 0x06, 2), 0x2810);
+	wr(f, 0x06, 0x0000, 2);
+	assert_int_equal(rd(f, 0x06, 2), 0x2810);
+	wr(f, 0x06, 0x2000, 2);
+	assert_int_equal(rd(f, 0x06, 2), 0x0810);
+	wr(f, 0x07, 0x08, 1);
+	assert_int_equal(rd(f, 0x06, 2), 0x0010);
+	zoc_pci_status_set(f, 0xffff);
+	assert_int_equal(rd(f, 0x06, 2), 0xf910);
+	wr(f, 0x04, 0xffff0000, 4); /* one dword: command 0, status cleared */
+	assert_int_equal(rd(f, 0x06, 2), 0x0010);
+	wr(f, 0x04, 0x0000, 2);
 	/* interrupt status (bit 3) follows the INTx level, not writes */
 	zoc_pci_irq_raise(f, 0);
 	assert_int_equal(rd(f, 0x06, 2), 0x0018);
@@ -995,6 +1010,18 @@ static void test_irq_fds(void **state)
 	assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, UINT32_MAX, 2, bad), -EINVAL);
 	assert_false(fd_open(bad[0]));
 	assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, 0, 1, NULL), -EINVAL);
+	/* only eventfds: a pipe could block a raiser */
+	{
+		int p[2];
+
+		assert_int_equal(pipe(p), 0);
+		bad[0] = fcntl(a, F_DUPFD_CLOEXEC, 0);
+		bad[1] = p[1];
+		assert_int_equal(zoc_pci_irq_set_fds(f, ZOC_PCI_IRQ_MSIX, 0, 2, bad), -EINVAL);
+		assert_false(fd_open(bad[0]));
+		assert_false(fd_open(p[1]));
+		close(p[0]);
+	}
 
 	/* count 0, start 0 removes all of a type */
 	fa = fcntl(a, F_DUPFD_CLOEXEC, 0);
@@ -1391,6 +1418,81 @@ static void test_raise_concurrent(void **state)
 	close(e);
 }
 
+/* ---- with reactors: a replaced fd is closed only after the grace period ---- */
+
+struct grace_ctx {
+	struct zoc_pci_func *f;
+	int a, b;          /* our copies */
+	int fa, fb;        /* the model's copies */
+	atomic_int raising;
+	bool open_after_swap;
+	bool closed_after_barrier;
+	int rc;
+};
+
+static int raise_poll(void *arg)
+{
+	struct grace_ctx *g = arg;
+
+	zoc_pci_irq_raise(g->f, 3);
+	atomic_fetch_add(&g->raising, 1);
+	return 1;
+}
+
+static void grace_done(void *arg)
+{
+	struct grace_ctx *g = arg;
+
+	g->closed_after_barrier = !fd_open(g->fa);
+	zoc_reactors_stop();
+}
+
+static void grace_swap(void *arg)
+{
+	struct grace_ctx *g = arg;
+
+	/* reactor 0, while reactor 1 raises */
+	while (atomic_load(&g->raising) < 100)
+		usleep(100);
+	g->rc = zoc_pci_irq_set_fds(g->f, ZOC_PCI_IRQ_MSIX, 3, 1, &g->fb);
+	g->open_after_swap = fd_open(g->fa);
+	if (zoc_reactors_barrier(grace_done, g))
+		zoc_reactors_stop();
+}
+
+static void test_fd_grace_period(void **state)
+{
+	struct fixture *fx = *state;
+	unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2};
+	struct zoc_poller_ops ops = {.poll = raise_poll};
+	struct grace_ctx g = {.f = fx->f};
+
+	g.a = new_efd();
+	g.b = new_efd();
+	g.fa = fcntl(g.a, F_DUPFD_CLOEXEC, 0);
+	g.fb = fcntl(g.b, F_DUPFD_CLOEXEC, 0);
+	assert_int_equal(zoc_pci_irq_set_fds(fx->f, ZOC_PCI_IRQ_MSIX, 3, 1, &g.fa), 0);
+	msix_ctrl(fx->f, true, false);
+	tbl_wr(fx->f, 3, 12, 0);
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(1), &ops, &g, 0, "raise"));
+	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(0), grace_swap, &g), 0);
+	assert_int_equal(zoc_reactors_run(), 0);
+	zoc_reactors_fini();
+
+	assert_int_equal(g.rc, 0);
+	assert_true(g.open_after_swap);
+	assert_true(g.closed_after_barrier);
+	assert_true(efd_take(g.a) > 0);
+	/* the new fd is in use */
+	assert_true(zoc_pci_irq_raise(fx->f, 3));
+	assert_true(efd_take(g.b) > 0);
+	close(g.a);
+	close(g.b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1411,6 +1513,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_cfg_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raise_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_grace_period, setup, teardown),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
