@@ -349,8 +349,8 @@ static void cq_post(struct nvme_cq *cq, struct nvme_req *r)
 		cq->tail = 0;
 		cq->phase ^= 1;
 	}
-	if (!cq->unsig++)
-		cq->first_unsig_ns = zoc_now_ns();
+	if (!cq->unsig++ && ZOC_UNLIKELY(__atomic_load_n(&cq->c->feat_coalesce, __ATOMIC_RELAXED)))
+		cq->first_unsig_ns = zoc_now_ns(); /* only coalescing looks at it */
 	if (!cq->outstanding) {
 		cq->outstanding = true;
 		__atomic_add_fetch(&cq->c->cq_outstanding, 1, __ATOMIC_RELAXED);
@@ -470,7 +470,7 @@ check:
 	if (cq->outstanding && cq->head == cq->tail) {
 		cq->outstanding = false;
 		if (__atomic_sub_fetch(&c->cq_outstanding, 1, __ATOMIC_ACQ_REL) == 0 &&
-		    !zoc_pci_msi_active(c->f))
+		    !zoc_pci_msix_enabled(c->f) && !zoc_pci_msi_active(c->f))
 			zoc_pci_intx_lower(c->f);
 	}
 }

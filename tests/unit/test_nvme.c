@@ -1516,6 +1516,61 @@ static void test_interrupts(void **state)
 	drv_free(d);
 }
 
+static struct zoc_pci_func *g_intx_f;
+
+static void intx_unmask_fn(void *arg)
+{
+	(void)arg;
+	zoc_pci_irq_mask(g_intx_f, ZOC_PCI_IRQ_INTX, 0, 1, false);
+}
+
+/* What a link does after the guest's EOI: unmask the automasked INTx (it
+ * fires again if the level is still high); then forget what is pending. */
+static void intx_rearm(struct drv *d, int fd)
+{
+	uint64_t n;
+
+	g_intx_f = d->f;
+	usleep(5000);
+	(void)!read(fd, &n, sizeof(n));
+	on_reactor(intx_unmask_fn, NULL);
+	usleep(5000);
+	(void)!read(fd, &n, sizeof(n));
+}
+
+/* Without MSI-X: INTx, masked by INTMS and released by INTMC. */
+static void test_intx(void **state)
+{
+	struct drv *d = drv_new();
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), dfd = dup(fd);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct q *q;
+
+	(void)state;
+	assert_int_equal(zoc_pci_irq_set_fds(d->f, ZOC_PCI_IRQ_INTX, 0, 1, &dfd), 0);
+	cfg_wr(d, MSIX_OFF + 2, 0, 2); /* MSI-X off */
+	assert_int_equal(ns_add(d, "null0", 1), 0);
+	enable(d);
+	q = io_pair(d, 1);
+	intx_rearm(d, fd);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	intx_rearm(d, fd);
+	assert_int_equal(irq_count(d, 1), 0); /* nothing on the MSI-X vector */
+	bar_wr(d, NVME_REG_INTMS, 1, 4);
+	intx_rearm(d, fd);
+	assert_int_equal(bar_rd(d, NVME_REG_INTMS, 4), 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	usleep(10000);
+	assert_int_equal(poll(&p, 1, 0), 0); /* masked */
+	bar_wr(d, NVME_REG_INTMC, 1, 4);
+	assert_int_equal(bar_rd(d, NVME_REG_INTMS, 4), 0);
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1); /* held interrupt delivered */
+	disable(d);
+	close(fd);
+	drv_free(d);
+}
+
 /* A CQ that the driver does not drain: completions wait, none is lost. */
 static void test_cq_full(void **state)
 {
@@ -1783,6 +1838,7 @@ int main(void)
 		cmocka_unit_test(test_logs_and_events),
 		cmocka_unit_test(test_deleted_queue),
 		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_intx),
 		cmocka_unit_test(test_cq_full),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_quiesce),
