@@ -980,15 +980,20 @@ static void disable_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	set_csts(c, 0);
 	__atomic_store_n(&c->intx_pending, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->cq_outstanding, 0, __ATOMIC_RELEASE);
-	if (c->reset_done.fn) {
-		void (*fn)(void *) = c->reset_done.fn;
-		void *arg = c->reset_done.arg;
+	if (c->reset_waiters) {
+		struct nvme_reset_waiter *w = c->reset_waiters;
 
 		regs_power_on(c);
-		c->reset_done.fn = NULL;
-		c->reset_done.arg = NULL;
+		c->reset_waiters = NULL;
 		ZOC_INFO("%s: reset", c->name);
-		fn(arg);
+		while (w) {
+			struct nvme_reset_waiter *next = w->next;
+
+			if (w->fn)
+				w->fn(w->arg);
+			free(w);
+			w = next;
+		}
 	} else {
 		ZOC_INFO("%s: disabled", c->name);
 	}
@@ -1006,7 +1011,7 @@ static void shutdown_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 
 static bool g_reset_requested(struct zoc_nvme_ctrlr *c)
 {
-	return c->reset_done.fn != NULL;
+	return c->reset_waiters != NULL;
 }
 
 static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
@@ -1225,21 +1230,18 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 static void nvme_reset(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
+	struct nvme_reset_waiter *w;
 
-	if (c->reset_done.fn) {
-		/* a reset is running: chain (rare; the link serialises resets) */
-		ZOC_WARN("%s: reset while a reset is running", c->name);
-	}
-	c->reset_done.fn = done;
-	c->reset_done.arg = arg;
+	while (!(w = calloc(1, sizeof(*w))))
+		usleep(1000);
+	w->fn = done;
+	w->arg = arg;
+	/* a reset already waiting is answered by the same disable */
+	w->next = c->reset_waiters;
+	c->reset_waiters = w;
 	c->cc = 0;
 	ctrl_reconcile(c);
 }
-
-struct quiesce_ctx {
-	zoc_pci_done_fn done;
-	void *arg;
-};
 
 static void quiesce_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 {
@@ -1623,6 +1625,12 @@ static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	void *arg = b->user_arg;
 
 	nvme_aer_drop_all(c);
+	while (c->reset_waiters) {
+		struct nvme_reset_waiter *w = c->reset_waiters;
+
+		c->reset_waiters = w->next;
+		free(w); /* the link is gone: nobody waits for it */
+	}
 	for (unsigned q = 0; q <= NVME_MAX_QID; q++)
 		if (c->sq[q].pool)
 			zoc_pool_destroy(c->sq[q].pool);

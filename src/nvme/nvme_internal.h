@@ -189,10 +189,11 @@ struct zoc_nvme_ctrlr {
 	bool link_quiesced;
 	bool destroying;
 	uint32_t gen;              /* incremented on each disable */
-	struct zoc_pci_done_pending {
+	struct nvme_reset_waiter {
 		void (*fn)(void *);
 		void *arg;
-	} reset_done;
+		struct nvme_reset_waiter *next;
+	} *reset_waiters;          /* function resets waiting for the disable */
 
 	/* features */
 	uint32_t feat_arb, feat_pm, feat_temp, feat_aec, feat_kato, feat_wa;
