@@ -1737,6 +1737,151 @@ static void test_quiesce(void **state)
 	drv_free(d);
 }
 
+/* ---- several driver threads, one queue pair each, on both reactors ---- */
+
+struct worker {
+	struct drv *d;
+	struct q *q;
+	unsigned idx;
+	int fails;
+	char why[128];
+};
+
+#define W_QD 8
+#define W_ROUNDS 40
+
+/* Submits without waiting (cid chosen by the caller). */
+static void wpush(struct drv *d, struct q *q, struct nvme_sqe *cmd)
+{
+	memcpy(g2h(d, q->sq_gpa + 64ull * q->tail), cmd, 64);
+	q->tail = (q->tail + 1) % q->size;
+	db_write(d, 2u * q->qid, q->tail);
+}
+
+static bool wcollect(struct drv *d, struct q *q, unsigned n, struct worker *w)
+{
+	uint32_t seen = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct nvme_cqe e;
+		struct nvme_cqe *slot = g2h(d, q->cq_gpa + 16ull * q->head);
+		uint64_t end = now_ms() + WAIT_MS;
+
+		while ((__atomic_load_n(&slot->status, __ATOMIC_ACQUIRE) & 1) != q->phase) {
+			if (now_ms() > end) {
+				snprintf(w->why, sizeof(w->why), "q%u: no completion", q->qid);
+				return false;
+			}
+			usleep(10);
+		}
+		memcpy(&e, slot, sizeof(e));
+		if (++q->head == q->size) {
+			q->head = 0;
+			q->phase ^= 1;
+		}
+		db_write(d, 2u * q->qid + 1, q->head);
+		if (st_of(&e) || e.sqid != q->qid || (e.cid & 0xff) >= W_QD ||
+		    (seen & (1u << (e.cid & 0xff)))) {
+			snprintf(w->why, sizeof(w->why), "q%u: bad completion st %x cid %u", q->qid,
+				 st_of(&e), e.cid);
+			return false;
+		}
+		seen |= 1u << (e.cid & 0xff);
+	}
+	return true;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct drv *d = w->d;
+	uint64_t wbuf = GPA + 0x800000 + (uint64_t)w->idx * 0x40000;
+	uint64_t rbuf = wbuf + 0x20000;
+	uint64_t lba0 = 1000 + (uint64_t)w->idx * 200;
+
+	for (unsigned round = 0; round < W_ROUNDS && !w->fails; round++) {
+		for (unsigned i = 0; i < W_QD; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_WRITE, .nsid = 1,
+					     .prp1 = wbuf + i * PAGE, .cdw10 = (uint32_t)(lba0 + i * 8),
+					     .cdw12 = 7, .cid = (uint16_t)(round << 8 | i)};
+
+			fill(d, wbuf + i * PAGE, PAGE, (uint8_t)(round * 31 + i + w->idx));
+			wpush(d, w->q, &c);
+		}
+		if (!wcollect(d, w->q, W_QD, w)) {
+			w->fails++;
+			break;
+		}
+		for (unsigned i = 0; i < W_QD; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+					     .prp1 = rbuf + i * PAGE, .cdw10 = (uint32_t)(lba0 + i * 8),
+					     .cdw12 = 7, .cid = (uint16_t)(round << 8 | i)};
+
+			memset(g2h(d, rbuf + i * PAGE), 0, PAGE);
+			wpush(d, w->q, &c);
+		}
+		if (!wcollect(d, w->q, W_QD, w)) {
+			w->fails++;
+			break;
+		}
+		if (memcmp(g2h(d, wbuf), g2h(d, rbuf), W_QD * PAGE)) {
+			snprintf(w->why, sizeof(w->why), "q%u: data mismatch in round %u", w->q->qid,
+				 round);
+			w->fails++;
+		}
+	}
+	return NULL;
+}
+
+static void run_workers(struct drv *d, unsigned nq)
+{
+	pthread_t th[5];
+	struct worker w[5];
+
+	for (unsigned i = 1; i <= nq; i++) {
+		w[i] = (struct worker){.d = d, .q = &d->io[i], .idx = i};
+		assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (unsigned i = 1; i <= nq; i++) {
+		pthread_join(th[i], NULL);
+		if (w[i].fails)
+			fail_msg("worker %u: %s", i, w[i].why);
+	}
+}
+
+static void test_parallel_queues(void **state)
+{
+	struct drv *d = drv_new();
+	struct ctl c = {.d = d, .rc = 1};
+
+	(void)state;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	enable(d);
+	for (unsigned i = 1; i <= 4; i++)
+		io_pair(d, (uint16_t)i);
+	run_workers(d, 4);
+	on_reactor(info_fn, &c);
+	{
+		json_t *qs = json_object_get(c.j, "queues");
+		bool r0 = false, r1 = false;
+
+		assert_int_equal(json_array_size(qs), 4);
+		for (size_t i = 0; i < 4; i++) {
+			json_int_t r = json_integer_value(json_object_get(json_array_get(qs, i),
+									  "reactor"));
+			r0 |= r == 0;
+			r1 |= r == 1;
+			assert_int_equal(json_integer_value(json_object_get(json_array_get(qs, i),
+									    "write_ops")),
+					 W_ROUNDS * W_QD);
+		}
+		assert_true(r0 && r1); /* round-robin over both reactors */
+	}
+	json_decref(c.j);
+	disable(d);
+	drv_free(d);
+}
+
 /* Doorbells in the shared page (polling mode) and queues on both reactors. */
 static void test_mmap_doorbells(void **state)
 {
@@ -1842,11 +1987,13 @@ int main(void)
 		cmocka_unit_test(test_cq_full),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_quiesce),
+		cmocka_unit_test(test_parallel_queues),
 		cmocka_unit_test(test_mmap_doorbells),
 	};
 
 	const struct CMUnitTest int_tests[] = {
 		cmocka_unit_test(test_interrupt_mode),
+		cmocka_unit_test(test_parallel_queues),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 
