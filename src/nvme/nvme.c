@@ -1619,6 +1619,18 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	return 0;
 }
 
+static void destroy_free(void *arg)
+{
+	struct zoc_nvme_ctrlr *c = arg;
+	void (*fn)(void *) = c->destroy_fn;
+	void *fn_arg = c->destroy_arg;
+
+	free(c->groups);
+	free(c);
+	if (fn)
+		fn(fn_arg);
+}
+
 static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 {
 	void (*fn)(void *) = b->user_fn;
@@ -1652,10 +1664,13 @@ static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	close(c->db_fd);
 	ZOC_INFO("%s: destroyed", c->name);
 	free(c->iv_cd);
-	free(c->groups);
-	free(c);
-	if (fn)
-		fn(arg);
+	c->iv_cd = NULL;
+	c->destroy_fn = fn;
+	c->destroy_arg = arg;
+	/* A reactor that sent its last acknowledgement may still be reading its
+	 * group (and the controller) until the end of its iteration. */
+	while (zoc_reactors_barrier(destroy_free, c))
+		usleep(1000);
 }
 
 void zoc_nvme_ctrlr_destroy(struct zoc_nvme_ctrlr *c, void (*done)(void *arg), void *arg)

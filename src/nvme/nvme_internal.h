@@ -188,6 +188,8 @@ struct zoc_nvme_ctrlr {
 	bool op_busy;              /* a disable / shutdown / reset is running */
 	bool link_quiesced;
 	bool destroying;
+	void (*destroy_fn)(void *);
+	void *destroy_arg;
 	uint32_t gen;              /* incremented on each disable */
 	struct nvme_reset_waiter {
 		void (*fn)(void *);

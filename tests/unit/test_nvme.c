@@ -630,7 +630,8 @@ static bool poll_cqe(struct drv *d, struct q *q, struct nvme_cqe *out, int ms)
 	struct nvme_cqe *e = g2h(d, q->cq_gpa + 16ull * q->head);
 	uint64_t end = now_ms() + (uint64_t)ms;
 
-	while ((__atomic_load_n(&e->status, __ATOMIC_ACQUIRE) & 1) != q->phase) {
+	/* the device publishes an entry with a release store of its last dword */
+	while (((__atomic_load_n((uint32_t *)&e->cid, __ATOMIC_ACQUIRE) >> 16) & 1) != q->phase) {
 		if (now_ms() > end)
 			return false;
 		usleep(20);
@@ -1767,7 +1768,8 @@ static bool wcollect(struct drv *d, struct q *q, unsigned n, struct worker *w)
 		struct nvme_cqe *slot = g2h(d, q->cq_gpa + 16ull * q->head);
 		uint64_t end = now_ms() + WAIT_MS;
 
-		while ((__atomic_load_n(&slot->status, __ATOMIC_ACQUIRE) & 1) != q->phase) {
+		while (((__atomic_load_n((uint32_t *)&slot->cid, __ATOMIC_ACQUIRE) >> 16) & 1) !=
+		       q->phase) {
 			if (now_ms() > end) {
 				snprintf(w->why, sizeof(w->why), "q%u: no completion", q->qid);
 				return false;
