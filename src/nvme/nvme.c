@@ -397,11 +397,11 @@ void nvme_req_complete(struct nvme_req *r, uint16_t status)
 
 	r->status = status;
 	stats_account(sq, r);
-	if (!g || g->discard || !cq->ring) {
+	if (!g || g->discard) {
 		req_release(r);
 		return;
 	}
-	if (g->quiesced || cq->held || cq_full(cq)) {
+	if (g->quiesced || !cq->ring || cq->held || cq_full(cq)) {
 		r->next = NULL;
 		*cq->held_tail = r;
 		cq->held_tail = &r->next;
@@ -1223,7 +1223,7 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 	areas[0].offset = NVME_REG_DBS;
 	areas[0].size = NVME_DB_PAGE;
 	areas[0].fd = c->db_fd;
-	areas[0].fd_offset = 0;
+	areas[0].fd_offset = NVME_REG_DBS;
 	return 1;
 }
 
@@ -1266,11 +1266,14 @@ static void nvme_resume(struct zoc_pci_func *f)
 	bcast(c, OP_RESUME, 0, quiesce_done, NULL, NULL);
 }
 
-/* Only while quiesced: every group is idle, so the rings can move. */
+/* Only while quiesced: every group is idle, so the rings can move. A queue
+ * whose memory is not in the new space is paused (not fetched, completions
+ * held) until a later space maps it again: a VMM rebuilds its memory map in
+ * steps (unmap, then map), and a firmware driver's queues live through it. */
 static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
-	bool lost = false;
+	unsigned lost = 0;
 
 	if (mem)
 		zoc_mem_get(mem);
@@ -1285,20 +1288,19 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 			cq->ring = mem ? zoc_mem_gpa_to_hva(mem, cq->gpa, (uint64_t)cq->size * 16,
 							    true)
 				       : NULL;
-			lost |= !cq->ring;
+			lost += !cq->ring;
 		}
 		if (sq->exists) {
 			sq->ring = mem ? zoc_mem_gpa_to_hva(mem, sq->gpa, (uint64_t)sq->size * 64,
 							    false)
 				       : NULL;
-			lost |= !sq->ring;
+			lost += !sq->ring;
 		}
 	}
-	if (lost && c->enabled) {
-		ZOC_WARN("%s: a queue is no longer in guest memory: controller fatal status",
-			 c->name);
-		__atomic_or_fetch(&c->csts, NVME_CSTS_CFS, __ATOMIC_RELEASE);
-	}
+	if (lost && c->enabled)
+		ZOC_WARN_RL("%s: %u queue(s) not in guest memory any more: paused until mapped "
+			    "again",
+			    c->name, lost);
 }
 
 static const struct zoc_pci_ops nvme_pci_ops = {
@@ -1535,8 +1537,11 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	c->cap = NVME_CAP_MQES(qs - 1) | NVME_CAP_CQR | ((uint64_t)NVME_CAP_TO << NVME_CAP_TO_SHIFT) |
 		 NVME_CAP_CSS_NVM | ((uint64_t)0 << NVME_CAP_MPSMIN_SHIFT) |
 		 ((uint64_t)NVME_MPSMAX << NVME_CAP_MPSMAX_SHIFT);
+	/* The memfd mirrors BAR0 up to the doorbell page, so that its file
+	 * offset equals its BAR offset (vfio-user sparse mmap areas are offsets
+	 * of one region-wide mapping); only the doorbell page is used. */
 	c->db_fd = memfd_create("zoc-nvme-db", MFD_CLOEXEC);
-	if (c->db_fd < 0 || ftruncate(c->db_fd, NVME_DB_PAGE)) {
+	if (c->db_fd < 0 || ftruncate(c->db_fd, NVME_REG_DBS + NVME_DB_PAGE)) {
 		int e = errno;
 
 		if (c->db_fd >= 0)
@@ -1544,7 +1549,8 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 		free(c);
 		return -e;
 	}
-	c->db = mmap(NULL, NVME_DB_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, c->db_fd, 0);
+	c->db = mmap(NULL, NVME_DB_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, c->db_fd,
+		     NVME_REG_DBS);
 	c->iv_cd = calloc(c->msix_vectors, sizeof(*c->iv_cd));
 	c->groups = calloc(n, sizeof(*c->groups));
 	if (c->db == MAP_FAILED || !c->iv_cd || !c->groups) {

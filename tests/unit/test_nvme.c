@@ -1716,6 +1716,28 @@ static void test_quiesce(void **state)
 	assert_true(poll_cqe(d, q, &e, WAIT_MS));
 	assert_int_equal(st_of(&e), 0);
 
+	/* a DMA space without the queues' memory pauses them; mapping it again
+	 * resumes them, nothing lost */
+	{
+		struct zoc_mem *empty = zoc_mem_create(), *orig = d->zm;
+		struct nvme_sqe cmd = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		on_reactor(quiesce_fn, &c);
+		ctl_wait(&c);
+		d->zm = empty;
+		on_reactor(set_dma_fn, &c);
+		push(d, q, &cmd);
+		assert_false(poll_cqe(d, q, &e, 50));
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+		on_reactor(quiesce_fn, &c);
+		ctl_wait(&c);
+		d->zm = orig;
+		on_reactor(set_dma_fn, &c);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(st_of(&e), 0);
+		zoc_mem_put(empty);
+	}
+
 	/* disable with a request held in the back end: RDY stays until it is done */
 	atomic_store(&g_ram_hold, true);
 	{
