@@ -1298,7 +1298,7 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 		}
 	}
 	if (lost && c->enabled)
-		ZOC_WARN_RL("%s: %u queue(s) not in guest memory any more: paused until mapped "
+		ZOC_LOG_RL(ZOC_LOG_INFO, "%s: %u queue(s) not in guest memory any more: paused until mapped "
 			    "again",
 			    c->name, lost);
 }
