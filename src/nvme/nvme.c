@@ -1298,9 +1298,9 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 		}
 	}
 	if (lost && c->enabled)
-		ZOC_LOG_RL(ZOC_LOG_INFO, "%s: %u queue(s) not in guest memory any more: paused until mapped "
-			    "again",
-			    c->name, lost);
+		ZOC_LOG_RL(ZOC_LOG_INFO,
+			   "%s: %u queue(s) not in guest memory any more: paused until mapped again",
+			   c->name, lost);
 }
 
 static const struct zoc_pci_ops nvme_pci_ops = {
