@@ -425,6 +425,7 @@ static void bad_db_on_r0(void *arg)
 
 	nvme_error_log(m->c, m->qid, 0xffff, NVME_SC_INVALID_FIELD, 0);
 	nvme_aen_post(m->c, NVME_AER_TYPE_ERROR, m->info, NVME_LOG_ERROR);
+	__atomic_store_n(&m->c->bad_db_msg_pending, false, __ATOMIC_RELEASE);
 	free(m);
 }
 
@@ -439,14 +440,22 @@ static void report_bad_db(struct zoc_nvme_ctrlr *c, uint16_t qid, uint8_t info)
 		nvme_aen_post(c, NVME_AER_TYPE_ERROR, info, NVME_LOG_ERROR);
 		return;
 	}
-	m = malloc(sizeof(*m));
-	if (!m)
+	/* one report in flight at a time: a driver flipping a doorbell between
+	 * bad values cannot flood reactor 0 with messages */
+	if (__atomic_exchange_n(&c->bad_db_msg_pending, true, __ATOMIC_ACQ_REL))
 		return;
+	m = malloc(sizeof(*m));
+	if (!m) {
+		__atomic_store_n(&c->bad_db_msg_pending, false, __ATOMIC_RELEASE);
+		return;
+	}
 	m->c = c;
 	m->info = info;
 	m->qid = qid;
-	if (zoc_reactor_send_msg(zoc_reactor_get(0), bad_db_on_r0, m))
+	if (zoc_reactor_send_msg(zoc_reactor_get(0), bad_db_on_r0, m)) {
 		free(m);
+		__atomic_store_n(&c->bad_db_msg_pending, false, __ATOMIC_RELEASE);
+	}
 }
 
 static void cq_update_head(struct zoc_nvme_ctrlr *c, struct nvme_cq *cq)

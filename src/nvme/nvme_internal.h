@@ -213,6 +213,7 @@ struct zoc_nvme_ctrlr {
 	unsigned naen;
 	uint32_t aen_masked;       /* bit per type: reported, log not read yet */
 	bool aen_kick;             /* deliver events after the current command */
+	bool bad_db_msg_pending;   /* an owner's bad-doorbell report is on its way (atomic) */
 	uint32_t changed_ns[ZOC_NVME_MAX_NS + 1];
 	unsigned nchanged;
 	bool changed_overflow;
