@@ -1044,6 +1044,18 @@ static void test_features(void **state)
 	assert_int_equal(dw0, 2000); /* rounded up to KAS (1 s) */
 	assert_int_equal(set_feat(d, NVME_FEAT_KEEP_ALIVE, 0, NULL), 0);
 	assert_int_equal(set_feat(d, 0x7e, 0, NULL), NVME_SC_INVALID_FIELD);
+	/* keep alive: commands keep it alive, silence past KATO is fatal */
+	assert_int_equal(set_feat(d, NVME_FEAT_KEEP_ALIVE, 1000, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		struct nvme_sqe ka = {.opc = NVME_ADM_KEEP_ALIVE};
+
+		usleep(400000);
+		assert_int_equal(admin(d, &ka, NULL), 0);
+	}
+	assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	assert_true(wait_csts(d, NVME_CSTS_CFS, NVME_CSTS_CFS));
+	disable(d);
+	enable(d);
 	assert_int_equal(set_feat(d, NVME_FEAT_VOLATILE_WC | (1u << 31), 1, NULL),
 			 NVME_SC_FEATURE_NOT_SAVEABLE);
 	/* SEL: default, capabilities */
