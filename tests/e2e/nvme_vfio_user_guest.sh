@@ -25,7 +25,9 @@
 # controller (-device nvme) instead of zocd: it proves the harness, not zocd.
 #
 # Environment (besides lib/guest.sh's): ZOC_NVME_FIO_MB (fio size, default 64),
-# ZOC_NVME_QUEUE_ARGS (extra nvme_ctrlr_create params, e.g. "max_io_queues=4").
+# ZOC_NVME_QUEUE_ARGS (extra nvme_ctrlr_create params, e.g. "max_io_queues=4"),
+# ZOC_NVME_ZOCD_MODE=poll (default: one busy-polling reactor, doorbells in shared memory)
+# or interrupt (two sleeping reactors, doorbell writes trapped as vfio-user messages).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/guest.sh"
 zoc_init
@@ -172,6 +174,18 @@ ZOC_GUEST_APPEND="loglevel=5"
 if [ "$ZOC_E2E_SERVER" = zocd ]; then
 	zoc_disk_create DISK disk0.img "$DISK_MB"
 	NVME_SOCK=$ZOC_WORK/nvme0.sock
+	case ${ZOC_NVME_ZOCD_MODE:-poll} in
+	poll) ;; # one polling reactor on its own CPU: doorbells in shared memory
+	interrupt)
+		# Two reactors (one shares its CPU with QEMU) that sleep: doorbells trapped.
+		if [[ $ZOC_ZOCD_CPU != *,* ]] && [ "$(zoc__cpus | wc -l)" -ge 2 ]; then
+			ZOC_ZOCD_CPU=$(zoc__cpus | head -2 | paste -sd,)
+		fi
+		# shellcheck disable=SC2034 # read by lib/guest.sh
+		ZOC_ZOCD_MODE=(--interrupt-mode)
+		;;
+	*) zoc_die "ZOC_NVME_ZOCD_MODE=$ZOC_NVME_ZOCD_MODE: poll or interrupt" ;;
+	esac
 	zoc_zocd_start
 	zoc_ctl bdev_uring_create name=Disk0 filename="$DISK" >/dev/null ||
 		zoc_die "bdev_uring_create failed (above)"
@@ -227,10 +241,34 @@ if [ "$ZOC_E2E_SERVER" != zocd ]; then
 	exit 0
 fi
 zoc_zocd_alive || zoc_die "zocd died while the guests ran (log: $ZOC_ZOCD_LOG)"
-if STATS=$(zoc_ctl device_stats --json 2>/dev/null); then
-	printf '%s\n' "$STATS" >"$ZOC_ARTIFACTS/device_stats.json"
-	zoc_stats_summary "$STATS" | sed 's/^/    device_stats| /'
+# device_stats of an NVMe controller (src/nvme/nvme.h): {name, totals, queues: [{sqid, cqid,
+# reactor, size, read_ops, write_ops, ...}]}; sqid 0 is the admin queue.
+STATS=$(zoc_ctl device_stats --json) || zoc_die "zocctl device_stats --json failed (above)"
+printf '%s\n' "$STATS" >"$ZOC_ARTIFACTS/device_stats.json"
+jq -r '.[]? | select(.name == "nvme0") | (.queues // [])[] |
+	"nvme0 sq \(.sqid) cq \(.cqid) reactor \(.reactor) size \(.size): reads \(.read_ops) writes \(.write_ops) flushes \(.flush_ops) errors \(.errors) invalid \(.invalid) p50 \(.latency_ns.p50 // "?") ns"' \
+	<<<"$STATS" | sed 's/^/    device_stats| /'
+nst() { jq -r --arg k "$1" '[.[]? | select(.name == "nvme0") | .totals[$k] // empty] | first // empty' <<<"$STATS"; }
+for k in write_ops read_ops; do
+	n=$(nst "$k")
+	[ -n "$n" ] || zoc_die "device_stats --json has no totals.$k for nvme0 (saved in $ZOC_ARTIFACTS/device_stats.json)"
+	[ "$n" -gt 0 ] || zoc_die "device_stats says nvme0 $k=0 after the guests' I/O (saved in $ZOC_ARTIFACTS/device_stats.json)"
+done
+n=$(nst errors)
+[ "${n:-0}" = 0 ] || zoc_die "device_stats says nvme0 errors=$n: the guests' commands should all have succeeded"
+busy=$(jq -r '[.[]? | select(.name == "nvme0") | (.queues // [])[] | select(.sqid > 0 and .write_ops > 0)] | length' <<<"$STATS")
+[ "${busy:-0}" -ge $SMP ] ||
+	zoc_die "only ${busy:-0} I/O submission queue(s) of nvme0 saw writes, expected $SMP (one fio job per CPU; device_stats above)"
+zoc_log "host: device_stats shows reads and writes on $busy I/O queues, no errors"
+if [[ $ZOC_ZOCD_CPU == *,* ]]; then
+	nr=$(jq -r '[.[]? | select(.name == "nvme0") | (.queues // [])[] | select(.sqid > 0) | .reactor] | unique | length' <<<"$STATS")
+	[ "${nr:-0}" -ge 2 ] || zoc_die "zocd has two reactors but nvme0's I/O queues all ran on one (device_stats above)"
+	zoc_log "host: the I/O queues ran on $nr reactors"
 fi
+zoc_ctl device_delete name=nvme0 >/dev/null || zoc_die "device_delete name=nvme0 failed (above)"
+LIST=$(zoc_ctl device_list --json) || zoc_die "device_list failed after device_delete (above)"
+if grep -q '"nvme0"' <<<"$LIST"; then zoc_die "device_list still shows nvme0 after device_delete: $LIST"; fi
+zoc_log "host: device_delete removed nvme0"
 zoc_zocd_stop || zoc_die "zocd did not shut down cleanly (above)"
 zoc_zocd_check_log
 zoc_log "PASS"
