@@ -117,6 +117,9 @@ wait_live() { # seconds: until the controller's state is live
 
 if [ "$PHASE" = 1 ]; then
 	run_fio randwrite-verify
+	# The host reads zocd's per-queue statistics now, while the I/O queues exist.
+	echo "ZOC-STATS-NOW hold=${HOLD}s"
+	sleep "$HOLD"
 	dd if=/dev/urandom of=/tmp/pat bs=1M count=1 2>/dev/null
 	PAT_MD5=$(md5sum </tmp/pat | cut -d' ' -f1)
 	dd if=/tmp/pat of=/dev/nvme0n1 bs=1M seek=$PAT_MB oflag=direct conv=fsync 2>/tmp/dd.err ||
@@ -209,10 +212,37 @@ else
 fi
 printf '%s\n' "${DEV_ARGS[@]}" >"$ZOC_ARTIFACTS/qemu-device-args.txt"
 
+# zocd's per-queue statistics of the I/O queues (they are listed while the queues exist):
+# each I/O submission queue carried writes; with two reactors, the queues are on both.
+check_queue_stats() {
+	local stats busy nr
+	stats=$(zoc_ctl device_stats --json) || zoc_die "zocctl device_stats --json failed (above)"
+	printf '%s\n' "$stats" >"$ZOC_ARTIFACTS/device_stats.boot1.json"
+	jq -r '.[]? | select(.name == "nvme0") | (.queues // [])[] |
+		"nvme0 sq \(.sqid) cq \(.cqid) reactor \(.reactor) size \(.size): reads \(.read_ops) writes \(.write_ops) errors \(.errors) invalid \(.invalid) inflight \(.inflight // "?") p50 \(.latency_ns.p50 // "?") ns"' \
+		<<<"$stats" | sed 's/^/    device_stats| /'
+	busy=$(jq -r '[.[]? | select(.name == "nvme0") | (.queues // [])[] | select(.sqid > 0 and .write_ops > 0)] | length' <<<"$stats")
+	[ "${busy:-0}" -ge $SMP ] ||
+		zoc_die "only ${busy:-0} I/O submission queue(s) of nvme0 saw writes, expected $SMP (one fio job per CPU; device_stats above, saved in $ZOC_ARTIFACTS/device_stats.boot1.json)"
+	zoc_log "host: zocd's device_stats shows writes on $busy I/O queues"
+	if [[ $ZOC_ZOCD_CPU == *,* ]]; then
+		nr=$(jq -r '[.[]? | select(.name == "nvme0") | (.queues // [])[] | select(.sqid > 0) | .reactor] | unique | length' <<<"$stats")
+		[ "${nr:-0}" -ge 2 ] || zoc_die "zocd has two reactors but nvme0's I/O queues all run on one (device_stats above)"
+		zoc_log "host: the I/O queues run on $nr reactors"
+	fi
+}
+
 # ---- boot 1
-zoc_guest_run boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 240 \
+HOLD=0
+[ "$ZOC_E2E_SERVER" = zocd ] && HOLD=3
+zoc_guest_start boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 240 \
 	--env PHASE=1 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
-	-- "${DEV_ARGS[@]}" || zoc_die "boot 1 failed (reasons above; zocd log: ${ZOC_ZOCD_LOG:-none})"
+	--env HOLD=$HOLD -- "${DEV_ARGS[@]}"
+if [ "$ZOC_E2E_SERVER" = zocd ] && zoc_guest_wait_line '^ZOC-STATS-NOW' 200; then
+	check_queue_stats
+fi
+zoc_guest_wait || zoc_die "boot 1 failed (reasons above; zocd log: ${ZOC_ZOCD_LOG:-none})"
+grep -aq 'ZOC-STATS-NOW' "$ZOC_GUEST_LOG" || zoc_die "boot 1 never got to the per-queue statistics"
 LOG1=$ZOC_GUEST_LOG
 PAT_MD5=$(zoc_guest_results | awk '/^ZOC-PATTERN md5=/{sub("md5=","",$2); print $2; exit}')
 [ -n "$PAT_MD5" ] || zoc_die "boot 1 did not report its pattern's md5"
@@ -242,11 +272,10 @@ if [ "$ZOC_E2E_SERVER" != zocd ]; then
 fi
 zoc_zocd_alive || zoc_die "zocd died while the guests ran (log: $ZOC_ZOCD_LOG)"
 # device_stats of an NVMe controller (src/nvme/nvme.h): {name, totals, queues: [{sqid, cqid,
-# reactor, size, read_ops, write_ops, ...}]}; sqid 0 is the admin queue.
+# reactor, size, read_ops, write_ops, ...}]}; the guests are gone, so only the totals.
 STATS=$(zoc_ctl device_stats --json) || zoc_die "zocctl device_stats --json failed (above)"
 printf '%s\n' "$STATS" >"$ZOC_ARTIFACTS/device_stats.json"
-jq -r '.[]? | select(.name == "nvme0") | (.queues // [])[] |
-	"nvme0 sq \(.sqid) cq \(.cqid) reactor \(.reactor) size \(.size): reads \(.read_ops) writes \(.write_ops) flushes \(.flush_ops) errors \(.errors) invalid \(.invalid) p50 \(.latency_ns.p50 // "?") ns"' \
+jq -r '.[]? | select(.name == "nvme0") | .totals | "nvme0 totals: reads \(.read_ops) writes \(.write_ops) flushes \(.flush_ops) errors \(.errors) invalid \(.invalid) unsupported \(.unsupported)"' \
 	<<<"$STATS" | sed 's/^/    device_stats| /'
 nst() { jq -r --arg k "$1" '[.[]? | select(.name == "nvme0") | .totals[$k] // empty] | first // empty' <<<"$STATS"; }
 for k in write_ops read_ops; do
@@ -256,15 +285,7 @@ for k in write_ops read_ops; do
 done
 n=$(nst errors)
 [ "${n:-0}" = 0 ] || zoc_die "device_stats says nvme0 errors=$n: the guests' commands should all have succeeded"
-busy=$(jq -r '[.[]? | select(.name == "nvme0") | (.queues // [])[] | select(.sqid > 0 and .write_ops > 0)] | length' <<<"$STATS")
-[ "${busy:-0}" -ge $SMP ] ||
-	zoc_die "only ${busy:-0} I/O submission queue(s) of nvme0 saw writes, expected $SMP (one fio job per CPU; device_stats above)"
-zoc_log "host: device_stats shows reads and writes on $busy I/O queues, no errors"
-if [[ $ZOC_ZOCD_CPU == *,* ]]; then
-	nr=$(jq -r '[.[]? | select(.name == "nvme0") | (.queues // [])[] | select(.sqid > 0) | .reactor] | unique | length' <<<"$STATS")
-	[ "${nr:-0}" -ge 2 ] || zoc_die "zocd has two reactors but nvme0's I/O queues all ran on one (device_stats above)"
-	zoc_log "host: the I/O queues ran on $nr reactors"
-fi
+zoc_log "host: device_stats totals show reads and writes, no errors"
 zoc_ctl device_delete name=nvme0 >/dev/null || zoc_die "device_delete name=nvme0 failed (above)"
 LIST=$(zoc_ctl device_list --json) || zoc_die "device_list failed after device_delete (above)"
 if grep -q '"nvme0"' <<<"$LIST"; then zoc_die "device_list still shows nvme0 after device_delete: $LIST"; fi
