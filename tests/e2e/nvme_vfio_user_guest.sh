@@ -232,16 +232,28 @@ check_queue_stats() {
 	fi
 }
 
+# fw_args NAME: QEMU args that keep the firmware's (SeaBIOS) debug output, which shows how
+# it drove the NVMe controller before Linux (fw_log NAME copies it to the logs).
+fw_args() {
+	printf '%s\n' -chardev "file,id=fwlog,path=$(zoc_guest_path "$ZOC_WORK/$1.firmware.log")" \
+		-device isa-debugcon,iobase=0x402,chardev=fwlog
+}
+fw_log() { cp "$ZOC_WORK/$1.firmware.log" "$ZOC_ARTIFACTS/" 2>/dev/null || true; }
+
 # ---- boot 1
+mapfile -t FW < <(fw_args boot1)
 HOLD=0
 [ "$ZOC_E2E_SERVER" = zocd ] && HOLD=3
 zoc_guest_start boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 240 \
 	--env PHASE=1 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
-	--env HOLD=$HOLD -- "${DEV_ARGS[@]}"
+	--env HOLD=$HOLD -- "${FW[@]}" "${DEV_ARGS[@]}"
 if [ "$ZOC_E2E_SERVER" = zocd ] && zoc_guest_wait_line '^ZOC-STATS-NOW' 200; then
 	check_queue_stats
 fi
-zoc_guest_wait || zoc_die "boot 1 failed (reasons above; zocd log: ${ZOC_ZOCD_LOG:-none})"
+rc=0
+zoc_guest_wait || rc=$?
+fw_log boot1
+[ $rc = 0 ] || zoc_die "boot 1 failed (reasons above; zocd log: ${ZOC_ZOCD_LOG:-none}; firmware log: $ZOC_ARTIFACTS/boot1.firmware.log)"
 grep -aq 'ZOC-STATS-NOW' "$ZOC_GUEST_LOG" || zoc_die "boot 1 never got to the per-queue statistics"
 LOG1=$ZOC_GUEST_LOG
 PAT_MD5=$(zoc_guest_results | awk '/^ZOC-PATTERN md5=/{sub("md5=","",$2); print $2; exit}')
@@ -256,9 +268,13 @@ HOST_MD5=$(dd if="$DISK" bs=1M skip=$PAT_MB count=1 2>/dev/null | md5sum | cut -
 zoc_log "host: the guest's pattern is in the backing file at ${PAT_MB} MiB (md5 $HOST_MD5)"
 
 # ---- boot 2: a new connection to the same controller
+mapfile -t FW < <(fw_args boot2)
+rc=0
 zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 180 \
 	--env PHASE=2 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=32 \
-	--env PAT_MD5="$PAT_MD5" -- "${DEV_ARGS[@]}" ||
+	--env PAT_MD5="$PAT_MD5" -- "${FW[@]}" "${DEV_ARGS[@]}" || rc=$?
+fw_log boot2
+[ $rc = 0 ] ||
 	zoc_die "boot 2 (a new vfio-user connection to the same controller) failed (reasons above; zocd log: ${ZOC_ZOCD_LOG:-none})"
 if tr -d '\r' <"$ZOC_GUEST_LOG" | sed -n '/ZOC-POWEROFF/,$p' | grep -aiE 'nvme|shutdown|timeout'; then
 	zoc_die "boot 2: the guest's power-off was not clean (console lines above; full: $ZOC_GUEST_LOG)"
