@@ -308,4 +308,12 @@ if grep -q '"nvme0"' <<<"$LIST"; then zoc_die "device_list still shows nvme0 aft
 zoc_log "host: device_delete removed nvme0"
 zoc_zocd_stop || zoc_die "zocd did not shut down cleanly (above)"
 zoc_zocd_check_log
+# Not failures, but worth a look: zocd's warnings and the firmware's NVMe timeouts.
+if grep -q ' WARN ' "$ZOC_ZOCD_LOG"; then
+	zoc_log "note: zocd logged warnings (count, message):"
+	grep ' WARN ' "$ZOC_ZOCD_LOG" | sed 's/^[0-9:.]* WARN *\[[0-9]*\] //; s/0x[0-9a-f]*/0x…/g; s|/[^ :]*\.sock|SOCK|g' |
+		sort | uniq -c | sort -rn | head -10 | sed 's/^/    zocd| /'
+fi
+n=$(cat "$ZOC_ARTIFACTS"/boot*.firmware.log 2>/dev/null | grep -c 'Timeout at nvme' || true)
+[ "${n:-0}" = 0 ] || zoc_log "note: the firmware (SeaBIOS) timed out $n time(s) waiting for the NVMe controller (boot*.firmware.log)"
 zoc_log "PASS"
