@@ -6,7 +6,13 @@
  * Null data by default (--ram MB keeps data, for --rw verify).
  *
  *   zoc-perf-fake-nvme --socket PATH [--ram MB] [--size-mb 1024] [--once]
- *                      [--no-mmap] [--cpu N]
+ *                      [--no-mmap] [--cpu N] [--fault NAME[:N]]
+ *
+ * --fault makes it misbehave after N I/Os (or at message N for message
+ * faults; default 100) so the client's checks can be tested: io-error,
+ * cqe-cid, cqe-sqid, cqe-dup, hang, cfs, corrupt (needs --ram), reply-id,
+ * reply-cmd, reply-short, reply-long, version-major, error-payload,
+ * extra-fd, sparse-bad, close.
  *
  * Not zocd and not a model of it: just enough of the spec for the client.
  */
@@ -54,8 +60,16 @@ static struct {
 	struct sq sq[MAXQ];
 	struct cq cq[MAXQ];
 	uint16_t nq_alloc;
-	uint64_t ios;
+	uint64_t ios, msgs;
+	const char *fault;
+	uint64_t fault_at;
+	bool hung;
 } g;
+
+static bool fault(const char *name, uint64_t count)
+{
+	return g.fault && !strcmp(g.fault, name) && count >= g.fault_at;
+}
 
 static void *tr(uint64_t iova, uint64_t len)
 {
@@ -72,12 +86,27 @@ static int send_reply(uint16_t id, uint16_t cmd, const void *p, uint32_t len, in
 	union { char b[CMSG_SPACE(sizeof(int) * 4)]; struct cmsghdr a; } cb;
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 
-	h[0] = (uint32_t)id | (uint32_t)cmd << 16;
+	g.msgs++;
+	if (fault("reply-id", g.msgs))
+		id++;
+	if (fault("reply-cmd", g.msgs))
+		cmd = cmd == 9 ? 10 : 9;
+	if (fault("error-payload", g.msgs) && !err && len) {
+		err = EIO;
+		h[1] = HDR + len;
+		goto keep_payload;
+	}
 	h[1] = HDR + (err ? 0 : len);
-	h[2] = 1 | (err ? 0x20 : 0);
-	h[3] = (uint32_t)err;
 	if (err)
 		m.msg_iovlen = 1;
+keep_payload:
+	h[0] = (uint32_t)id | (uint32_t)cmd << 16;
+	h[2] = 1 | (err ? 0x20 : 0);
+	h[3] = (uint32_t)err;
+	if (fault("extra-fd", g.msgs) && !nfds) {
+		fds = &g.dbfd;
+		nfds = 1;
+	}
 	if (nfds) {
 		struct cmsghdr *c;
 
@@ -89,7 +118,7 @@ static int send_reply(uint16_t id, uint16_t cmd, const void *p, uint32_t len, in
 		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
-	return sendmsg(g.cfd, &m, MSG_NOSIGNAL) == (ssize_t)(HDR + (err ? 0 : len)) ? 0 : -1;
+	return sendmsg(g.cfd, &m, MSG_NOSIGNAL) == (ssize_t)h[1] ? 0 : -1;
 }
 
 static void ctrl_reset(void)
@@ -99,6 +128,7 @@ static void ctrl_reset(void)
 	memset(g.db, 0, 4096);
 	g.csts = 0;
 	g.cc = 0;
+	g.hung = false;
 }
 
 static void post(uint16_t sqid, uint16_t cid, uint16_t status, uint32_t dw0)
@@ -110,6 +140,10 @@ static void post(uint16_t sqid, uint16_t cid, uint16_t status, uint32_t dw0)
 
 	if (!e)
 		return;
+	if (sqid && fault("cqe-cid", g.ios))
+		cid = 0xfff0;
+	if (sqid && fault("cqe-sqid", g.ios))
+		sqid = (uint16_t)(sqid + 7);
 	memcpy(e, &dw0, 4);
 	memset(e + 4, 0, 4);
 	memcpy(e + 8, &s->head, 2);
@@ -275,7 +309,7 @@ static void process(void)
 		struct sq *s = &g.sq[q];
 		uint32_t tail;
 
-		if (!s->valid)
+		if (!s->valid || (q && g.hung))
 			continue;
 		tail = __atomic_load_n(&g.db[2 * q], __ATOMIC_ACQUIRE);
 		if (tail >= s->size)
@@ -295,9 +329,32 @@ static void process(void)
 			if (++s->head == s->size)
 				s->head = 0;
 			st = q == 0 ? admin(cmd, &dw0) : io(cmd);
-			if (q)
+			if (q) {
 				g.ios++;
+				if (fault("io-error", g.ios))
+					st = 0x80;
+				if (fault("corrupt", g.ios) && cmd[0] == 0x02) {
+					uint64_t prp1;
+					uint8_t *p;
+
+					memcpy(&prp1, cmd + 24, 8);
+					p = tr(prp1, 1);
+					if (p)
+						*p ^= 0x40;
+				}
+				if (fault("cfs", g.ios)) {
+					g.csts |= 2;
+					g.hung = true;
+					return;
+				}
+				if (fault("hang", g.ios)) {
+					g.hung = true;
+					return;
+				}
+			}
 			post((uint16_t)q, cid, st, dw0);
+			if (q && fault("cqe-dup", g.ios))
+				post((uint16_t)q, cid, st, dw0);
 		}
 	}
 	for (int q = 1; q < MAXQ; q++) {
@@ -398,12 +455,16 @@ static int handle(void)
 	plen = h[1] - HDR;
 	if (plen && recv(g.cfd, buf, plen, MSG_WAITALL) != (ssize_t)plen)
 		return -1;
+	if (fault("close", g.msgs + 1))
+		return -1;
 	switch (cmd) {
 	case 1: {
 		static const char js[] = "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,\"pgsizes\":4096,\"max_dma_maps\":16}}";
 		uint8_t rep[4 + sizeof(js)] = { 0 };
 
 		memcpy(rep + 4, js, sizeof(js));
+		if (fault("version-major", 0))
+			rep[0] = 1;
 		return send_reply(id, cmd, rep, sizeof(rep), 0, NULL, 0);
 	}
 	case 2: {
@@ -465,6 +526,8 @@ static int handle(void)
 			rep[8] = 1 | 1u << 16; /* id 1, version 1 */
 			rep[9] = 0;
 			rep[10] = 1;
+			if (fault("sparse-bad", 0))
+				a[0] = 0x3800;
 			memcpy(&rep[12], a, 16);
 			return send_reply(id, cmd, rep, rep[0], 0, &g.dbfd, 1);
 		}
@@ -517,6 +580,10 @@ static int handle(void)
 		if (count > 64)
 			return send_reply(id, cmd, NULL, 0, EINVAL, NULL, 0);
 		memcpy(rep, buf, 16);
+		if (fault("reply-short", g.msgs + 1))
+			return send_reply(id, cmd, rep, 12, 0, NULL, 0);
+		if (fault("reply-long", g.msgs + 1) && cmd == 9)
+			return send_reply(id, cmd, rep, 16 + count + 4, 0, NULL, 0);
 		if (cmd == 10) {
 			if (region == 0)
 				bar0_write(off, buf + 16, count);
@@ -563,6 +630,7 @@ static void disconnect(void)
 	ctrl_reset();
 	fprintf(stderr, "fake-nvme: client gone after %llu I/Os\n", (unsigned long long)g.ios);
 	g.ios = 0;
+	g.msgs = 0;
 }
 
 int main(int argc, char **argv)
@@ -570,7 +638,8 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' }, { "ram", required_argument, NULL, 'r' },
 		{ "size-mb", required_argument, NULL, 'S' }, { "once", no_argument, NULL, 'o' },
-		{ "no-mmap", no_argument, NULL, 'n' }, { "cpu", required_argument, NULL, 'c' }, { 0 },
+		{ "no-mmap", no_argument, NULL, 'n' }, { "cpu", required_argument, NULL, 'c' },
+		{ "fault", required_argument, NULL, 'f' }, { 0 },
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *path = NULL;
@@ -584,6 +653,17 @@ int main(int argc, char **argv)
 		case 'S': size_mb = strtoull(optarg, NULL, 0); break;
 		case 'o': g.once = true; break;
 		case 'n': g.no_mmap = true; break;
+		case 'f': {
+			char *colon = strchr(optarg, ':');
+
+			g.fault = optarg;
+			g.fault_at = 100;
+			if (colon) {
+				*colon = 0;
+				g.fault_at = strtoull(colon + 1, NULL, 0);
+			}
+			break;
+		}
 		case 'c': {
 			cpu_set_t s;
 

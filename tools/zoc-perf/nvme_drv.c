@@ -39,7 +39,6 @@
 #define CSTS_SHST_DONE (2u << 2)
 
 #define CAP_MQES(c) ((uint32_t)((c) & 0xffff))
-#define CAP_CQR(c) (((c) >> 16) & 1)
 #define CAP_TO(c) ((uint32_t)(((c) >> 24) & 0xff))
 #define CAP_DSTRD(c) ((uint32_t)(((c) >> 32) & 0xf))
 #define CAP_CSS_NVM(c) (((c) >> 37) & 1)
@@ -670,12 +669,9 @@ static int create_queues(struct zoc_nvmed *d)
 	if (d->opts.queue_slots + 1u > mqes)
 		return fail(d, -EINVAL, "queue depth %u needs %u-entry queues; the controller allows %u (CAP.MQES)",
 			    d->opts.queue_slots, d->opts.queue_slots + 1u, mqes);
+	/* Queues are always contiguous in the one DMA region (PC = 1), which is
+	 * what CAP.CQR asks for. */
 	qsize = (uint16_t)ZOC_MIN(mqes, ZOC_MAX(2u * d->opts.queue_slots, 64u));
-	if (CAP_CQR(d->info.cap) && qsize * sizeof(struct nvme_sqe) > PAGE)
-		qsize = (uint16_t)ZOC_MAX(PAGE / sizeof(struct nvme_sqe), d->opts.queue_slots + 1u);
-	if (CAP_CQR(d->info.cap) && qsize * sizeof(struct nvme_sqe) > PAGE)
-		return fail(d, -EINVAL, "controller needs physically contiguous queues (CAP.CQR) and a %u-entry SQ is over a page",
-			    qsize);
 	d->info.queue_size = qsize;
 	d->qps = calloc(nq, sizeof(*d->qps));
 	if (!d->qps)
