@@ -255,6 +255,7 @@ struct run {
 	const struct opts *o;
 	struct zoc_nvmed *d;
 	const struct zoc_nvmed_info *info;
+	struct zoc_nvmed_info info_copy;
 	struct jobq *q;
 	uint32_t nq;
 	uint64_t nunits;     /* I/O units in the range */
@@ -796,7 +797,8 @@ static int cmd_nvme(int argc, char **argv)
 		free(r);
 		return EXIT_FAIL;
 	}
-	r->info = zoc_nvmed_info(r->d);
+	r->info_copy = *zoc_nvmed_info(r->d); /* outlives the driver (closed before printing) */
+	r->info = &r->info_copy;
 	if (o.verbose) {
 		const struct zoc_nvmed_info *in = r->info;
 
