@@ -12,7 +12,7 @@
  * faults; default 100) so the client's checks can be tested: io-error,
  * cqe-cid, cqe-sqid, cqe-dup, hang, cfs, corrupt (needs --ram), reply-id,
  * reply-cmd, reply-short, reply-long, version-major, error-payload,
- * extra-fd, sparse-bad, close.
+ * extra-fd, sparse-bad, close, reply-posted (answers No_reply messages).
  *
  * Not zocd and not a model of it: just enough of the spec for the client.
  */
@@ -79,6 +79,8 @@ static void *tr(uint64_t iova, uint64_t len)
 	return NULL;
 }
 
+static bool g_no_reply; /* the message being handled had No_reply */
+
 static int send_reply(uint16_t id, uint16_t cmd, const void *p, uint32_t len, int err, int *fds, int nfds)
 {
 	uint32_t h[4];
@@ -87,6 +89,8 @@ static int send_reply(uint16_t id, uint16_t cmd, const void *p, uint32_t len, in
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 
 	g.msgs++;
+	if (g_no_reply && !fault("reply-posted", 0))
+		return 0;
 	if (fault("reply-id", g.msgs))
 		id++;
 	if (fault("reply-cmd", g.msgs))
@@ -450,6 +454,7 @@ static int handle(void)
 		}
 	id = (uint16_t)h[0];
 	cmd = (uint16_t)(h[0] >> 16);
+	g_no_reply = h[2] & 0x10;
 	if (h[1] < HDR || h[1] - HDR > sizeof(buf))
 		return -1;
 	plen = h[1] - HDR;

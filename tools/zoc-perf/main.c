@@ -48,7 +48,7 @@ struct opts {
 	double time_s;
 	uint64_t size_mb;
 	int cpu;
-	bool irq_eventfd, json, no_mmap, verbose;
+	bool irq_eventfd, json, no_mmap, wait_writes, verbose;
 	int timeout_ms;
 	uint64_t seed;
 	uint32_t mem_mb;
@@ -113,6 +113,8 @@ static void usage(FILE *f)
 		"  --timeout-ms N      a command or message that takes longer is an error\n"
 		"                      (default 5000)\n"
 		"  --no-mmap           write doorbells with REGION_WRITE even if mmap is offered\n"
+		"  --wait-writes       doorbell REGION_WRITEs wait for the server's reply (default:\n"
+		"                      posted with No_reply, like QEMU's vfio-user-pci)\n"
 		"  --mem-mb N          DMA memory to share (default: 64, or what the job needs)\n"
 		"  --seed N            seed for offsets and verify patterns (default 1)\n"
 		"  -v, --verbose       describe the controller on stderr\n",
@@ -684,6 +686,7 @@ static int cmd_nvme(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "no-mmap", no_argument, NULL, 'N' },
+		{ "wait-writes", no_argument, NULL, 'W' },
 		{ "mem-mb", required_argument, NULL, 'm' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -737,6 +740,7 @@ static int cmd_nvme(int argc, char **argv)
 		case 'j': o.json = true; break;
 		case 'T': o.timeout_ms = (int)parse_u64("--timeout-ms", optarg, 1, 3600000); break;
 		case 'N': o.no_mmap = true; break;
+		case 'W': o.wait_writes = true; break;
 		case 'm': o.mem_mb = (uint32_t)parse_u64("--mem-mb", optarg, 1, 4095); break;
 		case 'e': o.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
 		case 'v': o.verbose = true; break;
@@ -770,6 +774,7 @@ static int cmd_nvme(int argc, char **argv)
 	dopts.queue_slots = (uint16_t)o.qd;
 	dopts.irq_eventfd = o.irq_eventfd;
 	dopts.no_mmap = o.no_mmap;
+	dopts.wait_writes = o.wait_writes;
 	dopts.verbose = o.verbose;
 	{
 		uint64_t per_slot = ((uint64_t)(o.bs + PAGE - 1) / PAGE) * PAGE + (o.bs > 2 * PAGE ? PAGE : 0);

@@ -203,7 +203,11 @@ static uint32_t db_offset(const struct zoc_nvmed *d, uint16_t qid, bool cq)
 int zoc_nvmed_doorbell_msg(struct zoc_nvmed_qpair *qp, bool cq, uint16_t value)
 {
 	struct zoc_nvmed *d = qp->ctrl;
-	int ret = zoc_vfuc_write32(d->v, VFUC_REGION_BAR0, db_offset(d, qp->qid, cq), value);
+	uint32_t v32 = value;
+	int ret = d->opts.wait_writes ?
+		zoc_vfuc_write32(d->v, VFUC_REGION_BAR0, db_offset(d, qp->qid, cq), v32) :
+		zoc_vfuc_region_write_posted(d->v, VFUC_REGION_BAR0, db_offset(d, qp->qid, cq),
+					     &v32, 4);
 
 	if (ret)
 		snprintf(qp->err, sizeof(qp->err), "writing the %s doorbell of queue %u: %s",

@@ -13,7 +13,7 @@
  * reaps the CQ by its phase bit and rings the CQ head doorbell once per batch.
  * When the server offers BAR0's doorbell page as a sparse mmap area, doorbells
  * are plain stores (no system call per I/O); otherwise each doorbell is a
- * REGION_WRITE message.
+ * REGION_WRITE message, posted (No_reply) unless opts.wait_writes.
  *
  * The controller is not trusted: completions are checked (queue id, command
  * id, SQ head) and anything inconsistent is an error with a message.
@@ -88,6 +88,8 @@ struct zoc_nvmed_opts {
 	uint32_t mem_bytes;    /* DMA memory; must hold queues + what the caller allocates */
 	bool irq_eventfd;      /* MSI-X eventfds per I/O queue; else polled, no interrupts */
 	bool no_mmap;          /* write doorbells with REGION_WRITE even if mmap is offered */
+	bool wait_writes;      /* doorbell REGION_WRITEs wait for their reply (else posted
+				  with No_reply, as QEMU's vfio-user-pci does by default) */
 	bool verbose;
 };
 

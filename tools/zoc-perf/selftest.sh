@@ -69,6 +69,9 @@ check no-socket 1 'cannot connect' -- --socket "$WORK/none.sock" --time 0.2
 
 fake_start --no-mmap --ram 16
 check target-no-mmap 0 'doorbells=message' -- --time 0.2 --rw verify
+check target-no-mmap-wait 0 'doorbells=message' -- --time 0.2 --rw verify --wait-writes
+fake_start --no-mmap --ram 16 --fault reply-posted:0
+check target-answers-posted 0 'doorbells=message' -- --time 0.5 --rw verify
 
 # I/O faults
 for f in io-error:50 cqe-cid cqe-sqid cqe-dup hang cfs; do

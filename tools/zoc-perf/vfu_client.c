@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,12 @@ struct zoc_vfuc {
 	int timeout_ms;
 	uint16_t next_id;
 	uint64_t nmsgs;
+	/* Posted (No_reply) writes since the last reply: ids [posted_first,
+	 * posted_first + nposted). A reply to one of them is tolerated if it
+	 * is not an error; the next reply to a request acknowledges them all
+	 * (the server processes commands in order). */
+	uint16_t posted_first;
+	uint32_t nposted;
 	struct zoc_vfuc_caps caps;
 	struct dma_map dma[MAX_DMA];
 	unsigned ndma;
@@ -321,6 +328,60 @@ static int serve_server_cmd(struct zoc_vfuc *v, const struct hdr *h, size_t plen
 	}
 }
 
+static bool is_posted_id(const struct zoc_vfuc *v, uint16_t id)
+{
+	return v->nposted && (uint16_t)(id - v->posted_first) < v->nposted;
+}
+
+/* Reads one whole message into r and v->rx + HDR_SIZE (payload of *plen
+ * bytes); fds that came with it go to fds[*nfds]. */
+static int recv_one(struct zoc_vfuc *v, struct hdr *r, size_t *plen, int *fds, size_t *nfds)
+{
+	int ret;
+
+	*nfds = 0;
+	ret = recv_exact(v, r, HDR_SIZE, fds, nfds, OUR_MAX_FDS);
+	if (ret)
+		return ret;
+	if (r->size < HDR_SIZE || r->size > MAX_MSG)
+		return fail(v, -EPROTO, "server message of %u bytes (command %u, %s) is %s", r->size,
+			    r->cmd, cmd_name(r->cmd),
+			    r->size < HDR_SIZE ? "shorter than its header" : "too long");
+	*plen = r->size - HDR_SIZE;
+	return recv_exact(v, v->rx + HDR_SIZE, *plen, fds, nfds, OUR_MAX_FDS);
+}
+
+/* A message that is not the reply being waited for: a command from the
+ * server (served), or a reply to a posted write (tolerated unless it is an
+ * error). 1 if it was one of those, 0 if not, <0 on error. Closes fds if
+ * it returns non-zero. */
+static int unsolicited(struct zoc_vfuc *v, const struct hdr *r, size_t plen, int *fds,
+		       size_t nfds)
+{
+	if ((r->flags & FLAG_TYPE_MASK) == FLAG_TYPE_CMD) {
+		int ret;
+
+		close_fds(fds, nfds);
+		ret = serve_server_cmd(v, r, plen);
+		return ret ? ret : 1;
+	}
+	if ((r->flags & FLAG_TYPE_MASK) != FLAG_TYPE_REPLY) {
+		close_fds(fds, nfds);
+		return fail(v, -EPROTO, "server message type %u (flags 0x%x) is neither command nor reply",
+			    r->flags & FLAG_TYPE_MASK, r->flags);
+	}
+	if (is_posted_id(v, r->id)) {
+		/* Not required, but some servers answer posted writes. */
+		close_fds(fds, nfds);
+		if (r->flags & FLAG_ERROR)
+			return fail(v, r->error ? -(int)r->error : -EIO,
+				    "server failed a posted %s (id %u): %s", cmd_name(r->cmd), r->id,
+				    strerror(r->error ? (int)r->error : EIO));
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * One request and its reply. The reply payload is copied to reply (at most
  * reply_max bytes: a longer reply is a protocol error); *reply_len gets its
@@ -345,32 +406,17 @@ static int request(struct zoc_vfuc *v, uint16_t cmd, const void *req, size_t req
 	for (;;) {
 		struct hdr r;
 		int tmpfds[OUR_MAX_FDS];
-		size_t ntmp = 0, plen;
+		size_t ntmp = 0, plen = 0;
 
-		ret = recv_exact(v, &r, HDR_SIZE, tmpfds, &ntmp, OUR_MAX_FDS);
+		ret = recv_one(v, &r, &plen, tmpfds, &ntmp);
 		if (ret)
 			goto out_fds;
-		if (r.size < HDR_SIZE || r.size > MAX_MSG) {
-			ret = fail(v, -EPROTO, "server message of %u bytes (command %u, %s) is %s",
-				   r.size, r.cmd, cmd_name(r.cmd),
-				   r.size < HDR_SIZE ? "shorter than its header" : "too long");
-			goto out_fds;
-		}
-		plen = r.size - HDR_SIZE;
-		ret = recv_exact(v, v->rx + HDR_SIZE, plen, tmpfds, &ntmp, OUR_MAX_FDS);
-		if (ret)
-			goto out_fds;
-		if ((r.flags & FLAG_TYPE_MASK) == FLAG_TYPE_CMD) {
-			close_fds(tmpfds, ntmp);
-			ret = serve_server_cmd(v, &r, plen);
-			if (ret)
+		if (r.id != h.id || (r.flags & FLAG_TYPE_MASK) != FLAG_TYPE_REPLY) {
+			ret = unsolicited(v, &r, plen, tmpfds, ntmp);
+			if (ret < 0)
 				return ret;
-			continue;
-		}
-		if ((r.flags & FLAG_TYPE_MASK) != FLAG_TYPE_REPLY) {
-			ret = fail(v, -EPROTO, "server message type %u (flags 0x%x) is neither command nor reply",
-				   r.flags & FLAG_TYPE_MASK, r.flags);
-			goto out_fds;
+			if (ret > 0)
+				continue;
 		}
 		if (r.id != h.id || r.cmd != cmd) {
 			ret = fail(v, -EPROTO,
@@ -403,6 +449,7 @@ static int request(struct zoc_vfuc *v, uint16_t cmd, const void *req, size_t req
 			memcpy(reply, v->rx + HDR_SIZE, plen);
 		if (reply_len)
 			*reply_len = plen;
+		v->nposted = 0; /* acknowledged by this reply */
 		for (size_t i = 0; i < ntmp; i++)
 			rfds[i] = tmpfds[i];
 		if (nrfds)
@@ -411,6 +458,36 @@ static int request(struct zoc_vfuc *v, uint16_t cmd, const void *req, size_t req
 out_fds:
 		close_fds(tmpfds, ntmp);
 		return ret;
+	}
+}
+
+/* Between posted writes: handle whatever the server sent meanwhile without
+ * blocking (replies to posted writes, server commands), so a server that
+ * answers posted writes never blocks on a full socket. */
+static int drain(struct zoc_vfuc *v)
+{
+	for (;;) {
+		struct pollfd p = { .fd = v->fd, .events = POLLIN };
+		struct hdr r;
+		int tmpfds[OUR_MAX_FDS];
+		size_t ntmp = 0, plen = 0;
+		int ret;
+
+		if (poll(&p, 1, 0) <= 0)
+			return 0;
+		ret = recv_one(v, &r, &plen, tmpfds, &ntmp);
+		if (ret) {
+			close_fds(tmpfds, ntmp);
+			return ret;
+		}
+		ret = unsolicited(v, &r, plen, tmpfds, ntmp);
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			close_fds(tmpfds, ntmp);
+			return fail(v, -EPROTO, "server sent a reply (id %u, %s) to no request",
+				    r.id, cmd_name(r.cmd));
+		}
 	}
 }
 
@@ -556,6 +633,11 @@ struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char *
 		ret = -errno;
 		snprintf(whybuf, sizeof(whybuf), "cannot connect to %s: %s", path, strerror(-ret));
 		goto err;
+	}
+	{
+		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+
+		setsockopt(v->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	ret = check(v, negotiate(v));
 	if (ret) {
@@ -874,6 +956,39 @@ int zoc_vfuc_region_write(struct zoc_vfuc *v, uint32_t region, uint64_t off, con
 				     "REGION_WRITE reply (region %u offset 0x%llx count %u) does not match the request (region %u offset 0x%llx count %u)",
 				     rreg, (unsigned long long)roff, rcount, region,
 				     (unsigned long long)off, len));
+	return 0;
+}
+
+int zoc_vfuc_region_write_posted(struct zoc_vfuc *v, uint32_t region, uint64_t off,
+				 const void *buf, uint32_t len)
+{
+	uint8_t req[16 + 8];
+	struct hdr h = { .cmd = VFUC_REGION_WRITE, .size = HDR_SIZE + 16 + len,
+			 .flags = FLAG_TYPE_CMD | FLAG_NO_REPLY };
+	int ret;
+
+	if (len > 8)
+		return fail(v, -EINVAL, "posted writes are for registers (at most 8 bytes)");
+	/* Bound the unacknowledged backlog (and keep ids from wrapping into
+	 * the window): every 4096th write waits for its reply. */
+	if (v->nposted >= 4096)
+		return zoc_vfuc_region_write(v, region, off, buf, len);
+	if (v->fd < 0)
+		return fail(v, -ENOTCONN, "not connected (an earlier error closed the connection)");
+	memcpy(req, &off, 8);
+	memcpy(req + 8, &region, 4);
+	memcpy(req + 12, &len, 4);
+	memcpy(req + 16, buf, len);
+	h.id = v->next_id++;
+	ret = check(v, send_msg(v, &h, req, 16 + (size_t)len, NULL, 0));
+	if (ret)
+		return ret;
+	if (!v->nposted)
+		v->posted_first = h.id;
+	v->nposted++;
+	v->nmsgs++;
+	if ((v->nposted & 63) == 0)
+		return check(v, drain(v));
 	return 0;
 }
 

@@ -121,6 +121,11 @@ int zoc_vfuc_region_read(struct zoc_vfuc *v, uint32_t region, uint64_t off, void
 			 uint32_t len);
 int zoc_vfuc_region_write(struct zoc_vfuc *v, uint32_t region, uint64_t off, const void *buf,
 			  uint32_t len);
+/* A register write sent with No_reply, like QEMU's posted writes: no wait.
+ * The server processes messages in order, so the next request's reply
+ * acknowledges it; an error reply to it fails that later call. */
+int zoc_vfuc_region_write_posted(struct zoc_vfuc *v, uint32_t region, uint64_t off,
+				 const void *buf, uint32_t len);
 int zoc_vfuc_reset(struct zoc_vfuc *v);
 
 /* Convenience: naturally aligned 1/2/4/8-byte register accesses. */
