@@ -220,6 +220,8 @@ static int recv_exact(struct zoc_vfuc *v, void *buf, size_t len, int *fds, size_
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
+			if (errno == ECONNRESET)
+				return fail(v, -ECONNRESET, "the server reset the connection");
 			return fail(v, -errno, "receiving from the server: %s", strerror(errno));
 		}
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
@@ -604,7 +606,7 @@ static int negotiate(struct zoc_vfuc *v)
 
 struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char **why)
 {
-	static char whybuf[600];
+	static char whybuf[1280];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct zoc_vfuc *v;
 	int ret;
@@ -641,7 +643,8 @@ struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char *
 	}
 	ret = check(v, negotiate(v));
 	if (ret) {
-		snprintf(whybuf, sizeof(whybuf), "version negotiation with %s: %s", path, v->err);
+		snprintf(whybuf, sizeof(whybuf), "version negotiation with %s: %s%s", path, v->err,
+			 ret == -ECONNRESET ? " (does the server already have a client? zocd serves one per socket)" : "");
 		goto err;
 	}
 	return v;
