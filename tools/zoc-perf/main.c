@@ -246,6 +246,20 @@ static double hist_pct(const struct hist *h, double p)
 	return (double)h->max;
 }
 
+static void json_str(const char *str)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
 static double tv_s(struct timeval tv)
 {
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
@@ -643,13 +657,8 @@ static void print_results(const struct run *r, double cpu_user, double cpu_sys, 
 		       hist_pct(&r->lat, 99) / 1000.0, hist_pct(&r->lat, 99.9) / 1000.0,
 		       (double)r->lat.max / 1000.0, cpu_user, cpu_sys, cpu, dbw, in->mn, in->sn, in->fr);
 		if (rc) {
-			printf(", \"error\": \"");
-			for (const char *p = r->err; *p; p++)
-				if (*p == '"' || *p == '\\')
-					printf("\\%c", *p);
-				else if ((unsigned char)*p >= 0x20)
-					putchar(*p);
-			printf("\"");
+			printf(", \"error\": ");
+			json_str(r->err);
 		}
 		printf("}\n");
 		return;
@@ -797,8 +806,11 @@ static int cmd_nvme(int argc, char **argv)
 	r->d = zoc_nvmed_open(&dopts, &why);
 	if (!r->d) {
 		fprintf(stderr, "%s: %s: %s\n", g_prog, o.socket, why);
-		if (o.json)
-			printf("{\"ok\": false, \"error\": \"setup failed\"}\n");
+		if (o.json) {
+			printf("{\"ok\": false, \"error\": ");
+			json_str(why);
+			printf("}\n");
+		}
 		free(r);
 		return EXIT_FAIL;
 	}

@@ -62,6 +62,7 @@ check no-mmap 0 'doorbells=message' -- --time 0.3 --no-mmap
 check json 0 '^\{"ok": true, .*"iops": ' -- --time 0.2 --json
 check size-mb 0 'range 4 MiB' -- --time 0.2 --size-mb 4
 check bad-nsid 1 'namespace 2 does not exist' -- --time 0.2 --nsid 2
+check json-error 1 '^\{"ok": false, "error": "namespace 2 does not exist' -- --time 0.2 --nsid 2 --json
 check qd-over-mqes 1 'CAP.MQES' -- --time 0.2 --qd 2000
 check bs-not-lba 2 'not a multiple' -- --time 0.2 --bs 1000
 check bs-over-mdts 2 'MDTS' -- --time 0.2 --bs 262144
