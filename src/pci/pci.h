@@ -137,6 +137,10 @@ int zoc_pci_cfg_access(struct zoc_pci_func *f, uint32_t off, void *buf, uint32_t
 int zoc_pci_bar_access(struct zoc_pci_func *f, unsigned bar, uint64_t off, void *buf,
 		       uint32_t len, bool is_write);
 uint64_t zoc_pci_bar_size(const struct zoc_pci_func *f, unsigned bar);
+/* Reactor 0. Records error conditions in the status register (e.g.
+ * 0x2000, received master abort, when a DMA hit unmapped memory); only the
+ * write-1-to-clear error bits (0xf900) are taken, the driver clears them. */
+void zoc_pci_status_set(struct zoc_pci_func *f, uint16_t bits);
 /* Command register bits as the driver set them. */
 bool zoc_pci_bus_master(const struct zoc_pci_func *f);
 bool zoc_pci_mem_enabled(const struct zoc_pci_func *f);
@@ -166,6 +170,10 @@ bool zoc_pci_irq_raise(struct zoc_pci_func *f, uint16_t vector);
 void zoc_pci_intx_lower(struct zoc_pci_func *f);
 /* True if MSI-X is enabled (and not function-masked) or MSI is enabled. */
 bool zoc_pci_msi_active(const struct zoc_pci_func *f);
+/* Any reactor. True if the MSI-X enable bit is set, function-masked or
+ * not: zoc_pci_irq_raise() then uses the MSI-X vector (a function-masked
+ * one goes pending in the PBA), never MSI or INTx. */
+bool zoc_pci_msix_enabled(const struct zoc_pci_func *f);
 
 /* Function reset: config space back to power-on values (BARs, command,
  * MSI-X off), then ops->reset. done(arg) on reactor 0. Irq fds stay. */
