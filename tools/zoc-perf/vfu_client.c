@@ -604,38 +604,25 @@ static int negotiate(struct zoc_vfuc *v)
 	return 0;
 }
 
-struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char **why)
+struct zoc_vfuc *zoc_vfuc_attach(int fd, int timeout_ms, const char **why)
 {
 	static char whybuf[1280];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct zoc_vfuc *v;
+	struct zoc_vfuc *v = calloc(1, sizeof(*v));
 	int ret;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(whybuf, sizeof(whybuf), "socket path %s is too long", path);
-		*why = whybuf;
-		errno = ENAMETOOLONG;
-		return NULL;
-	}
-	v = calloc(1, sizeof(*v));
+	*why = whybuf;
 	if (v)
 		v->rx = malloc(MAX_MSG);
 	if (!v || !v->rx) {
-		if (v)
-			free(v);
-		*why = "out of memory";
+		free(v);
+		close(fd);
+		snprintf(whybuf, sizeof(whybuf), "out of memory");
 		errno = ENOMEM;
 		return NULL;
 	}
+	v->fd = fd;
 	v->timeout_ms = timeout_ms;
 	v->next_id = 1;
-	strcpy(sa.sun_path, path);
-	v->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (v->fd < 0 || connect(v->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		ret = -errno;
-		snprintf(whybuf, sizeof(whybuf), "cannot connect to %s: %s", path, strerror(-ret));
-		goto err;
-	}
 	{
 		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 
@@ -643,16 +630,46 @@ struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char *
 	}
 	ret = check(v, negotiate(v));
 	if (ret) {
-		snprintf(whybuf, sizeof(whybuf), "version negotiation with %s: %s%s", path, v->err,
+		snprintf(whybuf, sizeof(whybuf), "version negotiation: %s%s", v->err,
 			 ret == -ECONNRESET ? " (does the server already have a client? zocd serves one per socket)" : "");
-		goto err;
+		zoc_vfuc_close(v);
+		errno = -ret;
+		return NULL;
 	}
 	return v;
-err:
+}
+
+struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char **why)
+{
+	static char whybuf[1400];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct zoc_vfuc *v;
+	const char *awhy;
+	int fd, err;
+
 	*why = whybuf;
-	zoc_vfuc_close(v);
-	errno = -ret;
-	return NULL;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(whybuf, sizeof(whybuf), "socket path %s is too long", path);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = errno;
+		if (fd >= 0)
+			close(fd);
+		snprintf(whybuf, sizeof(whybuf), "cannot connect to %s: %s", path, strerror(err));
+		errno = err;
+		return NULL;
+	}
+	v = zoc_vfuc_attach(fd, timeout_ms, &awhy);
+	if (!v) {
+		err = errno;
+		snprintf(whybuf, sizeof(whybuf), "%s: %s", path, awhy);
+		errno = err;
+	}
+	return v;
 }
 
 void zoc_vfuc_close(struct zoc_vfuc *v)

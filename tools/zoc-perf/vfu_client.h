@@ -98,6 +98,9 @@ struct zoc_vfuc_irq_info {
 /* Connects and negotiates VERSION 0.x. timeout_ms bounds every reply wait.
  * NULL with errno set; *why gets a message (static storage). */
 struct zoc_vfuc *zoc_vfuc_connect(const char *path, int timeout_ms, const char **why);
+/* The same on a connected stream socket (taken over, closed on failure);
+ * for tests. */
+struct zoc_vfuc *zoc_vfuc_attach(int fd, int timeout_ms, const char **why);
 void zoc_vfuc_close(struct zoc_vfuc *v);
 /* The last error, in words. */
 const char *zoc_vfuc_error(const struct zoc_vfuc *v);
