@@ -201,7 +201,12 @@ one_run() {
 		log "error: zoc-perf $rw QD$qd failed (exit $rc): $(tail -n 1 "$CLIENT_LOG" | cut -c1-300) (client log: $CLIENT_LOG)"
 		return 1
 	fi
-	local ios secs iops mean p99 util
+	local ios secs iops mean p99 util db
+	db=$(sed -n 's/.*"doorbells": "\([a-z]*\)".*/\1/p' <<<"$out")
+	if [ "$CUR_SERVER" = zocd-poll ] && [ "$db" != mmap ] && [ -z "${WARNED_DB:-}" ]; then
+		WARNED_DB=1
+		log "warning: zocd in polling mode did not let the client mmap the doorbells ($db): every doorbell is a REGION_WRITE message, so these are not polling-mode figures (see docs/zoc-perf.md, 'Doorbell mmap offset')"
+	fi
 	ios=$(jnum "$out" ios); secs=$(jnum "$out" seconds); iops=$(jnum "$out" iops)
 	mean=$(jnum "$out" mean); p99=$(jnum "$out" p99); util=$(jnum "$out" util)
 	[ -n "$ios" ] && [ -n "$secs" ] || { log "error: no figures in zoc-perf's output: $out"; return 1; }
@@ -278,8 +283,9 @@ function row(srv, rw, qd,   k, why) {
 		printf "| %s | %s | %s | %s | | | | | | |\n", srv, rw, qd, why >> md
 		return
 	}
-	printf "%-10s %-9s %4s %10.0f %9.2f %9.2f %9.2f %11.0f %9.3f %8.0f%%\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p99[k]),
-		median(util[k]), median(ipc[k]), median(cus[k]), median(cli[k])
+	printf "%-10s %-9s %4s %10.0f %9.2f %9.2f %9.2f %11.0f %9.3f %8.0f%%%s\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p99[k]),
+		median(util[k]), median(ipc[k]), median(cus[k]), median(cli[k]), (median(cli[k]) >= 90 && srv != "fake") ? "  client-bound" : ""
+	if (median(cli[k]) >= 90 && srv != "fake") clientbound = 1
 	printf "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.0f | %.3f | %.0f%% |\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p99[k]),
 		median(util[k]), median(ipc[k]), median(cus[k]), median(cli[k]) >> md
 }
@@ -290,6 +296,7 @@ END {
 	for (r = 1; r <= nr; r++) for (q = 1; q <= nq; q++) for (s = 1; s <= ns; s++) row(S[s], R[r], Q[q])
 	printf "\nmedians of %d runs; lat = zoc-perf per-I/O latency (submission to completion seen); srv_cpu = server CPU s per wall s;\n", reps
 	printf "IOPS/core = I/Os / server CPU s; the fake row is the client ceiling (a target that completes at once), not a server.\n"
+	if (clientbound) printf "client-bound: zoc-perf used its whole CPU, so the server may do more than shown (try --queues on more client CPUs).\n"
 	printf "reference: SPDK reports 2.14M IOPS on one core (larger machine); issue 3 target: >= 1M IOPS per zocd core.\n"
 	printf "\nmedians of %d runs; IOPS per server core = I/Os / server CPU seconds; fake = client ceiling.\nReference: SPDK 2.14M IOPS on one core (larger machine); target >= 1M IOPS per zocd core.\n", reps >> md
 }' "$RAW"
