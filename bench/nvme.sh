@@ -15,7 +15,7 @@
 #   client   zoc-perf nvme --json, pinned to the client CPU; the server pinned to the server
 #            CPU (taskset, whole process: every thread)
 #
-# Per run: IOPS and latency (mean, p99) from zoc-perf's own window; server CPU seconds =
+# Per run: IOPS and latency (mean, p50, p99) from zoc-perf's own window; server CPU seconds =
 # utime+stime delta of /proc/PID/stat (all threads) around the client process; server CPU
 # share = cpu / wall time of the client process; IOPS per server core = I/Os / server CPU
 # seconds; CPU µs per I/O = server CPU / I/Os. Each figure is the median of BENCH_REPEATS
@@ -186,7 +186,7 @@ jnum() { # JSON KEY -> the number after "KEY": (flat or nested; first match)
 	sed -n "s/.*\"$2\": \{0,1\}\([-0-9.e+]*\).*/\1/p" <<<"$1" | head -1
 }
 
-# one_run RW QD IRQ -> prints "ios secs iops mean_us p99_us cli_cpu srv_cpu_s wall_s"
+# one_run RW QD IRQ -> prints "ios secs iops mean_us p99_us cli_cpu srv_cpu_s wall_s p50_us"
 one_run() {
 	local rw=$1 qd=$2 irq=$3 c0 c1 w0 w1 out rc
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
@@ -201,18 +201,18 @@ one_run() {
 		log "error: zoc-perf $rw QD$qd failed (exit $rc): $(tail -n 1 "$CLIENT_LOG" | cut -c1-300) (client log: $CLIENT_LOG)"
 		return 1
 	fi
-	local ios secs iops mean p99 util db
+	local ios secs iops mean p50 p99 util db
 	db=$(sed -n 's/.*"doorbells": "\([a-z]*\)".*/\1/p' <<<"$out")
 	if [ "$CUR_SERVER" = zocd-poll ] && [ "$db" != mmap ] && [ -z "${WARNED_DB:-}" ]; then
 		WARNED_DB=1
 		log "warning: zocd in polling mode did not let the client mmap the doorbells ($db): every doorbell is a REGION_WRITE message, so these are not polling-mode figures (see docs/zoc-perf.md, 'Doorbell mmap offset')"
 	fi
 	ios=$(jnum "$out" ios); secs=$(jnum "$out" seconds); iops=$(jnum "$out" iops)
-	mean=$(jnum "$out" mean); p99=$(jnum "$out" p99); util=$(jnum "$out" util)
+	mean=$(jnum "$out" mean); p50=$(jnum "$out" p50); p99=$(jnum "$out" p99); util=$(jnum "$out" util)
 	[ -n "$ios" ] && [ -n "$secs" ] || { log "error: no figures in zoc-perf's output: $out"; return 1; }
-	awk -v n="$ios" -v s="$secs" -v i="$iops" -v m="$mean" -v p="$p99" -v u="$util" \
+	awk -v n="$ios" -v s="$secs" -v i="$iops" -v m="$mean" -v p="$p99" -v u="$util" -v h="$p50" \
 		-v c=$((c1 - c0)) -v hz="$HZ" -v w=$((w1 - w0)) \
-		'BEGIN { printf "%d %.4f %.1f %.3f %.3f %.4f %.4f %.4f\n", n, s, i, m, p, u, c / hz, w / 1e6 }'
+		'BEGIN { printf "%d %.4f %.1f %.3f %.3f %.4f %.4f %.4f %.3f\n", n, s, i, m, p, u, c / hz, w / 1e6, h }'
 }
 
 # ----------------------------------------------------------------------- runs
@@ -220,7 +220,7 @@ one_run() {
 	echo "# bench/nvme.sh $(date -Is) host $(uname -r), $ncpu CPUs"
 	echo "# load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "# server CPU $SRV_CPU, client CPU $CLI_CPU, block size $BS, repeats $REPEATS, ${SECS}s per run"
-	printf 'server\trw\tqd\trep\tios\tsecs\tiops\tmean_us\tp99_us\tcli_util\tsrv_cpu_s\twall_s\n'
+	printf 'server\trw\tqd\trep\tios\tsecs\tiops\tmean_us\tp99_us\tcli_util\tsrv_cpu_s\twall_s\tp50_us\n'
 } >"$RAW"
 
 log "$ncpu CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); server CPU $SRV_CPU, client CPU $CLI_CPU"
@@ -244,11 +244,11 @@ for rep in $(seq "$REPEATS"); do
 				if ! r=$(one_run "$rw" "$qd" "$irq"); then
 					FAILED+=("$srv"); log "  $srv failed: skipping it from now on"; break 2
 				fi
-				read -r ios secs iops mean p99 util cpu wall <<<"$r"
-				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$rw" "$qd" "$rep" \
-					"$ios" "$secs" "$iops" "$mean" "$p99" "$util" "$cpu" "$wall" >>"$RAW"
-				log "$(awk -v s="$srv" -v r="$rw" -v q="$qd" -v i="$iops" -v m="$mean" -v p="$p99" -v u="$util" -v c="$cpu" -v w="$wall" -v n="$ios" \
-					'BEGIN { printf "  %-9s %-9s QD%-3s %9.0f IOPS  lat %7.2f us (p99 %7.2f)  server cpu %3.0f%%  %6.2f us/IO  client cpu %3.0f%%", s, r, q, i, m, p, (w > 0 ? 100 * c / w : 0), (n > 0 ? c * 1e6 / n : 0), 100 * u }')"
+				read -r ios secs iops mean p99 util cpu wall p50 <<<"$r"
+				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$rw" "$qd" "$rep" \
+					"$ios" "$secs" "$iops" "$mean" "$p99" "$util" "$cpu" "$wall" "$p50" >>"$RAW"
+				log "$(awk -v s="$srv" -v r="$rw" -v q="$qd" -v i="$iops" -v m="$mean" -v p="$p99" -v u="$util" -v c="$cpu" -v w="$wall" -v n="$ios" -v h="$p50" \
+					'BEGIN { printf "  %-9s %-9s QD%-3s %9.0f IOPS  lat %7.2f us (p50 %6.2f p99 %7.2f)  server cpu %3.0f%%  %6.2f us/IO  client cpu %3.0f%%", s, r, q, i, m, h, p, (w > 0 ? 100 * c / w : 0), (n > 0 ? c * 1e6 / n : 0), 100 * u }')"
 			done
 		done
 		server_stop
@@ -269,6 +269,7 @@ function median(str,   a, n, i, j, t) {
 	k = $1 SUBSEP $2 SUBSEP $3
 	iops[k] = iops[k] " " $7
 	mean[k] = mean[k] " " $8
+	p50[k] = p50[k] " " $13
 	p99[k] = p99[k] " " $9
 	cli[k] = cli[k] " " 100 * $10
 	util[k] = util[k] " " ($12 > 0 ? $11 / $12 : 0)
@@ -280,18 +281,18 @@ function row(srv, rw, qd,   k, why) {
 	if (!(k in iops)) {
 		why = (srv ~ /^zocd/ && !zocd_ok) ? "pending" : index(failed, " " srv " ") ? "failed" : "n/a"
 		printf "%-10s %-9s %4s %10s\n", srv, rw, qd, why
-		printf "| %s | %s | %s | %s | | | | | | |\n", srv, rw, qd, why >> md
+		printf "| %s | %s | %s | %s | | | | | | | |\n", srv, rw, qd, why >> md
 		return
 	}
-	printf "%-10s %-9s %4s %10.0f %9.2f %9.2f %9.2f %11.0f %9.3f %8.0f%%%s\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p99[k]),
+	printf "%-10s %-9s %4s %10.0f %9.2f %9.2f %9.2f %9.2f %11.0f %9.3f %8.0f%%%s\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p50[k]), median(p99[k]),
 		median(util[k]), median(ipc[k]), median(cus[k]), median(cli[k]), (median(cli[k]) >= 90 && srv != "fake") ? "  client-bound" : ""
 	if (median(cli[k]) >= 90 && srv != "fake") clientbound = 1
-	printf "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.0f | %.3f | %.0f%% |\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p99[k]),
+	printf "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f | %.3f | %.0f%% |\n", srv, rw, qd, median(iops[k]), median(mean[k]), median(p50[k]), median(p99[k]),
 		median(util[k]), median(ipc[k]), median(cus[k]), median(cli[k]) >> md
 }
 END {
-	printf "%-10s %-9s %4s %10s %9s %9s %9s %11s %9s %9s\n", "server", "work", "QD", "IOPS", "lat_us", "p99_us", "srv_cpu", "IOPS/core", "cpu_us/IO", "cli_cpu"
-	printf "| server | work | QD | IOPS | mean lat µs | p99 lat µs | server CPU s/s | IOPS per server core | server CPU µs/I/O | client CPU |\n|---|---|---|---|---|---|---|---|---|---|\n" > md
+	printf "%-10s %-9s %4s %10s %9s %9s %9s %9s %11s %9s %9s\n", "server", "work", "QD", "IOPS", "lat_us", "p50_us", "p99_us", "srv_cpu", "IOPS/core", "cpu_us/IO", "cli_cpu"
+	printf "| server | work | QD | IOPS | mean lat µs | p50 µs | p99 µs | server CPU s/s | IOPS per server core | server CPU µs/I/O | client CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n" > md
 	ns = split(servers, S, " "); nr = split(rws, R, " "); nq = split(qds, Q, " ")
 	for (r = 1; r <= nr; r++) for (q = 1; q <= nq; q++) for (s = 1; s <= ns; s++) row(S[s], R[r], Q[q])
 	printf "\nmedians of %d runs; lat = zoc-perf per-I/O latency (submission to completion seen); srv_cpu = server CPU s per wall s;\n", reps
