@@ -308,17 +308,27 @@ static int setup_job(struct run *r)
 	uint64_t ns_bytes = r->info->nsze * lba, range;
 	uint32_t pages = (o->bs + PAGE - 1) / PAGE;
 
-	if (o->bs % lba)
-		die_usage("--bs %u is not a multiple of the namespace's LBA size %u", o->bs, lba);
-	if (r->info->mdts_bytes && o->bs > r->info->mdts_bytes)
-		die_usage("--bs %u exceeds the controller's maximum data transfer size %u (MDTS)",
-			  o->bs, r->info->mdts_bytes);
+	/* Usage errors that depend on the controller: -EINVAL with r->err. */
+	if (o->bs % lba) {
+		snprintf(r->err, sizeof(r->err), "--bs %u is not a multiple of the namespace's LBA size %u",
+			 o->bs, lba);
+		return -EINVAL;
+	}
+	if (r->info->mdts_bytes && o->bs > r->info->mdts_bytes) {
+		snprintf(r->err, sizeof(r->err),
+			 "--bs %u exceeds the controller's maximum data transfer size %u (MDTS)",
+			 o->bs, r->info->mdts_bytes);
+		return -EINVAL;
+	}
 	range = ns_bytes;
 	if (o->size_mb && o->size_mb * 1048576ull < range)
 		range = o->size_mb * 1048576ull;
 	r->nunits = range / o->bs;
-	if (r->nunits == 0)
-		die_usage("the range (%" PRIu64 " bytes) holds no %u-byte block", range, o->bs);
+	if (r->nunits == 0) {
+		snprintf(r->err, sizeof(r->err), "the range (%" PRIu64 " bytes) holds no %u-byte block",
+			 range, o->bs);
+		return -EINVAL;
+	}
 	r->q = calloc(r->nq, sizeof(*r->q));
 	if (!r->q)
 		return -ENOMEM;
@@ -830,10 +840,18 @@ static int cmd_nvme(int argc, char **argv)
 	}
 	ret = setup_job(r);
 	if (ret) {
-		fprintf(stderr, "%s: setting up the job: %s (DMA memory too small? try --mem-mb)\n",
-			g_prog, strerror(-ret));
+		if (ret == -EINVAL)
+			fprintf(stderr, "%s: %s\n(try '%s nvme --help')\n", g_prog, r->err, g_prog);
+		else
+			fprintf(stderr, "%s: setting up the job: %s (DMA memory too small? try --mem-mb)\n",
+				g_prog, strerror(-ret));
+		if (o.json) {
+			printf("{\"ok\": false, \"error\": ");
+			json_str(ret == -EINVAL ? r->err : strerror(-ret));
+			printf("}\n");
+		}
 		zoc_nvmed_close(r->d, NULL);
-		return EXIT_FAIL;
+		return ret == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 	}
 	getrusage(RUSAGE_SELF, &ru0);
 	run_loop(r);
