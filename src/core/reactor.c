@@ -41,6 +41,12 @@ struct zoc_msg {
 	struct zoc_msg *next;
 };
 
+/* Interrupt mode: poll time levels (us) before arming and sleeping; gaps are
+ * counted in the buckets between them ([0,4), [4,8) ... [256, inf)). */
+static const uint32_t g_poll_levels_us[] = {0, 4, 8, 16, 32, 64, 128, 256};
+#define POLL_LEVELS ((int)ZOC_ARRAY_SIZE(g_poll_levels_us))
+#define POLL_BUCKETS POLL_LEVELS
+
 struct zoc_reactor {
 	unsigned idx;
 	unsigned cpu;
@@ -66,13 +72,14 @@ struct zoc_reactor {
 	uint64_t idle_ns;
 	uint64_t sleeps;
 	uint64_t poll_ns; /* adaptive poll time before sleeping */
-	/* Interrupt mode: the poll ceiling is tuned for work per CPU second. */
+	/* Interrupt mode: the poll time is chosen from the measured idle gaps
+	 * and sleep/wake cost (see poll_epoch()). */
 	int poll_level;
-	int poll_dir;
 	uint64_t epoch_start_ns;
-	uint64_t epoch_cpu_ns;
-	uint64_t epoch_work;
-	double prev_eff;
+	uint32_t gap_seq;         /* idle periods seen; every POLL_SAMPLE_EVERY-th is sampled */
+	uint32_t sleep_seq;
+	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
+	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 static struct zoc_reactor *g_reactors;
@@ -465,26 +472,35 @@ static void disarm_all(struct zoc_reactor *r)
 }
 
 /*
- * The poll ceiling in interrupt mode. Whether polling through a gap is
- * cheaper than a sleep/wake cycle depends on the machine (a cycle costs
- * ~3 us on bare metal, ~25 us in some VMs) and on the client, so the
- * ceiling is tuned by measurement: every epoch the reactor compares work
- * done per CPU second of its thread with the previous epoch's and moves the
- * ceiling one level in the better direction (hill climbing). Levels above
- * --poll-max-us are never used.
+ * The poll time in interrupt mode. An idle reactor can poll through a gap
+ * (costing the gap's length in CPU) or arm and sleep (costing a sleep/wake
+ * cycle: ~3 us on bare metal, ~25 us in some VMs, plus whatever it polled
+ * first). Which is cheaper depends on the gaps this reactor sees, so it
+ * measures them: one idle period in POLL_SAMPLE_EVERY polls up to the
+ * ceiling (--poll-max-us) whatever the current choice, and its true length
+ * goes into a histogram; one sleep in POLL_SAMPLE_EVERY measures the thread
+ * CPU time of the cycle. Every epoch the reactor takes the poll time T that
+ * minimises the expected CPU per gap,
+ *     sum over gaps g of (g < T ? g : T + wake_cost),
+ * preferring less polling on near-ties. A probe that polls past the
+ * choice costs at most one gap in POLL_SAMPLE_EVERY, and the choice never
+ * wanders: it moves only when the measured gaps move. (An earlier tuner
+ * climbed levels by comparing work per CPU second between epochs; its
+ * probing cost ~25 us per I/O at low rates.) Levels above --poll-max-us
+ * are never used.
  */
-/* Poll this long before arming and sleeping. (Timed batching sleeps without
- * arming were tried as further levels: on these VMs a timer sleep costs
- * ~60 us of CPU, more than it saves at any queue depth.) */
-static const uint32_t g_poll_levels_us[] = {0, 4, 8, 16, 32, 64, 128, 256};
-/* An epoch lasts 50 ms and POLL_EPOCH_WORK units of work, or 500 ms: long
- * enough that its efficiency is not noise at low rates. */
+/* (Timed batching sleeps without arming were tried as further levels: on
+ * these VMs a timer sleep costs ~60 us of CPU, more than it saves.) */
 #define POLL_EPOCH_NS 50000000ull
-#define POLL_EPOCH_MAX_NS 500000000ull
-#define POLL_EPOCH_WORK 2000
-#define POLL_EPOCH_MIN_WORK 200
-/* Less than this relative gain is a tie; ties go to less polling. */
-#define POLL_EPOCH_TIE 0.03
+#define POLL_SAMPLE_EVERY 8
+/* Samples (decayed) below which an epoch keeps the current choice. */
+#define POLL_MIN_SAMPLES 8.0
+/* Histogram half-life: one epoch. */
+#define POLL_DECAY 0.5
+/* Assumed sleep/wake cost until measured. */
+#define POLL_WAKE_COST_NS 20000.0
+/* A longer poll must save at least this fraction to be chosen. */
+#define POLL_TIE 0.03
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -498,8 +514,7 @@ static int poll_max_level(void)
 {
 	int l = 0;
 
-	while (l + 1 < (int)ZOC_ARRAY_SIZE(g_poll_levels_us) &&
-	       g_poll_levels_us[l + 1] * 1000ull <= g_poll_max_ns)
+	while (l + 1 < POLL_LEVELS && g_poll_levels_us[l + 1] * 1000ull <= g_poll_max_ns)
 		l++;
 	return l;
 }
@@ -507,41 +522,57 @@ static int poll_max_level(void)
 static void poll_set_level(struct zoc_reactor *r, int level)
 {
 	r->poll_level = level;
-	r->poll_ns = g_poll_levels_us[level] * 1000ull;
+	__atomic_store_n(&r->poll_ns, g_poll_levels_us[level] * 1000ull, __ATOMIC_RELAXED);
+}
+
+static void poll_record_gap(struct zoc_reactor *r, uint64_t gap_ns)
+{
+	int b = 0;
+
+	while (b + 1 < POLL_BUCKETS && gap_ns >= g_poll_levels_us[b + 1] * 1000ull)
+		b++;
+	r->gap_hist[b] += 1.0;
+}
+
+/* Expected CPU (ns, summed over the sampled gaps) of polling for level l. */
+static double poll_cost(const struct zoc_reactor *r, int l)
+{
+	double t = g_poll_levels_us[l] * 1000.0, cost = 0;
+
+	for (int b = 0; b < POLL_BUCKETS; b++) {
+		double lo = g_poll_levels_us[b] * 1000.0;
+
+		if (b + 1 < POLL_BUCKETS && lo < t) /* the bucket ends by t: polled through */
+			cost += r->gap_hist[b] * (lo + g_poll_levels_us[b + 1] * 1000.0) / 2;
+		else
+			cost += r->gap_hist[b] * (t + r->wake_cost_ns);
+	}
+	return cost;
 }
 
 static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 {
-	uint64_t cpu = thread_cpu_ns(), dcpu = cpu - r->epoch_cpu_ns;
-	int top = poll_max_level(), next;
+	int top = poll_max_level(), best = 0;
+	double n = 0, best_cost;
 
-	if (r->epoch_work >= POLL_EPOCH_MIN_WORK && dcpu) {
-		double eff = (double)r->epoch_work / (double)dcpu;
-
-		if (r->prev_eff > 0) {
-			if (eff < r->prev_eff * (1.0 - POLL_EPOCH_TIE))
-				r->poll_dir = -r->poll_dir; /* worse: turn back */
-			else if (eff < r->prev_eff * (1.0 + POLL_EPOCH_TIE))
-				r->poll_dir = -1; /* no better: spend less CPU */
-		}
-		r->prev_eff = eff;
-		next = r->poll_level + r->poll_dir;
-		if (next < 0 || next > top) {
-			r->poll_dir = -r->poll_dir;
-			next = r->poll_level + r->poll_dir;
-		}
-		if (next >= 0 && next <= top)
-			poll_set_level(r, next);
-	} else {
-		/* Too little work to judge: polling for it is waste, sleep sooner. */
-		r->prev_eff = 0;
-		r->poll_dir = -1;
-		if (r->poll_level > 0)
-			poll_set_level(r, r->poll_level - 1);
-	}
 	r->epoch_start_ns = now;
-	r->epoch_cpu_ns = cpu;
-	r->epoch_work = 0;
+	for (int b = 0; b < POLL_BUCKETS; b++)
+		n += r->gap_hist[b];
+	if (n >= POLL_MIN_SAMPLES) {
+		best_cost = poll_cost(r, 0);
+		for (int l = 1; l <= top; l++) {
+			double c = poll_cost(r, l);
+
+			if (c < best_cost * (1.0 - POLL_TIE)) {
+				best = l;
+				best_cost = c;
+			}
+		}
+		if (best != r->poll_level)
+			poll_set_level(r, best);
+	}
+	for (int b = 0; b < POLL_BUCKETS; b++)
+		r->gap_hist[b] *= POLL_DECAY;
 }
 
 /* Busy/idle accounting without a clock read per iteration: iterations are
@@ -562,8 +593,7 @@ static void account(struct zoc_reactor *r, uint64_t *last, uint32_t *busy_it, ui
 	}
 	*last = t;
 	*busy_it = *idle_it = 0;
-	if (g_interrupt_mode && g_poll_max_ns && t - r->epoch_start_ns >= POLL_EPOCH_NS &&
-	    (r->epoch_work >= POLL_EPOCH_WORK || t - r->epoch_start_ns >= POLL_EPOCH_MAX_NS))
+	if (g_interrupt_mode && g_poll_max_ns && t - r->epoch_start_ns >= POLL_EPOCH_NS)
 		poll_epoch(r, t);
 }
 
@@ -573,14 +603,14 @@ static void reactor_loop(struct zoc_reactor *r)
 	uint32_t busy_it = 0, idle_it = 0;
 	unsigned idle = 0;
 	uint64_t last = zoc_now_ns();
-	uint64_t idle_start = 0;
+	uint64_t idle_start = 0, poll_ns = 0;
+	bool sampling = false;
 
-	/* Start by sleeping (the cheap choice for an idle reactor) and let the
-	 * epochs find out whether polling pays. */
-	r->poll_dir = 1;
+	/* Start by sleeping (the cheap choice for an idle reactor) until the
+	 * sampled gaps say polling pays. */
 	poll_set_level(r, 0);
+	r->wake_cost_ns = POLL_WAKE_COST_NS;
 	r->epoch_start_ns = last;
-	r->epoch_cpu_ns = thread_cpu_ns();
 	while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
 		int work = 0;
 		uint64_t now = r->ntimed ? zoc_now_ns() : 0;
@@ -610,7 +640,11 @@ static void reactor_loop(struct zoc_reactor *r)
 		}
 		if (work) {
 			busy_it++;
-			r->epoch_work += (uint64_t)work;
+			/* A sampled gap that polling bridged: its true length. */
+			if (ZOC_UNLIKELY(sampling)) {
+				poll_record_gap(r, zoc_now_ns() - idle_start);
+				sampling = false;
+			}
 			idle = 0;
 			continue;
 		}
@@ -622,16 +656,28 @@ static void reactor_loop(struct zoc_reactor *r)
 		 * every IDLE_SPINS iterations. */
 		if (idle == ZOC_REACTOR_IDLE_SPINS) {
 			idle_start = zoc_now_ns();
-			if (r->poll_ns)
+			sampling = g_poll_max_ns && ++r->gap_seq % POLL_SAMPLE_EVERY == 0;
+			poll_ns = sampling ? g_poll_levels_us[poll_max_level()] * 1000ull : r->poll_ns;
+			if (poll_ns)
 				continue;
-		} else if (idle % ZOC_REACTOR_IDLE_SPINS ||
-			   zoc_now_ns() - idle_start < r->poll_ns) {
+		} else if (idle % ZOC_REACTOR_IDLE_SPINS || zoc_now_ns() - idle_start < poll_ns) {
 			continue;
+		}
+		if (sampling) {
+			/* Longer than the ceiling: every choice sleeps through it. */
+			r->gap_hist[POLL_BUCKETS - 1] += 1.0;
+			sampling = false;
 		}
 		account(r, &last, &busy_it, &idle_it);
 		if (!arm_all(r)) {
+			bool measure = g_poll_max_ns && ++r->sleep_seq % POLL_SAMPLE_EVERY == 0;
+			uint64_t cpu0 = measure ? thread_cpu_ns() : 0;
+
 			r->sleeps++;
 			dispatch_fds(r, next_timer_ms(r, last));
+			if (measure)
+				r->wake_cost_ns = r->wake_cost_ns * 0.875 +
+						  (double)(thread_cpu_ns() - cpu0) * 0.125;
 		}
 		disarm_all(r);
 		if (r->pollers_dirty)
@@ -712,6 +758,15 @@ void zoc_reactors_stop(void)
 uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r)
 {
 	return __atomic_load_n(&r->poll_ns, __ATOMIC_RELAXED);
+}
+
+uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r)
+{
+	/* A double written by the reactor: a torn read is impossible on the
+	 * 64-bit targets we build for, and a stale one is fine for stats. */
+	double v = *(const volatile double *)&r->wake_cost_ns;
+
+	return v > 0 ? (uint64_t)v : 0;
 }
 
 

@@ -25,11 +25,11 @@
  *    Adaptive polling: a sleep/wake cycle can cost far more CPU than
  *    polling through a short gap (a context switch each way; ~25 us in some
  *    VMs), so an idle reactor keeps polling for poll_ns before it sleeps.
- *    poll_ns is tuned by measurement: every 50 ms epoch the reactor compares
- *    the work its pollers did per CPU second of its thread with the previous
- *    epoch and moves poll_ns one level (0, 4, 8 ... 256 us, at most
- *    poll_max_ns) in the better direction; an epoch with too little work to
- *    judge moves it down. poll_max_ns 0 disables polling past IDLE_SPINS.
+ *    poll_ns (0, 4, 8 ... 256 us, at most poll_max_ns) is chosen every 50 ms
+ *    epoch from measurements: the lengths of sampled idle gaps and the CPU
+ *    time of sampled sleep/wake cycles give the poll time with the least
+ *    expected CPU per gap (reactor.c explains the model). poll_max_ns 0
+ *    disables polling past IDLE_SPINS.
  *
  * Reactor 0 also carries the control plane (JSON-RPC, vhost-user sockets).
  */
@@ -120,6 +120,8 @@ int zoc_reactors_barrier(zoc_msg_fn done, void *arg);
  * work vs. not, since start. */
 /* Current adaptive poll time (interrupt mode). */
 uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r);
+/* Measured thread CPU time of one sleep/wake cycle (interrupt mode). */
+uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r);
 void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
 			   uint64_t *sleeps);
 

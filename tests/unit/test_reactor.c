@@ -9,10 +9,13 @@
 #include <stdatomic.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/pool.h"
 #include "core/reactor.h"
+#include "core/util.h"
 
 struct counter {
 	int polls;
@@ -174,6 +177,93 @@ static void test_unregister_and_timed(void **state)
 	zoc_reactors_fini();
 }
 
+/* Poll-time tuning: a work source whose next unit arrives gap_ns after the
+ * previous one was taken (a client's turnaround). A timerfd wakes a sleeping
+ * reactor at the due time. */
+struct gapsrc {
+	uint64_t gap_ns, due, end;
+	int tfd;
+	int done;
+};
+
+static int gap_poll(void *arg)
+{
+	struct gapsrc *g = arg;
+	uint64_t now = zoc_now_ns();
+
+	if (now < g->due)
+		return 0;
+	g->done++;
+	g->due = now + g->gap_ns;
+	if (now >= g->end)
+		zoc_reactors_stop();
+	return 1;
+}
+
+static int gap_arm(void *arg)
+{
+	struct gapsrc *g = arg;
+	struct itimerspec its = {0};
+
+	if (zoc_now_ns() >= g->due)
+		return 1;
+	its.it_value.tv_sec = (time_t)(g->due / 1000000000ull);
+	its.it_value.tv_nsec = (long)(g->due % 1000000000ull);
+	timerfd_settime(g->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+	return 0;
+}
+
+static void gap_fd(void *arg, uint32_t events)
+{
+	struct gapsrc *g = arg;
+	uint64_t v;
+
+	if (read(g->tfd, &v, sizeof(v)) < 0)
+		return;
+}
+
+static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost)
+{
+	struct zoc_reactor_opts o = {.interrupt_mode = true};
+	struct gapsrc g = {.gap_ns = gap_ns};
+	struct zoc_poller_ops ops = {.poll = gap_poll, .arm = gap_arm};
+	uint64_t poll_ns;
+
+	g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+	assert_true(g.tfd >= 0);
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, &g, 0, "gaps"));
+	assert_int_equal(zoc_reactor_add_fd(zoc_reactor_get(0), g.tfd, EPOLLIN, gap_fd, &g), 0);
+	g.end = zoc_now_ns() + 600000000ull; /* 12 epochs */
+	assert_int_equal(zoc_reactors_run(), 0);
+	poll_ns = zoc_reactor_poll_ns(zoc_reactor_get(0));
+	*wake_cost = zoc_reactor_wake_cost_ns(zoc_reactor_get(0));
+	zoc_reactor_del_fd(zoc_reactor_get(0), g.tfd);
+	zoc_reactors_fini();
+	close(g.tfd);
+	print_message("gap %lu us: poll %lu us, wake cost %lu ns, %d units\n",
+		      (unsigned long)(gap_ns / 1000), (unsigned long)(poll_ns / 1000),
+		      (unsigned long)*wake_cost, g.done);
+	return poll_ns;
+}
+
+static void test_poll_tuning(void **state)
+{
+	uint64_t wake, poll;
+
+	/* Gaps of 2 ms: polling through one costs more than any sleep/wake
+	 * cycle, and the ceiling (256 us) cannot bridge them: sleep at once. */
+	poll = run_gaps(2000000, &wake);
+	assert_int_equal(poll, 0);
+	assert_true(wake > 0);
+	/* Gaps of ~1 us (the timer's overshoot aside): bridging one by polling
+	 * costs less than a sleep/wake cycle costs on any machine we know (the
+	 * cycle is 2+ us on bare metal), so the tuner polls. */
+	poll = run_gaps(1000, &wake);
+	if (wake > 3000)
+		assert_true(poll > 0);
+}
+
 static void test_pool(void **state)
 {
 	struct zoc_pool *p = zoc_pool_create("t", 4, 10);
@@ -203,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_messages_cross_reactors),
 		cmocka_unit_test(test_interrupt_mode_sleeps_and_wakes),
 		cmocka_unit_test(test_unregister_and_timed),
+		cmocka_unit_test(test_poll_tuning),
 		cmocka_unit_test(test_pool),
 	};
 
