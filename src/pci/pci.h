@@ -166,6 +166,10 @@ bool zoc_pci_irq_raise(struct zoc_pci_func *f, uint16_t vector);
 void zoc_pci_intx_lower(struct zoc_pci_func *f);
 /* True if MSI-X is enabled (and not function-masked) or MSI is enabled. */
 bool zoc_pci_msi_active(const struct zoc_pci_func *f);
+/* Any reactor. True if the MSI-X enable bit is set, function-masked or
+ * not: zoc_pci_irq_raise() then uses the MSI-X vector (a function-masked
+ * one goes pending in the PBA), never MSI or INTx. */
+bool zoc_pci_msix_enabled(const struct zoc_pci_func *f);
 
 /* Function reset: config space back to power-on values (BARs, command,
  * MSI-X off), then ops->reset. done(arg) on reactor 0. Irq fds stay. */
