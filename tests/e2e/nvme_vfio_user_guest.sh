@@ -258,10 +258,17 @@ grep -aq 'ZOC-STATS-NOW' "$ZOC_GUEST_LOG" || zoc_die "boot 1 never got to the pe
 LOG1=$ZOC_GUEST_LOG
 PAT_MD5=$(zoc_guest_results | awk '/^ZOC-PATTERN md5=/{sub("md5=","",$2); print $2; exit}')
 [ -n "$PAT_MD5" ] || zoc_die "boot 1 did not report its pattern's md5"
-# The nvme driver's shutdown (CC.SHN) must complete: no warnings after the guest's last line.
-if tr -d '\r' <"$LOG1" | sed -n '/ZOC-POWEROFF/,$p' | grep -aiE 'nvme|shutdown|timeout'; then
-	zoc_die "the guest's power-off was not clean (console lines above, after ZOC-POWEROFF; full: $LOG1)"
-fi
+# check_poweroff NAME LOG: the nvme driver's shutdown (CC.SHN) completed: no warnings after
+# the guest's last line, and the kernel powered the machine off.
+check_poweroff() {
+	if tr -d '\r' <"$2" | sed -n '/ZOC-POWEROFF/,$p' | grep -aiE 'nvme|shutdown|timeout'; then
+		zoc_die "$1: the guest's power-off was not clean (console lines above, after ZOC-POWEROFF; full: $2)"
+	fi
+	grep -aq 'reboot: Power down' "$2" ||
+		zoc_die "$1: the console has no 'reboot: Power down' line: the guest did not power off by itself (full: $2)"
+}
+check_poweroff boot1 "$LOG1"
+zoc_log "boot 1: the guest powered off cleanly (nvme shutdown, no warnings)"
 HOST_MD5=$(dd if="$DISK" bs=1M skip=$PAT_MB count=1 2>/dev/null | md5sum | cut -d' ' -f1)
 [ "$HOST_MD5" = "$PAT_MD5" ] ||
 	zoc_die "the backing file holds md5 $HOST_MD5 at ${PAT_MB} MiB, the guest wrote $PAT_MD5: writes did not reach the file"
@@ -276,9 +283,7 @@ zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 180 \
 fw_log boot2
 [ $rc = 0 ] ||
 	zoc_die "boot 2 (a new vfio-user connection to the same controller) failed (reasons above; zocd log: ${ZOC_ZOCD_LOG:-none})"
-if tr -d '\r' <"$ZOC_GUEST_LOG" | sed -n '/ZOC-POWEROFF/,$p' | grep -aiE 'nvme|shutdown|timeout'; then
-	zoc_die "boot 2: the guest's power-off was not clean (console lines above; full: $ZOC_GUEST_LOG)"
-fi
+check_poweroff boot2 "$ZOC_GUEST_LOG"
 
 # ---- host side
 if [ "$ZOC_E2E_SERVER" != zocd ]; then
