@@ -244,10 +244,10 @@ fw_log() { cp "$ZOC_WORK/$1.firmware.log" "$ZOC_ARTIFACTS/" 2>/dev/null || true;
 mapfile -t FW < <(fw_args boot1)
 HOLD=0
 [ "$ZOC_E2E_SERVER" = zocd ] && HOLD=3
-zoc_guest_start boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 240 \
+zoc_guest_start boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 330 \
 	--env PHASE=1 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
 	--env HOLD=$HOLD -- "${FW[@]}" "${DEV_ARGS[@]}"
-if [ "$ZOC_E2E_SERVER" = zocd ] && zoc_guest_wait_line '^ZOC-STATS-NOW' 200; then
+if [ "$ZOC_E2E_SERVER" = zocd ] && zoc_guest_wait_line '^ZOC-STATS-NOW' 300; then
 	check_queue_stats
 fi
 rc=0
@@ -277,7 +277,7 @@ zoc_log "host: the guest's pattern is in the backing file at ${PAT_MB} MiB (md5 
 # ---- boot 2: a new connection to the same controller
 mapfile -t FW < <(fw_args boot2)
 rc=0
-zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 180 \
+zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 240 \
 	--env PHASE=2 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=32 \
 	--env PAT_MD5="$PAT_MD5" -- "${FW[@]}" "${DEV_ARGS[@]}" || rc=$?
 fw_log boot2
