@@ -30,6 +30,8 @@
 #   BENCH_SRV_CPU=0  BENCH_CLI_CPU=1
 #   BENCH_NICE=-10 (server and client niceness, as root; ignored otherwise)
 #   BENCH_IRQ_POLL=poll  BENCH_IRQ_INT=eventfd (zoc-perf --irq against zocd-poll / zocd-int)
+#   BENCH_TIMEOUT_MS=20000 (zoc-perf --timeout-ms: a command or message slower than this fails
+#                       the run; a failed run says how long the server waited for a CPU)
 #   BENCH_OUT=<build>/bench  (raw runs .tsv and the table .md are written there)
 #   ZOC_BUILD, ZOCD, ZOCCTL, ZOC_PERF, ZOC_FAKE (default <repo>/build/...)
 set -uo pipefail
@@ -50,6 +52,7 @@ CLI_CPU=${BENCH_CLI_CPU:-1}
 NICE=${BENCH_NICE:--10}
 IRQ_POLL=${BENCH_IRQ_POLL:-poll}
 IRQ_INT=${BENCH_IRQ_INT:-eventfd}
+TIMEOUT_MS=${BENCH_TIMEOUT_MS:-20000}
 NULL_MB=1024
 BS=4096
 OUT=${BENCH_OUT:-$ZOC_BUILD/bench}
@@ -73,7 +76,7 @@ if [ ! -d "$ZOC_BUILD" ]; then
 	meson setup "$ZOC_BUILD" "$REPO" >/dev/null || die "meson setup $ZOC_BUILD failed"
 fi
 log "building (ninja -C $ZOC_BUILD) ..."
-ninja -C "$ZOC_BUILD" >/dev/null || die "build failed: run 'ninja -C $ZOC_BUILD' to see why"
+ninja -C "$ZOC_BUILD" >/dev/null || die "build failed: run 'ninja -C $ZOC_BUILD' to see why (an undefined reference after new source files landed: 'meson setup --reconfigure $ZOC_BUILD', src/meson.build picks files at configure time)"
 [ -x "$ZOC_PERF" ] || die "$ZOC_PERF was not built (tools/zoc-perf/main.c missing?)"
 ZOCD_OK=1
 if [[ " $SERVERS " == *" zocd"* ]]; then
@@ -182,23 +185,33 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 	echo $((${12} + ${13}))
 }
 
+sched_ms() { # PID -> "on-CPU ms, run-queue wait ms" of all its threads (/proc/PID/task/*/schedstat)
+	awk '{ c += $1; r += $2 } END { printf "%d %d\n", c / 1e6, r / 1e6 }' /proc/"$1"/task/*/schedstat 2>/dev/null
+}
+
 jnum() { # JSON KEY -> the number after "KEY": (flat or nested; first match)
 	sed -n "s/.*\"$2\": \{0,1\}\([-0-9.e+]*\).*/\1/p" <<<"$1" | head -1
 }
 
 # one_run RW QD IRQ -> prints "ios secs iops mean_us p99_us cli_cpu srv_cpu_s wall_s p50_us"
 one_run() {
-	local rw=$1 qd=$2 irq=$3 c0 c1 w0 w1 out rc
+	local rw=$1 qd=$2 irq=$3 c0 c1 w0 w1 out rc s0 s1
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
+	s0=$(sched_ms "$SERVER_PID")
 	w0=${EPOCHREALTIME/[.,]/}
 	out=$("${NICE_CMD[@]}" taskset -c "$CLI_CPU" timeout $((SECS + 60)) "$ZOC_PERF" nvme --socket "$NVME_SOCK" \
-		--rw "$rw" --bs $BS --qd "$qd" --time "$SECS" --irq "$irq" --cpu "$CLI_CPU" --json 2>>"$CLIENT_LOG")
+		--rw "$rw" --bs $BS --qd "$qd" --time "$SECS" --irq "$irq" --cpu "$CLI_CPU" \
+		--timeout-ms "$TIMEOUT_MS" --json 2>>"$CLIENT_LOG")
 	rc=$?
 	w1=${EPOCHREALTIME/[.,]/}
 	echo "$CUR_SERVER $rw QD$qd: $out" >>"$CLIENT_LOG"
 	c1=$(cpu_ticks "$SERVER_PID") || { log "error: the server died during $rw QD$qd (log: $SERVER_LOG)"; return 1; }
 	if [ $rc != 0 ]; then
-		log "error: zoc-perf $rw QD$qd failed (exit $rc): $(tail -n 1 "$CLIENT_LOG" | cut -c1-300) (client log: $CLIENT_LOG)"
+		s1=$(sched_ms "$SERVER_PID")
+		log "error: zoc-perf $rw QD$qd failed (exit $rc): $(grep 'zoc-perf: error' "$CLIENT_LOG" | tail -n 1 | cut -c1-300) (client log: $CLIENT_LOG)"
+		# shellcheck disable=SC2086
+		set -- $s0 $s1
+		[ $# = 4 ] && log "  during that run the server ran $(($3 - $1)) ms and waited $(($4 - $2)) ms for a CPU over $(((w1 - w0) / 1000)) ms$([ $(($4 - $2)) -gt $(((w1 - w0) / 2000)) ] && echo ': CPU starvation by other work on the machine, not necessarily a server fault')"
 		return 1
 	fi
 	local ios secs iops mean p50 p99 util db
