@@ -200,8 +200,9 @@ static bool queue_may_start(const struct zoc_virtio_pci *vp, const struct vpci_q
 	       !(atomic_load(&vp->status) & VIRTIO_STATUS_NEEDS_RESET);
 }
 
-/* Hands queue q to the device. 0, or -errno (the device then needs reset). */
-static int queue_start(struct zoc_virtio_pci *vp, struct vpci_queue *q)
+/* Hands queue q to the device. 0, or -errno: -EFAULT if its rings are not
+ * in mapped memory (quietly if resuming). */
+static int queue_start(struct zoc_virtio_pci *vp, struct vpci_queue *q, bool resuming)
 {
 	struct zoc_vq_config cfg = {0};
 	uint64_t dsz, drsz, dvsz;
@@ -220,8 +221,9 @@ static int queue_start(struct zoc_virtio_pci *vp, struct vpci_queue *q)
 		return -EINVAL;
 	}
 	if (!vp->mem) {
-		ZOC_WARN_RL("%s: queue %u: no DMA space (no memory mapped by the client)",
-			    vp_name(vp), q->idx);
+		if (!resuming)
+			ZOC_WARN_RL("%s: queue %u: no DMA space (no memory mapped by the client)",
+				    vp_name(vp), q->idx);
 		return -EFAULT;
 	}
 	zoc_vq_ring_sizes(q->size, cfg.packed, &dsz, &drsz, &dvsz);
@@ -230,6 +232,8 @@ static int queue_start(struct zoc_virtio_pci *vp, struct vpci_queue *q)
 	cfg.driver = zoc_mem_gpa_to_hva(vp->mem, q->driver, drsz, false);
 	cfg.device = zoc_mem_gpa_to_hva(vp->mem, q->device, dvsz, true);
 	if (!cfg.desc || !cfg.driver || !cfg.device) {
+		if (resuming)
+			return -EFAULT;
 		ZOC_WARN_RL("%s: queue %u: ring addresses (desc 0x%llx driver 0x%llx device 0x%llx, "
 			    "%u entries) are not in mapped guest memory",
 			    vp_name(vp), q->idx, (unsigned long long)q->desc,
@@ -268,7 +272,7 @@ static int queue_start(struct zoc_virtio_pci *vp, struct vpci_queue *q)
 
 static void queue_try_start(struct zoc_virtio_pci *vp, struct vpci_queue *q)
 {
-	if (queue_may_start(vp, q) && queue_start(vp, q))
+	if (queue_may_start(vp, q) && queue_start(vp, q, false))
 		set_needs_reset(vp);
 }
 
@@ -276,6 +280,26 @@ static void queues_try_start(struct zoc_virtio_pci *vp)
 {
 	for (uint16_t i = 0; i < vp->nq; i++)
 		queue_try_start(vp, &vp->q[i]);
+}
+
+/* After the link changed the DMA space: restart the queues where they were.
+ * A ring that is not mapped now stays pending (a client remaps memory in
+ * steps: unmap, then map the new layout) and starts at a later resume. */
+static void queues_resume(struct zoc_virtio_pci *vp)
+{
+	for (uint16_t i = 0; i < vp->nq; i++) {
+		struct vpci_queue *q = &vp->q[i];
+		int rc;
+
+		if (!queue_may_start(vp, q))
+			continue;
+		rc = queue_start(vp, q, true);
+		if (rc == -EFAULT)
+			ZOC_INFO("%s: queue %u waits for its rings to be mapped again", vp_name(vp),
+				 q->idx);
+		else if (rc)
+			set_needs_reset(vp);
+	}
 }
 
 /* ---------------------------------------------------- stop and settle */
@@ -831,6 +855,8 @@ static bool pcicfg_window(struct zoc_virtio_pci *vp, uint8_t *bar, uint32_t *off
 	    zoc_pci_cfg_read(vp->f, CAP_PCICFG + VCAP_OFFSET, off, 4) ||
 	    zoc_pci_cfg_read(vp->f, CAP_PCICFG + VCAP_LENGTH, len, 4))
 		return false;
+	if (*len == 0)
+		return false; /* never set up (a client reading all of config space) */
 	if ((*len != 1 && *len != 2 && *len != 4) || *off % *len || *bar >= ZOC_PCI_NUM_BARS ||
 	    zoc_range_bad(*off, *len, zoc_pci_bar_size(vp->f, *bar))) {
 		ZOC_WARN_RL("%s: PCI cfg access window: bar %u offset 0x%x length %u is not valid",
@@ -915,7 +941,7 @@ static void vpci_resume(struct zoc_pci_func *f)
 	struct zoc_virtio_pci *vp = zoc_pci_func_ctx(f);
 
 	vp->quiesced = false;
-	queues_try_start(vp);
+	queues_resume(vp);
 }
 
 static void vpci_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)

@@ -472,6 +472,7 @@ void zoc_zocd_register_methods(void)
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
 		if (zoc_rpc_register(&methods[i]))
 			ZOC_ERR("cannot register method %s", methods[i].name);
+	zoc_zocd_register_virtio_methods();
 	zoc_rpc_register_config_writer(bdev_config_writer);
 	zoc_rpc_register_config_writer(device_config_writer);
 }
