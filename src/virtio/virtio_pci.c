@@ -295,8 +295,8 @@ static void queues_resume(struct zoc_virtio_pci *vp)
 			continue;
 		rc = queue_start(vp, q, true);
 		if (rc == -EFAULT)
-			ZOC_INFO("%s: queue %u waits for its rings to be mapped again", vp_name(vp),
-				 q->idx);
+			ZOC_LOG_RL(ZOC_LOG_INFO, "%s: queue %u waits for its rings to be mapped again",
+				   vp_name(vp), q->idx);
 		else if (rc)
 			set_needs_reset(vp);
 	}
@@ -481,8 +481,8 @@ static void status_write(struct zoc_virtio_pci *vp, uint8_t val)
 	/* Keep NEEDS_RESET, which another reactor may set meanwhile. */
 	atomic_fetch_or(&vp->status, st);
 	if ((st & VIRTIO_STATUS_DRIVER_OK) && !(drv & VIRTIO_STATUS_DRIVER_OK)) {
-		ZOC_INFO("%s: driver ready (features 0x%llx)", vp_name(vp),
-			 (unsigned long long)vp->features);
+		ZOC_LOG_RL(ZOC_LOG_INFO, "%s: driver ready (features 0x%llx)", vp_name(vp),
+			   (unsigned long long)vp->features);
 		queues_try_start(vp);
 	}
 	if (st & VIRTIO_STATUS_FAILED)
