@@ -264,8 +264,14 @@ for rep in $(seq "$REPEATS"); do
 					read -r e c w <<<"$r"
 					printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$be" "$rw" "$qd" "$rep" \
 						"${COUNT[$key]}" "$e" "$c" "$w" >>"$RAW"
+					tuned=""
+					if [ "$srv" = zocd-int ]; then
+						# what the reactor chose for this load (see src/core/reactor.c)
+						tuned=$("$ZOCCTL" -s "$WORK/zocd.sock" reactor_list --json 2>/dev/null |
+							jq -r '.[0] | "  poll \(.poll_ns / 1000) us, wake cost \(.wake_cost_ns / 1000 | floor) us"' 2>/dev/null)
+					fi
 					log "$(awk -v s="$srv" -v b="$be" -v r="$rw" -v q="$qd" -v n="${COUNT[$key]}" -v e="$e" -v c="$c" -v w="$w" \
-						'BEGIN { printf "  %-9s %-5s %-9s QD%-3s %9d I/Os %7.3f s %9.0f IOPS  server cpu %6.3f s (%3.0f%%)", s, b, r, q, n, e, n / e, c, (w > 0 ? 100 * c / w : 0) }')"
+						'BEGIN { printf "  %-9s %-5s %-9s QD%-3s %9d I/Os %7.3f s %9.0f IOPS  server cpu %6.3f s (%3.0f%%)", s, b, r, q, n, e, n / e, c, (w > 0 ? 100 * c / w : 0) }')$tuned"
 				done
 			done
 			server_stop

@@ -19,6 +19,7 @@ PKGS=(
 	linux-perf                                                 # profiling
 	util-linux                                                 # taskset, fallocate, flock
 	jq                                                         # tests read zocctl --json
+	nvme-cli                                                   # nvme id-ctrl / smart-log in the e2e guest
 )
 PKGS+=("$@")
 

@@ -18,7 +18,8 @@ struct zoc_device_ops {
 	void (*destroy)(struct zoc_device *d, void (*done)(void *arg), void *arg);
 	json_t *(*info)(struct zoc_device *d);  /* device_list row */
 	json_t *(*stats)(struct zoc_device *d); /* device_stats */
-	/* {"method": ..., "params": ...} that re-creates it (save_config). */
+	/* {"method": ..., "params": ...} that re-creates it (save_config), or an
+	 * array of them to replay in order. */
 	json_t *(*config)(struct zoc_device *d);
 };
 

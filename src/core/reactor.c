@@ -410,10 +410,18 @@ int zoc_reactors_barrier(zoc_msg_fn done, void *arg)
 }
 
 /* Returns the number of fd events dispatched. */
-static int dispatch_fds(struct zoc_reactor *r, int timeout_ms)
+static uint64_t thread_cpu_ns(void);
+
+/* wait_cpu: if not NULL, gets the thread CPU time of the wait itself (the
+ * sleep/wake cycle, without the handlers' work). */
+static int dispatch_fds_timed(struct zoc_reactor *r, int timeout_ms, uint64_t *wait_cpu)
 {
 	struct epoll_event evs[EPOLL_BATCH];
+	uint64_t cpu0 = wait_cpu ? thread_cpu_ns() : 0;
 	int n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
+
+	if (wait_cpu)
+		*wait_cpu = thread_cpu_ns() - cpu0;
 
 	for (int i = 0; i < n; i++) {
 		struct zoc_fd_handler *h = evs[i].data.ptr;
@@ -428,6 +436,11 @@ static int dispatch_fds(struct zoc_reactor *r, int timeout_ms)
 		free(h);
 	}
 	return n > 0 ? n : 0;
+}
+
+static int dispatch_fds(struct zoc_reactor *r, int timeout_ms)
+{
+	return dispatch_fds_timed(r, timeout_ms, NULL);
 }
 
 static int next_timer_ms(struct zoc_reactor *r, uint64_t now)
@@ -671,13 +684,12 @@ static void reactor_loop(struct zoc_reactor *r)
 		account(r, &last, &busy_it, &idle_it);
 		if (!arm_all(r)) {
 			bool measure = g_poll_max_ns && ++r->sleep_seq % POLL_SAMPLE_EVERY == 0;
-			uint64_t cpu0 = measure ? thread_cpu_ns() : 0;
+			uint64_t cpu = 0;
 
 			r->sleeps++;
-			dispatch_fds(r, next_timer_ms(r, last));
+			dispatch_fds_timed(r, next_timer_ms(r, last), measure ? &cpu : NULL);
 			if (measure)
-				r->wake_cost_ns = r->wake_cost_ns * 0.875 +
-						  (double)(thread_cpu_ns() - cpu0) * 0.125;
+				r->wake_cost_ns = r->wake_cost_ns * 0.875 + (double)cpu * 0.125;
 		}
 		disarm_all(r);
 		if (r->pollers_dirty)

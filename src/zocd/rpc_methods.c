@@ -376,8 +376,16 @@ static void rpc_device_stats(struct zoc_rpc_req *req, void *params)
 
 static void device_config_writer(json_t *array)
 {
-	for (struct zoc_device *d = zoc_device_next(NULL); d; d = zoc_device_next(d))
-		json_array_append_new(array, d->ops->config(d));
+	for (struct zoc_device *d = zoc_device_next(NULL); d; d = zoc_device_next(d)) {
+		json_t *c = d->ops->config(d);
+
+		/* One call, or several in order (a controller and its namespaces). */
+		if (json_is_array(c))
+			json_array_extend(array, c);
+		else if (c)
+			json_array_append(array, c);
+		json_decref(c);
+	}
 }
 
 static void rpc_reactor_list(struct zoc_rpc_req *req, void *params)
@@ -472,6 +480,7 @@ void zoc_zocd_register_methods(void)
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
 		if (zoc_rpc_register(&methods[i]))
 			ZOC_ERR("cannot register method %s", methods[i].name);
+	zoc_zocd_register_nvme_methods();
 	zoc_zocd_register_virtio_methods();
 	zoc_rpc_register_config_writer(bdev_config_writer);
 	zoc_rpc_register_config_writer(device_config_writer);

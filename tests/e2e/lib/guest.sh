@@ -29,6 +29,16 @@
 #   ZOC_GUEST_MEM_MB          guest RAM (default 512)
 #   ZOC_ZOCD_ARGS             extra zocd arguments
 #   ZOC_VHOST_BLK_PROPS       extra vhost-user-blk-pci properties (e.g. packed=on)
+#   ZOC_GUEST_BINS            extra host programs (names on PATH or absolute paths) copied with
+#                             their shared libraries into the base initramfs, e.g. "nvme"; set
+#                             it before zoc_guest_prepare (part of the cache key)
+#
+# QEMU from the Debian 13 root (scripts/trixie-root.sh, QEMU 11: vfio-user-pci):
+#   zoc_guest_use_root             ensure the root (skips the test if the machine cannot),
+#                                  then every zoc_guest_start runs the root's QEMU with
+#                                  ZOC_WORK shared as /tmp/zoc and the RAM as the machine's
+#                                  memory-backend
+#   zoc_guest_path HOSTPATH        the path QEMU sees for a file or socket under ZOC_WORK
 
 ZOC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 ZOC_BUILD=${ZOC_BUILD:-$ZOC_ROOT/build}
@@ -251,8 +261,19 @@ zoc__modcat() {
 ZOC_GUEST_MODULES="virtio_pci virtio_blk"
 zoc_guest_base() {
 	local key
+	local bins=() x p
+	for x in ${ZOC_GUEST_BINS:-}; do
+		p=$(command -v "$x" 2>/dev/null) || zoc_skip "'$x' (needed in the guest) is not installed (scripts/deps.sh installs it, as root)"
+		bins+=("$(readlink -f "$p")")
+	done
 	key=$(printf '%s\n' "$ZOC_KVER" "$ZOC_INITRAMFS_RECIPE" "$ZOC_GUEST_MODULES" \
 		"$(dpkg-query -W -f='${Version}' fio busybox-static 2>/dev/null)" | md5sum | cut -c1-10)
+	# Extra programs change the key only when there are some (the base image of the tests
+	# that need none stays the same).
+	if [ ${#bins[@]} -gt 0 ]; then
+		key=$(for p in "${bins[@]}"; do stat -L -c '%n %s %Y' "$p"; done | cat <(echo "$key") - |
+			md5sum | cut -c1-10)
+	fi
 	ZOC_BASE_INITRD=$ZOC_GUEST_CACHE/base-$ZOC_KVER-$key.cpio
 	[ -s "$ZOC_BASE_INITRD" ] && return 0
 
@@ -291,13 +312,10 @@ zoc_guest_base() {
 	printf '%s\n' "${order[@]}" >"$b/mods/order"
 	zoc_log "guest modules: ${order[*]:-(all built in)}"
 
-	# fio and the libraries it links.
-	local fio lib
-	fio=$(command -v fio)
-	cp -L --parents "$fio" "$b/" || zoc_die "cannot copy $fio into the initramfs"
-	for lib in $(ldd "$fio" | awk '/=> \//{print $3} /^[ \t]*\//{print $1}'); do
-		cp -L --parents "$lib" "$b/" || zoc_die "cannot copy $lib (needed by fio) into the initramfs"
-	done
+	# fio, the extra programs, and the libraries they link.
+	zoc__initrd_add_bin "$b" "$(command -v fio)"
+	for p in "${bins[@]}"; do zoc__initrd_add_bin "$b" "$p"; done
+	[ ${#bins[@]} -gt 0 ] && zoc_log "guest programs: fio ${ZOC_GUEST_BINS}"
 	cp -L /lib64/ld-linux-x86-64.so.2 "$b/lib64/"
 	echo 'root:x:0:0:root:/:/bin/sh' >"$b/etc/passwd"
 
@@ -307,6 +325,17 @@ zoc_guest_base() {
 	mv "$ZOC_BASE_INITRD.tmp.$$" "$ZOC_BASE_INITRD"
 	rm -rf "$b"
 	zoc_log "base initramfs $(du -h "$ZOC_BASE_INITRD" | cut -f1)"
+}
+
+# zoc__initrd_add_bin DIR PROGRAM: copy PROGRAM (same path) and the shared libraries it links
+# (ldd) into the initramfs tree DIR.
+zoc__initrd_add_bin() {
+	local b=$1 prog=$2 lib
+	if [ -z "$prog" ] || [ ! -x "$prog" ]; then zoc_die "cannot add '$prog' to the initramfs: not an executable"; fi
+	cp -L --parents "$prog" "$b/" || zoc_die "cannot copy $prog into the initramfs"
+	for lib in $(ldd "$prog" | awk '/=> \//{print $3} /^[ \t]*\//{print $1}'); do
+		cp -L --parents "$lib" "$b/" || zoc_die "cannot copy $lib (needed by $prog) into the initramfs"
+	done
 }
 
 # zoc_guest_prepare: kernel + base initramfs.
@@ -407,20 +436,61 @@ zoc_guest_start() {
 	ZOC_GUEST_TIMEOUT=$tmo
 	ZOC_GUEST_UP=0
 	local mem=$ZOC_GUEST_MEM_MB
-	zoc_log "booting guest $name (QEMU TCG, $smp vCPU, $mem MiB shared memfd RAM, timeout ${tmo}s)..."
+	# The host's QEMU, or the root's (zoc_guest_use_root): there it sees ZOC_WORK as
+	# /tmp/zoc, so the kernel is copied into ZOC_WORK once.
+	local qemu=(qemu-system-x86_64) machine=(-machine q35 -numa "node,memdev=mem")
+	local kernel=$ZOC_VMLINUZ where="host QEMU"
+	if [ "${ZOC_GUEST_ROOT:-0}" = 1 ]; then
+		[ -f "$ZOC_WORK/vmlinuz" ] || cp "$ZOC_VMLINUZ" "$ZOC_WORK/vmlinuz" ||
+			zoc_die "cannot copy the kernel into $ZOC_WORK"
+		kernel=$(zoc_guest_path "$ZOC_WORK/vmlinuz")
+		initrd=$(zoc_guest_path "$initrd")
+		qemu=("$ZOC_ROOT/scripts/trixie-root.sh" run --share "$ZOC_WORK" -- qemu-system-x86_64)
+		machine=(-machine "q35,memory-backend=mem")
+		where="QEMU $ZOC_GUEST_ROOT_QEMU_VERSION of the Debian 13 root"
+	fi
+	zoc_log "booting guest $name ($where, TCG, $smp vCPU, $mem MiB shared memfd RAM, timeout ${tmo}s)..."
 	{
-		echo "# qemu-system-x86_64 -smp $smp -m $mem $*"
+		echo "# qemu-system-x86_64 (${where}) -smp $smp -m $mem $*"
 	} >"$ZOC_GUEST_LOG"
 	ZOC_GUEST_T0=$(zoc__now_ms)
-	timeout -k 5 "$tmo" taskset -c "$ZOC_QEMU_CPU" qemu-system-x86_64 \
-		-accel tcg -machine q35 -cpu max -smp "$smp" -m "${mem}M" \
-		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem \
+	timeout -k 5 "$tmo" taskset -c "$ZOC_QEMU_CPU" "${qemu[@]}" \
+		-accel tcg "${machine[@]}" -cpu max -smp "$smp" -m "${mem}M" \
+		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" \
 		-nodefaults -no-user-config -display none -vga none -monitor none -serial stdio -no-reboot \
-		-kernel "$ZOC_VMLINUZ" -initrd "$initrd" \
+		-kernel "$kernel" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=4 ${ZOC_GUEST_APPEND:-}" \
 		"$@" </dev/null >>"$ZOC_GUEST_LOG" 2>&1 &
 	ZOC_GUEST_PID=$!
 	zoc_track "$ZOC_GUEST_PID"
+}
+
+# zoc_guest_use_root: later guests run under the QEMU of the Debian 13 root
+# (scripts/trixie-root.sh; created once and cached, ~1 min). Skips the test (exit 77) when
+# the machine cannot provide the root. Sets ZOC_GUEST_ROOT=1, ZOC_GUEST_ROOT_QEMU_VERSION.
+zoc_guest_use_root() {
+	local rs=$ZOC_ROOT/scripts/trixie-root.sh rc=0 dir v
+	[ "$(id -u)" = 0 ] || zoc_skip "QEMU 11 runs from the Debian 13 root, which needs root (chroot, unshare)"
+	command -v unshare >/dev/null 2>&1 || zoc_skip "unshare (util-linux) missing: cannot enter the Debian 13 root"
+	zoc_log "preparing the Debian 13 root with QEMU 11 (cached; the first run takes minutes) ..."
+	dir=$("$rs" ensure) || rc=$?
+	[ $rc = 77 ] && zoc_skip "no Debian 13 root: scripts/trixie-root.sh could not create it (reason above)"
+	[ $rc = 0 ] || zoc_die "scripts/trixie-root.sh ensure failed (exit $rc, above)"
+	v=$("$rs" run -- qemu-system-x86_64 --version 2>&1 | awk '/version/{print $4; exit}')
+	[ -n "$v" ] || zoc_die "qemu-system-x86_64 --version in the root $dir printed no version"
+	ZOC_GUEST_ROOT=1
+	ZOC_GUEST_ROOT_QEMU_VERSION=$v
+	zoc_log "guests run under QEMU $v from $dir"
+}
+
+# zoc_guest_path HOSTPATH: the path of a file under ZOC_WORK as the guest's QEMU sees it
+# (itself for the host's QEMU, /tmp/zoc/... inside the root).
+zoc_guest_path() {
+	if [ "${ZOC_GUEST_ROOT:-0}" != 1 ]; then printf '%s\n' "$1"; return 0; fi
+	case $1 in
+	"$ZOC_WORK"/*) printf '/tmp/zoc/%s\n' "${1#"$ZOC_WORK"/}" ;;
+	*) zoc_die "zoc_guest_path: $1 is not under $ZOC_WORK, the only directory the root's QEMU sees" ;;
+	esac
 }
 
 # zoc__guest_poll: prints "guest up" once; returns 1 when QEMU has exited.
@@ -471,7 +541,7 @@ zoc_guest_wait() {
 	fi
 	if ! grep -aq 'ZOC-INIT' "$log"; then
 		tr -d '\r' <"$log" | tail -n 25 | sed 's/^/    console| /'
-		zoc_log "guest never reached /init (qemu exit status $rc; console tail above, full: $log): check the QEMU arguments and that the vhost-user server accepted the connection"
+		zoc_log "guest never reached /init (qemu exit status $rc; console tail above, full: $log): check the QEMU arguments and that the device server (vhost-user or vfio-user) accepted the connection"
 		return 1
 	fi
 	if ! grep -aq 'ZOC-DONE rc=0' "$log"; then

@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nvme_io.c - data pointers (PRP entries and lists, SGLs) and the NVM
+ * command set (Read, Write, Flush, Write Zeroes, Dataset Management) on the
+ * owner reactor of the submission queue.
+ */
+#include "nvme/nvme.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "link/dma.h"
+#include "nvme/nvme_internal.h"
+
+#define SGL_MAX_DESCS 256 /* descriptors looked at per command */
+#define SGL_MAX_SEG_BYTES (SGL_MAX_DESCS * 16)
+
+size_t nvme_iov_copy(struct iovec *iov, int n, size_t off, void *buf, size_t len, bool to_iov)
+{
+	size_t done = 0;
+
+	for (int i = 0; i < n && done < len; i++) {
+		size_t k;
+
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		k = ZOC_MIN(iov[i].iov_len - off, len - done);
+		if (to_iov)
+			memcpy((uint8_t *)iov[i].iov_base + off, (uint8_t *)buf + done, k);
+		else
+			memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + off, k);
+		done += k;
+		off = 0;
+	}
+	return done;
+}
+
+/* Appends [gpa, gpa+len) to r->iov, merging with the previous entry when
+ * they touch. Returns a status. */
+static uint16_t iov_add(const struct zoc_mem *mem, struct nvme_req *r, uint64_t gpa, uint64_t len,
+			bool write)
+{
+	struct iovec tmp[8];
+	int rc;
+
+	if (len == 0)
+		return NVME_SC_SUCCESS;
+	rc = zoc_mem_gpa_to_iov(mem, gpa, len, write, tmp, (int)ZOC_ARRAY_SIZE(tmp));
+	if (rc < 0)
+		return NVME_SC_DATA_XFER_ERROR;
+	for (int i = 0; i < rc; i++) {
+		if (r->iovcnt > 0) {
+			struct iovec *prev = &r->iov[r->iovcnt - 1];
+
+			if ((uint8_t *)prev->iov_base + prev->iov_len == tmp[i].iov_base) {
+				prev->iov_len += tmp[i].iov_len;
+				continue;
+			}
+		}
+		if (r->iovcnt >= NVME_REQ_IOV)
+			return NVME_SC_DATA_XFER_ERROR;
+		r->iov[r->iovcnt++] = tmp[i];
+	}
+	return NVME_SC_SUCCESS;
+}
+
+static uint16_t map_prp(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct nvme_sqe *cmd,
+			uint64_t len, bool write)
+{
+	const struct zoc_mem *mem = c->mem;
+	uint64_t ps = c->page_size;
+	uint64_t prp1 = cmd->prp1, list;
+	uint64_t first, rem;
+	unsigned hops = 0;
+	uint16_t st;
+
+	if (prp1 & 3)
+		return NVME_SC_PRP_INVALID_OFFSET;
+	first = ZOC_MIN(len, ps - (prp1 & (ps - 1)));
+	st = iov_add(mem, r, prp1, first, write);
+	if (st)
+		return st;
+	rem = len - first;
+	if (rem == 0)
+		return NVME_SC_SUCCESS;
+	if (rem <= ps) {
+		if (cmd->prp2 & (ps - 1))
+			return NVME_SC_PRP_INVALID_OFFSET;
+		return iov_add(mem, r, cmd->prp2, rem, write);
+	}
+	list = cmd->prp2;
+	while (rem) {
+		uint64_t nent, i;
+		const uint64_t *ent;
+
+		if (list & 7)
+			return NVME_SC_PRP_INVALID_OFFSET;
+		if (++hops > (NVME_MAX_XFER / 4096) + 2)
+			return NVME_SC_DATA_XFER_ERROR; /* a chain that gives no data */
+		nent = (ps - (list & (ps - 1))) / 8;
+		/* read only the entries this transfer needs */
+		nent = ZOC_MIN(nent, (rem + ps - 1) / ps);
+		ent = zoc_mem_gpa_to_hva(mem, list, nent * 8, false);
+		if (!ent)
+			return NVME_SC_DATA_XFER_ERROR;
+		for (i = 0; i < nent && rem; i++) {
+			uint64_t e = __atomic_load_n(&ent[i], __ATOMIC_RELAXED);
+			uint64_t k;
+
+			if (i == nent - 1 && rem > ps &&
+			    nent == (ps - (list & (ps - 1))) / 8) {
+				/* last slot of the list page with more than a page to go:
+				 * a pointer to the next list */
+				list = e;
+				break;
+			}
+			if (e & (ps - 1))
+				return NVME_SC_PRP_INVALID_OFFSET;
+			k = ZOC_MIN(rem, ps);
+			st = iov_add(mem, r, e, k, write);
+			if (st)
+				return st;
+			rem -= k;
+		}
+	}
+	return NVME_SC_SUCCESS;
+}
+
+static uint16_t sgl_data(const struct zoc_mem *mem, struct nvme_req *r,
+			 const struct nvme_sgl_desc *d, uint64_t len, uint64_t *total, bool write)
+{
+	if (NVME_SGL_SUBTYPE(d->id) != 0)
+		return NVME_SC_SGL_INVALID_TYPE;
+	if (NVME_SGL_TYPE(d->id) != NVME_SGL_DATA_BLOCK)
+		return NVME_SC_SGL_INVALID_TYPE; /* bit bucket, keyed, transport: not here */
+	if (*total + d->len > len)
+		return NVME_SC_SGL_INVALID_DATA_LEN;
+	*total += d->len;
+	if (r->iovcnt >= NVME_REQ_IOV && d->len)
+		return NVME_SC_SGL_INVALID_COUNT;
+	return iov_add(mem, r, d->addr, d->len, write);
+}
+
+static uint16_t map_sgl(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct nvme_sqe *cmd,
+			uint64_t len, bool write)
+{
+	const struct zoc_mem *mem = c->mem;
+	struct nvme_sgl_desc d;
+	uint64_t total = 0;
+	unsigned seen = 0;
+	uint16_t st;
+
+	memcpy(&d, &cmd->prp1, sizeof(d));
+	for (;;) {
+		uint8_t type = NVME_SGL_TYPE(d.id);
+		const struct nvme_sgl_desc *list;
+		uint32_t count;
+		bool last_seg;
+
+		if (type == NVME_SGL_DATA_BLOCK || type == NVME_SGL_BIT_BUCKET ||
+		    (type != NVME_SGL_SEGMENT && type != NVME_SGL_LAST_SEGMENT)) {
+			st = sgl_data(mem, r, &d, len, &total, write);
+			if (st)
+				return st;
+			break;
+		}
+		if (NVME_SGL_SUBTYPE(d.id) != 0)
+			return NVME_SC_SGL_INVALID_TYPE;
+		last_seg = type == NVME_SGL_LAST_SEGMENT;
+		if (d.len == 0 || d.len % 16)
+			return NVME_SC_SGL_INVALID_LAST;
+		if (d.len > SGL_MAX_SEG_BYTES)
+			return NVME_SC_SGL_INVALID_COUNT;
+		count = d.len / 16;
+		list = zoc_mem_gpa_to_hva(mem, d.addr, d.len, false);
+		if (!list)
+			return NVME_SC_DATA_XFER_ERROR;
+		for (uint32_t i = 0; i < count; i++) {
+			struct nvme_sgl_desc e;
+			uint8_t t;
+
+			memcpy(&e, &list[i], sizeof(e));
+			if (++seen > SGL_MAX_DESCS)
+				return NVME_SC_SGL_INVALID_COUNT;
+			t = NVME_SGL_TYPE(e.id);
+			if (t == NVME_SGL_SEGMENT || t == NVME_SGL_LAST_SEGMENT) {
+				if (i != count - 1 || last_seg)
+					return NVME_SC_SGL_INVALID_LAST;
+				d = e;
+				goto next_segment;
+			}
+			st = sgl_data(mem, r, &e, len, &total, write);
+			if (st)
+				return st;
+		}
+		break;
+next_segment:;
+	}
+	if (total != len)
+		return NVME_SC_SGL_INVALID_DATA_LEN;
+	return NVME_SC_SUCCESS;
+}
+
+uint16_t nvme_map_data(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct nvme_sqe *cmd,
+		       uint64_t len, bool to_guest, bool allow_sgl)
+{
+	uint8_t psdt = NVME_SQE_PSDT(cmd->flags);
+
+	r->iovcnt = 0;
+	if (len == 0)
+		return NVME_SC_SUCCESS;
+	if (!c->mem)
+		return NVME_SC_DATA_XFER_ERROR;
+	if (psdt == NVME_PSDT_PRP)
+		return map_prp(c, r, cmd, len, to_guest);
+	if (!allow_sgl || psdt == 3)
+		return NVME_SC_INVALID_FIELD;
+	return map_sgl(c, r, cmd, len, to_guest);
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void io_finish(struct nvme_req *r, uint16_t st)
+{
+	struct nvme_group *g = r->g;
+
+	if (r->ns_counted) {
+		g->ns[r->nsid - 1].inflight--;
+		r->ns_counted = false;
+	}
+	nvme_req_complete(r, st);
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g); /* a namespace removal may wait for this one */
+}
+
+static void io_done(struct zoc_bdev_io *io, int status);
+
+static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len)
+{
+	struct nvme_group *g = r->g;
+	struct nvme_group_ns *gn = &g->ns[r->nsid - 1];
+	int rc;
+
+	r->io.op = op;
+	r->io.offset = off;
+	r->io.len = len;
+	r->io.iov = (op == ZOC_BDEV_READ || op == ZOC_BDEV_WRITE) ? r->iov : NULL;
+	r->io.iovcnt = (op == ZOC_BDEV_READ || op == ZOC_BDEV_WRITE) ? r->iovcnt : 0;
+	r->io.cb = io_done;
+	r->io.cb_arg = r;
+	if (!r->ns_counted) {
+		gn->inflight++;
+		r->ns_counted = true;
+	}
+	g->busy++;
+	rc = zoc_bdev_submit(gn->ch, &r->io);
+	if (rc) {
+		g->busy--;
+		ZOC_WARN_RL("%s: sq %u: request refused by the back end: %s", g->c->name,
+			    r->sq->qid, strerror(-rc));
+		io_finish(r, rc == -EROFS     ? NVME_SC_NS_WRITE_PROTECTED
+			     : rc == -ENOTSUP ? NVME_SC_INVALID_OPCODE
+			     : rc == -ERANGE  ? NVME_SC_LBA_RANGE
+					      : NVME_SC_INTERNAL);
+	}
+}
+
+static bool lba_ok(const struct nvme_ns *ns, uint64_t slba, uint64_t nlb)
+{
+	return !zoc_range_bad(slba, nlb, ns->nsze);
+}
+
+static void dsm_next(struct nvme_req *r)
+{
+	const struct nvme_ns *ns = r->ns;
+
+	while (r->dsm_idx < r->dsm_nr) {
+		struct nvme_dsm_range rg;
+
+		nvme_iov_copy(r->iov, r->iovcnt, (size_t)r->dsm_idx * sizeof(rg), &rg, sizeof(rg),
+			      false);
+		r->dsm_idx++;
+		if (rg.nlb == 0)
+			continue;
+		if (!lba_ok(ns, rg.slba, rg.nlb)) {
+			io_finish(r, NVME_SC_LBA_RANGE);
+			return;
+		}
+		io_submit(r, ZOC_BDEV_DISCARD, rg.slba << ns->lbads, (uint64_t)rg.nlb << ns->lbads);
+		return;
+	}
+	io_finish(r, NVME_SC_SUCCESS);
+}
+
+static void io_step(struct nvme_req *r, struct nvme_group *g, int status)
+{
+	if (status) {
+		ZOC_WARN_RL("%s: sq %u: back-end I/O failed: %s", g->c->name, r->sq->qid,
+			    strerror(-status));
+		io_finish(r, r->opc == NVME_CMD_READ    ? NVME_SC_UNRECOVERED_READ
+			     : r->opc == NVME_CMD_WRITE ? NVME_SC_WRITE_FAULT
+							: NVME_SC_INTERNAL);
+		return;
+	}
+	if (ZOC_UNLIKELY(g->discard)) {
+		io_finish(r, NVME_SC_SUCCESS);
+		return;
+	}
+	if (r->opc == NVME_CMD_WRITE && r->fua) {
+		r->fua = false;
+		io_submit(r, ZOC_BDEV_FLUSH, 0, 0);
+		return;
+	}
+	if (r->opc == NVME_CMD_DSM) {
+		dsm_next(r);
+		return;
+	}
+	io_finish(r, NVME_SC_SUCCESS);
+}
+
+static void io_done(struct zoc_bdev_io *io, int status)
+{
+	struct nvme_req *r = io->cb_arg;
+	struct nvme_group *g = r->g;
+
+	g->busy--;
+	io_step(r, g, status);
+	/* a quiesce or disable may be waiting for the back end to be idle */
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
+}
+
+static void io_rw(struct nvme_group *g, struct nvme_req *r, const struct nvme_sqe *cmd,
+		  const struct nvme_ns *ns, bool is_read)
+{
+	struct zoc_nvme_ctrlr *c = g->c;
+	uint64_t slba = (uint64_t)cmd->cdw10 | ((uint64_t)cmd->cdw11 << 32);
+	uint64_t nlb = (uint64_t)(cmd->cdw12 & 0xffff) + 1;
+	uint64_t bytes = nlb << ns->lbads;
+	uint16_t st;
+
+	if (!lba_ok(ns, slba, nlb)) {
+		io_finish(r, NVME_SC_LBA_RANGE);
+		return;
+	}
+	if (bytes > NVME_MAX_XFER) {
+		io_finish(r, NVME_SC_INVALID_FIELD);
+		return;
+	}
+	if (!is_read && ns->bdev->read_only) {
+		io_finish(r, NVME_SC_NS_WRITE_PROTECTED);
+		return;
+	}
+	st = nvme_map_data(c, r, cmd, bytes, is_read, true);
+	if (st) {
+		ZOC_WARN_RL("%s: sq %u cid %u: bad data pointer (status 0x%x)", c->name, r->sq->qid,
+			    r->cid, st);
+		io_finish(r, st);
+		return;
+	}
+	if (ns->bdev->max_iov && (uint32_t)r->iovcnt > ns->bdev->max_iov) {
+		io_finish(r, NVME_SC_INTERNAL);
+		return;
+	}
+	r->bytes = bytes;
+	r->fua = !is_read && ns->bdev->supports_flush &&
+		 (((cmd->cdw12 >> 30) & 1) || !__atomic_load_n(&c->wce, __ATOMIC_RELAXED));
+	io_submit(r, is_read ? ZOC_BDEV_READ : ZOC_BDEV_WRITE, slba << ns->lbads, bytes);
+}
+
+static void io_dsm(struct nvme_group *g, struct nvme_req *r, const struct nvme_sqe *cmd,
+		   const struct nvme_ns *ns)
+{
+	uint32_t nr = (cmd->cdw10 & 0xff) + 1;
+	uint16_t st;
+
+	if (!(cmd->cdw11 & NVME_DSM_AD)) {
+		io_finish(r, NVME_SC_SUCCESS); /* attributes only: hints */
+		return;
+	}
+	if (ns->bdev->read_only) {
+		io_finish(r, NVME_SC_NS_WRITE_PROTECTED);
+		return;
+	}
+	st = nvme_map_data(g->c, r, cmd, (uint64_t)nr * sizeof(struct nvme_dsm_range), false, true);
+	if (st) {
+		io_finish(r, st);
+		return;
+	}
+	for (uint32_t i = 0; i < nr; i++) {
+		struct nvme_dsm_range rg;
+
+		nvme_iov_copy(r->iov, r->iovcnt, (size_t)i * sizeof(rg), &rg, sizeof(rg), false);
+		if (rg.nlb && !lba_ok(ns, rg.slba, rg.nlb)) {
+			io_finish(r, NVME_SC_LBA_RANGE);
+			return;
+		}
+	}
+	if (!ns->bdev->supports_discard) {
+		io_finish(r, NVME_SC_SUCCESS); /* deallocation is advisory */
+		return;
+	}
+	r->dsm_nr = (uint16_t)nr;
+	r->dsm_idx = 0;
+	dsm_next(r);
+}
+
+void nvme_io_exec(struct nvme_group *g, struct nvme_req *r, const struct nvme_sqe *cmd)
+{
+	struct zoc_nvme_ctrlr *c = g->c;
+	struct nvme_ns *ns;
+
+	r->g = g;
+	r->ns = NULL;
+	if (NVME_SQE_FUSE(cmd->flags)) {
+		nvme_req_complete(r, NVME_SC_INVALID_FIELD);
+		return;
+	}
+	switch (cmd->opc) {
+	case NVME_CMD_FLUSH:
+	case NVME_CMD_WRITE:
+	case NVME_CMD_READ:
+	case NVME_CMD_WRITE_ZEROES:
+	case NVME_CMD_DSM:
+		break;
+	default:
+		ZOC_WARN_RL("%s: I/O opcode 0x%02x not supported", c->name, cmd->opc);
+		nvme_req_complete(r, NVME_SC_INVALID_OPCODE);
+		return;
+	}
+	ns = nvme_ns_get(c, cmd->nsid);
+	if (!ns) {
+		nvme_req_complete(r, NVME_SC_INVALID_NS);
+		return;
+	}
+	if (!nvme_group_ns_get(g, cmd->nsid)) {
+		nvme_req_complete(r, NVME_SC_INTERNAL);
+		return;
+	}
+	r->ns = ns;
+	switch (cmd->opc) {
+	case NVME_CMD_READ:
+	case NVME_CMD_WRITE:
+		io_rw(g, r, cmd, ns, cmd->opc == NVME_CMD_READ);
+		return;
+	case NVME_CMD_FLUSH:
+		if (!ns->bdev->supports_flush) {
+			io_finish(r, NVME_SC_SUCCESS);
+			return;
+		}
+		io_submit(r, ZOC_BDEV_FLUSH, 0, 0);
+		return;
+	case NVME_CMD_WRITE_ZEROES: {
+		uint64_t slba = (uint64_t)cmd->cdw10 | ((uint64_t)cmd->cdw11 << 32);
+		uint64_t nlb = (uint64_t)(cmd->cdw12 & 0xffff) + 1;
+
+		if (!lba_ok(ns, slba, nlb)) {
+			io_finish(r, NVME_SC_LBA_RANGE);
+			return;
+		}
+		if (ns->bdev->read_only) {
+			io_finish(r, NVME_SC_NS_WRITE_PROTECTED);
+			return;
+		}
+		if (!ns->bdev->supports_write_zeroes) {
+			io_finish(r, NVME_SC_INVALID_OPCODE);
+			return;
+		}
+		io_submit(r, ZOC_BDEV_WRITE_ZEROES, slba << ns->lbads, nlb << ns->lbads);
+		return;
+	}
+	case NVME_CMD_DSM:
+		io_dsm(g, r, cmd, ns);
+		return;
+	}
+}
