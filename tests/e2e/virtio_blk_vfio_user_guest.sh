@@ -20,8 +20,9 @@
 #   data verifies and fio write + verify passes again; no I/O errors in dmesg.
 # Boot 2: a new QEMU (a new vfio-user connection to the same function): the pattern of
 #   boot 1 reads back; a short fio verify.
-# Host: the pattern is in the backing file; device_stats shows the I/O; device_delete,
-#   zocd_shutdown.
+# Host: the pattern is in the backing file; device_stats shows the I/O on both queues; no
+#   notification came as a vfio-user message in polling mode (the notify page is mapped
+#   into the guest), some did in interrupt mode; device_delete, zocd_shutdown.
 #
 # ZOC_VPCI_ZOCD_MODE=poll (default: one busy-polling reactor, the notify page mapped into
 # the guest) or interrupt (two sleeping reactors, notifications trapped as vfio-user
@@ -183,8 +184,17 @@ check_stats_now() {
 	n=$(jq -r '[.[]? | select(.name == "vb0") | .queues[] | select(.running and .write_ops > 0)] | length' <<<"$stats")
 	[ "${n:-0}" -ge $SMP ] ||
 		zoc_die "only ${n:-0} queue(s) of vb0 run and saw writes, expected $SMP (one fio job per CPU; saved in $ZOC_ARTIFACTS/device_stats.boot1.json)"
-	zoc_ctl device_list --json >"$ZOC_ARTIFACTS/device_list.boot1.json" || true
 	zoc_log "host: device_stats shows writes on $n running queues"
+	# Notifications that reached zocd as vfio-user messages: none when the notify page is
+	# mapped into the guest (polling), many when they are trapped (interrupt mode).
+	zoc_ctl device_list --json >"$ZOC_ARTIFACTS/device_list.boot1.json" ||
+		zoc_die "zocctl device_list --json failed (above)"
+	n=$(jq -r '.[]? | select(.name == "vb0") | .virtio_pci.notifications' "$ZOC_ARTIFACTS/device_list.boot1.json")
+	zoc_log "host: $n queue notifications trapped (mode ${ZOC_VPCI_ZOCD_MODE:-poll})"
+	case ${ZOC_VPCI_ZOCD_MODE:-poll} in
+	poll) [ "$n" = 0 ] || zoc_die "$n notifications came as vfio-user writes although the notify page is offered for mmap (did QEMU not map it?)" ;;
+	interrupt) [ "${n:-0}" -gt 0 ] || zoc_die "no notification reached zocd in interrupt mode (${n:-none}): how did the sleeping reactors wake?" ;;
+	esac
 }
 
 # ---- boot 1
