@@ -18,6 +18,7 @@
  *   0x50 MSI (24 bytes): 1 vector, 64-bit address, per-vector masking
  *   0x70 MSI-X (12 bytes)
  *   0x80 PCI Express capability v2, endpoint (60 bytes), FLR capable
+ *   the device's capabilities (desc.caps) where it put them, chained last
  *   0x100 extended capabilities: none (header dword 0)
  *
  * Interrupt state that zoc_pci_irq_raise() reads from any thread lives in
@@ -197,6 +198,11 @@ struct zoc_pci_func {
 	_Atomic uint64_t *msix_lmask; /* link-level masks */
 	_Atomic uint64_t *msix_pend;  /* the PBA */
 	_Atomic int *msix_fd;
+
+	/* Device capabilities: copies of the desc's, pointing into power_on
+	 * and wmask (f->desc.caps points here). */
+	struct zoc_pci_cap caps[ZOC_PCI_MAX_CAPS];
+	bool in_cfg_read; /* ops->cfg_read running: its own reads skip it */
 };
 
 /* ---- little helpers ---- */
@@ -482,13 +488,58 @@ static void build_config(struct zoc_pci_func *f)
 		put32(c, EXP_OFF + EXP_LNKCAP2, EXP_LNKCAP2_DEFAULT);
 		put16(c, EXP_OFF + EXP_LNKCTL2, EXP_LNKCTL2_DEFAULT);
 	}
+
+	for (unsigned i = 0; i < d->ncaps; i++) {
+		const struct zoc_pci_cap *cp = &d->caps[i];
+
+		memcpy(&c[cp->offset], cp->bytes, cp->len);
+		if (cp->wmask)
+			memcpy(&w[cp->offset + 2], cp->wmask + 2, cp->len - 2u);
+		*prev_next = cp->offset;
+		prev_next = &c[cp->offset + 1];
+	}
 	*prev_next = 0;
 	/* 0x100: extended capability header 0 = empty list. */
+}
+
+/* Device capabilities: inside [0x40, 0x100), dword aligned, clear of the
+ * standard capabilities present and of each other. */
+static int check_caps(const struct zoc_pci_desc *d)
+{
+	uint8_t used[0x100] = {0};
+
+	if (!d->ncaps)
+		return 0;
+	if (d->ncaps > ZOC_PCI_MAX_CAPS || !d->caps)
+		return -EINVAL;
+	memset(&used[PM_OFF], 1, 8);
+	if (d->msi)
+		memset(&used[MSI_OFF], 1, MSI_SIZE);
+	if (d->msix_vectors)
+		memset(&used[MSIX_OFF], 1, MSIX_SIZE);
+	if (d->pcie)
+		memset(&used[EXP_OFF], 1, EXP_SIZE);
+	for (unsigned i = 0; i < d->ncaps; i++) {
+		const struct zoc_pci_cap *cp = &d->caps[i];
+
+		if (!cp->bytes || cp->len < 2 || cp->offset < 0x40 || (cp->offset & 3) ||
+		    cp->offset + (unsigned)cp->len > 0x100)
+			return -EINVAL;
+		for (unsigned o = cp->offset; o < cp->offset + (unsigned)cp->len; o++) {
+			if (used[o])
+				return -EINVAL;
+			used[o] = 1;
+		}
+	}
+	return 0;
 }
 
 static int check_desc(const struct zoc_pci_desc *d)
 {
 	const uint32_t known = ZOC_PCI_BAR_MEM64 | ZOC_PCI_BAR_PREFETCH | ZOC_PCI_BAR_IO;
+
+	if (check_caps(d))
+		return -EINVAL;
 
 	if (d->class_code > 0xffffff || d->intx_pin > 4)
 		return -EINVAL;
@@ -613,6 +664,12 @@ struct zoc_pci_func *zoc_pci_func_create(const struct zoc_pci_desc *desc, void *
 	}
 	build_config(f);
 	memcpy(f->power_on, f->cfg, sizeof(f->cfg));
+	for (unsigned i = 0; i < desc->ncaps; i++) {
+		f->caps[i] = desc->caps[i];
+		f->caps[i].bytes = &f->power_on[desc->caps[i].offset];
+		f->caps[i].wmask = &f->wmask[desc->caps[i].offset];
+	}
+	f->desc.caps = desc->ncaps ? f->caps : NULL;
 	return f;
 }
 
@@ -670,10 +727,49 @@ static bool cfg_range_ok(uint32_t off, uint32_t len)
 	return len >= 1 && len <= 4 && off < ZOC_PCI_CFG_SIZE && (off & 3) + len <= 4;
 }
 
+/* Index of the device capability holding [off, off+len), or -1. */
+static int dev_cap_at(const struct zoc_pci_func *f, uint32_t off, uint32_t len)
+{
+	for (unsigned i = 0; i < f->desc.ncaps; i++) {
+		const struct zoc_pci_cap *cp = &f->caps[i];
+
+		if (off >= cp->offset && off + len <= (uint32_t)cp->offset + cp->len)
+			return (int)i;
+	}
+	return -1;
+}
+
+static bool dev_caps_touch(const struct zoc_pci_func *f, uint32_t off, uint32_t len)
+{
+	for (unsigned i = 0; i < f->desc.ncaps; i++)
+		if (ranges_touch(off, len, f->caps[i].offset, f->caps[i].len))
+			return true;
+	return false;
+}
+
+int zoc_pci_cfg_store(struct zoc_pci_func *f, uint32_t off, const void *buf, uint32_t len)
+{
+	int i;
+
+	if (!f || !buf || !len || zoc_range_bad(off, len, ZOC_PCI_CFG_SIZE))
+		return -EINVAL;
+	i = dev_cap_at(f, off, len);
+	if (i < 0 || off < f->caps[i].offset + 2u)
+		return -EINVAL;
+	memcpy(&f->cfg[off], buf, len);
+	return 0;
+}
+
 int zoc_pci_cfg_read(struct zoc_pci_func *f, uint32_t off, void *buf, uint32_t len)
 {
 	if (!f || !buf || !cfg_range_ok(off, len))
 		return -EINVAL;
+	if (f->desc.ops && f->desc.ops->cfg_read && !f->in_cfg_read &&
+	    dev_caps_touch(f, off, len)) {
+		f->in_cfg_read = true;
+		f->desc.ops->cfg_read(f, off, len);
+		f->in_cfg_read = false;
+	}
 	cfg_refresh(f);
 	memcpy(buf, &f->cfg[off], len);
 	return 0;

@@ -10,7 +10,9 @@
  *    line/pin, subsystem IDs, capabilities pointer;
  *  - capability list: power management, MSI (one vector, 64-bit, per-vector
  *    mask), MSI-X (table and PBA in a BAR, per-vector mask, function mask),
- *    PCI Express endpoint; 4 KiB of config space (empty extended list);
+ *    PCI Express endpoint, then the device's own capabilities (desc.caps,
+ *    e.g. virtio's vendor-specific ones); 4 KiB of config space (empty
+ *    extended list);
  *  - the MSI-X table and PBA inside their BAR: accesses to those ranges are
  *    served here, everything else in a BAR goes to ops->bar_access;
  *  - interrupts: the link hands over one eventfd per vector (SET_IRQS);
@@ -69,6 +71,21 @@ struct zoc_pci_mmap_area {
 
 typedef void (*zoc_pci_done_fn)(void *arg);
 
+/* A device-specific capability in the standard config space (virtio-pci's
+ * vendor-specific ones, ID 0x09), chained after the standard ones in the
+ * order given. It lies in [0x40, 0x100), dword aligned, and overlaps neither
+ * another one nor a standard capability the desc has (PM 0x40-0x47, MSI
+ * 0x50-0x67, MSI-X 0x70-0x7b, PCIe 0x80-0xbb). */
+struct zoc_pci_cap {
+	uint8_t offset;
+	uint8_t len;            /* bytes, >= 2 (ID and next pointer included) */
+	const uint8_t *bytes;   /* power-on contents; bytes[0] = capability ID;
+				 * bytes[1] (next) is ignored, the model chains */
+	const uint8_t *wmask;   /* NULL: read-only; else per-byte writable bits
+				 * (those of bytes 0 and 1 are ignored) */
+};
+#define ZOC_PCI_MAX_CAPS 16
+
 struct zoc_pci_ops {
 	/* BAR access outside the MSI-X table/PBA: len is 1, 2, 4 or 8 and the
 	 * range lies inside the BAR (checked by the caller). Reads fill buf.
@@ -93,6 +110,11 @@ struct zoc_pci_ops {
 	 * (NULL: none; every DMA then fails). The model takes a reference
 	 * (zoc_mem_get) and drops the previous one. */
 	void (*set_dma)(struct zoc_pci_func *f, struct zoc_mem *mem);
+	/* Optional: before a config read of [off, off+len) that touches a
+	 * device capability (desc.caps): the device may refresh those bytes
+	 * with zoc_pci_cfg_store() (virtio's PCI cfg access window). Its own
+	 * zoc_pci_cfg_read() calls do not call it again. */
+	void (*cfg_read)(struct zoc_pci_func *f, uint32_t off, uint32_t len);
 };
 
 /* How a device describes itself. */
@@ -113,6 +135,11 @@ struct zoc_pci_desc {
 	bool pcie;                      /* PCI Express endpoint capability */
 	uint8_t intx_pin;               /* 0: none, 1 = INTA# ... */
 	const struct zoc_pci_ops *ops;
+	/* Device capabilities (at most ZOC_PCI_MAX_CAPS). Read only by
+	 * zoc_pci_func_create(): the arrays need not outlive it (the copy
+	 * zoc_pci_func_desc() returns points at the model's own storage). */
+	const struct zoc_pci_cap *caps;
+	uint8_t ncaps;
 };
 
 /* desc is copied. NULL with errno (EINVAL: a bad table: overlapping BAR
@@ -128,6 +155,10 @@ const struct zoc_pci_desc *zoc_pci_func_desc(const struct zoc_pci_func *f);
  * the write masks (read-only bits keep their value, W1C bits clear). */
 int zoc_pci_cfg_read(struct zoc_pci_func *f, uint32_t off, void *buf, uint32_t len);
 int zoc_pci_cfg_write(struct zoc_pci_func *f, uint32_t off, const void *buf, uint32_t len);
+/* The device sets bytes of one of its capabilities (desc.caps) as the
+ * hardware would, write masks ignored; [off, off+len) must lie inside one
+ * capability and not touch its ID and next bytes (-EINVAL otherwise). */
+int zoc_pci_cfg_store(struct zoc_pci_func *f, uint32_t off, const void *buf, uint32_t len);
 /* Whole accesses of any length: split into naturally aligned pieces. */
 int zoc_pci_cfg_access(struct zoc_pci_func *f, uint32_t off, void *buf, uint32_t len,
 		       bool is_write);

@@ -47,6 +47,18 @@ struct zoc_virtio_dev {
 	uint16_t max_queue_size;
 	uint32_t config_size;
 	const struct zoc_virtio_dev_ops *ops;
+	/* Set by the link that carries the device (reactor 0, NULL: none):
+	 * the device calls it on reactor 0 when its config space changed
+	 * (virtio-net link status ...), through zoc_virtio_dev_config_changed().
+	 * virtio-pci raises the config vector. */
+	void (*config_changed)(void *link_arg);
+	void *link_arg;
 };
+
+static inline void zoc_virtio_dev_config_changed(struct zoc_virtio_dev *dev)
+{
+	if (dev->config_changed)
+		dev->config_changed(dev->link_arg);
+}
 
 #endif

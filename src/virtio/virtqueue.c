@@ -92,6 +92,9 @@ struct zoc_vq {
 	uint64_t counter;       /* inflight fetch order */
 	uint16_t *resubmit;     /* heads (packed: region entries) to return first */
 	int callfd;
+	void (*notify_fn)(void *arg);
+	void (*broken_fn)(void *arg);
+	void *fn_arg;
 	bool kick_enabled;      /* what we last told the driver */
 	bool kick_state_known;
 	/* --- cold --- */
@@ -156,10 +159,14 @@ static inline bool packed_desc_avail(uint16_t flags, bool wrap)
 
 static int mark_broken(struct zoc_vq *vq, const char *why, unsigned a, unsigned b)
 {
-	if (!vq->broken)
+	bool was = vq->broken;
+
+	if (!was)
 		ZOC_WARN_RL("virtqueue %p (size %u, %s): broken: %s (%u, %u)", (void *)vq,
 			    vq->size, vq->packed ? "packed" : "split", why, a, b);
 	vq->broken = true;
+	if (!was && vq->broken_fn)
+		vq->broken_fn(vq->fn_arg);
 	vq->stats.bad_chains++;
 	return -EIO;
 }
@@ -1055,6 +1062,9 @@ struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
 	vq->event_idx = cfg->event_idx;
 	vq->indirect = cfg->indirect;
 	vq->callfd = cfg->callfd;
+	vq->notify_fn = cfg->notify_fn;
+	vq->broken_fn = cfg->broken_fn;
+	vq->fn_arg = cfg->fn_arg;
 
 	if (cfg->packed) {
 		uint16_t avail = cfg->base & 0xffff, usedst = cfg->base >> 16;
@@ -1174,6 +1184,11 @@ int zoc_vq_notify(struct zoc_vq *vq)
 	if (!need) {
 		vq->stats.suppressed++;
 		return 0;
+	}
+	if (vq->notify_fn) {
+		vq->notify_fn(vq->fn_arg);
+		vq->stats.notifies++;
+		return 1;
 	}
 	if (vq->callfd < 0)
 		return 0;

@@ -124,6 +124,14 @@ struct zoc_vq_config {
 	 * bytes; a packed queue uses it as struct zoc_vq_inflight_packed. */
 	struct zoc_vq_inflight *inflight;
 	int callfd;      /* eventfd to signal the driver, -1: none (polling driver) */
+	/* Optional (virtio-pci): called on the owning reactor instead of
+	 * signalling callfd when the driver is to be notified (the transport
+	 * raises the queue's MSI-X vector or INTx). */
+	void (*notify_fn)(void *arg);
+	/* Optional: called once, on the owning reactor, when the queue turns
+	 * broken (the transport sets DEVICE_NEEDS_RESET). */
+	void (*broken_fn)(void *arg);
+	void *fn_arg;
 };
 
 /* Sizes in bytes of the three areas for a queue of `size` entries. */

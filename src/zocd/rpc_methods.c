@@ -481,6 +481,7 @@ void zoc_zocd_register_methods(void)
 		if (zoc_rpc_register(&methods[i]))
 			ZOC_ERR("cannot register method %s", methods[i].name);
 	zoc_zocd_register_nvme_methods();
+	zoc_zocd_register_virtio_methods();
 	zoc_rpc_register_config_writer(bdev_config_writer);
 	zoc_rpc_register_config_writer(device_config_writer);
 }

@@ -10,6 +10,8 @@
 void zoc_zocd_register_methods(void);
 /* The NVMe-over-vfio-user methods (rpc_nvme.c). */
 void zoc_zocd_register_nvme_methods(void);
+/* virtio_blk_create over vhost-user or vfio-user (rpc_virtio.c). */
+void zoc_zocd_register_virtio_methods(void);
 /* Deletes every device (asynchronously), then every bdev, then stops the
  * reactors. Idempotent. Reactor 0. */
 void zoc_zocd_shutdown(void);

@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rpc_virtio.c - virtio_blk_create {name, transport, socket, bdev,
+ * num_queues}: a virtio-blk device over vhost-user (as vhost_blk_create) or
+ * as a native virtio-pci function over vfio-user. Listing, statistics and
+ * deletion go through the device registry (device_list, device_stats,
+ * device_delete).
+ */
+#include "zocd/rpc_methods.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blk/bdev.h"
+#include "core/device.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "ctl/jsonrpc.h"
+#include "link/vfio_user.h"
+#include "link/vhost_user.h"
+#include "virtio/virtio_blk.h"
+#include "virtio/virtio_pci.h"
+
+#define P(name, type, st, field, req, lo, hi, help) \
+	{name, ZOC_RPC_##type, offsetof(st, field), req, lo, hi, help}
+
+enum vdev_transport {
+	T_VHOST_USER,
+	T_VFIO_USER,
+};
+
+struct virtio_blk_dev {
+	struct zoc_device dev; /* first: the registry hands us this */
+	enum vdev_transport transport;
+	struct zoc_vblk *vb;
+	struct zoc_vu_server *vu;    /* vhost-user */
+	struct zoc_virtio_pci *vp;   /* vfio-user: the PCI function ... */
+	struct zoc_vfu_server *vfu;  /* ... and its link */
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+static const char *transport_name(enum vdev_transport t)
+{
+	return t == T_VFIO_USER ? "vfio-user" : "vhost-user";
+}
+
+static void vbd_link_gone(void *arg)
+{
+	struct virtio_blk_dev *vbd = arg;
+	void (*done)(void *) = vbd->done;
+	void *done_arg = vbd->done_arg;
+
+	/* The link reset the function: no queue runs, no access comes. */
+	zoc_virtio_pci_destroy(vbd->vp);
+	zoc_vblk_destroy(vbd->vb);
+	ZOC_INFO("device %s deleted", vbd->dev.name);
+	free(vbd);
+	if (done)
+		done(done_arg);
+}
+
+static void vbd_destroy(struct zoc_device *d, void (*done)(void *arg), void *arg)
+{
+	struct virtio_blk_dev *vbd = ZOC_CONTAINER_OF(d, struct virtio_blk_dev, dev);
+
+	zoc_device_unregister(d);
+	vbd->done = done;
+	vbd->done_arg = arg;
+	if (vbd->transport == T_VFIO_USER)
+		zoc_vfu_server_destroy(vbd->vfu, vbd_link_gone, vbd);
+	else
+		zoc_vu_server_destroy(vbd->vu, vbd_link_gone, vbd);
+}
+
+static const char *vbd_socket(const struct virtio_blk_dev *vbd)
+{
+	return vbd->transport == T_VFIO_USER ? zoc_vfu_server_path(vbd->vfu)
+					     : zoc_vu_server_path(vbd->vu);
+}
+
+static json_t *vbd_info(struct zoc_device *d)
+{
+	struct virtio_blk_dev *vbd = ZOC_CONTAINER_OF(d, struct virtio_blk_dev, dev);
+	json_t *o;
+
+	if (vbd->transport == T_VFIO_USER) {
+		o = json_object();
+		json_object_set_new(o, "socket", json_string(vbd_socket(vbd)));
+		json_object_set_new(o, "link", zoc_vfu_server_info(vbd->vfu));
+		json_object_set_new(o, "virtio_pci", zoc_virtio_pci_info(vbd->vp));
+	} else {
+		o = zoc_vu_server_info(vbd->vu);
+	}
+	json_object_set_new(o, "name", json_string(d->name));
+	json_object_set_new(o, "type", json_string(d->ops->type));
+	json_object_set_new(o, "transport", json_string(transport_name(vbd->transport)));
+	json_object_set_new(o, "bdev", json_string(zoc_vblk_bdev_name(vbd->vb)));
+	json_object_set_new(o, "num_queues", json_integer(zoc_vblk_num_queues(vbd->vb)));
+	return o;
+}
+
+static json_t *vbd_stats(struct zoc_device *d)
+{
+	struct virtio_blk_dev *vbd = ZOC_CONTAINER_OF(d, struct virtio_blk_dev, dev);
+	json_t *o = zoc_vblk_stats(vbd->vb);
+
+	json_object_set_new(o, "name", json_string(d->name));
+	return o;
+}
+
+static json_t *vbd_config(struct zoc_device *d)
+{
+	struct virtio_blk_dev *vbd = ZOC_CONTAINER_OF(d, struct virtio_blk_dev, dev);
+
+	return json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:i}}", "method", "virtio_blk_create",
+			 "params", "name", d->name, "transport", transport_name(vbd->transport),
+			 "socket", vbd_socket(vbd), "bdev", zoc_vblk_bdev_name(vbd->vb),
+			 "num_queues", zoc_vblk_num_queues(vbd->vb));
+}
+
+static const struct zoc_device_ops vbd_vhost_ops = {
+	.type = "vhost-user-blk",
+	.destroy = vbd_destroy,
+	.info = vbd_info,
+	.stats = vbd_stats,
+	.config = vbd_config,
+};
+
+static const struct zoc_device_ops vbd_vfio_ops = {
+	.type = "vfio-user-virtio-blk",
+	.destroy = vbd_destroy,
+	.info = vbd_info,
+	.stats = vbd_stats,
+	.config = vbd_config,
+};
+
+struct virtio_blk_params {
+	const char *name;
+	const char *transport;
+	const char *socket;
+	const char *bdev;
+	uint16_t num_queues;
+};
+
+static const struct zoc_rpc_param virtio_blk_params[] = {
+	P("name", STRING, struct virtio_blk_params, name, true, 1, ZOC_DEVICE_NAME_MAX - 1,
+	  "name of the new device"),
+	P("transport", STRING, struct virtio_blk_params, transport, false, 1, 16,
+	  "\"vhost-user\" (default) or \"vfio-user\" (a virtio-pci function)"),
+	P("socket", STRING, struct virtio_blk_params, socket, true, 1, 107,
+	  "path of the unix socket zocd listens on"),
+	P("bdev", STRING, struct virtio_blk_params, bdev, true, 1, ZOC_BDEV_NAME_MAX - 1,
+	  "bdev to serve"),
+	P("num_queues", UINT16, struct virtio_blk_params, num_queues, false, 1,
+	  ZOC_VBLK_MAX_QUEUES, "number of virtqueues (default 1)"),
+	{NULL},
+};
+
+static void rpc_virtio_blk_create(struct zoc_rpc_req *req, void *params)
+{
+	struct virtio_blk_params *p = params;
+	struct zoc_bdev *b = zoc_bdev_find(p->bdev);
+	uint16_t nq = p->num_queues ? p->num_queues : 1;
+	enum vdev_transport t;
+	struct virtio_blk_dev *vbd;
+
+	if (!p->transport || strcmp(p->transport, "vhost-user") == 0) {
+		t = T_VHOST_USER;
+	} else if (strcmp(p->transport, "vfio-user") == 0) {
+		t = T_VFIO_USER;
+	} else {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "invalid params: 'transport' must be \"vhost-user\" or \"vfio-user\", "
+			      "not \"%s\"",
+			      p->transport);
+		return;
+	}
+	if (zoc_device_find(p->name)) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "a device named '%s' exists already (see device_list)", p->name);
+		return;
+	}
+	if (!b) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "no bdev named '%s': create it first (bdev_null_create, "
+			      "bdev_uring_create) or see bdev_list",
+			      p->bdev);
+		return;
+	}
+	if (b->claims) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "bdev '%s' is already served by another device", p->bdev);
+		return;
+	}
+	vbd = calloc(1, sizeof(*vbd));
+	if (!vbd) {
+		zoc_rpc_error(req, ZOC_RPC_INTERNAL_ERROR, "out of memory");
+		return;
+	}
+	snprintf(vbd->dev.name, sizeof(vbd->dev.name), "%s", p->name);
+	vbd->dev.ops = t == T_VFIO_USER ? &vbd_vfio_ops : &vbd_vhost_ops;
+	vbd->transport = t;
+	vbd->vb = zoc_vblk_create(p->name, b, nq);
+	if (!vbd->vb) {
+		zoc_rpc_error(req, ZOC_RPC_INTERNAL_ERROR, "cannot create the virtio-blk device: %s",
+			      strerror(errno));
+		free(vbd);
+		return;
+	}
+	if (t == T_VFIO_USER) {
+		vbd->vp = zoc_virtio_pci_create(zoc_vblk_to_virtio(vbd->vb));
+		if (!vbd->vp) {
+			zoc_rpc_error(req, ZOC_RPC_INTERNAL_ERROR,
+				      "cannot create the virtio-pci function: %s", strerror(errno));
+			zoc_vblk_destroy(vbd->vb);
+			free(vbd);
+			return;
+		}
+		vbd->vfu = zoc_vfu_server_create(p->socket, zoc_virtio_pci_func(vbd->vp));
+	} else {
+		vbd->vu = zoc_vu_server_create(p->socket, zoc_vblk_to_virtio(vbd->vb));
+	}
+	if (t == T_VFIO_USER ? !vbd->vfu : !vbd->vu) {
+		int err = errno;
+
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "cannot listen on '%s': %s (is the directory there and writable, "
+			      "and the path not a regular file?)",
+			      p->socket, strerror(err));
+		/* nothing was connected: no queue runs */
+		zoc_virtio_pci_destroy(vbd->vp);
+		zoc_vblk_destroy(vbd->vb);
+		free(vbd);
+		return;
+	}
+	zoc_device_register(&vbd->dev);
+	ZOC_INFO("device %s: virtio-blk over %s on %s, bdev %s, %u queue(s)", p->name,
+		 transport_name(t), p->socket, p->bdev, nq);
+	zoc_rpc_result(req, json_string(p->name));
+}
+
+void zoc_zocd_register_virtio_methods(void)
+{
+	static const struct zoc_rpc_method methods[] = {
+		{"virtio_blk_create", rpc_virtio_blk_create, virtio_blk_params,
+		 sizeof(struct virtio_blk_params),
+		 "serve a bdev as a virtio-blk device: over vhost-user, or as a virtio-pci "
+		 "function over vfio-user"},
+	};
+
+	for (size_t i = 0; i < ZOC_ARRAY_SIZE(methods); i++)
+		if (zoc_rpc_register(&methods[i]))
+			ZOC_ERR("cannot register method %s", methods[i].name);
+}
