@@ -663,6 +663,7 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 			o.flow_cache = opts->flow_cache;
 		if (opts->ring_size)
 			o.ring_size = opts->ring_size;
+		o.manual_aging = opts->manual_aging;
 	}
 	if (o.fdb_max > (1u << 22) || o.aging_s > 1000000 || (o.flow_cache & (o.flow_cache - 1)) ||
 	    o.flow_cache > (1u << 20) || (o.ring_size & (o.ring_size - 1)) || o.ring_size < 32 ||
@@ -687,7 +688,7 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 			goto nomem;
 		sw->local[i].fc_mask = o.flow_cache - 1;
 	}
-	if (zoc_reactor_get(0))
+	if (zoc_reactor_get(0) && !o.manual_aging)
 		sw->ager = zoc_poller_register(zoc_reactor_get(0), &g_ager_ops, sw, 1000000,
 					       "vswitch-age");
 	sw->next = g_switches;

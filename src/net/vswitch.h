@@ -49,6 +49,7 @@
 #ifndef ZOC_NET_VSWITCH_H
 #define ZOC_NET_VSWITCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -66,6 +67,7 @@ struct zoc_vswitch_opts {
 	uint32_t aging_s;     /* default 300, 1..1000000 */
 	uint32_t flow_cache;  /* entries per reactor, power of two, default 1024 */
 	uint32_t ring_size;   /* cross-reactor ring per (reactor, port), power of two, default 512 */
+	bool manual_aging;    /* no ageing poller: the caller runs zoc_vswitch_age() */
 };
 
 /* Reactor 0. Registered by name (unique). 0 or -EEXIST / -EINVAL /
