@@ -28,7 +28,10 @@
  *     the owner reactor's drain poller calls tx_burst. When the input runs
  *     on the owner reactor itself, tx_burst is called directly from within
  *     zoc_vswitch_rx_burst() (possibly for the same port's own owner object:
- *     do not hold locks or half-updated state across rx_burst).
+ *     do not hold locks or half-updated state across rx_burst). tx_burst
+ *     must not call zoc_vswitch_rx_burst() itself (a loopback port queues
+ *     and sends from its poller): such nested frames are dropped and
+ *     counted RING_FULL.
  *     tx_burst returns k (0..n): it took ownership of pkts[0..k) (it must
  *     free them with zoc_pkt_free() when done, on any thread); the switch
  *     frees pkts[k..n) and counts them as ZOC_DROP_RING_FULL on the port.

@@ -79,6 +79,7 @@ struct sw_local {
 	struct fc_entry *fc;
 	uint32_t fc_mask;
 	uint64_t hits, misses, floods;
+	bool busy;                   /* inside rx_burst (nesting guard) */
 	unsigned ntouched;
 	uint16_t touched[ZOC_VSWITCH_MAX_PORTS];
 	uint8_t cnt[ZOC_VSWITCH_MAX_PORTS];
@@ -624,6 +625,18 @@ do_flood:
 void zoc_vswitch_rx_burst(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt **pkts,
 			  unsigned n)
 {
+	struct sw_local *loc = &sw->local[cur_reactor(sw)];
+
+	if (ZOC_UNLIKELY(loc->busy)) {
+		/* A tx_burst called back into the switch on this reactor: the
+		 * batches in use belong to the outer burst. */
+		ZOC_WARN_RL("vswitch %s: port %s: rx_burst nested in a tx_burst, %u frames dropped",
+			    sw->name, in->name, n);
+		count_drop(in, cur_reactor(sw), ZOC_DROP_RING_FULL, n);
+		zoc_pkt_free_bulk(pkts, n);
+		return;
+	}
+	loc->busy = true;
 	while (n) {
 		unsigned k = n > ZOC_PKT_BURST ? ZOC_PKT_BURST : n;
 
@@ -631,6 +644,7 @@ void zoc_vswitch_rx_burst(struct zoc_vswitch *sw, struct zoc_port *in, struct zo
 		pkts += k;
 		n -= k;
 	}
+	loc->busy = false;
 }
 
 /* ---- switch life cycle ------------------------------------------------ */

@@ -264,6 +264,70 @@ static void test_pkt_remote_free(void **state)
 	zoc_pktpool_destroy(pp);
 }
 
+static struct zoc_pkt *mk_ip(uint16_t sport, bool v6, int tci, uint32_t trunc)
+{
+	uint32_t l3 = v6 ? 40 : 20, off = tci >= 0 ? 18 : 14, len = off + l3 + 8;
+	struct zoc_pkt *p = zoc_pkt_alloc(zoc_pktpool_local(), len);
+	uint8_t *d = zoc_pkt_data(p);
+
+	memset(d, 0, len);
+	d[0] = 2;
+	if (tci >= 0) {
+		d[12] = 0x81;
+		d[15] = (uint8_t)tci;
+	}
+	d[off - 2] = v6 ? 0x86 : 0x08;
+	d[off - 1] = v6 ? 0xdd : 0x00;
+	if (v6) {
+		d[off] = 0x60;
+		d[off + 6] = 6;
+		d[off + 23] = 1;
+		d[off + 39] = 2;
+	} else {
+		d[off] = 0x45;
+		d[off + 9] = 17;
+		d[off + 15] = 1;
+		d[off + 19] = 2;
+	}
+	d[off + l3] = (uint8_t)(sport >> 8);
+	d[off + l3 + 1] = (uint8_t)sport;
+	d[off + l3 + 3] = 80;
+	p->len = (uint16_t)(len - trunc);
+	return p;
+}
+
+static void test_flow_hash(void **state)
+{
+	struct zoc_reactor_opts o = {0};
+	struct zoc_pkt *a, *b, *c, *t;
+	uint32_t ha, hb;
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_int_equal(zoc_pktpools_init(16, 1), 0);
+	for (int v6 = 0; v6 < 2; v6++) {
+		a = mk_ip(1000, v6, -1, 0);
+		b = mk_ip(1000, v6, 5, 0);
+		c = mk_ip(1001, v6, -1, 0);
+		ha = zoc_pkt_flow_hash(a);
+		hb = zoc_pkt_flow_hash(b);
+		assert_int_not_equal(ha, 0);
+		assert_int_equal(ha, a->hash);
+		assert_int_equal(ha, hb); /* a tag does not change the flow */
+		assert_int_not_equal(ha, zoc_pkt_flow_hash(c));
+		/* Truncated: no ports (or no L3) read; still a nonzero hash. */
+		for (uint32_t tr = 1; tr < a->len; tr += 3) {
+			t = mk_ip(1000, v6, -1, tr);
+			assert_int_not_equal(zoc_pkt_flow_hash(t), 0);
+			zoc_pkt_free(t);
+		}
+		zoc_pkt_free(a);
+		zoc_pkt_free(b);
+		zoc_pkt_free(c);
+	}
+	zoc_pktpools_fini();
+	zoc_reactors_fini();
+}
+
 static void test_spsc_ring(void **state)
 {
 	struct zoc_spsc *r = zoc_spsc_create(4);
@@ -678,6 +742,45 @@ static void test_drop_reasons(void **state)
 	remove_port(c);
 }
 
+static struct zoc_vswitch *g_loop_sw;
+
+/* A bad owner: sends what it receives straight back into the switch. */
+static unsigned loop_tx(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n)
+{
+	zoc_vswitch_rx_burst(g_loop_sw, port, pkts, n);
+	return n;
+}
+
+static const struct zoc_port_ops g_loop_ops = {.type = "loop", .tx_burst = loop_tx};
+
+static void test_nested_rx_refused(void **state)
+{
+	struct env *e = *state;
+	struct fport *a = add_simple(e->sw, "a", ZOC_VLAN_NONE, 0);
+	struct fport *b = add_simple(e->sw, "b", ZOC_VLAN_NONE, 0);
+	struct zoc_port_config cfg;
+	struct zoc_port *lp;
+
+	g_loop_sw = e->sw;
+	zoc_port_config_init(&cfg, "loop");
+	assert_int_equal(zoc_vswitch_port_add(e->sw, &cfg, &g_loop_ops, NULL, &lp), 0);
+	send1(e->sw, a, mk(BCAST, MAC_A, -1, 60));
+	assert_int_equal(b->n, 1); /* not a second copy through the loop */
+	{
+		struct zoc_port_stats st;
+
+		zoc_port_get_stats(lp, &st);
+		assert_int_equal(st.tx_packets, 1);
+		assert_int_equal(st.drops[ZOC_DROP_RING_FULL], 1);
+	}
+	/* The switch still works. */
+	send1(e->sw, b, mk(MAC_A, MAC_B, -1, 60));
+	assert_int_equal(a->n, 1);
+	assert_int_equal(zoc_vswitch_port_remove(lp, NULL, NULL), 0);
+	remove_port(a);
+	remove_port(b);
+}
+
 static void test_flow_cache(void **state)
 {
 	struct env *e = *state;
@@ -1087,6 +1190,7 @@ int main(void)
 		cmocka_unit_test(test_pkt_pool),
 		cmocka_unit_test(test_pkt_remote_free),
 		cmocka_unit_test(test_spsc_ring),
+		cmocka_unit_test(test_flow_hash),
 		cmocka_unit_test(test_fdb_basic),
 		cmocka_unit_test_setup_teardown(test_learning_and_forwarding, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_aging, setup1, teardown1),
@@ -1096,6 +1200,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_frames, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_drop_reasons, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_flow_cache, setup1, teardown1),
+		cmocka_unit_test_setup_teardown(test_nested_rx_refused, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_config_and_registry, setup1, teardown1),
 		cmocka_unit_test(test_cross_reactor_delivery),
 		cmocka_unit_test(test_cross_reactor_interrupt_mode),
