@@ -219,8 +219,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				memcpy(zoc_pkt_data(v[i]) + 6, g_macs[(sel >> 2) & 1], 6);
 			}
 		}
-		if (n)
+		if (n) {
+			zoc_pkt_flow_hash(v[0]);
 			zoc_vswitch_rx_burst(sw, fp->port, v, n);
+		}
 		off += avail < len ? avail : len;
 	}
 	/* JSON paths too. */
