@@ -470,7 +470,7 @@ static inline int ingress(const struct zoc_port_config *c, struct zoc_pkt *p)
 static void flood(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *in,
 		  unsigned me, struct zoc_pkt *p)
 {
-	uint16_t members[ZOC_VSWITCH_MAX_PORTS];
+	struct zoc_port *members[ZOC_VSWITCH_MAX_PORTS];
 	unsigned m = 0, hi = __atomic_load_n(&sw->nports_hi, __ATOMIC_ACQUIRE);
 	uint16_t vid = p->vlan_tci & 0xfff;
 	struct zoc_pktpool *pool = zoc_pktpool_local();
@@ -483,7 +483,7 @@ static void flood(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port 
 			continue;
 		c = &conf_of(o)->c;
 		if (c->enabled && conf_member(c, vid))
-			members[m++] = (uint16_t)i;
+			members[m++] = o; /* safe until the end of this iteration */
 	}
 	if (!m) {
 		zoc_pkt_free(p);
@@ -493,12 +493,12 @@ static void flood(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port 
 		struct zoc_pkt *c = pool ? zoc_pkt_clone(pool, p) : NULL;
 
 		if (ZOC_UNLIKELY(!c)) {
-			count_drop(sw->ports[members[i]], me, ZOC_DROP_NO_BUFFER, 1);
+			count_drop(members[i], me, ZOC_DROP_NO_BUFFER, 1);
 			continue;
 		}
-		batch_add(loc, members[i], c);
+		batch_add(loc, members[i]->id, c);
 	}
-	batch_add(loc, members[m - 1], p);
+	batch_add(loc, members[m - 1]->id, p);
 }
 
 static bool flood_allowed(struct zoc_port *in, const struct zoc_port_config *c, uint64_t now)
