@@ -13,7 +13,9 @@
  *           0 one frame, 1 a burst of 2..33 copies (2 if > 2 KiB), 2 advance the clock by
  *           byte 1 seconds and age, 3 toggle the port's enabled flag,
  *           4 set the port's MTU to 68 + 36 * byte 1, 5 one frame with MACs
- *           from a set of 4 (byte 1 picks dst/src), 6/7 one frame
+ *           from a set of 4 (byte 1 picks dst/src), 6 the port's access /
+ *           native VID from byte 1 and its MAC on/off from byte 2, 7 one
+ *           frame
  *   bytes 1-2 frame length (little endian, mod 9300)
  *   then    the frame bytes (zero-filled past the end of the input)
  * Checks besides the sanitizers: a port never receives a frame it sent
@@ -198,6 +200,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				c.mtu = 9000;
 			if (!zoc_port_set_config(fp->port, &c))
 				fp->mtu = c.mtu;
+			continue;
+		case 6:
+			/* VLAN change: access VID / trunk native VID, MAC on or off
+			 * (flushes the port's entries, learns its MAC again) */
+			zoc_port_get_config(fp->port, &c);
+			if (c.vlan_mode == ZOC_VLAN_ACCESS)
+				c.vid = (uint16_t)(1 + data[off - 2] % 40);
+			else if (c.vlan_mode == ZOC_VLAN_TRUNK)
+				c.vid = (uint16_t)(data[off - 2] % 40);
+			c.has_mac = data[off - 1] & 1;
+			memcpy(c.mac, g_macs[data[off - 1] >> 1 & 1], 6);
+			zoc_port_set_config(fp->port, &c);
 			continue;
 		case 1:
 			/* bursts of small frames (jumbo bursts only cost time) */
