@@ -181,10 +181,18 @@ static inline bool mtu_ok(const struct zoc_pkt *p, uint32_t mtu)
 	return payload_len(p) <= mtu;
 }
 
+/* Counters: written by one reactor, read by the control plane. A relaxed
+ * load + store (not an atomic add): plain moves on x86, and race-free for
+ * the readers' relaxed loads. */
+static inline void stat_add(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
 static inline void count_drop(struct zoc_port *port, unsigned me, enum zoc_drop_reason why,
 			      unsigned n)
 {
-	port->stats[me].s.drops[why] += n;
+	stat_add(&port->stats[me].s.drops[why], n);
 }
 
 static void drop(struct zoc_port *port, unsigned me, enum zoc_drop_reason why, struct zoc_pkt *p)
@@ -260,10 +268,10 @@ static void tx_owner(struct zoc_port *port, unsigned me, struct zoc_pkt **pkts, 
 		acc = n;
 	for (unsigned i = 0; i < acc; i++)
 		bytes += lens[i];
-	st->tx_packets += acc;
-	st->tx_bytes += bytes;
+	stat_add(&st->tx_packets, acc);
+	stat_add(&st->tx_bytes, bytes);
 	if (ZOC_UNLIKELY(acc < n)) {
-		st->drops[ZOC_DROP_RING_FULL] += n - acc;
+		stat_add(&st->drops[ZOC_DROP_RING_FULL], n - acc);
 		zoc_pkt_free_bulk(pkts + acc, n - acc);
 	}
 }
@@ -532,10 +540,10 @@ static void rx_chunk(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt
 
 	for (unsigned i = 0; i < n; i++)
 		bytes += pkts[i]->len;
-	st->rx_packets += n;
-	st->rx_bytes += bytes;
+	stat_add(&st->rx_packets, n);
+	stat_add(&st->rx_bytes, bytes);
 	if (ZOC_UNLIKELY(!c->enabled || __atomic_load_n(&in->removing, __ATOMIC_ACQUIRE))) {
-		st->drops[ZOC_DROP_PORT_DOWN] += n;
+		stat_add(&st->drops[ZOC_DROP_PORT_DOWN], n);
 		zoc_pkt_free_bulk(pkts, n);
 		return;
 	}
@@ -576,9 +584,9 @@ static void rx_chunk(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt
 			if (ZOC_LIKELY(e->key == key && e->in_port == in->id &&
 				       e->gen == (uint32_t)gen)) {
 				out = e->out_port;
-				loc->hits++;
+				stat_add(&loc->hits, 1);
 			} else {
-				loc->misses++;
+				stat_add(&loc->misses, 1);
 				out = zoc_fdb_lookup(sw->fdb, d, vid);
 				if (out < 0)
 					goto do_flood;
@@ -601,8 +609,8 @@ do_flood:
 			drop(in, me, ZOC_DROP_FLOOD_LIMIT, p);
 			continue;
 		}
-		st->flooded++;
-		loc->floods++;
+		stat_add(&st->flooded, 1);
+		stat_add(&loc->floods, 1);
 		flood(sw, loc, in, me, p);
 	}
 	for (unsigned t = 0; t < loc->ntouched; t++) {
