@@ -197,9 +197,8 @@ static void group_op_msg(void *arg)
 	nvme_group_check(g);
 }
 
-static void bcast(struct zoc_nvme_ctrlr *c, enum nvme_op op, uint32_t nsid,
-		  void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *), void (*user_fn)(void *),
-		  void *user_arg)
+static struct nvme_bcast *bcast_new(struct zoc_nvme_ctrlr *c, enum nvme_op op,
+				    void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *))
 {
 	struct nvme_bcast *b;
 
@@ -207,17 +206,33 @@ static void bcast(struct zoc_nvme_ctrlr *c, enum nvme_op op, uint32_t nsid,
 		usleep(1000);
 	b->c = c;
 	b->op = op;
-	b->nsid = nsid;
 	b->done = done;
-	b->user_fn = user_fn;
-	b->user_arg = user_arg;
-	b->pending = c->ngroups;
 	for (unsigned i = 0; i < c->ngroups; i++) {
 		b->w[i].b = b;
 		b->w[i].g = &c->groups[i];
 	}
+	return b;
+}
+
+/* Runs op on every group; b->done on reactor 0 when all are through. */
+static void bcast_send(struct nvme_bcast *b)
+{
+	struct zoc_nvme_ctrlr *c = b->c;
+
+	b->pending = c->ngroups;
 	for (unsigned i = 0; i < c->ngroups; i++)
 		send_msg_retry(c->groups[i].r, group_op_msg, &b->w[i]);
+}
+
+static void bcast(struct zoc_nvme_ctrlr *c, enum nvme_op op,
+		  void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *), void (*user_fn)(void *),
+		  void *user_arg)
+{
+	struct nvme_bcast *b = bcast_new(c, op, done);
+
+	b->user_fn = user_fn;
+	b->user_arg = user_arg;
+	bcast_send(b);
 }
 
 /* --------------------------------------------------------- interrupts */
@@ -1034,7 +1049,7 @@ static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
 		if (!c->enabled && !(csts & NVME_CSTS_CFS) && !g_reset_requested(c))
 			return;
 		c->op_busy = true;
-		bcast(c, OP_DISABLE, 0, disable_done, NULL, NULL);
+		bcast(c, OP_DISABLE, disable_done, NULL, NULL);
 		return;
 	}
 	if (want && !c->enabled && !(csts & NVME_CSTS_CFS)) {
@@ -1048,7 +1063,7 @@ static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
 		}
 		set_csts(c, csts | NVME_CSTS_SHST_OCCURRING);
 		c->op_busy = true;
-		bcast(c, OP_STOP, 0, shutdown_done, NULL, NULL);
+		bcast(c, OP_STOP, shutdown_done, NULL, NULL);
 	}
 }
 
@@ -1124,6 +1139,15 @@ static void doorbell_write(struct zoc_nvme_ctrlr *c, uint64_t off, uint32_t v)
 	kick_owner(c, g);
 }
 
+/* One half of ASQ or ACQ (the low half is page aligned). */
+static void admin_base_write(uint64_t *reg, bool high, uint32_t v)
+{
+	if (high)
+		*reg = (*reg & 0xffffffffull) | ((uint64_t)v << 32);
+	else
+		*reg = (*reg & 0xffffffff00000000ull) | (v & ~0xfffu);
+}
+
 static void reg_write32(struct zoc_nvme_ctrlr *c, uint64_t off, uint32_t v)
 {
 	if (off >= NVME_REG_DBS) {
@@ -1162,20 +1186,11 @@ static void reg_write32(struct zoc_nvme_ctrlr *c, uint64_t off, uint32_t v)
 			c->aqa = v & NVME_AQA_WRITABLE;
 		return;
 	case NVME_REG_ASQ:
-		if (!(c->cc & NVME_CC_EN))
-			c->asq = (c->asq & 0xffffffff00000000ull) | (v & ~0xfffu);
-		return;
 	case NVME_REG_ASQ + 4:
-		if (!(c->cc & NVME_CC_EN))
-			c->asq = (c->asq & 0xffffffffull) | ((uint64_t)v << 32);
-		return;
 	case NVME_REG_ACQ:
-		if (!(c->cc & NVME_CC_EN))
-			c->acq = (c->acq & 0xffffffff00000000ull) | (v & ~0xfffu);
-		return;
 	case NVME_REG_ACQ + 4:
 		if (!(c->cc & NVME_CC_EN))
-			c->acq = (c->acq & 0xffffffffull) | ((uint64_t)v << 32);
+			admin_base_write(off < NVME_REG_ACQ ? &c->asq : &c->acq, off & 4, v);
 		return;
 	default:
 		return; /* read-only or reserved */
@@ -1264,7 +1279,7 @@ static void nvme_quiesce(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
 
 	c->link_quiesced = true;
-	bcast(c, OP_QUIESCE, 0, quiesce_done, done, arg);
+	bcast(c, OP_QUIESCE, quiesce_done, done, arg);
 }
 
 static void nvme_resume(struct zoc_pci_func *f)
@@ -1272,7 +1287,7 @@ static void nvme_resume(struct zoc_pci_func *f)
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
 
 	c->link_quiesced = false;
-	bcast(c, OP_RESUME, 0, quiesce_done, NULL, NULL);
+	bcast(c, OP_RESUME, quiesce_done, NULL, NULL);
 }
 
 /* Only while quiesced: every group is idle, so the rings can move. A queue
@@ -1495,22 +1510,12 @@ void zoc_nvme_ns_remove(struct zoc_nvme_ctrlr *c, uint32_t nsid,
 	}
 	__atomic_store_n(&c->ns[nsid - 1], NULL, __ATOMIC_RELEASE);
 	c->ns_removing |= 1ull << (nsid - 1);
-	while (!(b = calloc(1, sizeof(*b) + sizeof(struct nvme_waiter) * c->ngroups)))
-		usleep(1000);
-	b->c = c;
-	b->op = OP_NS_DRAIN;
+	b = bcast_new(c, OP_NS_DRAIN, ns_drained);
 	b->nsid = nsid;
-	b->done = ns_drained;
 	b->ns_fn = done;
 	b->user_arg = arg;
 	b->ns = ns;
-	b->pending = c->ngroups;
-	for (unsigned i = 0; i < c->ngroups; i++) {
-		b->w[i].b = b;
-		b->w[i].g = &c->groups[i];
-	}
-	for (unsigned i = 0; i < c->ngroups; i++)
-		send_msg_retry(c->groups[i].r, group_op_msg, &b->w[i]);
+	bcast_send(b);
 }
 
 /* --------------------------------------------------- create / destroy */
@@ -1696,7 +1701,7 @@ void zoc_nvme_ctrlr_destroy(struct zoc_nvme_ctrlr *c, void (*done)(void *arg), v
 		return;
 	}
 	c->destroying = true;
-	bcast(c, OP_DESTROY, 0, destroy_done, done, arg);
+	bcast(c, OP_DESTROY, destroy_done, done, arg);
 }
 
 struct zoc_pci_func *zoc_nvme_ctrlr_pci(struct zoc_nvme_ctrlr *c)
