@@ -30,6 +30,16 @@
 
 /* --------------------------------------------------------------- helpers */
 
+unsigned zoc_nvme_fail_alloc;
+
+/* Control-path allocations: callers fail their operation on NULL. */
+static void *nvme_calloc(size_t n, size_t size)
+{
+	if (ZOC_UNLIKELY(zoc_nvme_fail_alloc) && --zoc_nvme_fail_alloc == 0)
+		return NULL;
+	return calloc(n, size);
+}
+
 static inline uint32_t db_load(struct zoc_nvme_ctrlr *c, unsigned idx)
 {
 	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
@@ -55,7 +65,7 @@ static bool on_reactor0(void)
 
 /* ------------------------------------------------------------ broadcasts */
 
-enum nvme_op { OP_QUIESCE, OP_RESUME, OP_STOP, OP_DISABLE, OP_DESTROY, OP_NS_DRAIN };
+enum nvme_op { OP_QUIESCE, OP_STOP, OP_DISABLE, OP_DESTROY, OP_NS_DRAIN };
 
 struct nvme_bcast;
 
@@ -75,6 +85,7 @@ struct nvme_bcast {
 	void *user_arg;
 	void (*ns_fn)(void *, int);
 	struct nvme_ns *ns;
+	bool heap;                 /* freed when done (else the controller's) */
 	struct nvme_waiter w[];
 };
 
@@ -86,8 +97,11 @@ static void bcast_ack(void *arg)
 	struct nvme_bcast *b = w->b;
 
 	if (--b->pending == 0) {
+		bool heap = b->heap;
+
 		b->done(b->c, b);
-		free(b);
+		if (heap)
+			free(b);
 	}
 }
 
@@ -115,8 +129,6 @@ static bool waiter_ready(struct nvme_waiter *w)
 
 	if (w->b->op == OP_NS_DRAIN)
 		return g->ns[w->b->nsid - 1].inflight == 0;
-	if (w->b->op == OP_RESUME)
-		return true;
 	return g->busy == 0;
 }
 
@@ -175,9 +187,6 @@ static void group_op_msg(void *arg)
 	case OP_QUIESCE:
 		g->quiesced = true;
 		break;
-	case OP_RESUME:
-		g->quiesced = false;
-		break;
 	case OP_STOP:
 		g->stopped = true;
 		break;
@@ -197,13 +206,18 @@ static void group_op_msg(void *arg)
 	nvme_group_check(g);
 }
 
-static struct nvme_bcast *bcast_new(struct zoc_nvme_ctrlr *c, enum nvme_op op,
-				    void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *))
+static size_t bcast_size(const struct zoc_nvme_ctrlr *c)
 {
-	struct nvme_bcast *b;
+	return sizeof(struct nvme_bcast) + sizeof(struct nvme_waiter) * c->ngroups;
+}
 
-	while (!(b = calloc(1, sizeof(*b) + sizeof(struct nvme_waiter) * c->ngroups)))
-		usleep(1000);
+static void bcast_init(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b, enum nvme_op op,
+		       void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *))
+{
+	bool heap = b->heap;
+
+	memset(b, 0, bcast_size(c));
+	b->heap = heap;
 	b->c = c;
 	b->op = op;
 	b->done = done;
@@ -211,6 +225,18 @@ static struct nvme_bcast *bcast_new(struct zoc_nvme_ctrlr *c, enum nvme_op op,
 		b->w[i].b = b;
 		b->w[i].g = &c->groups[i];
 	}
+}
+
+/* A broadcast freed when done; NULL when out of memory. */
+static struct nvme_bcast *bcast_new(struct zoc_nvme_ctrlr *c, enum nvme_op op,
+				    void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *))
+{
+	struct nvme_bcast *b = nvme_calloc(1, bcast_size(c));
+
+	if (!b)
+		return NULL;
+	b->heap = true;
+	bcast_init(c, b, op, done);
 	return b;
 }
 
@@ -224,12 +250,12 @@ static void bcast_send(struct nvme_bcast *b)
 		send_msg_retry(c->groups[i].r, group_op_msg, &b->w[i]);
 }
 
-static void bcast(struct zoc_nvme_ctrlr *c, enum nvme_op op,
+/* On the controller's own storage b (see struct zoc_nvme_ctrlr). */
+static void bcast(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b, enum nvme_op op,
 		  void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *), void (*user_fn)(void *),
 		  void *user_arg)
 {
-	struct nvme_bcast *b = bcast_new(c, op, done);
-
+	bcast_init(c, b, op, done);
 	b->user_fn = user_fn;
 	b->user_arg = user_arg;
 	bcast_send(b);
@@ -1004,20 +1030,16 @@ static void disable_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	set_csts(c, 0);
 	__atomic_store_n(&c->intx_pending, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->cq_outstanding, 0, __ATOMIC_RELEASE);
-	if (c->reset_waiters) {
-		struct nvme_reset_waiter *w = c->reset_waiters;
+	if (c->nreset_w) {
+		struct nvme_reset_waiter w[NVME_RESET_WAITERS];
+		unsigned n = c->nreset_w;
 
+		memcpy(w, c->reset_w, sizeof(w));
+		c->nreset_w = 0;
 		regs_power_on(c);
-		c->reset_waiters = NULL;
 		ZOC_INFO("%s: reset", c->name);
-		while (w) {
-			struct nvme_reset_waiter *next = w->next;
-
-			if (w->fn)
-				w->fn(w->arg);
-			free(w);
-			w = next;
-		}
+		for (unsigned i = 0; i < n; i++)
+			w[i].fn(w[i].arg);
 	} else {
 		ZOC_INFO("%s: disabled", c->name);
 	}
@@ -1035,7 +1057,7 @@ static void shutdown_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 
 static bool g_reset_requested(struct zoc_nvme_ctrlr *c)
 {
-	return c->reset_waiters != NULL;
+	return c->nreset_w != 0;
 }
 
 static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
@@ -1049,7 +1071,7 @@ static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
 		if (!c->enabled && !(csts & NVME_CSTS_CFS) && !g_reset_requested(c))
 			return;
 		c->op_busy = true;
-		bcast(c, OP_DISABLE, disable_done, NULL, NULL);
+		bcast(c, c->bc_state, OP_DISABLE, disable_done, NULL, NULL);
 		return;
 	}
 	if (want && !c->enabled && !(csts & NVME_CSTS_CFS)) {
@@ -1063,7 +1085,7 @@ static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
 		}
 		set_csts(c, csts | NVME_CSTS_SHST_OCCURRING);
 		c->op_busy = true;
-		bcast(c, OP_STOP, shutdown_done, NULL, NULL);
+		bcast(c, c->bc_state, OP_STOP, shutdown_done, NULL, NULL);
 	}
 }
 
@@ -1254,15 +1276,16 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 static void nvme_reset(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
-	struct nvme_reset_waiter *w;
 
-	while (!(w = calloc(1, sizeof(*w))))
-		usleep(1000);
-	w->fn = done;
-	w->arg = arg;
 	/* a reset already waiting is answered by the same disable */
-	w->next = c->reset_waiters;
-	c->reset_waiters = w;
+	if (c->nreset_w == NVME_RESET_WAITERS) {
+		ZOC_ERR("%s: more than %u resets pending: one is not answered", c->name,
+			NVME_RESET_WAITERS);
+	} else {
+		c->reset_w[c->nreset_w].fn = done;
+		c->reset_w[c->nreset_w].arg = arg;
+		c->nreset_w++;
+	}
 	c->cc = 0;
 	ctrl_reconcile(c);
 }
@@ -1277,9 +1300,26 @@ static void quiesce_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 static void nvme_quiesce(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
+	struct nvme_bcast *b = c->bc_quiesce;
 
+	if (ZOC_UNLIKELY(b->pending)) {
+		/* not expected: the link waits for done before the next one */
+		b = bcast_new(c, OP_QUIESCE, quiesce_done);
+		if (!b) {
+			ZOC_ERR("%s: quiesce: out of memory (one is still running)", c->name);
+			return;
+		}
+	}
 	c->link_quiesced = true;
-	bcast(c, OP_QUIESCE, quiesce_done, done, arg);
+	bcast(c, b, OP_QUIESCE, quiesce_done, done, arg);
+}
+
+/* Needs no answer: a resume only lets the group fetch and post again. */
+static void group_resume_msg(void *arg)
+{
+	struct nvme_group *g = arg;
+
+	g->quiesced = false;
 }
 
 static void nvme_resume(struct zoc_pci_func *f)
@@ -1287,7 +1327,8 @@ static void nvme_resume(struct zoc_pci_func *f)
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
 
 	c->link_quiesced = false;
-	bcast(c, OP_RESUME, quiesce_done, NULL, NULL);
+	for (unsigned i = 0; i < c->ngroups; i++)
+		send_msg_retry(c->groups[i].r, group_resume_msg, &c->groups[i]);
 }
 
 /* Only while quiesced: every group is idle, so the rings can move. A queue
@@ -1465,7 +1506,7 @@ int zoc_nvme_ns_add(struct zoc_nvme_ctrlr *c, struct zoc_bdev *bdev, uint32_t ns
 	rc = zoc_bdev_claim(bdev);
 	if (rc)
 		return rc;
-	ns = calloc(1, sizeof(*ns));
+	ns = nvme_calloc(1, sizeof(*ns));
 	if (!ns) {
 		zoc_bdev_release(bdev);
 		return -ENOMEM;
@@ -1508,9 +1549,14 @@ void zoc_nvme_ns_remove(struct zoc_nvme_ctrlr *c, uint32_t nsid,
 			done(arg, -ENOENT);
 		return;
 	}
+	b = bcast_new(c, OP_NS_DRAIN, ns_drained);
+	if (!b) {
+		if (done)
+			done(arg, -ENOMEM);
+		return;
+	}
 	__atomic_store_n(&c->ns[nsid - 1], NULL, __ATOMIC_RELEASE);
 	c->ns_removing |= 1ull << (nsid - 1);
-	b = bcast_new(c, OP_NS_DRAIN, ns_drained);
 	b->nsid = nsid;
 	b->ns_fn = done;
 	b->user_arg = arg;
@@ -1519,6 +1565,16 @@ void zoc_nvme_ns_remove(struct zoc_nvme_ctrlr *c, uint32_t nsid,
 }
 
 /* --------------------------------------------------- create / destroy */
+
+static void ctrlr_free(struct zoc_nvme_ctrlr *c)
+{
+	free(c->iv_cd);
+	free(c->groups);
+	free(c->bc_state);
+	free(c->bc_quiesce);
+	free(c->bc_destroy);
+	free(c);
+}
 
 int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvme_ctrlr **out)
 {
@@ -1537,7 +1593,7 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	n = zoc_reactor_count();
 	if (n == 0)
 		n = 1;
-	c = calloc(1, sizeof(*c));
+	c = nvme_calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	snprintf(c->name, sizeof(c->name), "%s", opts->name);
@@ -1565,18 +1621,20 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	}
 	c->db = mmap(NULL, NVME_DB_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, c->db_fd,
 		     NVME_REG_DBS);
-	c->iv_cd = calloc(c->msix_vectors, sizeof(*c->iv_cd));
-	c->groups = calloc(n, sizeof(*c->groups));
-	if (c->db == MAP_FAILED || !c->iv_cd || !c->groups) {
+	c->ngroups = n;
+	c->iv_cd = nvme_calloc(c->msix_vectors, sizeof(*c->iv_cd));
+	c->groups = nvme_calloc(n, sizeof(*c->groups));
+	c->bc_state = nvme_calloc(1, bcast_size(c));
+	c->bc_quiesce = nvme_calloc(1, bcast_size(c));
+	c->bc_destroy = nvme_calloc(1, bcast_size(c));
+	if (c->db == MAP_FAILED || !c->iv_cd || !c->groups || !c->bc_state || !c->bc_quiesce ||
+	    !c->bc_destroy) {
 		if (c->db != MAP_FAILED)
 			munmap(c->db, NVME_DB_PAGE);
 		close(c->db_fd);
-		free(c->iv_cd);
-		free(c->groups);
-		free(c);
+		ctrlr_free(c);
 		return -ENOMEM;
 	}
-	c->ngroups = n;
 	for (unsigned i = 0; i < n; i++) {
 		struct nvme_group *g = &c->groups[i];
 
@@ -1624,9 +1682,7 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 				close(c->groups[i].efd);
 		munmap(c->db, NVME_DB_PAGE);
 		close(c->db_fd);
-		free(c->iv_cd);
-		free(c->groups);
-		free(c);
+		ctrlr_free(c);
 		return -e;
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -1645,8 +1701,7 @@ static void destroy_free(void *arg)
 	void (*fn)(void *) = c->destroy_fn;
 	void *fn_arg = c->destroy_arg;
 
-	free(c->groups);
-	free(c);
+	ctrlr_free(c);
 	if (fn)
 		fn(fn_arg);
 }
@@ -1657,12 +1712,7 @@ static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	void *arg = b->user_arg;
 
 	nvme_aer_drop_all(c);
-	while (c->reset_waiters) {
-		struct nvme_reset_waiter *w = c->reset_waiters;
-
-		c->reset_waiters = w->next;
-		free(w); /* the link is gone: nobody waits for it */
-	}
+	c->nreset_w = 0; /* the link is gone: nobody waits for them */
 	for (unsigned q = 0; q <= NVME_MAX_QID; q++)
 		if (c->sq[q].pool)
 			zoc_pool_destroy(c->sq[q].pool);
@@ -1683,8 +1733,6 @@ static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	munmap(c->db, NVME_DB_PAGE);
 	close(c->db_fd);
 	ZOC_INFO("%s: destroyed", c->name);
-	free(c->iv_cd);
-	c->iv_cd = NULL;
 	c->destroy_fn = fn;
 	c->destroy_arg = arg;
 	/* A reactor that sent its last acknowledgement may still be reading its
@@ -1701,7 +1749,7 @@ void zoc_nvme_ctrlr_destroy(struct zoc_nvme_ctrlr *c, void (*done)(void *arg), v
 		return;
 	}
 	c->destroying = true;
-	bcast(c, OP_DESTROY, destroy_done, done, arg);
+	bcast(c, c->bc_destroy, OP_DESTROY, destroy_done, done, arg);
 }
 
 struct zoc_pci_func *zoc_nvme_ctrlr_pci(struct zoc_nvme_ctrlr *c)

@@ -42,6 +42,7 @@
 #define NVME_BATCH 32
 #define NVME_AEN_QUEUE 16
 #define NVME_KAS 10              /* keep alive granularity: 1 s */
+#define NVME_RESET_WAITERS 4     /* a link has at most 2 resets pending */
 
 struct zoc_nvme_ctrlr;
 struct nvme_sq;
@@ -194,8 +195,13 @@ struct zoc_nvme_ctrlr {
 	struct nvme_reset_waiter {
 		void (*fn)(void *);
 		void *arg;
-		struct nvme_reset_waiter *next;
-	} *reset_waiters;          /* function resets waiting for the disable */
+	} reset_w[NVME_RESET_WAITERS]; /* function resets waiting for the disable */
+	unsigned nreset_w;
+	/* Broadcasts that cannot fail (their callers have no error path) use
+	 * storage allocated with the controller: one of each runs at a time. */
+	struct nvme_bcast *bc_state;   /* disable / shutdown (op_busy) */
+	struct nvme_bcast *bc_quiesce; /* the link waits for one before the next */
+	struct nvme_bcast *bc_destroy;
 
 	/* features */
 	uint32_t feat_arb, feat_pm, feat_temp, feat_aec, feat_kato, feat_wa;
@@ -238,6 +244,9 @@ struct zoc_nvme_ctrlr {
 };
 
 /* nvme.c */
+/* Test hook: n > 0 makes the n-th control-path allocation from now fail
+ * (once). */
+extern unsigned zoc_nvme_fail_alloc;
 void nvme_req_complete(struct nvme_req *r, uint16_t status);
 /* Owner: finishes the group's waiters (quiesce, disable ...) that are ready. */
 void nvme_group_check(struct nvme_group *g);

@@ -55,6 +55,9 @@
 #define MSIX_OFF 0x70
 #define WAIT_MS 10000
 
+/* src/nvme/nvme_internal.h: fail the n-th allocation from now */
+extern unsigned zoc_nvme_fail_alloc;
+
 #define RAM_BLOCKS 8192 /* 4 MiB of 512-byte blocks */
 
 /* ------------------------------------------------------------------ */
@@ -1434,6 +1437,12 @@ static void test_logs_and_events(void **state)
 		struct ctl c = {.d = d, .nsid = 5};
 
 		sem_init(&c.sem, 0, 0);
+		/* out of memory: the removal fails, the namespace stays */
+		zoc_nvme_fail_alloc = 1;
+		on_reactor(ns_remove_fn, &c);
+		ctl_wait(&c);
+		assert_int_equal(c.rc, -ENOMEM);
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 5, 0, 1, GPA + OFF_DATA, 0), 0);
 		on_reactor(ns_remove_fn, &c);
 		ctl_wait(&c);
 		assert_int_equal(c.rc, 0);
@@ -2004,6 +2013,15 @@ static void test_create_args(void **state)
 	c.opts.max_queue_size = 1;
 	on_reactor(create_fn, &c);
 	assert_int_equal(c.rc, -EINVAL);
+	/* each allocation of the controller (itself, vectors, groups, the three
+	 * broadcasts) failing fails the creation; nothing leaks (ASan) */
+	c.opts.max_queue_size = 0;
+	for (unsigned n = 1; n <= 6; n++) {
+		zoc_nvme_fail_alloc = n;
+		on_reactor(create_fn, &c);
+		assert_int_equal(c.rc, -ENOMEM);
+	}
+	zoc_nvme_fail_alloc = 0;
 }
 
 int main(void)
