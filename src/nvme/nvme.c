@@ -50,6 +50,13 @@ static inline void db_store(struct zoc_nvme_ctrlr *c, unsigned idx, uint32_t v)
 	__atomic_store_n(&c->db[idx], v, __ATOMIC_RELEASE);
 }
 
+/* PCI: a function whose bus mastering is off does not DMA (no fetch, no
+ * completion entry, no MSI/MSI-X write). */
+static inline bool may_dma(struct zoc_nvme_ctrlr *c)
+{
+	return __atomic_load_n(&c->bus_master, __ATOMIC_RELAXED);
+}
+
 static void send_msg_retry(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
 {
 	while (zoc_reactor_send_msg(r, fn, arg))
@@ -442,7 +449,7 @@ void nvme_req_complete(struct nvme_req *r, uint16_t status)
 		req_release(r);
 		return;
 	}
-	if (g->quiesced || !cq->ring || cq->held || cq_full(cq)) {
+	if (g->quiesced || !cq->ring || cq->held || cq_full(cq) || !may_dma(cq->c)) {
 		r->next = NULL;
 		*cq->held_tail = r;
 		cq->held_tail = &r->next;
@@ -603,7 +610,7 @@ static int group_poll(void *arg)
 	uint64_t now = 0;
 	int work = 0;
 
-	if (ZOC_UNLIKELY(g->quiesced))
+	if (ZOC_UNLIKELY(g->quiesced || !may_dma(c)))
 		return 0;
 	for (struct nvme_cq *cq = g->cqs; cq; cq = cq->next) {
 		if (ZOC_UNLIKELY(!cq->ring))
@@ -629,7 +636,7 @@ static int group_arm(void *arg)
 	struct nvme_group *g = arg;
 	struct zoc_nvme_ctrlr *c = g->c;
 
-	if (g->quiesced)
+	if (g->quiesced || !may_dma(c))
 		return 0;
 	for (struct nvme_cq *cq = g->cqs; cq; cq = cq->next) {
 		if (!cq->ring)
@@ -1273,10 +1280,29 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 	return 1;
 }
 
+static void bus_master_update(struct zoc_nvme_ctrlr *c)
+{
+	bool on = zoc_pci_bus_master(c->f);
+
+	if (__atomic_exchange_n(&c->bus_master, on, __ATOMIC_RELEASE) == on)
+		return;
+	ZOC_DEBUG("%s: bus mastering %s", c->name, on ? "on" : "off");
+	if (on) /* reactors asleep in interrupt mode: look at the queues again */
+		for (unsigned i = 0; i < c->ngroups; i++)
+			kick_owner(c, &c->groups[i]);
+}
+
+static void nvme_cfg_written(struct zoc_pci_func *f, uint32_t off, uint32_t len)
+{
+	if (off < 0x06 && off + len > 0x04) /* the command register */
+		bus_master_update(zoc_pci_func_ctx(f));
+}
+
 static void nvme_reset(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
 
+	bus_master_update(c); /* config space is back at power-on values */
 	/* a reset already waiting is answered by the same disable */
 	if (c->nreset_w == NVME_RESET_WAITERS) {
 		ZOC_ERR("%s: more than %u resets pending: one is not answered", c->name,
@@ -1370,6 +1396,7 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 
 static const struct zoc_pci_ops nvme_pci_ops = {
 	.bar_access = nvme_bar_access,
+	.cfg_written = nvme_cfg_written,
 	.bar_mmap_areas = nvme_bar_mmap_areas,
 	.reset = nvme_reset,
 	.quiesce = nvme_quiesce,

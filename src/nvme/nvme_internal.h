@@ -184,6 +184,10 @@ struct zoc_nvme_ctrlr {
 	/* DMA space (changed only while quiesced; owners read it) */
 	struct zoc_mem *mem;
 
+	/* PCI command register bus master enable, as of the last config write
+	 * (atomic; read by owners once per poll and per completion) */
+	bool bus_master;
+
 	/* state machine */
 	bool enabled;              /* RDY */
 	bool op_busy;              /* a disable / shutdown / reset is running */

@@ -1994,6 +1994,69 @@ static void test_interrupt_mode(void **state)
 	drv_free(d);
 }
 
+/* Bus mastering off: no command fetched, no completion written, no
+ * interrupt; all of it happens once the driver sets it again. */
+static void test_bus_master(void **state)
+{
+	struct drv *d = drv_new();
+	struct nvme_cqe e;
+	struct q *q;
+
+	(void)state;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	enable(d);
+	q = io_pair(d, 1);
+	fill(d, GPA + OFF_DATA, PAGE, 0x5a);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	irq_count(d, 1);
+	cfg_wr(d, 0x04, 0x2, 2); /* memory space only */
+	memset(g2h(d, GPA + OFF_DATA + PAGE), 0, PAGE);
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+				     .prp1 = GPA + OFF_DATA + PAGE, .cdw12 = 7};
+		struct nvme_sqe id = {.opc = NVME_ADM_IDENTIFY, .prp1 = GPA + OFF_BUF, .cdw10 = 1};
+
+		push(d, q, &c);
+		push(d, &d->adm, &id);
+		assert_false(poll_cqe(d, q, &e, 200));
+		assert_false(poll_cqe(d, &d->adm, &e, 10));
+		/* not fetched: no data moved, no interrupt */
+		for (unsigned i = 0; i < PAGE; i++)
+			assert_int_equal(((uint8_t *)g2h(d, GPA + OFF_DATA + PAGE))[i], 0);
+		assert_int_equal(irq_count(d, 1), 0);
+		cfg_wr(d, 0x04, 0x6, 2);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, c.cid);
+		assert_int_equal(st_of(&e), 0);
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, id.cid);
+	}
+	assert_memory_equal(g2h(d, GPA + OFF_DATA + PAGE), g2h(d, GPA + OFF_DATA), PAGE);
+	assert_true(irq_count(d, 1) > 0);
+	/* a function reset clears the command register: off until set again */
+	{
+		struct ctl c = {.d = d};
+
+		sem_init(&c.sem, 0, 0);
+		on_reactor(reset_fn, &c);
+		ctl_wait(&c);
+		sem_destroy(&c.sem);
+	}
+	cfg_wr(d, 0x04, 0x2, 2);
+	enable(d);
+	{
+		struct nvme_sqe id = {.opc = NVME_ADM_IDENTIFY, .prp1 = GPA + OFF_BUF, .cdw10 = 1};
+
+		push(d, &d->adm, &id);
+		assert_false(poll_cqe(d, &d->adm, &e, 100));
+		cfg_wr(d, 0x04, 0x6, 2);
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(st_of(&e), 0);
+	}
+	disable(d);
+	drv_free(d);
+}
+
 static void test_create_args(void **state)
 {
 	struct zoc_nvme_ctrlr_opts o = {.name = "x", .max_io_queues = ZOC_NVME_MAX_IO_QUEUES + 1};
@@ -2043,11 +2106,13 @@ int main(void)
 		cmocka_unit_test(test_quiesce),
 		cmocka_unit_test(test_parallel_queues),
 		cmocka_unit_test(test_mmap_doorbells),
+		cmocka_unit_test(test_bus_master),
 	};
 
 	const struct CMUnitTest int_tests[] = {
 		cmocka_unit_test(test_interrupt_mode),
 		cmocka_unit_test(test_parallel_queues),
+		cmocka_unit_test(test_bus_master),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 
