@@ -592,8 +592,35 @@ static int sq_fetch(struct nvme_group *g, struct nvme_sq *sq, int budget)
 	return n;
 }
 
+#define DB_SCAN_EVERY 64          /* polls of reactor 0 */
+#define DB_SCAN_SLOTS 16          /* a sweep of the page: 64 * 64 polls */
+
+/* Stores in the mmap'd page to doorbells of queues that do not exist are
+ * not trapped: reactor 0 looks at a few slots now and then, reports a
+ * non-zero one as an invalid doorbell register and clears it. (Slots are
+ * zeroed when a queue is created or deleted and at enable and disable.) */
+static void db_scan(struct zoc_nvme_ctrlr *c)
+{
+	unsigned idx = c->db_scan_next;
+
+	c->db_scan_next = (idx + DB_SCAN_SLOTS) % (NVME_DB_PAGE / 4);
+	for (unsigned end = idx + DB_SCAN_SLOTS; idx < end; idx++) {
+		unsigned qid = idx / 2;
+
+		if (qid <= NVME_MAX_QID && (idx & 1 ? c->cq[qid].exists : c->sq[qid].exists))
+			continue;
+		if (db_load(c, idx)) {
+			db_store(c, idx, 0);
+			report_bad_db(c, (uint16_t)qid, NVME_AER_ERR_INVALID_DB);
+		}
+	}
+}
+
 static void admin_tick(struct zoc_nvme_ctrlr *c)
 {
+	if (c->db_offered && ++c->db_scan_tick % DB_SCAN_EVERY == 0 && c->enabled &&
+	    !(__atomic_load_n(&c->csts, __ATOMIC_RELAXED) & NVME_CSTS_CFS))
+		db_scan(c);
 	if (ZOC_UNLIKELY(c->feat_kato) && c->enabled && c->ka_deadline_ns &&
 	    zoc_now_ns() > c->ka_deadline_ns) {
 		ZOC_WARN("%s: keep alive timer expired: controller fatal status", c->name);
@@ -827,6 +854,7 @@ static void sq_free_r0(struct zoc_nvme_ctrlr *c, struct nvme_sq *sq)
 	if (sq->cq && sq->cq->nsq)
 		sq->cq->nsq--;
 	sq->cq = NULL;
+	db_store(c, 2u * sq->qid, 0);
 }
 
 static void sq_deleted_on_r0(void *arg)
@@ -896,6 +924,7 @@ static void cq_deleted_on_r0(void *arg)
 	if (r && r->gen == c->gen) {
 		cq->exists = false;
 		cq->ring = NULL;
+		db_store(c, 2u * cq->qid + 1, 0);
 	}
 	if (r)
 		nvme_req_complete(r, NVME_SC_SUCCESS);
@@ -980,6 +1009,7 @@ static bool ctrl_enable(struct zoc_nvme_ctrlr *c)
 		why = "no DMA space";
 	if (!why) {
 		c->page_size = (uint32_t)ps;
+		memset(c->db, 0, NVME_DB_PAGE); /* stores made while disabled mean nothing */
 		if (nvme_cq_create(c, 0, c->acq, cqs, 0, true)) {
 			why = "admin completion queue outside guest memory";
 		} else if (nvme_sq_create(c, 0, c->asq, sqs, 0, 0)) {
@@ -1273,6 +1303,7 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 	 * doorbells then come as BAR writes, which wake it. */
 	if (bar != 0 || !c->mmap_doorbells || max < 1 || zoc_reactor_interrupt_mode())
 		return 0;
+	c->db_offered = true;
 	areas[0].offset = NVME_REG_DBS;
 	areas[0].size = NVME_DB_PAGE;
 	areas[0].fd = c->db_fd;

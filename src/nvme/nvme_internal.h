@@ -180,6 +180,8 @@ struct zoc_nvme_ctrlr {
 	/* doorbell page (memfd) */
 	int db_fd;
 	uint32_t *db;
+	bool db_offered;           /* given to the link to mmap */
+	unsigned db_scan_tick, db_scan_next; /* sweep of unused slots */
 
 	/* DMA space (changed only while quiesced; owners read it) */
 	struct zoc_mem *mem;

@@ -1961,6 +1961,30 @@ static void test_mmap_doorbells(void **state)
 		d->dbmap[2 * 3] = q[3]->tail;
 		assert_int_equal(rw(d, q[3], NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
 	}
+	/* stores to doorbells of queues that do not exist (SQ 5, CQ 4 after its
+	 * deletion, a slot past the last queue) are found by reactor 0's sweep */
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 4), 0);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 4), 0);
+	{
+		static const unsigned slots[] = {2 * 5, 2 * 4 + 1, 1001};
+
+		for (unsigned i = 0; i < 3; i++) {
+			struct nvme_sqe c = {.opc = NVME_ADM_ASYNC_EVENT};
+			struct nvme_cqe e;
+
+			assert_int_equal(get_log(d, NVME_LOG_ERROR, 16, 0, false), 0); /* unmask */
+			push(d, &d->adm, &c);
+			assert_false(poll_cqe(d, &d->adm, &e, 50));
+			__atomic_store_n(&d->dbmap[slots[i]], 7, __ATOMIC_RELEASE);
+			assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+			assert_int_equal(e.dw0, NVME_AER_DW0(NVME_AER_TYPE_ERROR,
+							     NVME_AER_ERR_INVALID_DB,
+							     NVME_LOG_ERROR));
+			assert_int_equal(__atomic_load_n(&d->dbmap[slots[i]], __ATOMIC_ACQUIRE), 0);
+		}
+	}
+	/* the queues that exist still work */
+	assert_int_equal(rw(d, q[2], NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
 	disable(d);
 	drv_free(d);
 }
