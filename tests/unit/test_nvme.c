@@ -1152,6 +1152,27 @@ static void test_io_prp(void **state)
 					 NVME_SC_DATA_XFER_ERROR);
 		}
 	}
+	/* list entries that follow each other are translated as one run: a run
+	 * that leaves guest memory, or ends in an entry with an offset, fails */
+	{
+		uint64_t *e = g2h(d, GPA + OFF_LIST + 0x5000);
+
+		e[0] = GPA + MEM_SIZE - 2 * PAGE;
+		e[1] = GPA + MEM_SIZE - PAGE;
+		e[2] = GPA + MEM_SIZE;
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 32, GPA + OFF_DATA,
+				    GPA + OFF_LIST + 0x5000),
+				 NVME_SC_DATA_XFER_ERROR);
+		e[2] = GPA + MEM_SIZE - PAGE + 0x200;
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 32, GPA + OFF_DATA,
+				    GPA + OFF_LIST + 0x5000),
+				 NVME_SC_PRP_INVALID_OFFSET);
+		e[2] = GPA + 0x700000;
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 32, GPA + OFF_DATA,
+				    GPA + OFF_LIST + 0x5000),
+				 0);
+		assert_memory_equal(g2h(d, GPA + MEM_SIZE - 2 * PAGE), ram + PAGE, 2 * PAGE);
+	}
 
 	/* flush, write zeroes, deallocate */
 	atomic_store(&g_ram_flushes, 0);
