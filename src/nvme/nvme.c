@@ -57,6 +57,16 @@ static inline bool may_dma(struct zoc_nvme_ctrlr *c)
 	return __atomic_load_n(&c->bus_master, __ATOMIC_RELAXED);
 }
 
+/* A message for a step that can still fail (its command gets an error). */
+static int send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
+{
+	if (ZOC_UNLIKELY(zoc_nvme_fail_alloc) && --zoc_nvme_fail_alloc == 0)
+		return -ENOMEM;
+	return zoc_reactor_send_msg(r, fn, arg);
+}
+
+/* A message for a step that cannot be undone (an answer to reactor 0, a
+ * broadcast under way): a message is 24 bytes, the retry waits for memory. */
 static void send_msg_retry(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
 {
 	while (zoc_reactor_send_msg(r, fn, arg))
@@ -795,10 +805,14 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	else
 		cq->g = &c->groups[c->next_reactor++ % c->ngroups];
 	db_store(c, 2u * qid + 1, 0);
-	if (cq->g == &c->groups[0] && on_reactor0())
+	if (cq->g == &c->groups[0] && on_reactor0()) {
 		cq_attach_msg(cq);
-	else
-		send_msg_retry(cq->g->r, cq_attach_msg, cq);
+	} else if (send_msg(cq->g->r, cq_attach_msg, cq)) {
+		cq->exists = false;
+		cq->ring = NULL;
+		cq->g = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -835,10 +849,17 @@ int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	sq->qprio = qprio;
 	cq->nsq++;
 	db_store(c, 2u * qid, 0);
-	if (cq->g == &c->groups[0] && on_reactor0())
+	if (cq->g == &c->groups[0] && on_reactor0()) {
 		sq_attach_msg(sq);
-	else
-		send_msg_retry(cq->g->r, sq_attach_msg, sq);
+	} else if (send_msg(cq->g->r, sq_attach_msg, sq)) {
+		cq->nsq--;
+		sq->exists = false;
+		sq->ring = NULL;
+		sq->cq = NULL;
+		zoc_pool_destroy(sq->pool);
+		sq->pool = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -906,12 +927,14 @@ static void sq_delete_msg(void *arg)
 		sq_delete_finish(sq);
 }
 
-void nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
+int nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
 {
 	struct nvme_sq *sq = &c->sq[qid];
 
+	if (send_msg(sq->cq->g ? sq->cq->g->r : zoc_reactor_get(0), sq_delete_msg, sq))
+		return -ENOMEM;
 	sq->del_req = r;
-	send_msg_retry(sq->cq->g ? sq->cq->g->r : zoc_reactor_get(0), sq_delete_msg, sq);
+	return 0;
 }
 
 static void cq_deleted_on_r0(void *arg)
@@ -952,12 +975,14 @@ static void cq_delete_msg(void *arg)
 	send_msg_retry(zoc_reactor_get(0), cq_deleted_on_r0, cq);
 }
 
-void nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
+int nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
 {
 	struct nvme_cq *cq = &c->cq[qid];
 
+	if (send_msg(cq->g ? cq->g->r : zoc_reactor_get(0), cq_delete_msg, cq))
+		return -ENOMEM;
 	cq->del_req = r;
-	send_msg_retry(cq->g ? cq->g->r : zoc_reactor_get(0), cq_delete_msg, cq);
+	return 0;
 }
 
 /* ------------------------------------------------------ controller state */

@@ -250,8 +250,8 @@ struct zoc_nvme_ctrlr {
 };
 
 /* nvme.c */
-/* Test hook: n > 0 makes the n-th control-path allocation from now fail
- * (once). */
+/* Test hook: n > 0 makes the n-th control-path allocation (or message
+ * that may fail) from now fail, once. */
 extern unsigned zoc_nvme_fail_alloc;
 void nvme_req_complete(struct nvme_req *r, uint16_t status);
 /* Owner: finishes the group's waiters (quiesce, disable ...) that are ready. */
@@ -267,8 +267,9 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 		   uint16_t iv, bool ien);
 int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_t size,
 		   uint16_t cqid, uint16_t qprio);
-void nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
-void nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
+/* 0: r is completed when the queue is gone; -ENOMEM: nothing done. */
+int nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
+int nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
 void nvme_sum_stats(struct zoc_nvme_ctrlr *c, struct zoc_io_stats *out);
 static inline struct nvme_ns *nvme_ns_get(struct zoc_nvme_ctrlr *c, uint32_t nsid)
 {

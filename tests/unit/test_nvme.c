@@ -2102,6 +2102,47 @@ static void test_bus_master(void **state)
 	drv_free(d);
 }
 
+/* Out of memory for a queue's message to its reactor: Create/Delete I/O
+ * SQ/CQ fail with Internal Error and change nothing; a retry works. */
+static void test_queue_enomem(void **state)
+{
+	struct drv *d = drv_new();
+	struct q *q;
+
+	(void)state;
+	assert_int_equal(ns_add(d, "null0", 1), 0);
+	enable(d);
+	/* I/O CQs go to the reactors in turn: 1 on reactor 0 (no message), 2 on 1 */
+	memset(g2h(d, GPA + OFF_IOQ(1)), 0, 0x20000);
+	memset(g2h(d, GPA + OFF_IOQ(2)), 0, 0x20000);
+	assert_int_equal(create_cq(d, 1, IOQ_SIZE, 1, 3), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(create_cq(d, 2, IOQ_SIZE, 2, 3), NVME_SC_INTERNAL);
+	assert_int_equal(zoc_nvme_fail_alloc, 0);
+	assert_int_equal(create_sq(d, 2, IOQ_SIZE, 2, 1), NVME_SC_CQ_INVALID); /* no CQ 2 */
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 1), 0);
+	/* CQ 2 again: reactor 0; CQ 1: reactor 1 */
+	assert_int_equal(create_cq(d, 2, IOQ_SIZE, 2, 3), 0);
+	assert_int_equal(create_cq(d, 1, IOQ_SIZE, 1, 3), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(create_sq(d, 1, IOQ_SIZE, 1, 1), NVME_SC_INTERNAL);
+	assert_int_equal(create_sq(d, 1, IOQ_SIZE, 1, 1), 0);
+	q = &d->io[1];
+	*q = (struct q){.qid = 1, .size = IOQ_SIZE, .sq_gpa = GPA + OFF_IOQ(1),
+			.cq_gpa = GPA + OFF_IOQ(1) + 0x10000, .phase = 1};
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), NVME_SC_INTERNAL);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 1), NVME_SC_INTERNAL);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 1), 0);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 2), 0);
+	disable(d);
+	drv_free(d);
+}
+
 static void test_create_args(void **state)
 {
 	struct zoc_nvme_ctrlr_opts o = {.name = "x", .max_io_queues = ZOC_NVME_MAX_IO_QUEUES + 1};
@@ -2152,6 +2193,7 @@ int main(void)
 		cmocka_unit_test(test_parallel_queues),
 		cmocka_unit_test(test_mmap_doorbells),
 		cmocka_unit_test(test_bus_master),
+		cmocka_unit_test(test_queue_enomem),
 	};
 
 	const struct CMUnitTest int_tests[] = {
