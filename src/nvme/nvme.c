@@ -30,6 +30,16 @@
 
 /* --------------------------------------------------------------- helpers */
 
+unsigned zoc_nvme_fail_alloc;
+
+/* Control-path allocations: callers fail their operation on NULL. */
+static void *nvme_calloc(size_t n, size_t size)
+{
+	if (ZOC_UNLIKELY(zoc_nvme_fail_alloc) && --zoc_nvme_fail_alloc == 0)
+		return NULL;
+	return calloc(n, size);
+}
+
 static inline uint32_t db_load(struct zoc_nvme_ctrlr *c, unsigned idx)
 {
 	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
@@ -40,6 +50,23 @@ static inline void db_store(struct zoc_nvme_ctrlr *c, unsigned idx, uint32_t v)
 	__atomic_store_n(&c->db[idx], v, __ATOMIC_RELEASE);
 }
 
+/* PCI: a function whose bus mastering is off does not DMA (no fetch, no
+ * completion entry, no MSI/MSI-X write). */
+static inline bool may_dma(struct zoc_nvme_ctrlr *c)
+{
+	return __atomic_load_n(&c->bus_master, __ATOMIC_RELAXED);
+}
+
+/* A message for a step that can still fail (its command gets an error). */
+static int send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
+{
+	if (ZOC_UNLIKELY(zoc_nvme_fail_alloc) && --zoc_nvme_fail_alloc == 0)
+		return -ENOMEM;
+	return zoc_reactor_send_msg(r, fn, arg);
+}
+
+/* A message for a step that cannot be undone (an answer to reactor 0, a
+ * broadcast under way): a message is 24 bytes, the retry waits for memory. */
 static void send_msg_retry(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
 {
 	while (zoc_reactor_send_msg(r, fn, arg))
@@ -55,7 +82,7 @@ static bool on_reactor0(void)
 
 /* ------------------------------------------------------------ broadcasts */
 
-enum nvme_op { OP_QUIESCE, OP_RESUME, OP_STOP, OP_DISABLE, OP_DESTROY, OP_NS_DRAIN };
+enum nvme_op { OP_QUIESCE, OP_STOP, OP_DISABLE, OP_DESTROY, OP_NS_DRAIN };
 
 struct nvme_bcast;
 
@@ -75,6 +102,7 @@ struct nvme_bcast {
 	void *user_arg;
 	void (*ns_fn)(void *, int);
 	struct nvme_ns *ns;
+	bool heap;                 /* freed when done (else the controller's) */
 	struct nvme_waiter w[];
 };
 
@@ -86,8 +114,11 @@ static void bcast_ack(void *arg)
 	struct nvme_bcast *b = w->b;
 
 	if (--b->pending == 0) {
+		bool heap = b->heap;
+
 		b->done(b->c, b);
-		free(b);
+		if (heap)
+			free(b);
 	}
 }
 
@@ -115,8 +146,6 @@ static bool waiter_ready(struct nvme_waiter *w)
 
 	if (w->b->op == OP_NS_DRAIN)
 		return g->ns[w->b->nsid - 1].inflight == 0;
-	if (w->b->op == OP_RESUME)
-		return true;
 	return g->busy == 0;
 }
 
@@ -175,9 +204,6 @@ static void group_op_msg(void *arg)
 	case OP_QUIESCE:
 		g->quiesced = true;
 		break;
-	case OP_RESUME:
-		g->quiesced = false;
-		break;
 	case OP_STOP:
 		g->stopped = true;
 		break;
@@ -197,27 +223,59 @@ static void group_op_msg(void *arg)
 	nvme_group_check(g);
 }
 
-static void bcast(struct zoc_nvme_ctrlr *c, enum nvme_op op, uint32_t nsid,
-		  void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *), void (*user_fn)(void *),
-		  void *user_arg)
+static size_t bcast_size(const struct zoc_nvme_ctrlr *c)
 {
-	struct nvme_bcast *b;
+	return sizeof(struct nvme_bcast) + sizeof(struct nvme_waiter) * c->ngroups;
+}
 
-	while (!(b = calloc(1, sizeof(*b) + sizeof(struct nvme_waiter) * c->ngroups)))
-		usleep(1000);
+static void bcast_init(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b, enum nvme_op op,
+		       void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *))
+{
+	bool heap = b->heap;
+
+	memset(b, 0, bcast_size(c));
+	b->heap = heap;
 	b->c = c;
 	b->op = op;
-	b->nsid = nsid;
 	b->done = done;
-	b->user_fn = user_fn;
-	b->user_arg = user_arg;
-	b->pending = c->ngroups;
 	for (unsigned i = 0; i < c->ngroups; i++) {
 		b->w[i].b = b;
 		b->w[i].g = &c->groups[i];
 	}
+}
+
+/* A broadcast freed when done; NULL when out of memory. */
+static struct nvme_bcast *bcast_new(struct zoc_nvme_ctrlr *c, enum nvme_op op,
+				    void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *))
+{
+	struct nvme_bcast *b = nvme_calloc(1, bcast_size(c));
+
+	if (!b)
+		return NULL;
+	b->heap = true;
+	bcast_init(c, b, op, done);
+	return b;
+}
+
+/* Runs op on every group; b->done on reactor 0 when all are through. */
+static void bcast_send(struct nvme_bcast *b)
+{
+	struct zoc_nvme_ctrlr *c = b->c;
+
+	b->pending = c->ngroups;
 	for (unsigned i = 0; i < c->ngroups; i++)
 		send_msg_retry(c->groups[i].r, group_op_msg, &b->w[i]);
+}
+
+/* On the controller's own storage b (see struct zoc_nvme_ctrlr). */
+static void bcast(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b, enum nvme_op op,
+		  void (*done)(struct zoc_nvme_ctrlr *, struct nvme_bcast *), void (*user_fn)(void *),
+		  void *user_arg)
+{
+	bcast_init(c, b, op, done);
+	b->user_fn = user_fn;
+	b->user_arg = user_arg;
+	bcast_send(b);
 }
 
 /* --------------------------------------------------------- interrupts */
@@ -401,7 +459,7 @@ void nvme_req_complete(struct nvme_req *r, uint16_t status)
 		req_release(r);
 		return;
 	}
-	if (g->quiesced || !cq->ring || cq->held || cq_full(cq)) {
+	if (g->quiesced || !cq->ring || cq->held || cq_full(cq) || !may_dma(cq->c)) {
 		r->next = NULL;
 		*cq->held_tail = r;
 		cq->held_tail = &r->next;
@@ -544,8 +602,35 @@ static int sq_fetch(struct nvme_group *g, struct nvme_sq *sq, int budget)
 	return n;
 }
 
+#define DB_SCAN_EVERY 64          /* polls of reactor 0 */
+#define DB_SCAN_SLOTS 16          /* a sweep of the page: 64 * 64 polls */
+
+/* Stores in the mmap'd page to doorbells of queues that do not exist are
+ * not trapped: reactor 0 looks at a few slots now and then, reports a
+ * non-zero one as an invalid doorbell register and clears it. (Slots are
+ * zeroed when a queue is created or deleted and at enable and disable.) */
+static void db_scan(struct zoc_nvme_ctrlr *c)
+{
+	unsigned idx = c->db_scan_next;
+
+	c->db_scan_next = (idx + DB_SCAN_SLOTS) % (NVME_DB_PAGE / 4);
+	for (unsigned end = idx + DB_SCAN_SLOTS; idx < end; idx++) {
+		unsigned qid = idx / 2;
+
+		if (qid <= NVME_MAX_QID && (idx & 1 ? c->cq[qid].exists : c->sq[qid].exists))
+			continue;
+		if (db_load(c, idx)) {
+			db_store(c, idx, 0);
+			report_bad_db(c, (uint16_t)qid, NVME_AER_ERR_INVALID_DB);
+		}
+	}
+}
+
 static void admin_tick(struct zoc_nvme_ctrlr *c)
 {
+	if (c->db_offered && ++c->db_scan_tick % DB_SCAN_EVERY == 0 && c->enabled &&
+	    !(__atomic_load_n(&c->csts, __ATOMIC_RELAXED) & NVME_CSTS_CFS))
+		db_scan(c);
 	if (ZOC_UNLIKELY(c->feat_kato) && c->enabled && c->ka_deadline_ns &&
 	    zoc_now_ns() > c->ka_deadline_ns) {
 		ZOC_WARN("%s: keep alive timer expired: controller fatal status", c->name);
@@ -562,7 +647,7 @@ static int group_poll(void *arg)
 	uint64_t now = 0;
 	int work = 0;
 
-	if (ZOC_UNLIKELY(g->quiesced))
+	if (ZOC_UNLIKELY(g->quiesced || !may_dma(c)))
 		return 0;
 	for (struct nvme_cq *cq = g->cqs; cq; cq = cq->next) {
 		if (ZOC_UNLIKELY(!cq->ring))
@@ -588,7 +673,7 @@ static int group_arm(void *arg)
 	struct nvme_group *g = arg;
 	struct zoc_nvme_ctrlr *c = g->c;
 
-	if (g->quiesced)
+	if (g->quiesced || !may_dma(c))
 		return 0;
 	for (struct nvme_cq *cq = g->cqs; cq; cq = cq->next) {
 		if (!cq->ring)
@@ -720,10 +805,14 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	else
 		cq->g = &c->groups[c->next_reactor++ % c->ngroups];
 	db_store(c, 2u * qid + 1, 0);
-	if (cq->g == &c->groups[0] && on_reactor0())
+	if (cq->g == &c->groups[0] && on_reactor0()) {
 		cq_attach_msg(cq);
-	else
-		send_msg_retry(cq->g->r, cq_attach_msg, cq);
+	} else if (send_msg(cq->g->r, cq_attach_msg, cq)) {
+		cq->exists = false;
+		cq->ring = NULL;
+		cq->g = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -760,10 +849,17 @@ int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	sq->qprio = qprio;
 	cq->nsq++;
 	db_store(c, 2u * qid, 0);
-	if (cq->g == &c->groups[0] && on_reactor0())
+	if (cq->g == &c->groups[0] && on_reactor0()) {
 		sq_attach_msg(sq);
-	else
-		send_msg_retry(cq->g->r, sq_attach_msg, sq);
+	} else if (send_msg(cq->g->r, sq_attach_msg, sq)) {
+		cq->nsq--;
+		sq->exists = false;
+		sq->ring = NULL;
+		sq->cq = NULL;
+		zoc_pool_destroy(sq->pool);
+		sq->pool = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -779,6 +875,7 @@ static void sq_free_r0(struct zoc_nvme_ctrlr *c, struct nvme_sq *sq)
 	if (sq->cq && sq->cq->nsq)
 		sq->cq->nsq--;
 	sq->cq = NULL;
+	db_store(c, 2u * sq->qid, 0);
 }
 
 static void sq_deleted_on_r0(void *arg)
@@ -830,12 +927,14 @@ static void sq_delete_msg(void *arg)
 		sq_delete_finish(sq);
 }
 
-void nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
+int nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
 {
 	struct nvme_sq *sq = &c->sq[qid];
 
+	if (send_msg(sq->cq->g ? sq->cq->g->r : zoc_reactor_get(0), sq_delete_msg, sq))
+		return -ENOMEM;
 	sq->del_req = r;
-	send_msg_retry(sq->cq->g ? sq->cq->g->r : zoc_reactor_get(0), sq_delete_msg, sq);
+	return 0;
 }
 
 static void cq_deleted_on_r0(void *arg)
@@ -848,6 +947,7 @@ static void cq_deleted_on_r0(void *arg)
 	if (r && r->gen == c->gen) {
 		cq->exists = false;
 		cq->ring = NULL;
+		db_store(c, 2u * cq->qid + 1, 0);
 	}
 	if (r)
 		nvme_req_complete(r, NVME_SC_SUCCESS);
@@ -875,12 +975,14 @@ static void cq_delete_msg(void *arg)
 	send_msg_retry(zoc_reactor_get(0), cq_deleted_on_r0, cq);
 }
 
-void nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
+int nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
 {
 	struct nvme_cq *cq = &c->cq[qid];
 
+	if (send_msg(cq->g ? cq->g->r : zoc_reactor_get(0), cq_delete_msg, cq))
+		return -ENOMEM;
 	cq->del_req = r;
-	send_msg_retry(cq->g ? cq->g->r : zoc_reactor_get(0), cq_delete_msg, cq);
+	return 0;
 }
 
 /* ------------------------------------------------------ controller state */
@@ -932,6 +1034,7 @@ static bool ctrl_enable(struct zoc_nvme_ctrlr *c)
 		why = "no DMA space";
 	if (!why) {
 		c->page_size = (uint32_t)ps;
+		memset(c->db, 0, NVME_DB_PAGE); /* stores made while disabled mean nothing */
 		if (nvme_cq_create(c, 0, c->acq, cqs, 0, true)) {
 			why = "admin completion queue outside guest memory";
 		} else if (nvme_sq_create(c, 0, c->asq, sqs, 0, 0)) {
@@ -989,20 +1092,16 @@ static void disable_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	set_csts(c, 0);
 	__atomic_store_n(&c->intx_pending, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->cq_outstanding, 0, __ATOMIC_RELEASE);
-	if (c->reset_waiters) {
-		struct nvme_reset_waiter *w = c->reset_waiters;
+	if (c->nreset_w) {
+		struct nvme_reset_waiter w[NVME_RESET_WAITERS];
+		unsigned n = c->nreset_w;
 
+		memcpy(w, c->reset_w, sizeof(w));
+		c->nreset_w = 0;
 		regs_power_on(c);
-		c->reset_waiters = NULL;
 		ZOC_INFO("%s: reset", c->name);
-		while (w) {
-			struct nvme_reset_waiter *next = w->next;
-
-			if (w->fn)
-				w->fn(w->arg);
-			free(w);
-			w = next;
-		}
+		for (unsigned i = 0; i < n; i++)
+			w[i].fn(w[i].arg);
 	} else {
 		ZOC_INFO("%s: disabled", c->name);
 	}
@@ -1020,7 +1119,7 @@ static void shutdown_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 
 static bool g_reset_requested(struct zoc_nvme_ctrlr *c)
 {
-	return c->reset_waiters != NULL;
+	return c->nreset_w != 0;
 }
 
 static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
@@ -1034,7 +1133,7 @@ static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
 		if (!c->enabled && !(csts & NVME_CSTS_CFS) && !g_reset_requested(c))
 			return;
 		c->op_busy = true;
-		bcast(c, OP_DISABLE, 0, disable_done, NULL, NULL);
+		bcast(c, c->bc_state, OP_DISABLE, disable_done, NULL, NULL);
 		return;
 	}
 	if (want && !c->enabled && !(csts & NVME_CSTS_CFS)) {
@@ -1048,7 +1147,7 @@ static void ctrl_reconcile(struct zoc_nvme_ctrlr *c)
 		}
 		set_csts(c, csts | NVME_CSTS_SHST_OCCURRING);
 		c->op_busy = true;
-		bcast(c, OP_STOP, 0, shutdown_done, NULL, NULL);
+		bcast(c, c->bc_state, OP_STOP, shutdown_done, NULL, NULL);
 	}
 }
 
@@ -1124,6 +1223,15 @@ static void doorbell_write(struct zoc_nvme_ctrlr *c, uint64_t off, uint32_t v)
 	kick_owner(c, g);
 }
 
+/* One half of ASQ or ACQ (the low half is page aligned). */
+static void admin_base_write(uint64_t *reg, bool high, uint32_t v)
+{
+	if (high)
+		*reg = (*reg & 0xffffffffull) | ((uint64_t)v << 32);
+	else
+		*reg = (*reg & 0xffffffff00000000ull) | (v & ~0xfffu);
+}
+
 static void reg_write32(struct zoc_nvme_ctrlr *c, uint64_t off, uint32_t v)
 {
 	if (off >= NVME_REG_DBS) {
@@ -1162,20 +1270,11 @@ static void reg_write32(struct zoc_nvme_ctrlr *c, uint64_t off, uint32_t v)
 			c->aqa = v & NVME_AQA_WRITABLE;
 		return;
 	case NVME_REG_ASQ:
-		if (!(c->cc & NVME_CC_EN))
-			c->asq = (c->asq & 0xffffffff00000000ull) | (v & ~0xfffu);
-		return;
 	case NVME_REG_ASQ + 4:
-		if (!(c->cc & NVME_CC_EN))
-			c->asq = (c->asq & 0xffffffffull) | ((uint64_t)v << 32);
-		return;
 	case NVME_REG_ACQ:
-		if (!(c->cc & NVME_CC_EN))
-			c->acq = (c->acq & 0xffffffff00000000ull) | (v & ~0xfffu);
-		return;
 	case NVME_REG_ACQ + 4:
 		if (!(c->cc & NVME_CC_EN))
-			c->acq = (c->acq & 0xffffffffull) | ((uint64_t)v << 32);
+			admin_base_write(off < NVME_REG_ACQ ? &c->asq : &c->acq, off & 4, v);
 		return;
 	default:
 		return; /* read-only or reserved */
@@ -1229,6 +1328,7 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 	 * doorbells then come as BAR writes, which wake it. */
 	if (bar != 0 || !c->mmap_doorbells || max < 1 || zoc_reactor_interrupt_mode())
 		return 0;
+	c->db_offered = true;
 	areas[0].offset = NVME_REG_DBS;
 	areas[0].size = NVME_DB_PAGE;
 	areas[0].fd = c->db_fd;
@@ -1236,18 +1336,38 @@ static int nvme_bar_mmap_areas(struct zoc_pci_func *f, unsigned bar,
 	return 1;
 }
 
+static void bus_master_update(struct zoc_nvme_ctrlr *c)
+{
+	bool on = zoc_pci_bus_master(c->f);
+
+	if (__atomic_exchange_n(&c->bus_master, on, __ATOMIC_RELEASE) == on)
+		return;
+	ZOC_DEBUG("%s: bus mastering %s", c->name, on ? "on" : "off");
+	if (on) /* reactors asleep in interrupt mode: look at the queues again */
+		for (unsigned i = 0; i < c->ngroups; i++)
+			kick_owner(c, &c->groups[i]);
+}
+
+static void nvme_cfg_written(struct zoc_pci_func *f, uint32_t off, uint32_t len)
+{
+	if (off < 0x06 && off + len > 0x04) /* the command register */
+		bus_master_update(zoc_pci_func_ctx(f));
+}
+
 static void nvme_reset(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
-	struct nvme_reset_waiter *w;
 
-	while (!(w = calloc(1, sizeof(*w))))
-		usleep(1000);
-	w->fn = done;
-	w->arg = arg;
+	bus_master_update(c); /* config space is back at power-on values */
 	/* a reset already waiting is answered by the same disable */
-	w->next = c->reset_waiters;
-	c->reset_waiters = w;
+	if (c->nreset_w == NVME_RESET_WAITERS) {
+		ZOC_ERR("%s: more than %u resets pending: one is not answered", c->name,
+			NVME_RESET_WAITERS);
+	} else {
+		c->reset_w[c->nreset_w].fn = done;
+		c->reset_w[c->nreset_w].arg = arg;
+		c->nreset_w++;
+	}
 	c->cc = 0;
 	ctrl_reconcile(c);
 }
@@ -1262,9 +1382,26 @@ static void quiesce_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 static void nvme_quiesce(struct zoc_pci_func *f, zoc_pci_done_fn done, void *arg)
 {
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
+	struct nvme_bcast *b = c->bc_quiesce;
 
+	if (ZOC_UNLIKELY(b->pending)) {
+		/* not expected: the link waits for done before the next one */
+		b = bcast_new(c, OP_QUIESCE, quiesce_done);
+		if (!b) {
+			ZOC_ERR("%s: quiesce: out of memory (one is still running)", c->name);
+			return;
+		}
+	}
 	c->link_quiesced = true;
-	bcast(c, OP_QUIESCE, 0, quiesce_done, done, arg);
+	bcast(c, b, OP_QUIESCE, quiesce_done, done, arg);
+}
+
+/* Needs no answer: a resume only lets the group fetch and post again. */
+static void group_resume_msg(void *arg)
+{
+	struct nvme_group *g = arg;
+
+	g->quiesced = false;
 }
 
 static void nvme_resume(struct zoc_pci_func *f)
@@ -1272,7 +1409,8 @@ static void nvme_resume(struct zoc_pci_func *f)
 	struct zoc_nvme_ctrlr *c = zoc_pci_func_ctx(f);
 
 	c->link_quiesced = false;
-	bcast(c, OP_RESUME, 0, quiesce_done, NULL, NULL);
+	for (unsigned i = 0; i < c->ngroups; i++)
+		send_msg_retry(c->groups[i].r, group_resume_msg, &c->groups[i]);
 }
 
 /* Only while quiesced: every group is idle, so the rings can move. A queue
@@ -1314,6 +1452,7 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 
 static const struct zoc_pci_ops nvme_pci_ops = {
 	.bar_access = nvme_bar_access,
+	.cfg_written = nvme_cfg_written,
 	.bar_mmap_areas = nvme_bar_mmap_areas,
 	.reset = nvme_reset,
 	.quiesce = nvme_quiesce,
@@ -1450,7 +1589,7 @@ int zoc_nvme_ns_add(struct zoc_nvme_ctrlr *c, struct zoc_bdev *bdev, uint32_t ns
 	rc = zoc_bdev_claim(bdev);
 	if (rc)
 		return rc;
-	ns = calloc(1, sizeof(*ns));
+	ns = nvme_calloc(1, sizeof(*ns));
 	if (!ns) {
 		zoc_bdev_release(bdev);
 		return -ENOMEM;
@@ -1493,27 +1632,32 @@ void zoc_nvme_ns_remove(struct zoc_nvme_ctrlr *c, uint32_t nsid,
 			done(arg, -ENOENT);
 		return;
 	}
+	b = bcast_new(c, OP_NS_DRAIN, ns_drained);
+	if (!b) {
+		if (done)
+			done(arg, -ENOMEM);
+		return;
+	}
 	__atomic_store_n(&c->ns[nsid - 1], NULL, __ATOMIC_RELEASE);
 	c->ns_removing |= 1ull << (nsid - 1);
-	while (!(b = calloc(1, sizeof(*b) + sizeof(struct nvme_waiter) * c->ngroups)))
-		usleep(1000);
-	b->c = c;
-	b->op = OP_NS_DRAIN;
 	b->nsid = nsid;
-	b->done = ns_drained;
 	b->ns_fn = done;
 	b->user_arg = arg;
 	b->ns = ns;
-	b->pending = c->ngroups;
-	for (unsigned i = 0; i < c->ngroups; i++) {
-		b->w[i].b = b;
-		b->w[i].g = &c->groups[i];
-	}
-	for (unsigned i = 0; i < c->ngroups; i++)
-		send_msg_retry(c->groups[i].r, group_op_msg, &b->w[i]);
+	bcast_send(b);
 }
 
 /* --------------------------------------------------- create / destroy */
+
+static void ctrlr_free(struct zoc_nvme_ctrlr *c)
+{
+	free(c->iv_cd);
+	free(c->groups);
+	free(c->bc_state);
+	free(c->bc_quiesce);
+	free(c->bc_destroy);
+	free(c);
+}
 
 int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvme_ctrlr **out)
 {
@@ -1532,7 +1676,7 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	n = zoc_reactor_count();
 	if (n == 0)
 		n = 1;
-	c = calloc(1, sizeof(*c));
+	c = nvme_calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	snprintf(c->name, sizeof(c->name), "%s", opts->name);
@@ -1560,18 +1704,20 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	}
 	c->db = mmap(NULL, NVME_DB_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, c->db_fd,
 		     NVME_REG_DBS);
-	c->iv_cd = calloc(c->msix_vectors, sizeof(*c->iv_cd));
-	c->groups = calloc(n, sizeof(*c->groups));
-	if (c->db == MAP_FAILED || !c->iv_cd || !c->groups) {
+	c->ngroups = n;
+	c->iv_cd = nvme_calloc(c->msix_vectors, sizeof(*c->iv_cd));
+	c->groups = nvme_calloc(n, sizeof(*c->groups));
+	c->bc_state = nvme_calloc(1, bcast_size(c));
+	c->bc_quiesce = nvme_calloc(1, bcast_size(c));
+	c->bc_destroy = nvme_calloc(1, bcast_size(c));
+	if (c->db == MAP_FAILED || !c->iv_cd || !c->groups || !c->bc_state || !c->bc_quiesce ||
+	    !c->bc_destroy) {
 		if (c->db != MAP_FAILED)
 			munmap(c->db, NVME_DB_PAGE);
 		close(c->db_fd);
-		free(c->iv_cd);
-		free(c->groups);
-		free(c);
+		ctrlr_free(c);
 		return -ENOMEM;
 	}
-	c->ngroups = n;
 	for (unsigned i = 0; i < n; i++) {
 		struct nvme_group *g = &c->groups[i];
 
@@ -1619,9 +1765,7 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 				close(c->groups[i].efd);
 		munmap(c->db, NVME_DB_PAGE);
 		close(c->db_fd);
-		free(c->iv_cd);
-		free(c->groups);
-		free(c);
+		ctrlr_free(c);
 		return -e;
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -1640,8 +1784,7 @@ static void destroy_free(void *arg)
 	void (*fn)(void *) = c->destroy_fn;
 	void *fn_arg = c->destroy_arg;
 
-	free(c->groups);
-	free(c);
+	ctrlr_free(c);
 	if (fn)
 		fn(fn_arg);
 }
@@ -1652,12 +1795,7 @@ static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	void *arg = b->user_arg;
 
 	nvme_aer_drop_all(c);
-	while (c->reset_waiters) {
-		struct nvme_reset_waiter *w = c->reset_waiters;
-
-		c->reset_waiters = w->next;
-		free(w); /* the link is gone: nobody waits for it */
-	}
+	c->nreset_w = 0; /* the link is gone: nobody waits for them */
 	for (unsigned q = 0; q <= NVME_MAX_QID; q++)
 		if (c->sq[q].pool)
 			zoc_pool_destroy(c->sq[q].pool);
@@ -1678,8 +1816,6 @@ static void destroy_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	munmap(c->db, NVME_DB_PAGE);
 	close(c->db_fd);
 	ZOC_INFO("%s: destroyed", c->name);
-	free(c->iv_cd);
-	c->iv_cd = NULL;
 	c->destroy_fn = fn;
 	c->destroy_arg = arg;
 	/* A reactor that sent its last acknowledgement may still be reading its
@@ -1696,7 +1832,7 @@ void zoc_nvme_ctrlr_destroy(struct zoc_nvme_ctrlr *c, void (*done)(void *arg), v
 		return;
 	}
 	c->destroying = true;
-	bcast(c, OP_DESTROY, 0, destroy_done, done, arg);
+	bcast(c, c->bc_destroy, OP_DESTROY, destroy_done, done, arg);
 }
 
 struct zoc_pci_func *zoc_nvme_ctrlr_pci(struct zoc_nvme_ctrlr *c)

@@ -253,8 +253,7 @@ static uint16_t adm_delete_sq(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
 
 	if (qid == 0 || qid > NVME_MAX_QID || !c->sq[qid].exists || c->sq[qid].del_req)
 		return NVME_SC_QID_INVALID;
-	nvme_sq_delete(c, qid, r);
-	return 0;
+	return nvme_sq_delete(c, qid, r) ? NVME_SC_INTERNAL : 0;
 }
 
 static uint16_t adm_delete_cq(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
@@ -266,8 +265,7 @@ static uint16_t adm_delete_cq(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
 		return NVME_SC_QID_INVALID;
 	if (c->cq[qid].nsq)
 		return NVME_SC_INVALID_QUEUE_DELETION;
-	nvme_cq_delete(c, qid, r);
-	return 0;
+	return nvme_cq_delete(c, qid, r) ? NVME_SC_INTERNAL : 0;
 }
 
 /* ------------------------------------------------------------ features */

@@ -42,6 +42,7 @@
 #define NVME_BATCH 32
 #define NVME_AEN_QUEUE 16
 #define NVME_KAS 10              /* keep alive granularity: 1 s */
+#define NVME_RESET_WAITERS 4     /* a link has at most 2 resets pending */
 
 struct zoc_nvme_ctrlr;
 struct nvme_sq;
@@ -179,9 +180,15 @@ struct zoc_nvme_ctrlr {
 	/* doorbell page (memfd) */
 	int db_fd;
 	uint32_t *db;
+	bool db_offered;           /* given to the link to mmap */
+	unsigned db_scan_tick, db_scan_next; /* sweep of unused slots */
 
 	/* DMA space (changed only while quiesced; owners read it) */
 	struct zoc_mem *mem;
+
+	/* PCI command register bus master enable, as of the last config write
+	 * (atomic; read by owners once per poll and per completion) */
+	bool bus_master;
 
 	/* state machine */
 	bool enabled;              /* RDY */
@@ -194,8 +201,13 @@ struct zoc_nvme_ctrlr {
 	struct nvme_reset_waiter {
 		void (*fn)(void *);
 		void *arg;
-		struct nvme_reset_waiter *next;
-	} *reset_waiters;          /* function resets waiting for the disable */
+	} reset_w[NVME_RESET_WAITERS]; /* function resets waiting for the disable */
+	unsigned nreset_w;
+	/* Broadcasts that cannot fail (their callers have no error path) use
+	 * storage allocated with the controller: one of each runs at a time. */
+	struct nvme_bcast *bc_state;   /* disable / shutdown (op_busy) */
+	struct nvme_bcast *bc_quiesce; /* the link waits for one before the next */
+	struct nvme_bcast *bc_destroy;
 
 	/* features */
 	uint32_t feat_arb, feat_pm, feat_temp, feat_aec, feat_kato, feat_wa;
@@ -238,6 +250,9 @@ struct zoc_nvme_ctrlr {
 };
 
 /* nvme.c */
+/* Test hook: n > 0 makes the n-th control-path allocation (or message
+ * that may fail) from now fail, once. */
+extern unsigned zoc_nvme_fail_alloc;
 void nvme_req_complete(struct nvme_req *r, uint16_t status);
 /* Owner: finishes the group's waiters (quiesce, disable ...) that are ready. */
 void nvme_group_check(struct nvme_group *g);
@@ -252,8 +267,9 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 		   uint16_t iv, bool ien);
 int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_t size,
 		   uint16_t cqid, uint16_t qprio);
-void nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
-void nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
+/* 0: r is completed when the queue is gone; -ENOMEM: nothing done. */
+int nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
+int nvme_cq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r);
 void nvme_sum_stats(struct zoc_nvme_ctrlr *c, struct zoc_io_stats *out);
 static inline struct nvme_ns *nvme_ns_get(struct zoc_nvme_ctrlr *c, uint32_t nsid)
 {

@@ -73,8 +73,10 @@ static uint16_t map_prp(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const stru
 {
 	const struct zoc_mem *mem = c->mem;
 	uint64_t ps = c->page_size;
+	unsigned shift = (unsigned)__builtin_ctzll(ps); /* a power of two */
 	uint64_t prp1 = cmd->prp1, list;
 	uint64_t first, rem;
+	uint64_t run = 0, run_len = 0; /* list entries that follow each other */
 	unsigned hops = 0;
 	uint16_t st;
 
@@ -94,16 +96,16 @@ static uint16_t map_prp(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const stru
 	}
 	list = cmd->prp2;
 	while (rem) {
-		uint64_t nent, i;
+		uint64_t slots, nent, i;
 		const uint64_t *ent;
 
 		if (list & 7)
 			return NVME_SC_PRP_INVALID_OFFSET;
 		if (++hops > (NVME_MAX_XFER / 4096) + 2)
 			return NVME_SC_DATA_XFER_ERROR; /* a chain that gives no data */
-		nent = (ps - (list & (ps - 1))) / 8;
+		slots = (ps - (list & (ps - 1))) / 8;
 		/* read only the entries this transfer needs */
-		nent = ZOC_MIN(nent, (rem + ps - 1) / ps);
+		nent = ZOC_MIN(slots, (rem + ps - 1) >> shift);
 		ent = zoc_mem_gpa_to_hva(mem, list, nent * 8, false);
 		if (!ent)
 			return NVME_SC_DATA_XFER_ERROR;
@@ -111,8 +113,7 @@ static uint16_t map_prp(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const stru
 			uint64_t e = __atomic_load_n(&ent[i], __ATOMIC_RELAXED);
 			uint64_t k;
 
-			if (i == nent - 1 && rem > ps &&
-			    nent == (ps - (list & (ps - 1))) / 8) {
+			if (i == nent - 1 && rem > ps && nent == slots) {
 				/* last slot of the list page with more than a page to go:
 				 * a pointer to the next list */
 				list = e;
@@ -121,13 +122,19 @@ static uint16_t map_prp(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const stru
 			if (e & (ps - 1))
 				return NVME_SC_PRP_INVALID_OFFSET;
 			k = ZOC_MIN(rem, ps);
-			st = iov_add(mem, r, e, k, write);
+			rem -= k;
+			if (run + run_len == e && run_len) {
+				run_len += k; /* one translation for contiguous pages */
+				continue;
+			}
+			st = iov_add(mem, r, run, run_len, write);
 			if (st)
 				return st;
-			rem -= k;
+			run = e;
+			run_len = k;
 		}
 	}
-	return NVME_SC_SUCCESS;
+	return iov_add(mem, r, run, run_len, write);
 }
 
 static uint16_t sgl_data(const struct zoc_mem *mem, struct nvme_req *r,

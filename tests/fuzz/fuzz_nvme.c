@@ -19,7 +19,8 @@
  *     4 register write: 1 byte offset (4-aligned, < 0x40), 4 bytes value
  *     5 consume completions on every CQ (head doorbells)
  *     6 let the reactor run (message round trips)
- *     7 function reset
+ *     7 function reset; raw: flip the PCI command register's bus master bit
+ *       (no DMA while it is off; set again at the end of the input)
  *
  * Steering (unless raw): PRP1/PRP2 and SGL addresses are folded into guest
  * memory (with a chance of the hole after it), the NSID into 0..3. At the end
@@ -77,6 +78,7 @@ struct q {
 
 static struct q g_adm, g_io[3];
 static uint16_t g_cid;
+static bool g_bm_off; /* bus mastering cleared by the input */
 
 /* ---- reactor 0 calls ---- */
 
@@ -417,6 +419,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 7: {
 			struct call c = {.fn = reset_fn};
 
+			if (raw) {
+				struct call cmd = {.fn = bar_fn, .off = 4, .is_write = true, .cfg = true};
+
+				g_bm_off = !g_bm_off;
+				cmd.val = g_bm_off ? 0x2 : 0x6;
+				on_reactor(&cmd);
+				break;
+			}
+
 			on_reactor(&c);
 			wait_sem_or_die(&g_reset_sem, "function reset");
 			{
@@ -430,6 +441,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 done:
+	if (g_bm_off) {
+		struct call cmd = {.fn = bar_fn, .off = 4, .val = 0x6, .is_write = true, .cfg = true};
+
+		g_bm_off = false;
+		on_reactor(&cmd);
+	}
 	settle();
 	consume(&g_adm);
 	consume(&g_io[1]);

@@ -55,6 +55,9 @@
 #define MSIX_OFF 0x70
 #define WAIT_MS 10000
 
+/* src/nvme/nvme_internal.h: fail the n-th allocation from now */
+extern unsigned zoc_nvme_fail_alloc;
+
 #define RAM_BLOCKS 8192 /* 4 MiB of 512-byte blocks */
 
 /* ------------------------------------------------------------------ */
@@ -1149,6 +1152,27 @@ static void test_io_prp(void **state)
 					 NVME_SC_DATA_XFER_ERROR);
 		}
 	}
+	/* list entries that follow each other are translated as one run: a run
+	 * that leaves guest memory, or ends in an entry with an offset, fails */
+	{
+		uint64_t *e = g2h(d, GPA + OFF_LIST + 0x5000);
+
+		e[0] = GPA + MEM_SIZE - 2 * PAGE;
+		e[1] = GPA + MEM_SIZE - PAGE;
+		e[2] = GPA + MEM_SIZE;
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 32, GPA + OFF_DATA,
+				    GPA + OFF_LIST + 0x5000),
+				 NVME_SC_DATA_XFER_ERROR);
+		e[2] = GPA + MEM_SIZE - PAGE + 0x200;
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 32, GPA + OFF_DATA,
+				    GPA + OFF_LIST + 0x5000),
+				 NVME_SC_PRP_INVALID_OFFSET);
+		e[2] = GPA + 0x700000;
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 32, GPA + OFF_DATA,
+				    GPA + OFF_LIST + 0x5000),
+				 0);
+		assert_memory_equal(g2h(d, GPA + MEM_SIZE - 2 * PAGE), ram + PAGE, 2 * PAGE);
+	}
 
 	/* flush, write zeroes, deallocate */
 	atomic_store(&g_ram_flushes, 0);
@@ -1434,6 +1458,12 @@ static void test_logs_and_events(void **state)
 		struct ctl c = {.d = d, .nsid = 5};
 
 		sem_init(&c.sem, 0, 0);
+		/* out of memory: the removal fails, the namespace stays */
+		zoc_nvme_fail_alloc = 1;
+		on_reactor(ns_remove_fn, &c);
+		ctl_wait(&c);
+		assert_int_equal(c.rc, -ENOMEM);
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 5, 0, 1, GPA + OFF_DATA, 0), 0);
 		on_reactor(ns_remove_fn, &c);
 		ctl_wait(&c);
 		assert_int_equal(c.rc, 0);
@@ -1952,6 +1982,30 @@ static void test_mmap_doorbells(void **state)
 		d->dbmap[2 * 3] = q[3]->tail;
 		assert_int_equal(rw(d, q[3], NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
 	}
+	/* stores to doorbells of queues that do not exist (SQ 5, CQ 4 after its
+	 * deletion, a slot past the last queue) are found by reactor 0's sweep */
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 4), 0);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 4), 0);
+	{
+		static const unsigned slots[] = {2 * 5, 2 * 4 + 1, 1001};
+
+		for (unsigned i = 0; i < 3; i++) {
+			struct nvme_sqe c = {.opc = NVME_ADM_ASYNC_EVENT};
+			struct nvme_cqe e;
+
+			assert_int_equal(get_log(d, NVME_LOG_ERROR, 16, 0, false), 0); /* unmask */
+			push(d, &d->adm, &c);
+			assert_false(poll_cqe(d, &d->adm, &e, 50));
+			__atomic_store_n(&d->dbmap[slots[i]], 7, __ATOMIC_RELEASE);
+			assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+			assert_int_equal(e.dw0, NVME_AER_DW0(NVME_AER_TYPE_ERROR,
+							     NVME_AER_ERR_INVALID_DB,
+							     NVME_LOG_ERROR));
+			assert_int_equal(__atomic_load_n(&d->dbmap[slots[i]], __ATOMIC_ACQUIRE), 0);
+		}
+	}
+	/* the queues that exist still work */
+	assert_int_equal(rw(d, q[2], NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
 	disable(d);
 	drv_free(d);
 }
@@ -1985,6 +2039,110 @@ static void test_interrupt_mode(void **state)
 	drv_free(d);
 }
 
+/* Bus mastering off: no command fetched, no completion written, no
+ * interrupt; all of it happens once the driver sets it again. */
+static void test_bus_master(void **state)
+{
+	struct drv *d = drv_new();
+	struct nvme_cqe e;
+	struct q *q;
+
+	(void)state;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	enable(d);
+	q = io_pair(d, 1);
+	fill(d, GPA + OFF_DATA, PAGE, 0x5a);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	irq_count(d, 1);
+	cfg_wr(d, 0x04, 0x2, 2); /* memory space only */
+	memset(g2h(d, GPA + OFF_DATA + PAGE), 0, PAGE);
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+				     .prp1 = GPA + OFF_DATA + PAGE, .cdw12 = 7};
+		struct nvme_sqe id = {.opc = NVME_ADM_IDENTIFY, .prp1 = GPA + OFF_BUF, .cdw10 = 1};
+
+		push(d, q, &c);
+		push(d, &d->adm, &id);
+		assert_false(poll_cqe(d, q, &e, 200));
+		assert_false(poll_cqe(d, &d->adm, &e, 10));
+		/* not fetched: no data moved, no interrupt */
+		for (unsigned i = 0; i < PAGE; i++)
+			assert_int_equal(((uint8_t *)g2h(d, GPA + OFF_DATA + PAGE))[i], 0);
+		assert_int_equal(irq_count(d, 1), 0);
+		cfg_wr(d, 0x04, 0x6, 2);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, c.cid);
+		assert_int_equal(st_of(&e), 0);
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, id.cid);
+	}
+	assert_memory_equal(g2h(d, GPA + OFF_DATA + PAGE), g2h(d, GPA + OFF_DATA), PAGE);
+	assert_true(irq_count(d, 1) > 0);
+	/* a function reset clears the command register: off until set again */
+	{
+		struct ctl c = {.d = d};
+
+		sem_init(&c.sem, 0, 0);
+		on_reactor(reset_fn, &c);
+		ctl_wait(&c);
+		sem_destroy(&c.sem);
+	}
+	cfg_wr(d, 0x04, 0x2, 2);
+	enable(d);
+	{
+		struct nvme_sqe id = {.opc = NVME_ADM_IDENTIFY, .prp1 = GPA + OFF_BUF, .cdw10 = 1};
+
+		push(d, &d->adm, &id);
+		assert_false(poll_cqe(d, &d->adm, &e, 100));
+		cfg_wr(d, 0x04, 0x6, 2);
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(st_of(&e), 0);
+	}
+	disable(d);
+	drv_free(d);
+}
+
+/* Out of memory for a queue's message to its reactor: Create/Delete I/O
+ * SQ/CQ fail with Internal Error and change nothing; a retry works. */
+static void test_queue_enomem(void **state)
+{
+	struct drv *d = drv_new();
+	struct q *q;
+
+	(void)state;
+	assert_int_equal(ns_add(d, "null0", 1), 0);
+	enable(d);
+	/* I/O CQs go to the reactors in turn: 1 on reactor 0 (no message), 2 on 1 */
+	memset(g2h(d, GPA + OFF_IOQ(1)), 0, 0x20000);
+	memset(g2h(d, GPA + OFF_IOQ(2)), 0, 0x20000);
+	assert_int_equal(create_cq(d, 1, IOQ_SIZE, 1, 3), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(create_cq(d, 2, IOQ_SIZE, 2, 3), NVME_SC_INTERNAL);
+	assert_int_equal(zoc_nvme_fail_alloc, 0);
+	assert_int_equal(create_sq(d, 2, IOQ_SIZE, 2, 1), NVME_SC_CQ_INVALID); /* no CQ 2 */
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 1), 0);
+	/* CQ 2 again: reactor 0; CQ 1: reactor 1 */
+	assert_int_equal(create_cq(d, 2, IOQ_SIZE, 2, 3), 0);
+	assert_int_equal(create_cq(d, 1, IOQ_SIZE, 1, 3), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(create_sq(d, 1, IOQ_SIZE, 1, 1), NVME_SC_INTERNAL);
+	assert_int_equal(create_sq(d, 1, IOQ_SIZE, 1, 1), 0);
+	q = &d->io[1];
+	*q = (struct q){.qid = 1, .size = IOQ_SIZE, .sq_gpa = GPA + OFF_IOQ(1),
+			.cq_gpa = GPA + OFF_IOQ(1) + 0x10000, .phase = 1};
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), NVME_SC_INTERNAL);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), 0);
+	zoc_nvme_fail_alloc = 1;
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 1), NVME_SC_INTERNAL);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 1), 0);
+	assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 2), 0);
+	disable(d);
+	drv_free(d);
+}
+
 static void test_create_args(void **state)
 {
 	struct zoc_nvme_ctrlr_opts o = {.name = "x", .max_io_queues = ZOC_NVME_MAX_IO_QUEUES + 1};
@@ -2004,6 +2162,15 @@ static void test_create_args(void **state)
 	c.opts.max_queue_size = 1;
 	on_reactor(create_fn, &c);
 	assert_int_equal(c.rc, -EINVAL);
+	/* each allocation of the controller (itself, vectors, groups, the three
+	 * broadcasts) failing fails the creation; nothing leaks (ASan) */
+	c.opts.max_queue_size = 0;
+	for (unsigned n = 1; n <= 6; n++) {
+		zoc_nvme_fail_alloc = n;
+		on_reactor(create_fn, &c);
+		assert_int_equal(c.rc, -ENOMEM);
+	}
+	zoc_nvme_fail_alloc = 0;
 }
 
 int main(void)
@@ -2025,11 +2192,14 @@ int main(void)
 		cmocka_unit_test(test_quiesce),
 		cmocka_unit_test(test_parallel_queues),
 		cmocka_unit_test(test_mmap_doorbells),
+		cmocka_unit_test(test_bus_master),
+		cmocka_unit_test(test_queue_enomem),
 	};
 
 	const struct CMUnitTest int_tests[] = {
 		cmocka_unit_test(test_interrupt_mode),
 		cmocka_unit_test(test_parallel_queues),
+		cmocka_unit_test(test_bus_master),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 
