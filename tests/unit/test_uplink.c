@@ -23,6 +23,8 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,7 @@ struct fport {
 	unsigned n;
 	uint16_t len[MAXREC];
 	uint8_t frame[MAXREC][128];
+	atomic_uint ours; /* frames of ETYPE seen (any thread reads) */
 };
 
 static unsigned fake_tx(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n)
@@ -61,6 +64,8 @@ static unsigned fake_tx(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n
 			       pkts[i]->len < 128 ? pkts[i]->len : 128);
 			f->n++;
 		}
+		if (pkts[i]->len >= 14 && zoc_pkt_data(pkts[i])[12] == (ETYPE >> 8))
+			atomic_fetch_add(&f->ours, 1);
 		zoc_pkt_free(pkts[i]);
 	}
 	return n;
@@ -486,6 +491,90 @@ static void test_csum(void **state)
 	zoc_pkt_free(p);
 }
 
+/* Interrupt mode with a running reactor: the reactor sleeps in epoll and
+ * the uplinks' fds wake it (AF_PACKET: block retired; tap: frame queued). */
+struct irq_ctx {
+	const char *ifname;
+	unsigned frames;
+	atomic_int ok;
+};
+
+static void *irq_sender(void *arg)
+{
+	struct irq_ctx *c = arg;
+	uint8_t b[200];
+	int fd = raw_open(c->ifname);
+	uint64_t end;
+
+	for (unsigned m = 0; m < c->frames; m++) {
+		build_frame(b, sizeof(b), MAC_V, MAC_H, 5000 + m);
+		raw_send(fd, b, sizeof(b));
+		usleep(20000); /* let the reactor fall asleep between frames */
+	}
+	end = now_ms() + 3000;
+	while (now_ms() < end && atomic_load(&g_f.ours) < c->frames)
+		usleep(1000);
+	atomic_store(&c->ok, atomic_load(&g_f.ours) >= c->frames);
+	close(fd);
+	zoc_reactors_stop();
+	return NULL;
+}
+
+static void irq_run(const char *type, const char *ifname, const char *peer)
+{
+	struct zoc_reactor_opts o = {.interrupt_mode = true, .poll_max_ns = 0,
+				     .poll_max_set = true};
+	struct zoc_vswitch_opts so = {.manual_aging = true};
+	struct zoc_port_config cfg;
+	struct irq_ctx c = {.ifname = peer, .frames = 10};
+	struct zoc_uplink_stats st;
+	struct zoc_uplink *u;
+	uint64_t busy, idle, sleeps;
+	pthread_t th;
+	int done = 0;
+
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_int_equal(zoc_pktpools_init(512, 32), 0);
+	assert_int_equal(zoc_vswitch_create("swi", &so, &g_sw), 0);
+	memset(&g_f, 0, sizeof(g_f));
+	zoc_port_config_init(&cfg, "vnic");
+	assert_int_equal(zoc_vswitch_port_add(g_sw, &cfg, &g_fake_ops, &g_f, &g_f.port), 0);
+	assert_int_equal(zoc_uplink_create(type, g_sw, ifname, NULL, &u), 0);
+	assert_int_equal(pthread_create(&th, NULL, irq_sender, &c), 0);
+	assert_int_equal(zoc_reactors_run(), 0);
+	pthread_join(th, NULL);
+	zoc_reactor_get_stats(zoc_reactor_get(0), &busy, &idle, &sleeps);
+	zoc_uplink_get_stats(u, &st);
+	printf("# %s interrupt mode: %u frames, %llu reactor sleeps\n", type,
+	       atomic_load(&g_f.ours), (unsigned long long)sleeps);
+	assert_true(atomic_load(&c.ok));
+	assert_true(sleeps >= c.frames);
+	assert_int_equal(zoc_uplink_destroy(u, set_flag, &done), 0);
+	assert_true(done);
+	done = 0;
+	assert_int_equal(zoc_vswitch_port_remove(g_f.port, set_flag, &done), 0);
+	assert_true(done);
+	assert_int_equal(zoc_vswitch_destroy(g_sw), 0);
+	zoc_pktpools_fini();
+	zoc_reactors_fini();
+}
+
+static void test_packet_interrupt_mode(void **state)
+{
+	(void)state;
+	irq_run("af_packet", "zu0", "zu1");
+}
+
+static void test_tap_interrupt_mode(void **state)
+{
+	(void)state;
+	if (!g_have_tun) {
+		printf("SKIP: no /dev/net/tun\n");
+		skip();
+	}
+	irq_run("tap", "zt2", "zt2");
+}
+
 int main(void)
 {
 	int fd;
@@ -498,6 +587,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tap_vnet_hdr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tap_oversize, setup, teardown),
+		cmocka_unit_test(test_packet_interrupt_mode),
+		cmocka_unit_test(test_tap_interrupt_mode),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
