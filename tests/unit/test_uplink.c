@@ -575,6 +575,90 @@ static void test_tap_interrupt_mode(void **state)
 	irq_run("tap", "zt2", "zt2");
 }
 
+/* Owner reactor 1 of 2, reactors running: frames reach the vNIC (owned by
+ * reactor 0) across reactors, and destroy on reactor 0 completes through
+ * the grace period, a message to the owner and one back. */
+struct multi_ctx {
+	struct zoc_uplink *u;
+	atomic_int ok, destroyed, vnic_removed;
+};
+
+static void multi_vnic_removed(void *arg)
+{
+	struct multi_ctx *c = arg;
+
+	atomic_store(&c->vnic_removed, 1);
+	zoc_reactors_stop();
+}
+
+static void multi_destroyed(void *arg)
+{
+	struct multi_ctx *c = arg;
+
+	atomic_store(&c->destroyed, zoc_reactor_current() == zoc_reactor_get(0) ? 1 : 2);
+	/* (Port removal needs the owner reactor running: do it now.) */
+	if (zoc_vswitch_port_remove(g_f.port, multi_vnic_removed, c))
+		zoc_reactors_stop();
+}
+
+static void multi_destroy_on_0(void *arg)
+{
+	struct multi_ctx *c = arg;
+
+	if (zoc_uplink_destroy(c->u, multi_destroyed, c))
+		zoc_reactors_stop();
+}
+
+static void *multi_sender(void *arg)
+{
+	struct multi_ctx *c = arg;
+	uint8_t b[200];
+	int fd = raw_open("zu1");
+	uint64_t end;
+
+	for (unsigned m = 0; m < 20; m++) {
+		build_frame(b, sizeof(b), MAC_V, MAC_H, 6000 + m);
+		raw_send(fd, b, sizeof(b));
+	}
+	end = now_ms() + 3000;
+	while (now_ms() < end && atomic_load(&g_f.ours) < 20)
+		usleep(1000);
+	atomic_store(&c->ok, atomic_load(&g_f.ours) >= 20);
+	close(fd);
+	zoc_reactor_send_msg(zoc_reactor_get(0), multi_destroy_on_0, c);
+	return NULL;
+}
+
+static void test_packet_owner_reactor(void **state)
+{
+	static const unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2, .interrupt_mode = true};
+	struct zoc_vswitch_opts so = {.manual_aging = true};
+	struct zoc_uplink_opts uo = {.owner = 1};
+	struct zoc_port_config cfg;
+	struct multi_ctx c = {0};
+	pthread_t th;
+
+	(void)state;
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_int_equal(zoc_pktpools_init(512, 32), 0);
+	assert_int_equal(zoc_vswitch_create("swm", &so, &g_sw), 0);
+	memset(&g_f, 0, sizeof(g_f));
+	zoc_port_config_init(&cfg, "vnic");
+	assert_int_equal(zoc_vswitch_port_add(g_sw, &cfg, &g_fake_ops, &g_f, &g_f.port), 0);
+	assert_int_equal(zoc_uplink_create("af_packet", g_sw, "zu0", &uo, &c.u), 0);
+	assert_int_equal(pthread_create(&th, NULL, multi_sender, &c), 0);
+	assert_int_equal(zoc_reactors_run(), 0);
+	pthread_join(th, NULL);
+	assert_true(atomic_load(&c.ok));
+	assert_int_equal(atomic_load(&c.destroyed), 1);
+	assert_null(zoc_uplink_next(NULL));
+	assert_true(atomic_load(&c.vnic_removed));
+	assert_int_equal(zoc_vswitch_destroy(g_sw), 0);
+	zoc_pktpools_fini();
+	zoc_reactors_fini();
+}
+
 int main(void)
 {
 	int fd;
@@ -589,6 +673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tap_oversize, setup, teardown),
 		cmocka_unit_test(test_packet_interrupt_mode),
 		cmocka_unit_test(test_tap_interrupt_mode),
+		cmocka_unit_test(test_packet_owner_reactor),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
