@@ -448,6 +448,20 @@ static void test_tap_oversize(void **state)
 	assert_true(fake_wait(u, 901, 2000) >= 0);
 	zoc_uplink_get_stats(u, &st);
 	assert_int_equal(st.rx_oversize, 1);
+	/* larger than the packet buffer itself: the read fails, still counted */
+	assert_int_equal(sh("ip link set zt1 mtu 4000"), 0);
+	{
+		static uint8_t big[3000];
+
+		build_frame(big, sizeof(big), MAC_V, MAC_H, 903);
+		raw_send(fd, big, sizeof(big));
+	}
+	build_frame(b, 64, MAC_V, MAC_H, 904);
+	raw_send(fd, b, 64);
+	assert_true(fake_wait(u, 904, 2000) >= 0);
+	zoc_uplink_get_stats(u, &st);
+	assert_int_equal(st.rx_oversize, 2);
+	assert_int_equal(st.rx_errors, 0);
 	/* egress over the uplink's MTU: the switch drops it */
 	fake_send(MAC_H, 902, 1400);
 	assert_true(port_drops(zoc_uplink_port(u), ZOC_DROP_MTU) >= 2);
