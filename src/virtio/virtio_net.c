@@ -308,7 +308,9 @@ static bool rx_accept(const struct zoc_vnet *vn, const uint8_t *dst)
 	return mac_in(vn->uc, vn->n_uc, dst);
 }
 
-/* Internet checksum of [start, len) folded into the frame at start + off. */
+/* Completes a partial checksum (virtio NEEDS_CSUM): the field at start + off
+ * holds the pseudo-header sum the sender seeded; the Internet checksum of
+ * [start, len), field included, replaces it. */
 static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
 {
 	uint64_t sum = 0;
@@ -317,8 +319,6 @@ static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
 
 	if (start >= len || (uint64_t)start + off + 2 > len)
 		return;
-	f[start + off] = 0;
-	f[start + off + 1] = 0;
 	for (i = start; i + 1 < len; i += 2)
 		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
 	if (i < len)
