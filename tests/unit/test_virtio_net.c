@@ -56,6 +56,7 @@
 
 static pthread_t g_thread;
 static struct zoc_vswitch *g_sw;
+static unsigned g_owner_b; /* reactor of the second vNIC ("b") */
 
 static void *reactor_main(void *arg)
 {
@@ -112,18 +113,32 @@ static void sw_destroy(void *arg)
 	assert_int_equal(zoc_vswitch_destroy(g_sw), 0);
 }
 
-static int setup(void **state)
+static int setup_n(unsigned ncores)
 {
-	struct zoc_reactor_opts o = {.pin = false};
+	static const unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = ncores, .pin = false};
 
-	(void)state;
 	zoc_log_set_level(getenv("ZOC_TEST_LOG") ? ZOC_LOG_DEBUG : ZOC_LOG_ERR);
 	if (zoc_reactors_init(&o) || zoc_pktpools_init(1024, 64))
 		return -1;
 	if (pthread_create(&g_thread, NULL, reactor_main, NULL))
 		return -1;
 	on_reactor(sw_create, NULL);
+	g_owner_b = ncores - 1;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return setup_n(1);
+}
+
+/* Two reactors: vNIC b lives on reactor 1, frames cross the switch's rings. */
+static int setup_two(void **state)
+{
+	(void)state;
+	return setup_n(2);
 }
 
 static int teardown(void **state)
@@ -265,6 +280,7 @@ static struct nic *nic_new(const char *name, uint8_t last, uint32_t mtu, uint64_
 	n->o.has_mac = true;
 	memcpy(n->o.mac, (uint8_t[6]){0x02, 0, 0, 0, 0, last}, 6);
 	n->o.mtu = mtu;
+	n->o.owner = !strcmp(name, "b") ? g_owner_b : 0;
 	on_reactor(nic_create_fn, n);
 	assert_int_equal(n->err, 0);
 	on_reactor(feat_fn, n);
@@ -782,5 +798,13 @@ int main(void)
 		cmocka_unit_test(test_ctrl),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest two[] = {
+		cmocka_unit_test(test_exchange_split),
+		cmocka_unit_test(test_exchange_packed),
+		cmocka_unit_test(test_mergeable_jumbo),
+		cmocka_unit_test(test_ctrl),
+	};
+	int rc = cmocka_run_group_tests_name("one reactor", tests, setup, teardown);
+
+	return rc + cmocka_run_group_tests_name("two reactors", two, setup_two, teardown);
 }
