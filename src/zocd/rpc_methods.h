@@ -12,6 +12,13 @@ void zoc_zocd_register_methods(void);
 void zoc_zocd_register_nvme_methods(void);
 /* virtio_blk_create over vhost-user or vfio-user (rpc_virtio.c). */
 void zoc_zocd_register_virtio_methods(void);
+/* Switches and virtio-net devices (rpc_net.c); registers the switch
+ * save_config writer, so call it before the device writer is registered. */
+void zoc_zocd_register_net_methods(void);
+/* The switch named name (registry of the vSwitch), NULL if none. For method
+ * files that attach ports (uplinks). Reactor 0. */
+struct zoc_vswitch;
+struct zoc_vswitch *zoc_zocd_switch_get(const char *name);
 /* Deletes every device (asynchronously), then every bdev, then stops the
  * reactors. Idempotent. Reactor 0. */
 void zoc_zocd_shutdown(void);

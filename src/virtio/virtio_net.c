@@ -1,0 +1,1044 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-net device model. Control calls (virtio_dev ops) run on reactor 0;
+ * every queue runs on the port's owner reactor, which alone touches the
+ * rings, the receive filter state and the per-queue statistics.
+ *
+ * TX (guest -> switch): a poller per TX queue pops chains, checks the
+ * virtio-net header, copies the frame into a packet of the local pool and
+ * hands bursts of up to 32 to zoc_vswitch_rx_burst(). A chain is always
+ * returned to the guest (length 0), accepted or dropped.
+ * RX (switch -> guest): the port's tx_burst picks a receive queue by flow
+ * hash among the active pairs, filters by the receive mode, and copies the
+ * frame with its header into one buffer (or several with MRG_RXBUF).
+ * Control queue: RX mode, MAC table / address, MQ pairs; anything else is
+ * answered VIRTIO_NET_ERR.
+ */
+#include "virtio/virtio_net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/reactor.h"
+#include "core/util.h"
+#include "net/pkt.h"
+#include "net/port.h"
+#include "net/vswitch.h"
+#include "virtio/virtio.h"
+#include "virtio/virtqueue.h"
+
+#define VNET_HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr))
+#define VNET_ETH_HLEN 14u
+#define VNET_VLAN_HLEN 4u
+#define VNET_RX_MAX_BUFS 64 /* mergeable buffers per frame */
+
+enum vq_kind { VQ_RX, VQ_TX, VQ_CTRL };
+
+struct vnet_qstats {
+	uint64_t packets, bytes;
+	uint64_t drops[ZOC_VNET_DROP__COUNT];
+};
+
+struct vnet_queue {
+	struct zoc_vnet *vn;
+	uint16_t idx;
+	enum vq_kind kind;
+	/* control plane (reactor 0) view */
+	bool running;
+	bool stop_pending;
+	/* owner reactor state */
+	struct zoc_vq *vq; /* non-NULL while serving (owner reactor) */
+	int kickfd;
+	bool kick_registered;
+	struct zoc_poller *poller;
+	bool need_notify;
+	bool broken_logged;
+	uint32_t *base_out;
+	zoc_virtio_done_fn done;
+	void *done_arg;
+	struct vnet_qstats stats;
+	struct zoc_vq_elem elem; /* scratch (owner reactor), large */
+};
+
+struct zoc_vnet {
+	struct zoc_virtio_dev vdev; /* first */
+	char name[64];
+	struct zoc_vswitch *sw;
+	struct zoc_port *port;
+	struct zoc_reactor *owner;
+	uint16_t max_pairs;
+	uint32_t mtu;
+	uint16_t vlan;
+	uint64_t features;
+	struct virtio_net_config config;
+	/* receive filter, owner reactor */
+	uint16_t cur_pairs;
+	bool promisc, allmulti, uni_overflow, multi_overflow;
+	uint32_t n_uc, n_mc;
+	uint8_t uc[ZOC_VNET_MAC_TABLE_MAX][6];
+	uint8_t mc[ZOC_VNET_MAC_TABLE_MAX][6];
+	uint8_t mac[6]; /* current, owner reactor copy */
+	zoc_virtio_done_fn destroy_done;
+	void *destroy_arg;
+	struct vnet_queue *queues; /* 2 * max_pairs + 1 */
+	struct zoc_vq_elem *rx_elems; /* mergeable RX scratch, owner reactor */
+};
+
+static const struct zoc_virtio_dev_ops vnet_ops;
+
+static const char *const drop_names[ZOC_VNET_DROP__COUNT] = {
+	"short_hdr", "bad_hdr", "zero_len", "oversize", "fault",
+	"no_pktbuf", "short_rxbuf", "no_rxbuf", "filtered", "offload",
+};
+
+const char *zoc_vnet_drop_name(enum zoc_vnet_drop why)
+{
+	return (unsigned)why < ZOC_VNET_DROP__COUNT ? drop_names[why] : "?";
+}
+
+static struct zoc_vnet *to_vnet(struct zoc_virtio_dev *dev)
+{
+	return (struct zoc_vnet *)dev;
+}
+
+struct zoc_vnet *zoc_vnet_from_virtio(struct zoc_virtio_dev *dev)
+{
+	return dev && dev->ops == &vnet_ops ? to_vnet(dev) : NULL;
+}
+
+struct zoc_virtio_dev *zoc_vnet_to_virtio(struct zoc_vnet *vn)
+{
+	return &vn->vdev;
+}
+
+struct zoc_port *zoc_vnet_port(struct zoc_vnet *vn)
+{
+	return vn->port;
+}
+
+static bool has_feat(const struct zoc_vnet *vn, unsigned bit)
+{
+	return vn->features & ZOC_BIT(bit);
+}
+
+static uint16_t ctrl_idx(const struct zoc_vnet *vn)
+{
+	return (uint16_t)(2 * vn->max_pairs);
+}
+
+/* ------------------------------------------------------------ iov helpers */
+
+/* Copies len bytes starting `skip` bytes into iov[0..n) to buf; returns the
+ * bytes copied. */
+static size_t iov_read(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	for (unsigned i = 0; i < n && done < len; i++) {
+		size_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		size_t k = ZOC_MIN(l - skip, len - done);
+		memcpy((uint8_t *)buf + done, (const uint8_t *)iov[i].iov_base + skip, k);
+		done += k;
+		skip = 0;
+	}
+	return done;
+}
+
+static size_t iov_write(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+			size_t len)
+{
+	size_t done = 0;
+
+	for (unsigned i = 0; i < n && done < len; i++) {
+		size_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		size_t k = ZOC_MIN(l - skip, len - done);
+		memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, k);
+		done += k;
+		skip = 0;
+	}
+	return done;
+}
+
+static void flush_notify(struct vnet_queue *q)
+{
+	if (q->need_notify && q->vq) {
+		q->need_notify = false;
+		zoc_vq_notify(q->vq);
+	}
+}
+
+static void note_broken(struct vnet_queue *q)
+{
+	if (!q->broken_logged) {
+		q->broken_logged = true;
+		ZOC_WARN("%s: queue %u is broken (malformed ring from the driver); it stays "
+			 "stopped until the device is reset",
+			 q->vn->name, q->idx);
+	}
+}
+
+/* ------------------------------------------------------------------- TX */
+
+/* Checks a TX header against the frame length; returns a drop reason or -1. */
+static int tx_check(const struct zoc_vnet *vn, const struct virtio_net_hdr *h, uint32_t len)
+{
+	if (len == 0)
+		return ZOC_VNET_DROP_ZERO_LEN;
+	if (len > vn->mtu + VNET_ETH_HLEN + 2 * VNET_VLAN_HLEN || len > ZOC_PKT_MAX_FRAME)
+		return ZOC_VNET_DROP_OVERSIZE;
+	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+		return ZOC_VNET_DROP_BAD_HDR; /* no HOST_TSO/USO offered */
+	if (h->flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
+		return ZOC_VNET_DROP_BAD_HDR;
+	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+		if (!has_feat(vn, VIRTIO_NET_F_CSUM))
+			return ZOC_VNET_DROP_BAD_HDR;
+		if ((uint32_t)h->csum_start + h->csum_offset + 2 > len)
+			return ZOC_VNET_DROP_BAD_HDR;
+	}
+	return -1;
+}
+
+static int tx_poll(struct vnet_queue *q)
+{
+	struct zoc_vnet *vn = q->vn;
+	struct zoc_pktpool *pool = zoc_pktpool_local();
+	struct zoc_pkt *pkts[ZOC_PKT_BURST];
+	struct zoc_vq_elem *e = &q->elem;
+	unsigned n = 0;
+	int done = 0;
+
+	while (n < ZOC_PKT_BURST) {
+		struct virtio_net_hdr h;
+		struct zoc_pkt *p;
+		uint32_t len;
+		int rc = zoc_vq_pop(q->vq, e);
+		int why;
+
+		if (rc == 0)
+			break;
+		if (rc == -EIO) {
+			note_broken(q);
+			break;
+		}
+		done++;
+		q->need_notify = true;
+		if (rc < 0) {
+			why = ZOC_VNET_DROP_FAULT;
+			goto drop;
+		}
+		if (e->out_len < VNET_HDR_LEN) {
+			why = ZOC_VNET_DROP_SHORT_HDR;
+			goto drop;
+		}
+		iov_read(e->iov, e->out_num, 0, &h, VNET_HDR_LEN);
+		len = e->out_len - VNET_HDR_LEN;
+		why = tx_check(vn, &h, len);
+		if (why >= 0)
+			goto drop;
+		p = pool ? zoc_pkt_alloc(pool, len) : NULL;
+		if (!p) {
+			why = ZOC_VNET_DROP_NO_PKTBUF;
+			goto drop;
+		}
+		iov_read(e->iov, e->out_num, VNET_HDR_LEN, zoc_pkt_data(p), len);
+		if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+			p->flags |= ZOC_PKT_F_CSUM_NEEDED;
+			p->csum_start = h.csum_start;
+			p->csum_offset = h.csum_offset;
+		}
+		p->hdr_len = h.hdr_len;
+		zoc_vq_push(q->vq, e, 0);
+		q->stats.packets++;
+		q->stats.bytes += len;
+		pkts[n++] = p;
+		continue;
+drop:
+		q->stats.drops[why]++;
+		ZOC_WARN_RL("%s: tx queue %u: frame dropped (%s)", vn->name, q->idx,
+			    drop_names[why]);
+		zoc_vq_push(q->vq, e, 0);
+	}
+	/* Return the chains before the switch runs (it may call our tx_burst). */
+	flush_notify(q);
+	if (n)
+		zoc_vswitch_rx_burst(vn->sw, vn->port, pkts, n);
+	return done;
+}
+
+/* ------------------------------------------------------------------- RX */
+
+static bool mac_in(const uint8_t (*tab)[6], uint32_t n, const uint8_t *mac)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!memcmp(tab[i], mac, 6))
+			return true;
+	return false;
+}
+
+static bool rx_accept(const struct zoc_vnet *vn, const uint8_t *dst)
+{
+	static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+	if (vn->promisc)
+		return true;
+	if (dst[0] & 1) {
+		if (!memcmp(dst, bcast, 6) || vn->allmulti || vn->multi_overflow)
+			return true;
+		return mac_in(vn->mc, vn->n_mc, dst);
+	}
+	if (!memcmp(dst, vn->mac, 6) || vn->uni_overflow)
+		return true;
+	return mac_in(vn->uc, vn->n_uc, dst);
+}
+
+/* Completes a partial checksum (virtio NEEDS_CSUM): the field at start + off
+ * holds the pseudo-header sum the sender seeded; the Internet checksum of
+ * [start, len), field included, replaces it. */
+static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
+{
+	uint64_t sum = 0;
+	uint32_t i;
+	uint16_t c;
+
+	if (start >= len || (uint64_t)start + off + 2 > len)
+		return;
+	for (i = start; i + 1 < len; i += 2)
+		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
+	if (i < len)
+		sum += (uint32_t)f[i] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	c = (uint16_t)~sum;
+	f[start + off] = (uint8_t)(c >> 8);
+	f[start + off + 1] = (uint8_t)c;
+}
+
+/* Delivers one frame on q. Returns false when the queue had no buffer (the
+ * caller stops the burst); the packet is never freed here. */
+static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p)
+{
+	struct zoc_vnet *vn = q->vn;
+	struct virtio_net_hdr h = {0};
+	uint32_t need = VNET_HDR_LEN + p->len;
+	bool mrg = has_feat(vn, VIRTIO_NET_F_MRG_RXBUF);
+	struct zoc_vq_elem *el = vn->rx_elems;
+	unsigned nb = 0;
+	uint32_t have = 0, off = 0;
+	int rc;
+
+	if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
+		if (has_feat(vn, VIRTIO_NET_F_GUEST_CSUM)) {
+			h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+			h.csum_start = p->csum_start;
+			h.csum_offset = p->csum_offset;
+		} else {
+			fill_csum(zoc_pkt_data(p), p->len, p->csum_start, p->csum_offset);
+		}
+	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && has_feat(vn, VIRTIO_NET_F_GUEST_CSUM)) {
+		h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+	}
+
+	/* Gather buffers until the frame fits. */
+	while (have < need) {
+		struct zoc_vq_elem *e = &el[nb];
+
+		if (nb == (mrg ? VNET_RX_MAX_BUFS : 1))
+			break;
+		rc = zoc_vq_pop(q->vq, e);
+		if (rc == 0 || rc == -EIO) {
+			if (rc == -EIO)
+				note_broken(q);
+			if (nb == 0) {
+				q->stats.drops[ZOC_VNET_DROP_NO_RXBUF]++;
+				return false;
+			}
+			break;
+		}
+		nb++;
+		q->need_notify = true;
+		if (rc < 0 || e->out_num) {
+			/* unmapped buffer or device-readable parts: unusable */
+			for (unsigned i = 0; i < nb; i++)
+				zoc_vq_push(q->vq, &el[i], 0);
+			q->stats.drops[ZOC_VNET_DROP_FAULT]++;
+			return true;
+		}
+		have += e->in_len;
+		if (have < e->in_len) /* overflow */
+			have = UINT32_MAX;
+	}
+	if (have < need || (nb > 0 && el[0].in_len < VNET_HDR_LEN)) {
+		for (unsigned i = 0; i < nb; i++)
+			zoc_vq_push(q->vq, &el[i], 0);
+		q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
+		ZOC_WARN_RL("%s: rx queue %u: receive buffers too short for %u bytes", vn->name,
+			    q->idx, need);
+		return true;
+	}
+	h.num_buffers = (uint16_t)nb;
+	/* The header goes at the start of the first buffer, then the frame. */
+	{
+		const uint8_t *src = zoc_pkt_cdata(p);
+		uint32_t left = p->len;
+
+		for (unsigned i = 0; i < nb; i++) {
+			struct zoc_vq_elem *e = &el[i];
+			struct iovec *iov = e->iov + e->out_num;
+			uint32_t skip = 0, room = e->in_len, k;
+
+			if (i == 0) {
+				iov_write(iov, e->in_num, 0, &h, VNET_HDR_LEN);
+				skip = VNET_HDR_LEN;
+				room -= VNET_HDR_LEN;
+			}
+			k = ZOC_MIN(room, left);
+			iov_write(iov, e->in_num, skip, src + off, k);
+			off += k;
+			left -= k;
+			zoc_vq_push(q->vq, e, skip + k);
+		}
+	}
+	q->stats.packets++;
+	q->stats.bytes += p->len;
+	return true;
+}
+
+static unsigned vnet_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n)
+{
+	struct zoc_vnet *vn = zoc_port_ctx(port);
+	unsigned k;
+
+	for (k = 0; k < n; k++) {
+		struct zoc_pkt *p = pkts[k];
+		struct vnet_queue *q;
+		unsigned pairs = vn->cur_pairs ? vn->cur_pairs : 1, qp = 0;
+
+		if (pairs > 1)
+			qp = (p->hash ? p->hash : zoc_pkt_flow_hash(p)) % pairs;
+		q = &vn->queues[2 * qp];
+		if (!q->vq) {
+			q->stats.drops[ZOC_VNET_DROP_NO_RXBUF]++;
+			break;
+		}
+		if (p->len < VNET_ETH_HLEN || !rx_accept(vn, zoc_pkt_cdata(p))) {
+			q->stats.drops[ZOC_VNET_DROP_FILTERED]++;
+			zoc_pkt_free(p);
+			continue;
+		}
+		if (p->gso_type != ZOC_PKT_GSO_NONE) {
+			q->stats.drops[ZOC_VNET_DROP_OFFLOAD]++;
+			zoc_pkt_free(p);
+			continue;
+		}
+		if (!rx_one(q, p))
+			break;
+		zoc_pkt_free(p);
+	}
+	for (unsigned i = 0; i < vn->max_pairs; i++)
+		flush_notify(&vn->queues[2 * i]);
+	return k;
+}
+
+static void vnet_dump_info(struct zoc_port *port, json_t *obj)
+{
+	struct zoc_vnet *vn = zoc_port_ctx(port);
+
+	json_object_set_new(obj, "device", json_string(vn->name));
+}
+
+static const struct zoc_port_ops vnet_port_ops = {
+	.type = "virtio-net",
+	.tx_burst = vnet_tx_burst,
+	.dump_info = vnet_dump_info,
+};
+
+/* -------------------------------------------------------------- control */
+
+struct mac_msg {
+	struct zoc_vnet *vn;
+	uint8_t mac[6];
+};
+
+static void apply_mac_on_control(void *arg)
+{
+	struct mac_msg *m = arg;
+	struct zoc_port_config cfg;
+
+	memcpy(m->vn->config.mac, m->mac, 6);
+	if (m->vn->port) {
+		zoc_port_get_config(m->vn->port, &cfg);
+		cfg.has_mac = true;
+		memcpy(cfg.mac, m->mac, 6);
+		if (zoc_port_set_config(m->vn->port, &cfg))
+			ZOC_WARN("%s: port MAC not updated", m->vn->name);
+	}
+	free(m);
+}
+
+/* Reads a MAC table (le32 entries + entries * 6) at *off. */
+static int read_mac_table(const struct zoc_vq_elem *e, uint32_t len, uint32_t *off,
+			  uint8_t (*tab)[6], uint32_t *n, bool *overflow)
+{
+	uint32_t cnt;
+
+	if (*off + 4 > len)
+		return -EINVAL;
+	iov_read(e->iov, e->out_num, *off, &cnt, 4);
+	*off += 4;
+	if (cnt > (len - *off) / 6)
+		return -EINVAL;
+	*overflow = cnt > ZOC_VNET_MAC_TABLE_MAX;
+	*n = *overflow ? 0 : cnt;
+	if (!*overflow)
+		iov_read(e->iov, e->out_num, *off, tab, (size_t)cnt * 6);
+	*off += cnt * 6;
+	return 0;
+}
+
+static uint8_t ctrl_cmd(struct zoc_vnet *vn, const struct zoc_vq_elem *e, uint32_t len)
+{
+	uint8_t cls_cmd[2];
+	uint32_t dlen;
+
+	if (len < 2)
+		return VIRTIO_NET_ERR;
+	iov_read(e->iov, e->out_num, 0, cls_cmd, 2);
+	dlen = len - 2;
+	switch (cls_cmd[0]) {
+	case VIRTIO_NET_CTRL_RX: {
+		uint8_t on;
+
+		if (!has_feat(vn, VIRTIO_NET_F_CTRL_RX) || dlen != 1)
+			return VIRTIO_NET_ERR;
+		iov_read(e->iov, e->out_num, 2, &on, 1);
+		if (cls_cmd[1] == VIRTIO_NET_CTRL_RX_PROMISC)
+			vn->promisc = on != 0;
+		else if (cls_cmd[1] == VIRTIO_NET_CTRL_RX_ALLMULTI)
+			vn->allmulti = on != 0;
+		else
+			return VIRTIO_NET_ERR;
+		return VIRTIO_NET_OK;
+	}
+	case VIRTIO_NET_CTRL_MAC:
+		if (cls_cmd[1] == VIRTIO_NET_CTRL_MAC_ADDR_SET) {
+			struct mac_msg *m;
+			uint8_t mac[6];
+
+			if (!has_feat(vn, VIRTIO_NET_F_CTRL_MAC_ADDR) || dlen != 6)
+				return VIRTIO_NET_ERR;
+			iov_read(e->iov, e->out_num, 2, mac, 6);
+			if (mac[0] & 1)
+				return VIRTIO_NET_ERR;
+			m = malloc(sizeof(*m));
+			if (!m)
+				return VIRTIO_NET_ERR;
+			m->vn = vn;
+			memcpy(m->mac, mac, 6);
+			if (zoc_reactor_send_msg(zoc_reactor_get(0), apply_mac_on_control, m)) {
+				free(m);
+				return VIRTIO_NET_ERR;
+			}
+			memcpy(vn->mac, mac, 6);
+			return VIRTIO_NET_OK;
+		}
+		if (cls_cmd[1] == VIRTIO_NET_CTRL_MAC_TABLE_SET) {
+			uint8_t uc[ZOC_VNET_MAC_TABLE_MAX][6], mc[ZOC_VNET_MAC_TABLE_MAX][6];
+			uint32_t off = 2, nu, nm;
+			bool ou, om;
+
+			if (!has_feat(vn, VIRTIO_NET_F_CTRL_RX))
+				return VIRTIO_NET_ERR;
+			if (read_mac_table(e, len, &off, uc, &nu, &ou) ||
+			    read_mac_table(e, len, &off, mc, &nm, &om) || off != len)
+				return VIRTIO_NET_ERR;
+			memcpy(vn->uc, uc, sizeof(uc));
+			memcpy(vn->mc, mc, sizeof(mc));
+			vn->n_uc = nu;
+			vn->n_mc = nm;
+			vn->uni_overflow = ou;
+			vn->multi_overflow = om;
+			return VIRTIO_NET_OK;
+		}
+		return VIRTIO_NET_ERR;
+	case VIRTIO_NET_CTRL_MQ: {
+		uint16_t pairs;
+
+		if (!has_feat(vn, VIRTIO_NET_F_MQ) || cls_cmd[1] != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET ||
+		    dlen != 2)
+			return VIRTIO_NET_ERR;
+		iov_read(e->iov, e->out_num, 2, &pairs, 2);
+		if (pairs < 1 || pairs > vn->max_pairs)
+			return VIRTIO_NET_ERR;
+		vn->cur_pairs = pairs;
+		return VIRTIO_NET_OK;
+	}
+	default:
+		return VIRTIO_NET_ERR;
+	}
+}
+
+static int ctrl_poll(struct vnet_queue *q)
+{
+	struct zoc_vq_elem *e = &q->elem;
+	int done = 0;
+
+	while (done < 16) {
+		uint8_t ack = VIRTIO_NET_ERR;
+		int rc = zoc_vq_pop(q->vq, e);
+		int last;
+
+		if (rc == 0)
+			break;
+		if (rc == -EIO) {
+			note_broken(q);
+			break;
+		}
+		done++;
+		q->need_notify = true;
+		/* The ack is the last device-writable byte. */
+		struct iovec *in = e->iov + e->out_num;
+		for (last = (int)e->in_num - 1; last >= 0 && in[last].iov_len == 0; last--)
+			;
+		if (rc < 0 || last < 0 || !in[last].iov_base || e->in_truncated) {
+			q->stats.drops[ZOC_VNET_DROP_FAULT]++;
+			ZOC_WARN_RL("%s: control command %u without a usable ack byte", q->vn->name,
+				    e->id);
+			zoc_vq_push(q->vq, e, 0);
+			continue;
+		}
+		ack = ctrl_cmd(q->vn, e, e->out_len);
+		if (ack != VIRTIO_NET_OK) {
+			q->stats.drops[ZOC_VNET_DROP_BAD_HDR]++;
+			ZOC_WARN_RL("%s: control command refused", q->vn->name);
+		} else {
+			q->stats.packets++;
+		}
+		*((uint8_t *)in[last].iov_base + in[last].iov_len - 1) = ack;
+		zoc_vq_push(q->vq, e, e->in_len);
+	}
+	flush_notify(q);
+	return done;
+}
+
+/* ---------------------------------------------------------------- pollers */
+
+static int vnet_poll(void *arg)
+{
+	struct vnet_queue *q = arg;
+
+	if (!q->vq)
+		return 0;
+	flush_notify(q);
+	return q->kind == VQ_TX ? tx_poll(q) : ctrl_poll(q);
+}
+
+static int vnet_arm(void *arg)
+{
+	struct vnet_queue *q = arg;
+
+	flush_notify(q);
+	if (!q->vq || zoc_vq_broken(q->vq))
+		return 0;
+	return zoc_vq_enable_notify(q->vq);
+}
+
+static void vnet_disarm(void *arg)
+{
+	struct vnet_queue *q = arg;
+
+	if (q->vq)
+		zoc_vq_disable_notify(q->vq);
+}
+
+static void vnet_kick(void *arg, uint32_t events)
+{
+	(void)arg;
+	(void)events;
+}
+
+static const struct zoc_poller_ops vnet_poller_ops = {
+	.poll = vnet_poll,
+	.arm = vnet_arm,
+	.disarm = vnet_disarm,
+};
+
+/* ------------------------------------------------------- queue life cycle */
+
+struct start_msg {
+	struct vnet_queue *q;
+	struct zoc_vq *vq;
+};
+
+static void queue_start_on_owner(void *arg)
+{
+	struct start_msg *m = arg;
+	struct vnet_queue *q = m->q;
+	struct zoc_reactor *r = zoc_reactor_current();
+	char name[32];
+
+	q->vq = m->vq;
+	free(m);
+	q->need_notify = false;
+	q->broken_logged = false;
+	if (q->kind == VQ_RX) {
+		/* Filled from tx_burst; the driver need not kick. */
+		zoc_vq_disable_notify(q->vq);
+		return;
+	}
+	snprintf(name, sizeof(name), "vnet-%u", q->idx);
+	q->poller = zoc_poller_register(r, &vnet_poller_ops, q, 0, name);
+	if (!q->poller) {
+		ZOC_ERR("%s: queue %u cannot start (no memory)", q->vn->name, q->idx);
+		return;
+	}
+	zoc_vq_disable_notify(q->vq);
+	if (q->kickfd >= 0 && zoc_reactor_interrupt_mode())
+		q->kick_registered =
+			zoc_reactor_add_fd(r, q->kickfd, EPOLLIN | EPOLLET, vnet_kick, q) == 0;
+}
+
+static void queue_stopped_on_control(void *arg)
+{
+	struct vnet_queue *q = arg;
+	zoc_virtio_done_fn done = q->done;
+	void *done_arg = q->done_arg;
+
+	q->done = NULL;
+	q->stop_pending = false;
+	if (done)
+		done(done_arg);
+}
+
+static void queue_stop_on_owner(void *arg)
+{
+	struct vnet_queue *q = arg;
+	struct zoc_reactor *r = zoc_reactor_current();
+
+	if (q->poller)
+		zoc_poller_unregister(q->poller);
+	q->poller = NULL;
+	if (q->kick_registered)
+		zoc_reactor_del_fd(r, q->kickfd);
+	q->kick_registered = false;
+	/* Nothing is held across calls: every popped chain is already back. */
+	if (q->vq) {
+		if (q->base_out)
+			*q->base_out = zoc_vq_get_base(q->vq);
+		zoc_vq_notify(q->vq);
+		zoc_vq_destroy(q->vq);
+		q->vq = NULL;
+	}
+	while (zoc_reactor_send_msg(zoc_reactor_get(0), queue_stopped_on_control, q))
+		usleep(1000);
+}
+
+static int vnet_queue_start(struct zoc_virtio_dev *dev, uint16_t qidx, struct zoc_vq *vq,
+			    int kickfd)
+{
+	struct zoc_vnet *vn = to_vnet(dev);
+	struct vnet_queue *q;
+	struct start_msg *m;
+
+	if (qidx > ctrl_idx(vn))
+		return -EINVAL;
+	q = &vn->queues[qidx];
+	if (q->running || q->stop_pending)
+		return -EBUSY;
+	m = malloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->q = q;
+	m->vq = vq;
+	q->kickfd = kickfd;
+	q->running = true;
+	if (zoc_reactor_send_msg(vn->owner, queue_start_on_owner, m)) {
+		free(m);
+		q->running = false;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int vnet_queue_stop(struct zoc_virtio_dev *dev, uint16_t qidx, uint32_t *base_out,
+			   zoc_virtio_done_fn done, void *arg)
+{
+	struct zoc_vnet *vn = to_vnet(dev);
+	struct vnet_queue *q;
+
+	if (qidx > ctrl_idx(vn) || !vn->queues[qidx].running)
+		return -ENOENT;
+	q = &vn->queues[qidx];
+	q->running = false;
+	q->stop_pending = true;
+	q->base_out = base_out;
+	q->done = done;
+	q->done_arg = arg;
+	while (zoc_reactor_send_msg(vn->owner, queue_stop_on_owner, q))
+		usleep(1000);
+	return 0;
+}
+
+static bool vnet_queue_running(struct zoc_virtio_dev *dev, uint16_t qidx)
+{
+	struct zoc_vnet *vn = to_vnet(dev);
+
+	return qidx <= ctrl_idx(vn) && vn->queues[qidx].running;
+}
+
+/* ------------------------------------------------------- features, config */
+
+static uint64_t vnet_get_features(struct zoc_virtio_dev *dev)
+{
+	struct zoc_vnet *vn = to_vnet(dev);
+	uint64_t f = ZOC_BIT(VIRTIO_F_VERSION_1) | ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC) |
+		     ZOC_BIT(VIRTIO_F_RING_EVENT_IDX) | ZOC_BIT(VIRTIO_F_RING_PACKED) |
+		     ZOC_BIT(VIRTIO_NET_F_MAC) | ZOC_BIT(VIRTIO_NET_F_STATUS) |
+		     ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF) | ZOC_BIT(VIRTIO_NET_F_MTU) |
+		     ZOC_BIT(VIRTIO_NET_F_CTRL_VQ) | ZOC_BIT(VIRTIO_NET_F_CTRL_RX) |
+		     ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) | ZOC_BIT(VIRTIO_NET_F_CSUM) |
+		     ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM);
+
+	if (vn->max_pairs > 1)
+		f |= ZOC_BIT(VIRTIO_NET_F_MQ);
+	return f;
+}
+
+/* Runs on the owner reactor: the receive filter state is the owner's. */
+static void reset_filter_on_owner(void *arg)
+{
+	struct zoc_vnet *vn = arg;
+
+	vn->cur_pairs = 1;
+	vn->promisc = true; /* until the driver says otherwise (CTRL_RX) */
+	vn->allmulti = false;
+	vn->uni_overflow = vn->multi_overflow = false;
+	vn->n_uc = vn->n_mc = 0;
+}
+
+static int vnet_set_features(struct zoc_virtio_dev *dev, uint64_t f)
+{
+	struct zoc_vnet *vn = to_vnet(dev);
+
+	if (f & ~vnet_get_features(dev))
+		return -EINVAL;
+	/* Control-queue features need the control queue. */
+	if (!(f & ZOC_BIT(VIRTIO_NET_F_CTRL_VQ)) &&
+	    (f & (ZOC_BIT(VIRTIO_NET_F_CTRL_RX) | ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) |
+		  ZOC_BIT(VIRTIO_NET_F_MQ))))
+		return -EINVAL;
+	vn->features = f;
+	zoc_reactor_send_msg(vn->owner, reset_filter_on_owner, vn);
+	return 0;
+}
+
+static int vnet_get_config(struct zoc_virtio_dev *dev, uint8_t *buf, uint32_t off, uint32_t len)
+{
+	struct zoc_vnet *vn = to_vnet(dev);
+
+	if (zoc_range_bad(off, len, sizeof(vn->config)))
+		return -EINVAL;
+	memcpy(buf, (const uint8_t *)&vn->config + off, len);
+	return 0;
+}
+
+static int vnet_set_config(struct zoc_virtio_dev *dev, const uint8_t *buf, uint32_t off,
+			   uint32_t len)
+{
+	(void)dev;
+	(void)buf;
+	(void)off;
+	(void)len;
+	return -ENOTSUP; /* VERSION_1: the MAC changes through the control queue */
+}
+
+static const struct zoc_virtio_dev_ops vnet_ops = {
+	.get_features = vnet_get_features,
+	.set_features = vnet_set_features,
+	.get_config = vnet_get_config,
+	.set_config = vnet_set_config,
+	.queue_start = vnet_queue_start,
+	.queue_stop = vnet_queue_stop,
+	.queue_running = vnet_queue_running,
+};
+
+/* ----------------------------------------------------------- life cycle */
+
+static void vnet_free(struct zoc_vnet *vn)
+{
+	free(vn->rx_elems);
+	free(vn->queues);
+	free(vn);
+}
+
+struct zoc_vnet *zoc_vnet_create(const struct zoc_vnet_opts *o)
+{
+	struct zoc_port_config cfg;
+	struct zoc_vnet *vn;
+	uint16_t pairs = o && o->num_queue_pairs ? o->num_queue_pairs : 1;
+	uint32_t mtu = o && o->mtu ? o->mtu : ZOC_PORT_MTU_DEFAULT;
+	unsigned nq;
+	int rc;
+
+	if (!o || !o->name || !*o->name || strlen(o->name) >= sizeof(vn->name) || !o->sw ||
+	    pairs > ZOC_VNET_MAX_PAIRS || mtu < ZOC_PORT_MTU_MIN || mtu > ZOC_PORT_MTU_MAX ||
+	    o->vlan > 4094 || o->owner >= ZOC_MAX(zoc_reactor_count(), 1u) ||
+	    (o->has_mac && (o->mac[0] & 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	vn = calloc(1, sizeof(*vn));
+	nq = 2u * pairs + 1;
+	if (!vn || !(vn->queues = calloc(nq, sizeof(*vn->queues))) ||
+	    !(vn->rx_elems = calloc(VNET_RX_MAX_BUFS, sizeof(*vn->rx_elems)))) {
+		if (vn)
+			vnet_free(vn);
+		errno = ENOMEM;
+		return NULL;
+	}
+	snprintf(vn->name, sizeof(vn->name), "%s", o->name);
+	vn->sw = o->sw;
+	vn->max_pairs = pairs;
+	vn->mtu = mtu;
+	vn->vlan = o->vlan;
+	vn->owner = zoc_reactor_get(o->owner);
+	for (unsigned i = 0; i < nq; i++) {
+		vn->queues[i].vn = vn;
+		vn->queues[i].idx = (uint16_t)i;
+		vn->queues[i].kind = i == nq - 1 ? VQ_CTRL : (i & 1) ? VQ_TX : VQ_RX;
+		vn->queues[i].kickfd = -1;
+	}
+	if (o->has_mac) {
+		memcpy(vn->mac, o->mac, 6);
+	} else {
+		if (getrandom(vn->mac, 6, 0) != 6)
+			for (int i = 0; i < 6; i++)
+				vn->mac[i] = (uint8_t)rand();
+		vn->mac[0] = (uint8_t)((vn->mac[0] & 0xfe) | 0x02);
+	}
+	reset_filter_on_owner(vn);
+	memcpy(vn->config.mac, vn->mac, 6);
+	vn->config.status = VIRTIO_NET_S_LINK_UP;
+	vn->config.max_virtqueue_pairs = pairs;
+	vn->config.mtu = (uint16_t)mtu;
+
+	zoc_port_config_init(&cfg, o->name);
+	cfg.kind = ZOC_PORT_VNIC;
+	cfg.owner = o->owner;
+	cfg.mtu = mtu;
+	cfg.has_mac = true;
+	memcpy(cfg.mac, vn->mac, 6);
+	if (o->vlan) {
+		cfg.vlan_mode = ZOC_VLAN_ACCESS;
+		cfg.vid = o->vlan;
+	}
+	rc = zoc_vswitch_port_add(o->sw, &cfg, &vnet_port_ops, vn, &vn->port);
+	if (rc) {
+		vnet_free(vn);
+		errno = -rc;
+		return NULL;
+	}
+	vn->vdev.name = vn->name;
+	vn->vdev.device_id = 1;
+	vn->vdev.max_queues = (uint16_t)nq;
+	vn->vdev.max_queue_size = ZOC_VNET_QUEUE_SIZE_MAX;
+	vn->vdev.config_size = sizeof(vn->config);
+	vn->vdev.ops = &vnet_ops;
+	return vn;
+}
+
+static void port_removed(void *arg)
+{
+	struct zoc_vnet *vn = arg;
+	zoc_virtio_done_fn done = vn->destroy_done;
+	void *done_arg = vn->destroy_arg;
+
+	vnet_free(vn);
+	if (done)
+		done(done_arg);
+}
+
+void zoc_vnet_destroy(struct zoc_vnet *vn, zoc_virtio_done_fn done, void *arg)
+{
+	if (!vn) {
+		if (done)
+			done(arg);
+		return;
+	}
+	for (unsigned i = 0; i <= ctrl_idx(vn); i++)
+		if (vn->queues[i].running || vn->queues[i].stop_pending)
+			ZOC_ERR("%s: destroyed with queue %u %s", vn->name, i,
+				vn->queues[i].running ? "running" : "still stopping");
+	vn->destroy_done = done;
+	vn->destroy_arg = arg;
+	if (zoc_vswitch_port_remove(vn->port, port_removed, vn))
+		port_removed(vn);
+}
+
+void zoc_vnet_get_opts(struct zoc_vnet *vn, struct zoc_vnet_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->name = vn->name;
+	o->sw = vn->sw;
+	o->has_mac = true;
+	memcpy(o->mac, vn->config.mac, 6);
+	o->num_queue_pairs = vn->max_pairs;
+	o->mtu = vn->mtu;
+	o->vlan = vn->vlan;
+	o->owner = zoc_reactor_index(vn->owner);
+}
+
+void zoc_vnet_set_link(struct zoc_vnet *vn, bool up)
+{
+	uint16_t st = up ? VIRTIO_NET_S_LINK_UP : 0;
+
+	if (vn->config.status == st)
+		return;
+	vn->config.status = st;
+	zoc_virtio_dev_config_changed(&vn->vdev);
+}
+
+json_t *zoc_vnet_stats(struct zoc_vnet *vn)
+{
+	json_t *qs = json_array();
+	char mac[18];
+	const uint8_t *m = vn->config.mac;
+
+	for (unsigned i = 0; i <= ctrl_idx(vn); i++) {
+		struct vnet_queue *q = &vn->queues[i];
+		json_t *o, *d = json_object();
+
+		for (unsigned r = 0; r < ZOC_VNET_DROP__COUNT; r++)
+			json_object_set_new(d, drop_names[r],
+					    json_integer((json_int_t)__atomic_load_n(
+						    &q->stats.drops[r], __ATOMIC_RELAXED)));
+		o = json_pack("{s:i, s:s, s:b, s:I, s:I, s:o}", "index", (int)i, "type",
+			      q->kind == VQ_RX ? "rx" : q->kind == VQ_TX ? "tx" : "ctrl",
+			      "running", q->running, "packets",
+			      (json_int_t)__atomic_load_n(&q->stats.packets, __ATOMIC_RELAXED),
+			      "bytes", (json_int_t)__atomic_load_n(&q->stats.bytes, __ATOMIC_RELAXED),
+			      "drops", d);
+		json_array_append_new(qs, o);
+	}
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+		 m[5]);
+	return json_pack("{s:s, s:s, s:b, s:I, s:i, s:o}", "port", zoc_port_name(vn->port), "mac",
+			 mac, "link_up", vn->config.status & VIRTIO_NET_S_LINK_UP, "features",
+			 (json_int_t)vn->features, "queue_pairs", (int)vn->max_pairs, "queues", qs);
+}

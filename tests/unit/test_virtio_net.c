@@ -1,0 +1,810 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_virtio_net.c - the virtio-net device model (src/virtio/virtio_net.c)
+ * on a real switch: one reactor thread (polling), two vNICs on one switch,
+ * each with rx0/tx0/ctrl rings played by the driver of vq_driver.c over a
+ * malloc'd guest memory registered with zoc_mem_add_region_hva().
+ *
+ * Cases: frames both ways (split, packed + indirect), hostile TX headers,
+ * too-short receive buffers, a mergeable 9000-byte frame, checksum offload
+ * both ways, control-queue commands good and bad, link status.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/log.h"
+#include "core/reactor.h"
+#include "net/pkt.h"
+#include "net/port.h"
+#include "net/vswitch.h"
+#include "virtio/virtio.h"
+#include "virtio/virtio_net.h"
+#include "virtio/virtqueue.h"
+#include "vq_driver.h"
+
+#define GPA_BASE 0x100000000ull
+#define ARENA_SIZE (4u << 20)
+#define QSIZE 64
+#define MAX_SEGS 16
+#define IND_SLOT (MAX_SEGS * 16)
+/* per ring r (0 rx, 1 tx, 2 ctrl): 0x20000 bytes of ring + indirect tables */
+#define RING_OFF(r) ((uint64_t)(r) * 0x20000)
+#define OFF_TXBUF 0x80000  /* 16 KiB per TX slot, 8 slots */
+#define OFF_RXBUF 0x100000 /* 16 KiB per RX slot, 64 slots */
+#define OFF_CTRL 0x60000
+#define WAIT_MS 20000
+
+#define HDR 12u
+
+/* ------------------------------------------------------------------ */
+/* reactor harness                                                     */
+
+static pthread_t g_thread;
+static struct zoc_vswitch *g_sw;
+static unsigned g_owner_b; /* reactor of the second vNIC ("b") */
+
+static void *reactor_main(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)zoc_reactors_run();
+}
+
+struct sync_call {
+	void (*fn)(void *);
+	void *arg;
+	sem_t done;
+};
+
+static void trampoline(void *arg)
+{
+	struct sync_call *c = arg;
+
+	c->fn(c->arg);
+	sem_post(&c->done);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_reactor(void (*fn)(void *), void *arg)
+{
+	struct sync_call c = {.fn = fn, .arg = arg};
+	uint64_t end = now_ms() + WAIT_MS;
+
+	sem_init(&c.done, 0, 0);
+	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(0), trampoline, &c), 0);
+	while (sem_trywait(&c.done)) {
+		if (now_ms() > end)
+			fail_msg("reactor did not answer");
+		usleep(50);
+	}
+	sem_destroy(&c.done);
+}
+
+static void sw_create(void *arg)
+{
+	(void)arg;
+	assert_int_equal(zoc_vswitch_create("sw0", NULL, &g_sw), 0);
+}
+
+static void sw_destroy(void *arg)
+{
+	(void)arg;
+	assert_int_equal(zoc_vswitch_destroy(g_sw), 0);
+}
+
+static int setup_n(unsigned ncores)
+{
+	static const unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = ncores, .pin = false};
+
+	zoc_log_set_level(getenv("ZOC_TEST_LOG") ? ZOC_LOG_DEBUG : ZOC_LOG_ERR);
+	if (zoc_reactors_init(&o) || zoc_pktpools_init(1024, 64))
+		return -1;
+	if (pthread_create(&g_thread, NULL, reactor_main, NULL))
+		return -1;
+	on_reactor(sw_create, NULL);
+	g_owner_b = ncores - 1;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return setup_n(1);
+}
+
+/* Two reactors: vNIC b lives on reactor 1, frames cross the switch's rings. */
+static int setup_two(void **state)
+{
+	(void)state;
+	return setup_n(2);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	on_reactor(sw_destroy, NULL);
+	zoc_reactors_stop();
+	pthread_join(g_thread, NULL);
+	zoc_pktpools_fini();
+	zoc_reactors_fini();
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* a vNIC and its driver                                               */
+
+struct nic {
+	struct vqd_mem g;
+	uint8_t *arena;
+	struct vqd q[3]; /* rx0, tx0, ctrl */
+	struct zoc_vnet *vn;
+	struct zoc_vnet_opts o;
+	uint64_t features;
+	bool packed, indirect;
+	int err;
+	sem_t gone;
+};
+
+static void *g2h(struct nic *n, uint64_t gpa)
+{
+	return vqd_mem_ptr(&n->g, gpa);
+}
+
+static void nic_create_fn(void *arg)
+{
+	struct nic *n = arg;
+
+	n->vn = zoc_vnet_create(&n->o);
+	n->err = n->vn ? 0 : -errno;
+}
+
+struct qstart {
+	struct nic *n;
+	uint16_t idx;
+	struct zoc_vq *vq;
+	int rc;
+};
+
+static void feat_fn(void *arg)
+{
+	struct nic *n = arg;
+	struct zoc_virtio_dev *d = zoc_vnet_to_virtio(n->vn);
+
+	n->err = d->ops->set_features(d, n->features);
+}
+
+static void qstart_fn(void *arg)
+{
+	struct qstart *s = arg;
+	struct zoc_virtio_dev *d = zoc_vnet_to_virtio(s->n->vn);
+
+	s->rc = d->ops->queue_start(d, s->idx, s->vq, -1);
+}
+
+static void stopped(void *arg)
+{
+	sem_post(arg);
+}
+
+static void nic_stop_fn(void *arg)
+{
+	struct nic *n = arg;
+	struct zoc_virtio_dev *d = zoc_vnet_to_virtio(n->vn);
+	uint16_t ctrl = (uint16_t)(d->max_queues - 1);
+
+	for (uint16_t i = 0; i < 2; i++)
+		if (d->ops->queue_running(d, i))
+			assert_int_equal(d->ops->queue_stop(d, i, NULL, stopped, &n->gone), 0);
+	if (d->ops->queue_running(d, ctrl))
+		assert_int_equal(d->ops->queue_stop(d, ctrl, NULL, stopped, &n->gone), 0);
+}
+
+static void nic_destroy_fn(void *arg)
+{
+	struct nic *n = arg;
+
+	zoc_vnet_destroy(n->vn, stopped, &n->gone);
+}
+
+static void sem_wait_n(sem_t *s, int k)
+{
+	uint64_t end = now_ms() + WAIT_MS;
+
+	while (k > 0) {
+		if (sem_trywait(s) == 0) {
+			k--;
+			continue;
+		}
+		if (now_ms() > end)
+			fail_msg("timeout");
+		usleep(50);
+	}
+}
+
+static struct nic *nic_new(const char *name, uint8_t last, uint32_t mtu, uint64_t extra,
+			   bool packed)
+{
+	struct nic *n = calloc(1, sizeof(*n));
+	uint64_t f = ZOC_BIT(VIRTIO_F_VERSION_1) | ZOC_BIT(VIRTIO_NET_F_MAC) |
+		     ZOC_BIT(VIRTIO_NET_F_STATUS) | ZOC_BIT(VIRTIO_NET_F_CTRL_VQ) |
+		     ZOC_BIT(VIRTIO_NET_F_CTRL_RX) | ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) |
+		     ZOC_BIT(VIRTIO_NET_F_MTU) | ZOC_BIT(VIRTIO_NET_F_CSUM) | extra;
+
+	assert_non_null(n);
+	sem_init(&n->gone, 0, 0);
+	n->packed = packed;
+	n->indirect = packed;
+	if (packed)
+		f |= ZOC_BIT(VIRTIO_F_RING_PACKED) | ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC);
+	n->features = f;
+	vqd_mem_init(&n->g);
+	n->arena = vqd_mem_alloc(&n->g, GPA_BASE, ARENA_SIZE);
+	vqd_mem_map(&n->g, GPA_BASE, ARENA_SIZE, 0, true);
+	for (int r = 0; r < 3; r++) {
+		struct vqd_layout lay = {
+			.size = QSIZE,
+			.packed = packed,
+			.desc = GPA_BASE + RING_OFF(r),
+			.driver = GPA_BASE + RING_OFF(r) + 0x4000,
+			.device = GPA_BASE + RING_OFF(r) + 0x8000,
+			.ind = GPA_BASE + RING_OFF(r) + 0xc000,
+			.ind_slot = IND_SLOT,
+			.max_segs = MAX_SEGS,
+		};
+		vqd_init(&n->q[r], &n->g, &lay);
+	}
+	n->o.name = name;
+	n->o.sw = g_sw;
+	n->o.has_mac = true;
+	memcpy(n->o.mac, (uint8_t[6]){0x02, 0, 0, 0, 0, last}, 6);
+	n->o.mtu = mtu;
+	n->o.owner = !strcmp(name, "b") ? g_owner_b : 0;
+	on_reactor(nic_create_fn, n);
+	assert_int_equal(n->err, 0);
+	on_reactor(feat_fn, n);
+	assert_int_equal(n->err, 0);
+	for (uint16_t r = 0; r < 3; r++) {
+		struct zoc_vq_config c = {.indirect = n->indirect, .callfd = -1,
+					  .base = packed ? 0x8000 : 0};
+		struct qstart s = {.n = n, .idx = r == 2 ? 2 : r};
+
+		vqd_vq_config(&n->q[r], &c);
+		s.vq = zoc_vq_create(&c);
+		assert_non_null(s.vq);
+		on_reactor(qstart_fn, &s);
+		assert_int_equal(s.rc, 0);
+	}
+	usleep(2000);
+	return n;
+}
+
+static void nic_free(struct nic *n)
+{
+	on_reactor(nic_stop_fn, n);
+	sem_wait_n(&n->gone, 3);
+	on_reactor(nic_destroy_fn, n);
+	sem_wait_n(&n->gone, 1);
+	for (int r = 0; r < 3; r++)
+		vqd_fini(&n->q[r]);
+	vqd_mem_fini(&n->g);
+	sem_destroy(&n->gone);
+	free(n);
+}
+
+static bool get_used(struct nic *n, int r, uint16_t *id, uint32_t *len)
+{
+	return vqd_get_used(&n->q[r], id, len);
+}
+
+static void wait_used(struct nic *n, int r, uint16_t *id, uint32_t *len)
+{
+	uint64_t end = now_ms() + WAIT_MS;
+
+	while (!get_used(n, r, id, len)) {
+		if (now_ms() > end)
+			fail_msg("no completion on ring %d", r);
+		usleep(20);
+	}
+}
+
+/* Posts one receive buffer of len bytes in RX slot `slot`. */
+static int post_rx(struct nic *n, unsigned slot, uint32_t len)
+{
+	struct vqd_seg s = {GPA_BASE + OFF_RXBUF + (uint64_t)slot * 0x4000, len, true};
+
+	memset(g2h(n, s.gpa), 0xee, len);
+	return vqd_add(&n->q[0], &s, 1, false);
+}
+
+static uint8_t *rx_buf(struct nic *n, unsigned slot)
+{
+	return g2h(n, GPA_BASE + OFF_RXBUF + (uint64_t)slot * 0x4000);
+}
+
+/* Builds an Ethernet frame from src to dst, payload pattern by seed. */
+static void make_frame(uint8_t *f, uint32_t len, const uint8_t *dst, const uint8_t *src,
+		       uint8_t seed)
+{
+	memcpy(f, dst, 6);
+	memcpy(f + 6, src, 6);
+	f[12] = 0x08;
+	f[13] = 0x00;
+	for (uint32_t i = 14; i < len; i++)
+		f[i] = (uint8_t)(i * 13 + seed);
+}
+
+/* Sends header + frame from TX slot 0 in nseg segments; waits for the chain
+ * to come back. */
+static void send_raw(struct nic *n, const void *hdr, uint32_t hlen, const uint8_t *frame,
+		     uint32_t flen, int nseg)
+{
+	uint64_t base = GPA_BASE + OFF_TXBUF;
+	uint8_t *p = g2h(n, base);
+	struct vqd_seg s[MAX_SEGS];
+	uint32_t total = hlen + flen, off = 0;
+	uint16_t id;
+	uint32_t len;
+	int want;
+
+	assert_true(total <= 0x10000);
+	memcpy(p, hdr, hlen);
+	if (flen)
+		memcpy(p + hlen, frame, flen);
+	if (nseg < 1)
+		nseg = 1;
+	for (int i = 0; i < nseg; i++) {
+		uint32_t k = i == nseg - 1 ? total - off : total / (uint32_t)nseg;
+
+		s[i] = (struct vqd_seg){base + off, k, false};
+		off += k;
+	}
+	want = vqd_add(&n->q[1], s, nseg, n->indirect && nseg > 1);
+	assert_true(want >= 0);
+	wait_used(n, 1, &id, &len);
+	assert_int_equal(id, want);
+	assert_int_equal(len, 0);
+}
+
+static void send_frame(struct nic *n, const uint8_t *frame, uint32_t flen, int nseg)
+{
+	struct virtio_net_hdr h = {0};
+
+	send_raw(n, &h, HDR, frame, flen, nseg);
+}
+
+static void expect_nothing(struct nic *n)
+{
+	uint16_t id;
+	uint32_t len;
+
+	usleep(20000);
+	assert_false(get_used(n, 0, &id, &len));
+}
+
+struct stats_req {
+	struct nic *n;
+	json_t *j;
+};
+
+static void stats_fn(void *arg)
+{
+	struct stats_req *r = arg;
+
+	r->j = zoc_vnet_stats(r->n->vn);
+}
+
+/* Sum of a drop counter over the queues. */
+static long drops(struct nic *n, const char *why)
+{
+	struct stats_req r = {.n = n};
+	json_t *q;
+	size_t i;
+	long sum = 0;
+
+	on_reactor(stats_fn, &r);
+	json_array_foreach(json_object_get(r.j, "queues"), i, q)
+		sum += (long)json_integer_value(json_object_get(json_object_get(q, "drops"), why));
+	json_decref(r.j);
+	return sum;
+}
+
+/* Sends a control command; returns the ack byte. */
+static uint8_t ctrl(struct nic *n, uint8_t cls, uint8_t cmd, const void *data, uint32_t dlen)
+{
+	uint64_t base = GPA_BASE + OFF_CTRL;
+	uint8_t *p = g2h(n, base);
+	struct vqd_seg s[2] = {{base, 2 + dlen, false}, {base + 0x1000, 1, true}};
+	uint16_t id;
+	uint32_t len;
+	int want;
+
+	p[0] = cls;
+	p[1] = cmd;
+	if (dlen)
+		memcpy(p + 2, data, dlen);
+	p[0x1000] = 0xee;
+	want = vqd_add(&n->q[2], s, 2, false);
+	assert_true(want >= 0);
+	wait_used(n, 2, &id, &len);
+	assert_int_equal(id, want);
+	return p[0x1000];
+}
+
+/* ------------------------------------------------------------------ */
+/* tests                                                               */
+
+static void exchange(bool packed)
+{
+	struct nic *a = nic_new("a", 1, 1500, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), packed);
+	struct nic *b = nic_new("b", 2, 1500, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), packed);
+	uint8_t f[1514];
+	uint16_t id;
+	uint32_t len;
+
+	for (int round = 0; round < 20; round++) {
+		struct nic *src = round & 1 ? b : a, *dst = round & 1 ? a : b;
+		uint32_t flen = round % 3 == 0 ? 60 : round % 3 == 1 ? 1514 : 342;
+		int want = post_rx(dst, 0, 2048);
+		struct virtio_net_hdr h;
+
+		make_frame(f, flen, dst->o.mac, src->o.mac, (uint8_t)round);
+		send_frame(src, f, flen, 1 + round % 3);
+		wait_used(dst, 0, &id, &len);
+		assert_int_equal(id, want);
+		assert_int_equal(len, HDR + flen);
+		memcpy(&h, rx_buf(dst, 0), HDR);
+		assert_int_equal(h.num_buffers, 1);
+		assert_int_equal(h.gso_type, 0);
+		assert_memory_equal(rx_buf(dst, 0) + HDR, f, flen);
+	}
+	/* No receive buffer: dropped and counted, the sender's chain returns. */
+	make_frame(f, 100, b->o.mac, a->o.mac, 9);
+	send_frame(a, f, 100, 1);
+	usleep(10000);
+	assert_true(drops(b, "no_rxbuf") >= 1);
+	nic_free(a);
+	nic_free(b);
+}
+
+static void test_exchange_split(void **state)
+{
+	(void)state;
+	exchange(false);
+}
+
+static void test_exchange_packed(void **state)
+{
+	(void)state;
+	exchange(true);
+}
+
+static void test_malformed_tx(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, 0, false);
+	struct nic *b = nic_new("b", 2, 1500, 0, false);
+	uint8_t f[1600];
+	struct virtio_net_hdr h = {0};
+	uint16_t id;
+	uint32_t len;
+
+	(void)state;
+	make_frame(f, sizeof(f), b->o.mac, a->o.mac, 1);
+	post_rx(b, 0, 2048);
+	/* short header */
+	send_raw(a, &h, 8, NULL, 0, 1);
+	assert_int_equal(drops(a, "short_hdr"), 1);
+	/* zero-length frame */
+	send_raw(a, &h, HDR, NULL, 0, 1);
+	assert_int_equal(drops(a, "zero_len"), 1);
+	/* bad gso type (no TSO offered) */
+	h.gso_type = 1;
+	h.gso_size = 1448;
+	send_raw(a, &h, HDR, f, 200, 1);
+	h.gso_type = 0x42;
+	send_raw(a, &h, HDR, f, 200, 2);
+	assert_int_equal(drops(a, "bad_hdr"), 2);
+	h = (struct virtio_net_hdr){0};
+	/* unknown flags; csum offsets beyond the frame */
+	h.flags = 0x80;
+	send_raw(a, &h, HDR, f, 200, 1);
+	h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h.csum_start = 190;
+	h.csum_offset = 16;
+	send_raw(a, &h, HDR, f, 200, 1);
+	h.csum_start = 0xffff;
+	h.csum_offset = 0xffff;
+	send_raw(a, &h, HDR, f, 200, 1);
+	assert_int_equal(drops(a, "bad_hdr"), 5);
+	/* over the MTU (1500 + 14 + tags) */
+	h = (struct virtio_net_hdr){0};
+	send_raw(a, &h, HDR, f, 1600, 3);
+	assert_int_equal(drops(a, "oversize"), 1);
+	expect_nothing(b);
+	/* a good frame still passes */
+	send_frame(a, f, 200, 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(len, HDR + 200);
+	nic_free(a);
+	nic_free(b);
+}
+
+static void test_short_rx(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, 0, false);
+	struct nic *b = nic_new("b", 2, 1500, 0, false);
+	uint8_t f[600];
+	uint16_t id;
+	uint32_t len;
+	int want;
+
+	(void)state;
+	make_frame(f, sizeof(f), b->o.mac, a->o.mac, 3);
+	/* without MRG_RXBUF a frame needs one buffer of header + frame */
+	want = post_rx(b, 0, 100);
+	send_frame(a, f, sizeof(f), 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(id, want);
+	assert_int_equal(len, 0);
+	assert_int_equal(drops(b, "short_rxbuf"), 1);
+	/* a buffer smaller than the header */
+	want = post_rx(b, 0, 4);
+	send_frame(a, f, 60, 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(len, 0);
+	assert_int_equal(drops(b, "short_rxbuf"), 2);
+	/* a big enough one works */
+	want = post_rx(b, 1, HDR + sizeof(f));
+	send_frame(a, f, sizeof(f), 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(id, want);
+	assert_int_equal(len, HDR + sizeof(f));
+	assert_memory_equal(rx_buf(b, 1) + HDR, f, sizeof(f));
+	nic_free(a);
+	nic_free(b);
+}
+
+static void test_mergeable_jumbo(void **state)
+{
+	struct nic *a = nic_new("a", 1, 9000, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), false);
+	struct nic *b = nic_new("b", 2, 9000, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), true);
+	static uint8_t f[9014], got[9014];
+	struct virtio_net_hdr h;
+	uint32_t off = 0;
+
+	(void)state;
+	make_frame(f, sizeof(f), b->o.mac, a->o.mac, 7);
+	for (unsigned i = 0; i < 6; i++)
+		post_rx(b, i, 2048);
+	send_frame(a, f, sizeof(f), 7);
+	for (unsigned i = 0; i < 5; i++) {
+		uint16_t id;
+		uint32_t len;
+		uint8_t *p = rx_buf(b, i);
+
+		wait_used(b, 0, &id, &len);
+		assert_int_equal(id, i); /* packed ids are given out in order */
+		if (i == 0) {
+			memcpy(&h, p, HDR);
+			assert_int_equal(h.num_buffers, 5);
+			p += HDR;
+			len -= HDR;
+		}
+		assert_true(off + len <= sizeof(got));
+		memcpy(got + off, p, len);
+		off += len;
+	}
+	assert_int_equal(off, sizeof(f));
+	assert_memory_equal(got, f, sizeof(f));
+	/* mergeable buffers that cannot hold it: counted, buffers returned */
+	post_rx(b, 6, 2048);
+	send_frame(a, f, sizeof(f), 3);
+	usleep(20000);
+	assert_int_equal(drops(b, "short_rxbuf"), 1);
+	nic_free(a);
+	nic_free(b);
+}
+
+static uint16_t ip_csum(const uint8_t *p, uint32_t len)
+{
+	uint32_t sum = 0;
+
+	for (uint32_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)p[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+static void test_csum(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, 0, false);
+	struct nic *b = nic_new("b", 2, 1500, 0, false);
+	struct nic *c = nic_new("c", 3, 1500, ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM), false);
+	uint8_t f[300];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .csum_start = 34, .csum_offset = 16};
+	struct virtio_net_hdr r;
+	uint16_t id;
+	uint32_t len;
+
+	(void)state;
+	/* b has no GUEST_CSUM: the device fills the checksum in */
+	make_frame(f, sizeof(f), b->o.mac, a->o.mac, 5);
+	post_rx(b, 0, 2048);
+	send_raw(a, &h, HDR, f, sizeof(f), 1);
+	wait_used(b, 0, &id, &len);
+	memcpy(&r, rx_buf(b, 0), HDR);
+	assert_int_equal(r.flags, 0);
+	{
+		/* the seed in the field (the pseudo-header sum) is included */
+		uint16_t want = (uint16_t)~ip_csum(f + 34, sizeof(f) - 34);
+		uint8_t *g = rx_buf(b, 0) + HDR;
+
+		assert_int_equal(g[50], want >> 8);
+		assert_int_equal(g[51], want & 0xff);
+		assert_memory_equal(g, f, 50);
+		assert_memory_equal(g + 52, f + 52, sizeof(f) - 52);
+	}
+	/* c negotiated GUEST_CSUM: the flag passes through */
+	make_frame(f, sizeof(f), c->o.mac, a->o.mac, 5);
+	post_rx(c, 0, 2048);
+	send_raw(a, &h, HDR, f, sizeof(f), 1);
+	wait_used(c, 0, &id, &len);
+	memcpy(&r, rx_buf(c, 0), HDR);
+	assert_int_equal(r.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_int_equal(r.csum_start, 34);
+	assert_int_equal(r.csum_offset, 16);
+	assert_memory_equal(rx_buf(c, 0) + HDR, f, sizeof(f));
+	nic_free(a);
+	nic_free(b);
+	nic_free(c);
+}
+
+static void link_fn(void *arg)
+{
+	struct nic *n = arg;
+	struct zoc_virtio_dev *d = zoc_vnet_to_virtio(n->vn);
+	struct virtio_net_config cfg;
+
+	assert_int_equal(d->ops->get_config(d, (uint8_t *)&cfg, 0, sizeof(cfg)), 0);
+	n->err = cfg.status;
+	zoc_vnet_set_link(n->vn, false);
+	assert_int_equal(d->ops->get_config(d, (uint8_t *)&cfg, 0, sizeof(cfg)), 0);
+	assert_int_equal(cfg.status, 0);
+	zoc_vnet_set_link(n->vn, true);
+	assert_int_equal(d->ops->get_config(d, (uint8_t *)&cfg, 6, 2), 0);
+	assert_int_equal(d->ops->get_config(d, (uint8_t *)&cfg, 10, 4), -EINVAL);
+	assert_int_equal(d->ops->get_config(d, (uint8_t *)&cfg, 0xffffffffu, 2), -EINVAL);
+	/* MQ without the control queue is refused */
+	assert_int_equal(d->ops->set_features(d, ZOC_BIT(VIRTIO_NET_F_CTRL_RX)), -EINVAL);
+	assert_int_equal(d->ops->set_features(d, ZOC_BIT(VIRTIO_NET_F_HOST_TSO4)), -EINVAL);
+	assert_int_equal(d->ops->set_features(d, n->features), 0);
+}
+
+static void test_ctrl(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, 0, false);
+	struct nic *b = nic_new("b", 2, 1500, 0, false);
+	static const uint8_t other[6] = {0x02, 0, 0, 0, 0, 0x99};
+	uint8_t f[100], on = 1, off = 0;
+	uint8_t tab[4 + 6 + 4];
+	uint32_t one = 1, zero = 0;
+	uint16_t pairs = 1, id;
+	uint32_t len;
+	int want;
+
+	(void)state;
+	/* good: promisc off; unknown unicast flooded to b is filtered */
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &off, 1),
+			 VIRTIO_NET_OK);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI, &on, 1),
+			 VIRTIO_NET_OK);
+	post_rx(b, 0, 2048);
+	make_frame(f, sizeof(f), other, a->o.mac, 1);
+	send_frame(a, f, sizeof(f), 1);
+	usleep(10000);
+	assert_int_equal(drops(b, "filtered"), 1);
+	/* the MAC table lets it in */
+	memcpy(tab, &one, 4);
+	memcpy(tab + 4, other, 6);
+	memcpy(tab + 10, &zero, 4);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, tab,
+			      sizeof(tab)),
+			 VIRTIO_NET_OK);
+	send_frame(a, f, sizeof(f), 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(len, HDR + sizeof(f));
+	/* bad commands */
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, tab, 2),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_RX, 7, &on, 1), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(b, 9, 0, NULL, 0), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2),
+			 VIRTIO_NET_ERR); /* MQ not negotiated */
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET,
+			      (uint8_t[6]){0x01, 0, 0, 0, 0, 1}, 6),
+			 VIRTIO_NET_ERR); /* multicast */
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, other, 5),
+			 VIRTIO_NET_ERR);
+	/* MAC tables whose counts lie */
+	memset(tab, 0xff, 4);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, tab,
+			      sizeof(tab)),
+			 VIRTIO_NET_ERR);
+	memcpy(tab, &one, 4);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, tab, 10),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, 5, NULL, 0), VIRTIO_NET_ERR);
+	/* a command without its ack byte: returned, counted, no crash */
+	{
+		uint64_t base = GPA_BASE + OFF_CTRL;
+		struct vqd_seg s = {base, 3, false};
+
+		want = vqd_add(&b->q[2], &s, 1, false);
+		wait_used(b, 2, &id, &len);
+		assert_int_equal(id, want);
+		assert_int_equal(drops(b, "fault"), 1);
+	}
+	/* good: a new MAC */
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET,
+			      (uint8_t[6]){0x02, 0, 0, 0, 0, 0x42}, 6),
+			 VIRTIO_NET_OK);
+	usleep(10000);
+	make_frame(f, sizeof(f), (uint8_t[6]){0x02, 0, 0, 0, 0, 0x42}, a->o.mac, 2);
+	want = post_rx(b, 1, 2048);
+	send_frame(a, f, sizeof(f), 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(id, want);
+	assert_int_equal(len, HDR + sizeof(f));
+	on_reactor(link_fn, b);
+	assert_int_equal(b->err, VIRTIO_NET_S_LINK_UP);
+	nic_free(a);
+	nic_free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exchange_split),
+		cmocka_unit_test(test_exchange_packed),
+		cmocka_unit_test(test_malformed_tx),
+		cmocka_unit_test(test_short_rx),
+		cmocka_unit_test(test_mergeable_jumbo),
+		cmocka_unit_test(test_csum),
+		cmocka_unit_test(test_ctrl),
+	};
+
+	const struct CMUnitTest two[] = {
+		cmocka_unit_test(test_exchange_split),
+		cmocka_unit_test(test_exchange_packed),
+		cmocka_unit_test(test_mergeable_jumbo),
+		cmocka_unit_test(test_ctrl),
+	};
+	int rc = cmocka_run_group_tests_name("one reactor", tests, setup, teardown);
+
+	return rc + cmocka_run_group_tests_name("two reactors", two, setup_two, teardown);
+}
