@@ -101,6 +101,11 @@ unit_tests() { # kind builddir
 			env -C "$2" "$t"
 	done
 	[ $found = 1 ] || note "$kind: no unit test executables in ${dir#"$ROOT"/}/"
+	# tools/zoc-perf's own tests (the client against hostile replies and a fake target).
+	if [ -d "$2/tools/zoc-perf" ]; then
+		run_one "$kind/zoc-perf" "$LOGS/$kind-zoc-perf.log" "$UNIT_TIMEOUT" \
+			meson test -C "$2" --suite zoc-perf --print-errorlogs
+	fi
 }
 
 if want unit; then

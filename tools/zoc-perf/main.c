@@ -689,6 +689,18 @@ static void print_results(const struct run *r, double cpu_user, double cpu_sys, 
 	       r->ios ? (double)dbw / (double)r->ios : 0);
 }
 
+/* What setup_job() allocated (any part of it), and r itself. */
+static void run_free(struct run *r)
+{
+	for (uint32_t i = 0; r->q && i < r->nq; i++) {
+		free(r->q[i].tmpl);
+		free(r->q[i].slots);
+		free(r->q[i].free);
+	}
+	free(r->q);
+	free(r);
+}
+
 static int cmd_nvme(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -851,6 +863,7 @@ static int cmd_nvme(int argc, char **argv)
 			printf("}\n");
 		}
 		zoc_nvmed_close(r->d, NULL);
+		run_free(r);
 		return ret == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 	}
 	getrusage(RUSAGE_SELF, &ru0);
@@ -875,13 +888,7 @@ static int cmd_nvme(int argc, char **argv)
 		      tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime), rc);
 	if (rc)
 		fprintf(stderr, "%s: error: %s\n", g_prog, r->err);
-	for (uint32_t i = 0; r->q && i < r->nq; i++) {
-		free(r->q[i].tmpl);
-		free(r->q[i].slots);
-		free(r->q[i].free);
-	}
-	free(r->q);
-	free(r);
+	run_free(r);
 	return rc;
 }
 
