@@ -5,8 +5,11 @@
 # pings a host in a network namespace across an AF_PACKET uplink (issue 4 (a)).
 #
 # Host: a veth pair, one end in a namespace with 10.77.0.1/24, the other in the root
-# namespace as the uplink's interface (segmentation offloads off where ethtool exists: the
-# uplink drops GSO super-frames, see docs/uplinks.md). Guest 10.77.0.2/24: 5/5 replies.
+# namespace as the uplink's interface (TX checksum and segmentation offloads off where ethtool
+# exists: the uplink drops GSO super-frames, see docs/uplinks.md, and a veth with TX checksum
+# offload hands AF_PACKET TCP frames whose checksum is not filled in). Guest 10.77.0.2/24:
+# 5/5 replies; then, if the host has iperf3 and ethtool, a 5 s iperf3 (ZOC_IPERF_S) from the
+# guest to a server in the namespace must complete.
 # Then: the switch learned the guest's and the namespace's MACs, the uplink counted frames
 # both ways, uplink_delete / device_delete / switch_delete clean up. Skips (77) if the
 # namespace or the veth cannot be created; both are removed on every exit path.
@@ -34,8 +37,8 @@ ip -n "$NS" link set "$VN" up
 ip link set "$VH" up
 NS_MAC=$(ip -n "$NS" -o link show "$VN" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
 if command -v ethtool >/dev/null 2>&1; then
-	ethtool -K "$VH" tso off gso off gro off >/dev/null 2>&1 || true
-	ip netns exec "$NS" ethtool -K "$VN" tso off gso off gro off >/dev/null 2>&1 || true
+	ethtool -K "$VH" tx off tso off gso off gro off >/dev/null 2>&1 || true
+	ip netns exec "$NS" ethtool -K "$VN" tx off tso off gso off gro off >/dev/null 2>&1 || true
 	zoc_log "veth $VH <-> $NS:$VN (10.77.0.1, mac $NS_MAC), offloads off"
 else
 	zoc_log "veth $VH <-> $NS:$VN (10.77.0.1, mac $NS_MAC); no ethtool: offloads left as they are (ping frames are small)"
@@ -66,9 +69,28 @@ if [ $ok = 1 ]; then
 		zoc_fail "ping 10.77.0.1 worked once, then not 5/5: $(tail -2 /tmp/ping)"
 else
 	zoc_fail "10.77.0.1 (the namespace behind the AF_PACKET uplink) did not answer within 60 pings"
+	exit 0
+fi
+if [ "${IPERF:-0}" = 1 ]; then
+	if iperf3 -c 10.77.0.1 -t "$IPERF_S" -f m >/tmp/iperf 2>&1; then
+		echo "ZOC-IPERF $(grep -E 'sender|receiver' /tmp/iperf | tr -s ' ' | tr '\n' ';')"
+	else
+		zoc_fail "iperf3 -c 10.77.0.1 -t $IPERF_S failed: $(tail -3 /tmp/iperf | tr '\n' ' ')"
+	fi
 fi
 exit 0
 GEOF
+
+# iperf3 (host namespace server, guest client) when the host has it and ethtool (TCP needs
+# the offloads off, see the top).
+IPERF=0
+IPERF_S=${ZOC_IPERF_S:-5}
+if command -v iperf3 >/dev/null 2>&1 && command -v ethtool >/dev/null 2>&1; then
+	IPERF=1
+	ZOC_GUEST_BINS="${ZOC_GUEST_BINS:-} iperf3"
+else
+	zoc_log "no iperf3 or no ethtool on the host: ping only (scripts/deps.sh does not install them)"
+fi
 
 zoc_guest_prepare
 zoc_zocd_start
@@ -80,9 +102,14 @@ zoc_ctl virtio_net_create name=vn1 socket="$ZOC_WORK/vn1.sock" switch=sw0 >/dev/
 zoc_wait_sock "$ZOC_WORK/vn1.sock" "$ZOC_ZOCD_PID" 10 zocd "$ZOC_ZOCD_LOG"
 zoc_log "zocd: switch sw0 with uplink up0 (af_packet on $VH) and vn1"
 
+if [ $IPERF = 1 ]; then
+	ip netns exec "$NS" iperf3 -s -1 >"$ZOC_ARTIFACTS/iperf3-server.log" 2>&1 &
+	zoc_track $!
+fi
+
 # vectors=0 (INTx): see vnet_guest.sh (QEMU 7.2 TCG segfaults with MSI-X on vhost-user net).
 GMAC=52:54:00:77:00:02
-zoc_guest_run guest "$ZOC_WORK/guest.sh" --timeout 300 -- \
+zoc_guest_run guest "$ZOC_WORK/guest.sh" --timeout 300 --env IPERF=$IPERF --env IPERF_S=$IPERF_S -- \
 	-chardev "socket,id=c1,path=$ZOC_WORK/vn1.sock" \
 	-netdev "vhost-user,chardev=c1,id=n1" \
 	-device "virtio-net-pci,netdev=n1,mac=$GMAC,vectors=0" ||
