@@ -15,6 +15,8 @@ void zoc_zocd_register_virtio_methods(void);
 /* Switches and virtio-net devices (rpc_net.c); registers the switch
  * save_config writer, so call it before the device writer is registered. */
 void zoc_zocd_register_net_methods(void);
+/* Uplinks on switches (rpc_uplink.c); they are devices too. */
+void zoc_zocd_register_uplink_methods(void);
 /* The switch named name (registry of the vSwitch), NULL if none. For method
  * files that attach ports (uplinks). Reactor 0. */
 struct zoc_vswitch;
