@@ -490,6 +490,10 @@ static void queue_start_on_owner(void *arg)
 		return;
 	}
 	zoc_vq_disable_notify(q->vq);
+	/* A crash between a completion and its interrupt would leave the
+	 * driver waiting for ever: after a reconnect, signal once. */
+	if (zoc_vq_restored(q->vq))
+		zoc_vq_signal(q->vq);
 	if (q->kickfd >= 0 && zoc_reactor_interrupt_mode())
 		q->kick_registered = zoc_reactor_add_fd(r, q->kickfd, EPOLLIN | EPOLLET, vblk_kick, q) == 0;
 }

@@ -96,6 +96,7 @@ struct zoc_vq {
 	void (*broken_fn)(void *arg);
 	void *fn_arg;
 	bool kick_enabled;      /* what we last told the driver */
+	bool restored;          /* created from a used inflight region */
 	bool kick_state_known;
 	/* --- cold --- */
 	struct zoc_vq_stats stats;
@@ -1088,6 +1089,7 @@ struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
 			if (vq->pinflight->version == 0) {
 				pk_inflight_init(vq);
 			} else {
+				vq->restored = true;
 				rc = pk_inflight_recover(vq);
 				if (rc) {
 					free(vq->pk);
@@ -1109,6 +1111,7 @@ struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
 			if (vq->inflight->version == 0) {
 				inflight_init(vq);
 			} else {
+				vq->restored = true;
 				rc = inflight_recover(vq);
 				if (rc) {
 					free(vq);
@@ -1185,6 +1188,16 @@ int zoc_vq_notify(struct zoc_vq *vq)
 		vq->stats.suppressed++;
 		return 0;
 	}
+	return zoc_vq_signal(vq);
+}
+
+bool zoc_vq_restored(const struct zoc_vq *vq)
+{
+	return vq->restored;
+}
+
+int zoc_vq_signal(struct zoc_vq *vq)
+{
 	if (vq->notify_fn) {
 		vq->notify_fn(vq->fn_arg);
 		vq->stats.notifies++;

@@ -186,6 +186,14 @@ bool zoc_vq_broken(const struct zoc_vq *vq);
 uint16_t zoc_vq_size(const struct zoc_vq *vq);
 /* Requests popped but not yet pushed. */
 uint32_t zoc_vq_inflight_count(const struct zoc_vq *vq);
+/* True if the queue was created from an inflight region an earlier
+ * incarnation of the device had written (a reconnect after a crash). */
+bool zoc_vq_restored(const struct zoc_vq *vq);
+/* Signals the driver once, whatever the suppression state: after a crash a
+ * completion may have reached the used ring without its interrupt, and a
+ * driver waiting for it would wait forever. A spurious interrupt is
+ * harmless. Returns 1 if signalled. */
+int zoc_vq_signal(struct zoc_vq *vq);
 /* The value GET_VRING_BASE returns (same encoding as cfg->base; packed
  * includes the used half in bits 16-31). Only meaningful once in-flight
  * requests are completed. */
