@@ -12,7 +12,7 @@
 # Environment:
 #   ZOC_TESTS=unit,asan,fuzz,e2e   kinds to run (default: all)
 #   ZOC_TEST_FILTER=REGEX          run only tests whose name (e.g. e2e/vhost_blk_guest) matches
-#   FUZZ_SECONDS=15                time per fuzzer
+#   FUZZ_SECONDS=10                time per fuzzer
 #   ZOC_UNIT_TIMEOUT=300, ZOC_E2E_TIMEOUT=900   seconds before a test is killed (counts as failed)
 #   ZOC_TEST_VERBOSE=1             also stream each test's output to the terminal
 #
@@ -29,7 +29,7 @@ BUILD_FUZZ=${ZOC_BUILD_FUZZ:-$ROOT/build-fuzz}
 LOGS=$BUILD/test-logs
 ZOC_TESTS=${ZOC_TESTS:-unit,asan,fuzz,e2e}
 FILTER=${ZOC_TEST_FILTER:-}
-FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 UNIT_TIMEOUT=${ZOC_UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${ZOC_E2E_TIMEOUT:-900}
 VERBOSE=${ZOC_TEST_VERBOSE:-0}
