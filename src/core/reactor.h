@@ -12,9 +12,11 @@
  * zoc_reactor_send_msg(); the function runs on the target reactor.
  *
  * Modes:
- *  - polling (default): every poller runs in a tight loop; fd handlers are
- *    checked with a zero-timeout epoll_wait every ZOC_REACTOR_FD_CHECK
- *    iterations.
+ *  - polling (default): every poller runs in a tight loop; every
+ *    ZOC_REACTOR_FD_CHECK iterations the reactor runs its queued messages
+ *    (a lock-free peek) and, at most every ZOC_REACTOR_FD_CHECK_NS, checks
+ *    its fd handlers with a zero-timeout epoll_wait (a system call: not on
+ *    every iteration).
  *  - interrupt (--interrupt-mode): when the reactor has found no work for
  *    its adaptive poll time (see below; at least ZOC_REACTOR_IDLE_SPINS
  *    iterations), it asks every poller to arm its interrupt
@@ -41,6 +43,7 @@
 
 #define ZOC_MAX_REACTORS 64
 #define ZOC_REACTOR_FD_CHECK 64
+#define ZOC_REACTOR_FD_CHECK_NS 50000
 #define ZOC_REACTOR_IDLE_SPINS 16
 #define ZOC_REACTOR_POLL_MAX_NS 256000
 

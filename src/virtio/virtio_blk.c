@@ -414,6 +414,9 @@ static int vblk_poll(void *arg)
 	int n = 0;
 
 	vblk_flush_notify(q);
+	/* The common idle case: one load, no request slot taken and returned. */
+	if (!zoc_vq_has_work(q->vq))
+		return 0;
 	while (n < VBLK_BATCH) {
 		struct vblk_req *r = zoc_pool_get(q->pool);
 		int rc;
