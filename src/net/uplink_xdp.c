@@ -279,7 +279,8 @@ static int xdp_open(const char *ifname, const struct zoc_uplink_opts *o, struct 
 	if (o->xdp_mode != ZOC_UPLINK_XDP_MODE_SKB) {
 		ret = try_create(t, ifname, o, true);
 		if (ret && o->xdp_mode == ZOC_UPLINK_XDP_MODE_AUTO)
-			ZOC_INFO("uplink af_xdp %s: native XDP refused (%s): generic (SKB) mode",
+			ZOC_INFO("uplink af_xdp %s: native XDP mode failed (%s): trying generic "
+				 "(SKB) mode",
 				 ifname, strerror(-ret));
 	}
 	if (ret && o->xdp_mode != ZOC_UPLINK_XDP_MODE_NATIVE)
