@@ -569,6 +569,99 @@ static void test_interrupt_mode(void **state)
 	assert_true(prog_detached("xdp0"));
 }
 
+/* Owner reactor 1 of 2, reactors running: the socket is created on reactor
+ * 0 and used only on reactor 1; frames cross to the vNIC (reactor 0) and
+ * back out through the uplink; destroy from reactor 0 runs the teardown on
+ * the owner. */
+struct multi_ctx {
+	struct zoc_uplink *u;
+	atomic_int ok, back, destroyed;
+};
+
+static void multi_vnic_removed(void *arg)
+{
+	zoc_reactors_stop();
+}
+
+static void multi_destroyed(void *arg)
+{
+	struct multi_ctx *c = arg;
+
+	atomic_store(&c->destroyed, zoc_reactor_current() == zoc_reactor_get(0) ? 1 : 2);
+	if (zoc_vswitch_port_remove(g_f.port, multi_vnic_removed, c))
+		zoc_reactors_stop();
+}
+
+static void multi_destroy_on_0(void *arg)
+{
+	struct multi_ctx *c = arg;
+
+	if (zoc_uplink_destroy(c->u, multi_destroyed, c))
+		zoc_reactors_stop();
+}
+
+static void multi_send_on_0(void *arg)
+{
+	for (uint32_t m = 7000; m < 7020; m++)
+		fake_send(MAC_H, m, 300);
+}
+
+static void *multi_sender(void *arg)
+{
+	struct multi_ctx *c = arg;
+	uint8_t b[200];
+	int fd = raw_open("xdp1");
+	uint64_t end;
+	int got = 0;
+
+	for (unsigned m = 0; m < 20; m++) {
+		build_frame(b, sizeof(b), MAC_V, MAC_H, 6000 + m);
+		raw_send(fd, b, sizeof(b));
+	}
+	end = now_ms() + 3000;
+	while (now_ms() < end && atomic_load(&g_f.ours) < 20)
+		usleep(1000);
+	atomic_store(&c->ok, atomic_load(&g_f.ours) >= 20);
+	/* and back: the vNIC (reactor 0) sends to the learned MAC_H */
+	zoc_reactor_send_msg(zoc_reactor_get(0), multi_send_on_0, c);
+	for (uint32_t m = 7000; m < 7020; m++)
+		got += raw_wait(fd, NULL, m, 2000) == 300;
+	atomic_store(&c->back, got);
+	close(fd);
+	zoc_reactor_send_msg(zoc_reactor_get(0), multi_destroy_on_0, c);
+	return NULL;
+}
+
+static void test_owner_reactor(void **state)
+{
+	static const unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2, .interrupt_mode = true};
+	struct zoc_uplink_opts uo = {.owner = 1};
+	struct multi_ctx c = {0};
+	uint32_t s, l;
+	pthread_t th;
+
+	(void)state;
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	make_switch("swxm");
+	assert_int_equal(zoc_uplink_create("af_xdp", g_sw, "xdp0", &uo, &c.u), 0);
+	assert_int_equal(pthread_create(&th, NULL, multi_sender, &c), 0);
+	assert_int_equal(zoc_reactors_run(), 0);
+	pthread_join(th, NULL);
+	printf("# owner reactor 1: %u frames in, %d frames out\n", atomic_load(&g_f.ours),
+	       atomic_load(&c.back));
+	assert_true(atomic_load(&c.ok));
+	assert_int_equal(atomic_load(&c.back), 20);
+	assert_int_equal(atomic_load(&c.destroyed), 1);
+	assert_null(zoc_uplink_next(NULL));
+	assert_int_equal(zoc_vswitch_destroy(g_sw), 0);
+	zoc_pktpool_available(zoc_pktpool_of(0), &s, &l);
+	assert_int_equal(s, 1024);
+	zoc_pktpools_fini();
+	zoc_reactors_fini();
+	assert_true(prog_detached("xdp0"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -578,6 +671,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_auto, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test(test_interrupt_mode),
+		cmocka_unit_test(test_owner_reactor),
 	};
 	struct zoc_reactor_opts ro = {0};
 	struct zoc_vswitch_opts so = {0};
