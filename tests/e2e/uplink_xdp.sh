@@ -7,7 +7,8 @@
 #   ns A: xdpna<pid> 10.78.0.1/24 <-veth-> xdpa<pid> (root ns) = uplink upa (xdp_mode auto)
 #   ns B: xdpnb<pid> 10.78.0.2/24 <-veth-> xdpb<pid> (root ns) = uplink upb (xdp_mode skb)
 #
-# ping A -> B 5/5 (56 B) and 5/5 (1400 B) through both uplinks and the switch; the switch
+# ping A -> B 5/5 (56 B) and 5/5 (1400 B) through both uplinks and the switch; with iperf3
+# and ethtool on the host a TCP run (ZOC_IPERF_S, default 3 s) must complete; the switch
 # learned both MACs; uplink_list shows frames both ways, the XDP mode, the kernel's
 # XDP_STATISTICS without invalid descriptors. Then zocd gets SIGTERM (not zocd_shutdown):
 # it must exit 0 and leave no XDP program on either interface.
@@ -85,6 +86,19 @@ for size in 56 1400; do
 		zoc_die "ping -s $size 10.78.0.2: not 5/5: $(grep -E 'transmitted' "$ZOC_ARTIFACTS/ping-$size.txt")"
 	zoc_log "ping -s $size: $(grep -E 'transmitted' "$ZOC_ARTIFACTS/ping-$size.txt"); $(grep -E '^(rtt|round-trip)' "$ZOC_ARTIFACTS/ping-$size.txt" || true)"
 done
+
+# TCP through both uplinks when the host has iperf3 and ethtool (offloads off above): a
+# figure, and frames in bursts rather than one at a time.
+if command -v iperf3 >/dev/null 2>&1 && command -v ethtool >/dev/null 2>&1; then
+	ip netns exec "$NSB" iperf3 -s -1 -B 10.78.0.2 >"$ZOC_ARTIFACTS/iperf3-server.log" 2>&1 &
+	zoc_track $!
+	sleep 0.5
+	ip netns exec "$NSA" timeout 30 iperf3 -c 10.78.0.2 -t "${ZOC_IPERF_S:-3}" -f m >"$ZOC_ARTIFACTS/iperf3.log" 2>&1 ||
+		zoc_die "iperf3 from 10.78.0.1 to 10.78.0.2 through the AF_XDP uplinks failed: $(tail -3 "$ZOC_ARTIFACTS/iperf3.log" | tr '\n' ' ')"
+	zoc_log "iperf3 A -> B: $(grep -E 'receiver' "$ZOC_ARTIFACTS/iperf3.log" | tr -s ' ')"
+else
+	zoc_log "no iperf3 or ethtool on the host: ping only"
+fi
 
 MACS=$(zoc_ctl switch_mac_table name=sw0 --json) || zoc_die "switch_mac_table failed"
 printf '%s\n' "$MACS" >"$ZOC_ARTIFACTS/mac_table.json"
