@@ -10,7 +10,7 @@
 # ping A -> B 5/5 (56 B) and 5/5 (1400 B) through both uplinks and the switch; with iperf3
 # and ethtool on the host a TCP run (ZOC_IPERF_S, default 3 s) must complete; the switch
 # learned both MACs; uplink_list shows frames both ways, the XDP mode, the kernel's
-# XDP_STATISTICS without invalid descriptors. Then zocd gets SIGTERM (not zocd_shutdown):
+# XDP_STATISTICS without invalid descriptors; save_config keeps type and xdp_mode. Then zocd gets SIGTERM (not zocd_shutdown):
 # it must exit 0 and leave no XDP program on either interface.
 # Skips (77): no ip / netns / veth, zocd built without AF_XDP, or the kernel refuses AF_XDP
 # (no CONFIG_XDP_SOCKETS, no CAP_BPF) - the reason is printed.
@@ -122,6 +122,11 @@ for u in upa upb; do
 done
 [ "$(jq -r '.[] | select(.name == "upb") | .xdp.mode' <<<"$UL")" = skb ] ||
 	zoc_die "upb was asked for xdp_mode=skb but reports $(jq -r '.[] | select(.name == "upb") | .xdp.mode' <<<"$UL")"
+
+CONF=$(zoc_ctl save_config) || zoc_die "save_config failed"
+printf '%s\n' "$CONF" >"$ZOC_ARTIFACTS/config.json"
+[ "$(jq -r '.[] | select(.method == "uplink_create" and .params.name == "upb") | .params.type + " " + .params.xdp_mode' <<<"$CONF")" = "af_xdp skb" ] ||
+	zoc_die "save_config does not carry upb's type af_xdp and xdp_mode skb (see $ZOC_ARTIFACTS/config.json)"
 
 # SIGTERM: zocd deletes its devices (the uplinks: sockets closed, programs detached, UMEM
 # freed) and exits 0.
