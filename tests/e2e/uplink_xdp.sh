@@ -10,8 +10,9 @@
 # ping A -> B 5/5 (56 B) and 5/5 (1400 B) through both uplinks and the switch; with iperf3
 # and ethtool on the host a TCP run (ZOC_IPERF_S, default 3 s) must complete; the switch
 # learned both MACs; uplink_list shows frames both ways, the XDP mode, the kernel's
-# XDP_STATISTICS without invalid descriptors; save_config keeps type and xdp_mode. Then zocd gets SIGTERM (not zocd_shutdown):
-# it must exit 0 and leave no XDP program on either interface.
+# XDP_STATISTICS without invalid descriptors; save_config keeps type and xdp_mode. Then
+# zocd gets SIGTERM (not zocd_shutdown): it must exit 0 and leave no XDP program on either
+# interface.
 # Skips (77): no ip / netns / veth, zocd built without AF_XDP, or the kernel refuses AF_XDP
 # (no CONFIG_XDP_SOCKETS, no CAP_BPF) - the reason is printed.
 set -euo pipefail
