@@ -319,7 +319,8 @@ static void rpc_uplink_create(struct zoc_rpc_req *req, void *params)
 		const char *hint = "";
 
 		if ((rc == -EPERM || rc == -EACCES) && xdp)
-			hint = ": zocd needs CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN) for AF_XDP";
+			hint = ": zocd needs CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF (or "
+			       "CAP_SYS_ADMIN) for AF_XDP";
 		else if (rc == -EPERM || rc == -EACCES)
 			hint = ": zocd needs CAP_NET_ADMIN and CAP_NET_RAW";
 		else if (xdp && rc == -EBUSY)
@@ -328,6 +329,9 @@ static void rpc_uplink_create(struct zoc_rpc_req *req, void *params)
 			hint = ": no such queue, MTU too big for a 4 KiB UMEM frame (max 3818), "
 			       "xdp_mode/xdp_copy not supported by the driver, or no "
 			       "CONFIG_XDP_SOCKETS (see the zocd log)";
+		else if (xdp && (rc == -ENOBUFS || rc == -ENOMEM))
+			hint = ": the UMEM (frames x 4 KiB) is over RLIMIT_MEMLOCK (give zocd "
+			       "CAP_IPC_LOCK or a higher limit, or fewer frames)";
 		else if (xdp && rc == -EAFNOSUPPORT)
 			hint = ": the kernel has no AF_XDP (CONFIG_XDP_SOCKETS)";
 		else if (rc == -ENODEV)
