@@ -481,6 +481,45 @@ static void test_hostile(void **state)
 	assert_int_equal(sh("ip link set xdp0 mtu 1500 && ip link set xdp1 mtu 1500"), 0);
 }
 
+/* Interface down: the TX kick fails (ENETDOWN), frames wait in the ring or
+ * are counted tx_full when the 32 TX frames are gone; after up the poller's
+ * retried kick sends again and frames flow both ways. */
+static void test_link_down(void **state)
+{
+	struct zoc_uplink_opts o = {.xdp_mode = ZOC_UPLINK_XDP_MODE_SKB, .xdp_frames = 64};
+	struct zoc_uplink_stats st;
+	struct zoc_uplink *u;
+	uint8_t b[200];
+	int fd;
+
+	(void)state;
+	assert_int_equal(zoc_uplink_create("af_xdp", g_sw, "xdp0", &o, &u), 0);
+	fd = raw_open("xdp1");
+	build_frame(b, 100, MAC_V, MAC_H, 1);
+	raw_send(fd, b, 100);
+	assert_true(fake_wait(u, 1, 2000) >= 0); /* MAC_H learned on the uplink */
+	assert_int_equal(sh("ip link set xdp0 down"), 0);
+	for (uint32_t m = 100; m < 200; m++)
+		fake_send(MAC_H, m, 100);
+	for (int k = 0; k < 20; k++)
+		zoc_uplink_poll(u);
+	zoc_uplink_get_stats(u, &st);
+	printf("# link down: tx_frames %llu (queued in the ring) tx_full %llu tx_errors %llu\n",
+	       (unsigned long long)st.tx_frames, (unsigned long long)st.tx_full,
+	       (unsigned long long)st.tx_errors);
+	assert_int_equal(st.tx_frames + st.tx_full + st.tx_errors, 100);
+	assert_true(st.tx_full > 0);
+	assert_int_equal(sh("ip link set xdp0 up"), 0);
+	usleep(200000);
+	build_frame(b, 100, MAC_V, MAC_H, 2);
+	raw_send(fd, b, 100);
+	assert_true(fake_wait(u, 2, 2000) >= 0);
+	fake_send(MAC_H, 300, 100);
+	assert_int_equal(raw_wait(fd, u, 300, 2000), 100);
+	close(fd);
+	destroy_uplink(u);
+}
+
 static void test_bad_options(void **state)
 {
 	struct zoc_uplink_opts o = {.mtu = 9000};
@@ -670,6 +709,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_skb, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_auto, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_down, setup, teardown),
 		cmocka_unit_test(test_interrupt_mode),
 		cmocka_unit_test(test_owner_reactor),
 	};
