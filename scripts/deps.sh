@@ -20,6 +20,7 @@ PKGS=(
 	util-linux                                                 # taskset, fallocate, flock
 	jq                                                         # tests read zocctl --json
 	nvme-cli                                                   # nvme id-ctrl / smart-log in the e2e guest
+	libxdp-dev libbpf-dev                                      # AF_XDP uplink (meson -Daf_xdp)
 )
 PKGS+=("$@")
 

@@ -18,6 +18,9 @@
 static const struct zoc_uplink_type *const g_types[] = {
 	&zoc_uplink_tap,
 	&zoc_uplink_af_packet,
+#ifdef ZOC_HAVE_AF_XDP
+	&zoc_uplink_af_xdp,
+#endif
 };
 
 static struct zoc_uplink *g_uplinks;

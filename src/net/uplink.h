@@ -21,7 +21,16 @@
  *                are set where the kernel has them; the socket joins the
  *                interface in promiscuous mode (PACKET_MR_PROMISC, undone by
  *                the kernel when the socket closes).
- *   Later types (AF_XDP, a DPDK port) implement struct zoc_uplink_type and
+ *   "af_xdp"     an AF_XDP socket (libxdp) on one queue of an existing
+ *                interface: a UMEM of 4 KiB frames with its fill and
+ *                completion rings, RX and TX rings, libxdp's default XDP
+ *                program redirecting the queue to the socket. Native
+ *                (driver) XDP where the driver has it, else generic (SKB)
+ *                mode; zero copy where the driver supports it, else copy.
+ *                Frames are copied between UMEM and packet buffers. Only
+ *                in a build with -Daf_xdp (libxdp, libbpf) - see
+ *                uplink_xdp.c and docs/uplinks.md.
+ *   Later types (a DPDK port) implement struct zoc_uplink_type and
  *   add themselves to the table in uplink.c.
  *
  * DATA PATH
@@ -85,7 +94,17 @@ struct zoc_uplink_opts {
 	uint32_t tx_frames;      /* TX ring frames, 0 = 256; */
 	bool no_tx_ring;         /* force the sendmmsg fallback */
 	bool no_promisc;         /* do not join in promiscuous mode */
+	/* af_xdp */
+	uint32_t xdp_queue;      /* the interface's queue id, default 0 */
+	uint8_t xdp_mode;        /* ZOC_UPLINK_XDP_MODE_* */
+	uint8_t xdp_copy;        /* ZOC_UPLINK_XDP_COPY_* */
+	uint32_t xdp_frames;     /* UMEM frames (power of two, 64..65536), 0 = 4096 */
 };
+
+/* af_xdp: where the XDP program runs. AUTO tries native, then SKB. */
+enum { ZOC_UPLINK_XDP_MODE_AUTO, ZOC_UPLINK_XDP_MODE_NATIVE, ZOC_UPLINK_XDP_MODE_SKB };
+/* af_xdp: AUTO lets the kernel pick zero copy when the driver has it. */
+enum { ZOC_UPLINK_XDP_COPY_AUTO, ZOC_UPLINK_XDP_COPY_FORCE, ZOC_UPLINK_XDP_COPY_ZEROCOPY };
 
 /* Counters kept by the uplink (owner reactor writes, any thread reads a
  * slightly stale snapshot). */
@@ -173,5 +192,16 @@ json_t *zoc_uplink_to_json(struct zoc_uplink *u);
 
 extern const struct zoc_uplink_type zoc_uplink_tap;
 extern const struct zoc_uplink_type zoc_uplink_af_packet;
+#ifdef ZOC_HAVE_AF_XDP
+extern const struct zoc_uplink_type zoc_uplink_af_xdp;
+#endif
+
+/* Tests only (af_xdp; only in a -Daf_xdp build): plays a misbehaving
+ * kernel on a quiet ring: writes one descriptor into the uplink's RX ring
+ * (ring 0: {addr, len}) or completion ring (ring 1: addr) and moves its
+ * producer index (ring 2: moves the RX producer more than a ring ahead),
+ * runs the uplink's consumer of that ring, then puts the indices back.
+ * Owner reactor, no reactor running. 0, -EINVAL, -EBUSY (ring not quiet). */
+int zoc_uplink_xdp_test_inject(struct zoc_uplink *u, int ring, uint64_t addr, uint32_t len);
 
 #endif

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rpc_uplink.c - the uplink methods:
- *   uplink_create {name, switch, type: "tap"|"af_packet", ifname, vnet_hdr?},
+ *   uplink_create {name, switch, type: "tap"|"af_packet"|"af_xdp", ifname,
+ *                  vnet_hdr? (tap), queue?, xdp_mode?, xdp_copy?, frames? (af_xdp)},
  *   uplink_delete {name}, uplink_list {name?} (info and statistics).
  *
- * Each uplink is also registered as a device (type "uplink-tap" or
- * "uplink-af_packet") so that zocd_shutdown deletes it with the devices,
+ * "af_xdp" exists only in a zocd built with -Daf_xdp (libxdp, libbpf);
+ * otherwise uplink_create answers it with an error that says so.
+ *
+ * Each uplink is also registered as a device (type "uplink-tap",
+ * "uplink-af_packet" or "uplink-af_xdp") so that zocd_shutdown deletes it with the devices,
  * save_config writes it after the switches (the device writer runs after
  * the switch writer), and device_list shows it. switch_delete is refused
  * while an uplink is a port of the switch.
@@ -37,18 +41,27 @@ struct uplink_dev {
 	char type[16];
 	char ifname[ZOC_UPLINK_IFNAME_MAX];
 	bool vnet_hdr;
+	/* af_xdp (as given, for save_config) */
+	uint32_t queue, frames;
+	char xdp_mode[8], xdp_copy[12];
 	void (*done)(void *arg);
 	void *done_arg;
 };
 
 static const struct zoc_device_ops uplink_tap_ops;
 static const struct zoc_device_ops uplink_afp_ops;
+static const struct zoc_device_ops uplink_xdp_ops;
+
+static bool is_uplink_ops(const struct zoc_device_ops *ops)
+{
+	return ops == &uplink_tap_ops || ops == &uplink_afp_ops || ops == &uplink_xdp_ops;
+}
 
 static struct uplink_dev *uplink_dev_find(const char *name)
 {
 	struct zoc_device *d = zoc_device_find(name);
 
-	if (!d || (d->ops != &uplink_tap_ops && d->ops != &uplink_afp_ops))
+	if (!d || !is_uplink_ops(d->ops))
 		return NULL;
 	return ZOC_CONTAINER_OF(d, struct uplink_dev, dev);
 }
@@ -104,6 +117,16 @@ static json_t *ud_config(struct zoc_device *dv)
 
 	if (d->vnet_hdr)
 		json_object_set_new(prm, "vnet_hdr", json_true());
+	if (d->dev.ops == &uplink_xdp_ops) {
+		if (d->queue)
+			json_object_set_new(prm, "queue", json_integer(d->queue));
+		if (d->frames)
+			json_object_set_new(prm, "frames", json_integer(d->frames));
+		if (d->xdp_mode[0])
+			json_object_set_new(prm, "xdp_mode", json_string(d->xdp_mode));
+		if (d->xdp_copy[0])
+			json_object_set_new(prm, "xdp_copy", json_string(d->xdp_copy));
+	}
 	return json_pack("{s:s, s:o}", "method", "uplink_create", "params", prm);
 }
 
@@ -123,12 +146,24 @@ static const struct zoc_device_ops uplink_afp_ops = {
 	.config = ud_config,
 };
 
+static const struct zoc_device_ops uplink_xdp_ops = {
+	.type = "uplink-af_xdp",
+	.destroy = ud_destroy,
+	.info = ud_info,
+	.stats = ud_info,
+	.config = ud_config,
+};
+
 struct uplink_params {
 	const char *name;
 	const char *sw;
 	const char *type;
 	const char *ifname;
 	bool vnet_hdr;
+	uint32_t queue;
+	uint32_t frames;
+	const char *xdp_mode;
+	const char *xdp_copy;
 };
 
 static const struct zoc_rpc_param uplink_create_params[] = {
@@ -137,11 +172,20 @@ static const struct zoc_rpc_param uplink_create_params[] = {
 	P("switch", STRING, struct uplink_params, sw, true, 1, ZOC_VSWITCH_NAME_MAX - 1,
 	  "switch to join (switch_create)"),
 	P("type", STRING, struct uplink_params, type, true, 1, 15,
-	  "\"tap\" or \"af_packet\""),
+	  "\"tap\", \"af_packet\" or \"af_xdp\" (the last only in a zocd built with AF_XDP)"),
 	P("ifname", STRING, struct uplink_params, ifname, true, 1, ZOC_UPLINK_IFNAME_MAX - 1,
 	  "host interface: the tap to create/attach, or the existing interface for af_packet"),
 	P("vnet_hdr", BOOL, struct uplink_params, vnet_hdr, false, 0, 1,
 	  "tap only: IFF_VNET_HDR, carry checksum/GSO metadata (default false)"),
+	P("queue", UINT32, struct uplink_params, queue, false, 0, 1023,
+	  "af_xdp only: the interface's queue id (default 0)"),
+	P("frames", UINT32, struct uplink_params, frames, false, 64, 65536,
+	  "af_xdp only: UMEM frames of 4 KiB, a power of two (default 4096: half RX, half TX)"),
+	P("xdp_mode", STRING, struct uplink_params, xdp_mode, false, 1, 7,
+	  "af_xdp only: \"auto\" (native, else skb; default), \"native\" or \"skb\""),
+	P("xdp_copy", STRING, struct uplink_params, xdp_copy, false, 1, 11,
+	  "af_xdp only: \"auto\" (zero copy if the driver has it; default), \"copy\" or "
+	  "\"zerocopy\""),
 	{NULL},
 };
 
@@ -163,18 +207,69 @@ static void rpc_uplink_create(struct zoc_rpc_req *req, void *params)
 	struct zoc_uplink_opts o = {0};
 	struct zoc_vswitch *sw;
 	struct uplink_dev *d;
-	bool tap;
+	bool tap = false, xdp = false;
 	int rc;
 
 	if (strcmp(p->type, "tap") == 0) {
 		tap = true;
 	} else if (strcmp(p->type, "af_packet") == 0) {
-		tap = false;
+	} else if (strcmp(p->type, "af_xdp") == 0) {
+		xdp = true;
+		if (!zoc_uplink_type_find("af_xdp")) {
+			zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+				      "type \"af_xdp\" is not available: this zocd was built without "
+				      "AF_XDP (rebuild with meson -Daf_xdp=enabled; needs libxdp-dev "
+				      "and libbpf-dev, see scripts/deps.sh)");
+			return;
+		}
 	} else {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
-			      "invalid params: 'type' must be \"tap\" or \"af_packet\", not \"%s\"",
+			      "invalid params: 'type' must be \"tap\", \"af_packet\" or \"af_xdp\", "
+			      "not \"%s\"",
 			      p->type);
 		return;
+	}
+	if (!xdp && (p->queue || p->frames || p->xdp_mode || p->xdp_copy)) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "invalid params: 'queue', 'frames', 'xdp_mode' and 'xdp_copy' are for "
+			      "type \"af_xdp\" only");
+		return;
+	}
+	if (xdp) {
+		if (p->frames && (p->frames & (p->frames - 1))) {
+			zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+				      "invalid params: 'frames' must be a power of two, not %u",
+				      p->frames);
+			return;
+		}
+		if (!p->xdp_mode || strcmp(p->xdp_mode, "auto") == 0) {
+			o.xdp_mode = ZOC_UPLINK_XDP_MODE_AUTO;
+		} else if (strcmp(p->xdp_mode, "native") == 0) {
+			o.xdp_mode = ZOC_UPLINK_XDP_MODE_NATIVE;
+		} else if (strcmp(p->xdp_mode, "skb") == 0) {
+			o.xdp_mode = ZOC_UPLINK_XDP_MODE_SKB;
+		} else {
+			zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+				      "invalid params: 'xdp_mode' must be \"auto\", \"native\" or "
+				      "\"skb\", not \"%s\"",
+				      p->xdp_mode);
+			return;
+		}
+		if (!p->xdp_copy || strcmp(p->xdp_copy, "auto") == 0) {
+			o.xdp_copy = ZOC_UPLINK_XDP_COPY_AUTO;
+		} else if (strcmp(p->xdp_copy, "copy") == 0) {
+			o.xdp_copy = ZOC_UPLINK_XDP_COPY_FORCE;
+		} else if (strcmp(p->xdp_copy, "zerocopy") == 0) {
+			o.xdp_copy = ZOC_UPLINK_XDP_COPY_ZEROCOPY;
+		} else {
+			zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+				      "invalid params: 'xdp_copy' must be \"auto\", \"copy\" or "
+				      "\"zerocopy\", not \"%s\"",
+				      p->xdp_copy);
+			return;
+		}
+		o.xdp_queue = p->queue;
+		o.xdp_frames = p->frames;
 	}
 	if (p->vnet_hdr && !tap) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
@@ -200,9 +295,9 @@ static void rpc_uplink_create(struct zoc_rpc_req *req, void *params)
 	}
 	if (!tap && if_nametoindex(p->ifname) == 0) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
-			      "no interface named '%s' (af_packet binds to an existing interface, "
+			      "no interface named '%s' (%s binds to an existing interface, "
 			      "see 'ip link')",
-			      p->ifname);
+			      p->ifname, p->type);
 		return;
 	}
 	if (tap && access("/dev/net/tun", R_OK | W_OK) != 0) {
@@ -223,8 +318,22 @@ static void rpc_uplink_create(struct zoc_rpc_req *req, void *params)
 	if (rc) {
 		const char *hint = "";
 
-		if (rc == -EPERM || rc == -EACCES)
+		if ((rc == -EPERM || rc == -EACCES) && xdp)
+			hint = ": zocd needs CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF (or "
+			       "CAP_SYS_ADMIN) for AF_XDP";
+		else if (rc == -EPERM || rc == -EACCES)
 			hint = ": zocd needs CAP_NET_ADMIN and CAP_NET_RAW";
+		else if (xdp && rc == -EBUSY)
+			hint = ": another XDP socket or program holds that queue / interface";
+		else if (xdp && (rc == -EINVAL || rc == -EOPNOTSUPP))
+			hint = ": no such queue, MTU too big for a 4 KiB UMEM frame (max 3818), "
+			       "xdp_mode/xdp_copy not supported by the driver, or no "
+			       "CONFIG_XDP_SOCKETS (see the zocd log)";
+		else if (xdp && (rc == -ENOBUFS || rc == -ENOMEM))
+			hint = ": the UMEM (frames x 4 KiB) is over RLIMIT_MEMLOCK (give zocd "
+			       "CAP_IPC_LOCK or a higher limit, or fewer frames)";
+		else if (xdp && rc == -EAFNOSUPPORT)
+			hint = ": the kernel has no AF_XDP (CONFIG_XDP_SOCKETS)";
 		else if (rc == -ENODEV)
 			hint = ": no such interface";
 		else if (rc == -EEXIST)
@@ -243,7 +352,13 @@ static void rpc_uplink_create(struct zoc_rpc_req *req, void *params)
 	snprintf(d->type, sizeof(d->type), "%s", p->type);
 	snprintf(d->ifname, sizeof(d->ifname), "%s", p->ifname);
 	d->vnet_hdr = p->vnet_hdr;
-	d->dev.ops = tap ? &uplink_tap_ops : &uplink_afp_ops;
+	d->queue = p->queue;
+	d->frames = p->frames;
+	if (p->xdp_mode)
+		snprintf(d->xdp_mode, sizeof(d->xdp_mode), "%s", p->xdp_mode);
+	if (p->xdp_copy)
+		snprintf(d->xdp_copy, sizeof(d->xdp_copy), "%s", p->xdp_copy);
+	d->dev.ops = tap ? &uplink_tap_ops : xdp ? &uplink_xdp_ops : &uplink_afp_ops;
 	zoc_device_register(&d->dev);
 	ZOC_INFO("uplink %s: %s on %s, switch %s", p->name, p->type, p->ifname, p->sw);
 	zoc_rpc_result(req, json_string(p->name));
@@ -283,7 +398,7 @@ static void rpc_uplink_list(struct zoc_rpc_req *req, void *params)
 		json_array_append_new(arr, ud_info(&d->dev));
 	} else {
 		for (struct zoc_device *dv = zoc_device_next(NULL); dv; dv = zoc_device_next(dv))
-			if (dv->ops == &uplink_tap_ops || dv->ops == &uplink_afp_ops)
+			if (is_uplink_ops(dv->ops))
 				json_array_append_new(arr, ud_info(dv));
 	}
 	zoc_rpc_result(req, arr);
@@ -295,7 +410,7 @@ void zoc_zocd_register_uplink_methods(void)
 		{"uplink_create", rpc_uplink_create, uplink_create_params,
 		 sizeof(struct uplink_params),
 		 "attach a host interface to a switch: a tap, or an existing interface over "
-		 "AF_PACKET"},
+		 "AF_PACKET or AF_XDP"},
 		{"uplink_delete", rpc_uplink_delete, uplink_name_params,
 		 sizeof(struct uplink_params), "delete an uplink (its switch port goes too)"},
 		{"uplink_list", rpc_uplink_list, uplink_list_params, sizeof(struct uplink_params),
