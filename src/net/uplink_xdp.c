@@ -214,7 +214,16 @@ static int try_create(struct xdp_uplink *t, const char *ifname, const struct zoc
 	ret = xsk_umem__create(&t->umem, t->area, t->area_len, &t->fill, &t->comp, &uc);
 	if (ret)
 		return ret < 0 ? ret : -EINVAL;
-	ret = xsk_socket__create(&t->xsk, ifname, t->queue, t->umem, &t->rx, &t->tx, &sc);
+	/* A socket closed on this queue a moment ago still holds it until a
+	 * kernel work item releases its buffer pool (xp_release_deferred): bind
+	 * says EBUSY meanwhile, for milliseconds, longer on a loaded machine.
+	 * Retry for up to a second before calling the queue taken. */
+	for (int i = 0;; i++) {
+		ret = xsk_socket__create(&t->xsk, ifname, t->queue, t->umem, &t->rx, &t->tx, &sc);
+		if (ret != -EBUSY || i == 100)
+			break;
+		usleep(10000);
+	}
 	if (ret) {
 		t->xsk = NULL;
 		xsk_umem__delete(t->umem);
