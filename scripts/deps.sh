@@ -20,6 +20,7 @@ PKGS=(
 	util-linux                                                 # taskset, fallocate, flock
 	jq                                                         # tests read zocctl --json
 	nvme-cli                                                   # nvme id-ctrl / smart-log in the e2e guest
+	iproute2 ethtool iperf3                                    # netns + veth uplink e2e, iperf3 in the guest
 )
 PKGS+=("$@")
 
