@@ -36,6 +36,8 @@
 # ZOC_VPCI_ZOCD_MODE=poll (default: one busy-polling reactor, the notify pages mapped into
 # the guest) or interrupt (two sleeping reactors, notifications trapped as vfio-user
 # messages that kick the queues' eventfds).
+# ZOC_VPCI_IRQ=msix (default: the drivers use MSI-X, a vector per queue) or intx (the guest
+# boots with pci=nomsi: INTx# with the ISR register, QEMU's vfio-user INTx path).
 # Skips (77) when the machine cannot give the Debian 13 root, a network namespace or a veth.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/guest.sh"
@@ -46,11 +48,21 @@ declare -F zoc_guest_use_root >/dev/null ||
 
 DISK_MB=256
 PAT_MB=200 # pattern offset (MiB), outside what fio touches
-FIO_MB=${ZOC_VPCI_FIO_MB:-64}
+FIO_MB=${ZOC_VPCI_FIO_MB:-64} # MiB each fio run writes and verifies (boot 2: half)
 SMP=2
 [ "$ZOC_E2E_SERVER" = zocd ] ||
 	zoc_die "ZOC_E2E_SERVER=$ZOC_E2E_SERVER: this test needs zocd (vfio-user virtio-pci has no other server here)"
 ZOC_GUEST_MODULES="virtio_pci virtio_blk virtio_net"
+IRQ=${ZOC_VPCI_IRQ:-msix}
+case $IRQ in
+msix) ;;
+intx)
+	# INTx is several times slower under QEMU 11 TCG (docs/virtio-pci.md): less I/O.
+	ZOC_GUEST_APPEND="${ZOC_GUEST_APPEND:-} pci=nomsi"
+	FIO_MB=${ZOC_VPCI_FIO_MB:-16}
+	;;
+*) zoc_die "ZOC_VPCI_IRQ=$IRQ: msix or intx" ;;
+esac
 GMAC=52:54:00:78:00:02
 NPAIRS=2
 
@@ -100,6 +112,18 @@ check_pci() {
 	[ "$(basename "$(readlink $P/driver)")" = virtio-pci ] || zoc_fail "$PCI is not bound to virtio-pci"
 	[ "$(cat $P/revision)" = 0x01 ] || zoc_fail "$PCI: revision $(cat $P/revision), expected 0x01 (non-transitional)"
 }
+# check_irq_mode VIRTIO NVEC: MSI-X with NVEC vectors named VIRTIO-..., or (IRQ=intx) INTx
+check_irq_mode() {
+	if [ "$IRQ" = intx ]; then
+		[ "$(ls $P/msi_irqs 2>/dev/null | wc -l)" = 0 ] || zoc_fail "$PCI uses MSI/MSI-X although the guest booted with pci=nomsi"
+		grep -qE "[ ,]$1(,|\$)" /proc/interrupts || zoc_fail "/proc/interrupts has no INTx line of $1"
+	else
+		nvec=$(grep -cE "$1-(config|req|input|output)" /proc/interrupts)
+		[ "$nvec" = "$2" ] || zoc_fail "/proc/interrupts has $nvec vectors of $1, expected $2 (MSI-X: config + one per queue with a callback)"
+	fi
+}
+# irq_pat VIRTIO QUEUE-NAME: the /proc/interrupts name of the queue's interrupt
+irq_pat() { if [ "$IRQ" = intx ]; then echo "[ ,]$1(,|\$)"; else echo "$1-$2"; fi; }
 # vec_sum PATTERN: the interrupts of the /proc/interrupts lines whose name matches PATTERN
 vec_sum() { grep -E "$1" /proc/interrupts | awk '{for (i=2; i<=NF; i++) if ($i ~ /^[0-9]+$/) s+=$i; else break} END {print s+0}'; }
 # vec_list PATTERN: name=count of each matching line
@@ -125,10 +149,9 @@ echo "ZOC-NET eth0 up: mac=$(cat /sys/class/net/eth0/address) mtu=$(cat /sys/cla
 [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ] || zoc_fail "eth0 has no carrier"
 n=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)
 [ "$n" = "$NPAIRS" ] || zoc_fail "eth0 has $n rx queues, expected $NPAIRS (num_queue_pairs)"
-echo "ZOC-IRQ net $(vec_list "$VNET-")"
-nvec=$(grep -cE "$VNET-(config|input|output)" /proc/interrupts)
-[ "$nvec" = $((2 * NPAIRS + 1)) ] || zoc_fail "/proc/interrupts has $nvec vectors of $VNET, expected $((2 * NPAIRS + 1)) (MSI-X: config + one per rx/tx queue)"
-n0=$(vec_sum "$VNET-input")
+echo "ZOC-IRQ net $(vec_list "$(irq_pat "$VNET" '')")"
+check_irq_mode "$VNET" $((2 * NPAIRS + 1))
+n0=$(vec_sum "$(irq_pat "$VNET" input)")
 ok=0
 i=0
 while [ $i -lt 60 ]; do
@@ -145,9 +168,9 @@ ping_check() { # label count [ping args]
 }
 ping_check first 5
 ping_check full-frames 3 -s 1472
-n1=$(vec_sum "$VNET-input")
-echo "ZOC-IRQ net after-ping $(vec_list "$VNET-")"
-[ $((n1 - n0)) -gt 0 ] || zoc_fail "the rx queues' MSI-X vectors got no interrupt while pinging ($n0 -> $n1)"
+n1=$(vec_sum "$(irq_pat "$VNET" input)")
+echo "ZOC-IRQ net after-ping $(vec_list "$(irq_pat "$VNET" '')")"
+[ $((n1 - n0)) -gt 0 ] || zoc_fail "the rx queues' interrupts ($IRQ) got no interrupt while pinging ($n0 -> $n1)"
 
 # -- virtio-blk
 if ! zoc_wait_blk vda 60; then
@@ -165,11 +188,10 @@ echo "ZOC-BLK size=$size mq=$mq lbs=$(cat /sys/block/vda/queue/logical_block_siz
 [ "$mq" = "$NQ" ] || zoc_fail "/sys/block/vda/mq has $mq entries, expected $NQ"
 
 # interrupts of the function: "virtioN-config", "virtioN-req.I" (MSI-X, one vector each)
-irqs() { vec_list "$VBLK-(config|req)"; }
-req_irqs() { vec_sum "$VBLK-req"; }
+irqs() { vec_list "$(irq_pat "$VBLK" '(config|req)')"; }
+req_irqs() { vec_sum "$(irq_pat "$VBLK" req)"; }
 echo "ZOC-IRQ before $(irqs)"
-nvec=$(grep -cE "$VBLK-(config|req)" /proc/interrupts)
-[ "$nvec" = $((NQ + 1)) ] || zoc_fail "/proc/interrupts has $nvec virtio vectors, expected $((NQ + 1)) (MSI-X: config + one per queue)"
+check_irq_mode "$VBLK" $((NQ + 1))
 
 run_fio() { # name, extra args...
 	n=$1; shift
@@ -202,7 +224,7 @@ if [ "$PHASE" = 1 ]; then
 		zoc_fail "ping during fio: not 10/10 replies: $(tail -2 /tmp/ping.during-fio | tr '\n' ' ')"
 	i1=$(req_irqs)
 	echo "ZOC-IRQ after-fio $(irqs)"
-	[ $((i1 - i0)) -gt 0 ] || zoc_fail "the queues' MSI-X vectors got no interrupt during fio ($i0 -> $i1)"
+	[ $((i1 - i0)) -gt 0 ] || zoc_fail "the queues' interrupts ($IRQ) got none during fio ($i0 -> $i1)"
 	# flush (the io_uring bdev offers VIRTIO_BLK_F_FLUSH)
 	f0=$(awk '{print $16}' /sys/block/vda/stat)
 	dd if=/dev/urandom of=/dev/vda bs=4096 count=16 seek=$((100 * 256)) oflag=direct conv=fsync 2>/tmp/dd.err ||
@@ -314,13 +336,16 @@ check_stats_now() {
 		poll) [ "$n" = 0 ] || zoc_die "$d: $n notifications came as vfio-user writes although the notify page is offered for mmap (did QEMU not map it?)" ;;
 		interrupt) [ "${n:-0}" -gt 0 ] || zoc_die "$d: no notification reached zocd in interrupt mode (${n:-none}): how did the sleeping reactors wake?" ;;
 		esac
+		n=$(jq -r --arg d $d '.[]? | select(.name == $d) | .virtio_pci.pci.msix.enabled' "$ZOC_ARTIFACTS/device_list.boot1.json")
+		[ "$n" = "$([ "$IRQ" = msix ] && echo true || echo false)" ] ||
+			zoc_die "$d: zocd says MSI-X enabled=$n, the guest should use $IRQ"
 	done
 }
 
 # ---- boot 1
 HOLD=3
 zoc_guest_start boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 300 \
-	--env PHASE=1 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
+	--env PHASE=1 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env IRQ=$IRQ --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
 	--env HOLD=$HOLD -- "${DEV_ARGS[@]}"
 if zoc_guest_wait_line '^ZOC-STATS-NOW' 260; then
 	check_stats_now
@@ -339,7 +364,7 @@ zoc_log "host: the guest's pattern is in the backing file at ${PAT_MB} MiB (md5 
 # ---- boot 2: a new connection to the same function
 rc=0
 zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 200 \
-	--env PHASE=2 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=32 \
+	--env PHASE=2 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env IRQ=$IRQ --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=$((FIO_MB / 2)) \
 	--env PAT_MD5="$PAT_MD5" -- "${DEV_ARGS[@]}" || rc=$?
 [ $rc = 0 ] ||
 	zoc_die "boot 2 (a new vfio-user connection to the same function) failed (reasons above; zocd log: $ZOC_ZOCD_LOG)"
