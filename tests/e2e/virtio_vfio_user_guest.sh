@@ -52,6 +52,7 @@ FIO_MB=${ZOC_VPCI_FIO_MB:-64} # MiB each fio run writes and verifies (boot 2: ha
 SMP=2
 [ "$ZOC_E2E_SERVER" = zocd ] ||
 	zoc_die "ZOC_E2E_SERVER=$ZOC_E2E_SERVER: this test needs zocd (vfio-user virtio-pci has no other server here)"
+# shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_MODULES="virtio_pci virtio_blk virtio_net"
 IRQ=${ZOC_VPCI_IRQ:-msix}
 case $IRQ in
@@ -345,7 +346,7 @@ check_stats_now() {
 # ---- boot 1
 HOLD=3
 zoc_guest_start boot1 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 300 \
-	--env PHASE=1 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env IRQ=$IRQ --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
+	--env PHASE=1 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env IRQ="$IRQ" --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB="$FIO_MB" \
 	--env HOLD=$HOLD -- "${DEV_ARGS[@]}"
 if zoc_guest_wait_line '^ZOC-STATS-NOW' 260; then
 	check_stats_now
@@ -364,7 +365,7 @@ zoc_log "host: the guest's pattern is in the backing file at ${PAT_MB} MiB (md5 
 # ---- boot 2: a new connection to the same function
 rc=0
 zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 200 \
-	--env PHASE=2 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env IRQ=$IRQ --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=$((FIO_MB / 2)) \
+	--env PHASE=2 --env NQ=$SMP --env GMAC=$GMAC --env NPAIRS=$NPAIRS --env IRQ="$IRQ" --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=$((FIO_MB / 2)) \
 	--env PAT_MD5="$PAT_MD5" -- "${DEV_ARGS[@]}" || rc=$?
 [ $rc = 0 ] ||
 	zoc_die "boot 2 (a new vfio-user connection to the same function) failed (reasons above; zocd log: $ZOC_ZOCD_LOG)"

@@ -17,6 +17,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/guest.sh"
 zoc_init
+# shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_MODULES="virtio_pci virtio_net"
 
 command -v ip >/dev/null 2>&1 || zoc_skip "'ip' (iproute2) is not installed"
