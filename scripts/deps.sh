@@ -21,6 +21,7 @@ PKGS=(
 	jq                                                         # tests read zocctl --json
 	nvme-cli                                                   # nvme id-ctrl / smart-log in the e2e guest
 	libxdp-dev libbpf-dev                                      # AF_XDP uplink (meson -Daf_xdp)
+	iproute2 ethtool iperf3                                    # netns + veth uplink e2e, iperf3 in the guest
 )
 PKGS+=("$@")
 

@@ -8,17 +8,22 @@
 # namespace as the uplink's interface (TX checksum and segmentation offloads off where ethtool
 # exists: the uplink drops GSO super-frames, see docs/uplinks.md, and a veth with TX checksum
 # offload hands AF_PACKET TCP frames whose checksum is not filled in). Guest 10.77.0.2/24:
-# 5/5 replies; then, if the host has iperf3 and ethtool, a 5 s iperf3 (ZOC_IPERF_S) from the
-# guest to a server in the namespace must complete.
+# 5/5 replies; then a 10 s iperf3 (ZOC_IPERF_S) from the guest (the host's iperf3 and its
+# libraries copied into the initramfs) to a one-shot server in the namespace must complete:
+# both ends report, the bandwidth is printed. iperf3 and ethtool come from scripts/deps.sh.
 # Then: the switch learned the guest's and the namespace's MACs, the uplink counted frames
 # both ways, uplink_delete / device_delete / switch_delete clean up. Skips (77) if the
 # namespace or the veth cannot be created; both are removed on every exit path.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/guest.sh"
 zoc_init
+# shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_MODULES="virtio_pci virtio_net"
 
 command -v ip >/dev/null 2>&1 || zoc_skip "'ip' (iproute2) is not installed"
+for t in iperf3 ethtool; do
+	command -v $t >/dev/null 2>&1 || zoc_skip "'$t' is not installed (scripts/deps.sh installs it, as root)"
+done
 NS=zocup$$
 VH=zuh$$ # root namespace end: the uplink's interface
 VN=zun$$ # namespace end: 10.77.0.1
@@ -36,13 +41,11 @@ ip -n "$NS" addr add 10.77.0.1/24 dev "$VN"
 ip -n "$NS" link set "$VN" up
 ip link set "$VH" up
 NS_MAC=$(ip -n "$NS" -o link show "$VN" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
-if command -v ethtool >/dev/null 2>&1; then
-	ethtool -K "$VH" tx off tso off gso off gro off >/dev/null 2>&1 || true
-	ip netns exec "$NS" ethtool -K "$VN" tx off tso off gso off gro off >/dev/null 2>&1 || true
-	zoc_log "veth $VH <-> $NS:$VN (10.77.0.1, mac $NS_MAC), offloads off"
-else
-	zoc_log "veth $VH <-> $NS:$VN (10.77.0.1, mac $NS_MAC); no ethtool: offloads left as they are (ping frames are small)"
-fi
+ethtool -K "$VH" tx off tso off gso off gro off >/dev/null 2>&1 ||
+	zoc_die "ethtool -K $VH tx off tso off gso off gro off failed: TCP across the uplink needs them off"
+ip netns exec "$NS" ethtool -K "$VN" tx off tso off gso off gro off >/dev/null 2>&1 ||
+	zoc_die "ethtool -K $VN (in $NS) tx off tso off gso off gro off failed"
+zoc_log "veth $VH <-> $NS:$VN (10.77.0.1, mac $NS_MAC), offloads off"
 
 cat >"$ZOC_WORK/guest.sh" <<'GEOF'
 i=0
@@ -71,26 +74,20 @@ else
 	zoc_fail "10.77.0.1 (the namespace behind the AF_PACKET uplink) did not answer within 60 pings"
 	exit 0
 fi
-if [ "${IPERF:-0}" = 1 ]; then
-	if iperf3 -c 10.77.0.1 -t "$IPERF_S" -f m >/tmp/iperf 2>&1; then
-		echo "ZOC-IPERF $(grep -E 'sender|receiver' /tmp/iperf | tr -s ' ' | tr '\n' ';')"
-	else
-		zoc_fail "iperf3 -c 10.77.0.1 -t $IPERF_S failed: $(tail -3 /tmp/iperf | tr '\n' ' ')"
-	fi
+t0=$(zoc_up)
+if iperf3 -c 10.77.0.1 -t "$IPERF_S" -f m >/tmp/iperf 2>&1 &&
+	grep -q 'receiver' /tmp/iperf; then
+	echo "ZOC-IPERF $(grep -E 'sender|receiver' /tmp/iperf | tr -s ' ' | tr '\n' ';') (uptime $t0 -> $(zoc_up))"
+else
+	zoc_fail "iperf3 -c 10.77.0.1 -t $IPERF_S did not complete: $(tail -3 /tmp/iperf | tr '\n' ' ')"
+	sed 's/^/ZOC-IPERF-LOG /' /tmp/iperf | tail -20
 fi
 exit 0
 GEOF
 
-# iperf3 (host namespace server, guest client) when the host has it and ethtool (TCP needs
-# the offloads off, see the top).
-IPERF=0
-IPERF_S=${ZOC_IPERF_S:-5}
-if command -v iperf3 >/dev/null 2>&1 && command -v ethtool >/dev/null 2>&1; then
-	IPERF=1
-	ZOC_GUEST_BINS="${ZOC_GUEST_BINS:-} iperf3"
-else
-	zoc_log "no iperf3 or no ethtool on the host: ping only (scripts/deps.sh does not install them)"
-fi
+# iperf3: a one-shot server in the namespace, the client in the guest.
+IPERF_S=${ZOC_IPERF_S:-10}
+ZOC_GUEST_BINS="${ZOC_GUEST_BINS:-} iperf3"
 
 zoc_guest_prepare
 zoc_zocd_start
@@ -102,20 +99,29 @@ zoc_ctl virtio_net_create name=vn1 socket="$ZOC_WORK/vn1.sock" switch=sw0 >/dev/
 zoc_wait_sock "$ZOC_WORK/vn1.sock" "$ZOC_ZOCD_PID" 10 zocd "$ZOC_ZOCD_LOG"
 zoc_log "zocd: switch sw0 with uplink up0 (af_packet on $VH) and vn1"
 
-if [ $IPERF = 1 ]; then
-	ip netns exec "$NS" iperf3 -s -1 >"$ZOC_ARTIFACTS/iperf3-server.log" 2>&1 &
-	zoc_track $!
-fi
+ip netns exec "$NS" iperf3 -s -1 >"$ZOC_ARTIFACTS/iperf3-server.log" 2>&1 &
+IPERF_PID=$!
+zoc_track $IPERF_PID
 
 # vectors=0 (INTx): see vnet_guest.sh (QEMU 7.2 TCG segfaults with MSI-X on vhost-user net).
 GMAC=52:54:00:77:00:02
-zoc_guest_run guest "$ZOC_WORK/guest.sh" --timeout 300 --env IPERF=$IPERF --env IPERF_S=$IPERF_S -- \
+zoc_guest_run guest "$ZOC_WORK/guest.sh" --timeout 300 --env IPERF_S="$IPERF_S" -- \
 	-chardev "socket,id=c1,path=$ZOC_WORK/vn1.sock" \
 	-netdev "vhost-user,chardev=c1,id=n1" \
 	-device "virtio-net-pci,netdev=n1,mac=$GMAC,vectors=0" ||
 	zoc_die "the guest failed (reasons above)"
 
 zoc_zocd_alive || zoc_die "zocd died while the guest ran (log: $ZOC_ZOCD_LOG)"
+# The one-shot server ends after the client's test, with status 0 when it completed.
+rc=0
+for _ in $(seq 50); do kill -0 $IPERF_PID 2>/dev/null || break; sleep 0.1; done
+kill -0 $IPERF_PID 2>/dev/null && zoc_die "the iperf3 server in $NS still runs after the guest ended: the test did not complete ($ZOC_ARTIFACTS/iperf3-server.log)"
+wait $IPERF_PID || rc=$?
+zoc_untrack $IPERF_PID
+[ $rc = 0 ] || zoc_die "the iperf3 server in $NS exited with status $rc ($ZOC_ARTIFACTS/iperf3-server.log)"
+BW=$(zoc_guest_results | grep -o 'ZOC-IPERF .*' | grep -oE '[0-9.]+ [KMG]bits/sec +receiver' | awk '{print $1 " " $2}')
+[ -n "$BW" ] || zoc_die "the guest reported no iperf3 receiver bandwidth"
+zoc_log "iperf3 guest -> $NS across the uplink, ${IPERF_S} s: $BW (receiver)"
 MACS=$(zoc_ctl switch_mac_table name=sw0 --json) || zoc_die "switch_mac_table failed"
 printf '%s\n' "$MACS" >"$ZOC_ARTIFACTS/mac_table.json"
 grep -qi "$GMAC" <<<"$MACS" || zoc_die "the switch did not learn the guest's MAC (saved in $ZOC_ARTIFACTS/mac_table.json)"
