@@ -39,6 +39,7 @@ struct virtio_blk_dev {
 	struct zoc_vu_server *vu;    /* vhost-user */
 	struct zoc_virtio_pci *vp;   /* vfio-user: the PCI function ... */
 	struct zoc_vfu_server *vfu;  /* ... and its link */
+	bool vhost_blk_method;       /* created by vhost_blk_create: saved the same way */
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -116,6 +117,11 @@ static json_t *vbd_config(struct zoc_device *d)
 {
 	struct virtio_blk_dev *vbd = ZOC_CONTAINER_OF(d, struct virtio_blk_dev, dev);
 
+	if (vbd->vhost_blk_method)
+		return json_pack("{s:s, s:{s:s, s:s, s:s, s:i}}", "method", "vhost_blk_create",
+				 "params", "name", d->name, "socket", vbd_socket(vbd), "bdev",
+				 zoc_vblk_bdev_name(vbd->vb), "num_queues",
+				 zoc_vblk_num_queues(vbd->vb));
 	return json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:i}}", "method", "virtio_blk_create",
 			 "params", "name", d->name, "transport", transport_name(vbd->transport),
 			 "socket", vbd_socket(vbd), "bdev", zoc_vblk_bdev_name(vbd->vb),
@@ -160,9 +166,9 @@ static const struct zoc_rpc_param virtio_blk_params[] = {
 	{NULL},
 };
 
-static void rpc_virtio_blk_create(struct zoc_rpc_req *req, void *params)
+static void virtio_blk_create(struct zoc_rpc_req *req, const struct virtio_blk_params *p,
+			      bool vhost_blk_method)
 {
-	struct virtio_blk_params *p = params;
 	struct zoc_bdev *b = zoc_bdev_find(p->bdev);
 	uint16_t nq = p->num_queues ? p->num_queues : 1;
 	enum vdev_transport t;
@@ -204,6 +210,7 @@ static void rpc_virtio_blk_create(struct zoc_rpc_req *req, void *params)
 	snprintf(vbd->dev.name, sizeof(vbd->dev.name), "%s", p->name);
 	vbd->dev.ops = t == T_VFIO_USER ? &vbd_vfio_ops : &vbd_vhost_ops;
 	vbd->transport = t;
+	vbd->vhost_blk_method = vhost_blk_method;
 	vbd->vb = zoc_vblk_create(p->name, b, nq);
 	if (!vbd->vb) {
 		zoc_rpc_error(req, ZOC_RPC_INTERNAL_ERROR, "cannot create the virtio-blk device: %s",
@@ -243,9 +250,49 @@ static void rpc_virtio_blk_create(struct zoc_rpc_req *req, void *params)
 	zoc_rpc_result(req, json_string(p->name));
 }
 
+static void rpc_virtio_blk_create(struct zoc_rpc_req *req, void *params)
+{
+	virtio_blk_create(req, params, false);
+}
+
+/* vhost_blk_create {name, socket, bdev, num_queues}: the foundation's method,
+ * virtio_blk_create with transport "vhost-user"; a device made with it is
+ * saved with it. */
+struct vhost_blk_params {
+	const char *name;
+	const char *socket;
+	const char *bdev;
+	uint16_t num_queues;
+};
+
+static const struct zoc_rpc_param vhost_blk_params[] = {
+	P("name", STRING, struct vhost_blk_params, name, true, 1, ZOC_DEVICE_NAME_MAX - 1,
+	  "name of the new device"),
+	P("socket", STRING, struct vhost_blk_params, socket, true, 1, 107,
+	  "path of the vhost-user unix socket zocd listens on"),
+	P("bdev", STRING, struct vhost_blk_params, bdev, true, 1, ZOC_BDEV_NAME_MAX - 1,
+	  "bdev to serve"),
+	P("num_queues", UINT16, struct vhost_blk_params, num_queues, false, 1,
+	  ZOC_VBLK_MAX_QUEUES, "number of virtqueues (default 1)"),
+	{NULL},
+};
+
+static void rpc_vhost_blk_create(struct zoc_rpc_req *req, void *params)
+{
+	const struct vhost_blk_params *v = params;
+	struct virtio_blk_params p = {.name = v->name, .transport = "vhost-user",
+				      .socket = v->socket, .bdev = v->bdev,
+				      .num_queues = v->num_queues};
+
+	virtio_blk_create(req, &p, true);
+}
+
 void zoc_zocd_register_virtio_methods(void)
 {
 	static const struct zoc_rpc_method methods[] = {
+		{"vhost_blk_create", rpc_vhost_blk_create, vhost_blk_params,
+		 sizeof(struct vhost_blk_params), "serve a bdev as a vhost-user-blk device "
+		 "(virtio_blk_create with transport \"vhost-user\")"},
 		{"virtio_blk_create", rpc_virtio_blk_create, virtio_blk_params,
 		 sizeof(struct virtio_blk_params),
 		 "serve a bdev as a virtio-blk device: over vhost-user, or as a virtio-pci "
