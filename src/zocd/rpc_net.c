@@ -25,13 +25,11 @@
 #include "core/reactor.h"
 #include "core/util.h"
 #include "ctl/jsonrpc.h"
-#include "link/vfio_user.h"
-#include "link/vhost_user.h"
 #include "net/pkt.h"
 #include "net/port.h"
 #include "net/vswitch.h"
 #include "virtio/virtio_net.h"
-#include "virtio/virtio_pci.h"
+#include "zocd/vlink.h"
 
 #define P(name, type, st, field, req, lo, hi, help) \
 	{name, ZOC_RPC_##type, offsetof(st, field), req, lo, hi, help}
@@ -228,27 +226,14 @@ static void switch_config_writer(json_t *array)
 
 /* ----------------------------------------------------------- virtio-net */
 
-enum vnet_transport {
-	T_VHOST_USER,
-	T_VFIO_USER,
-};
-
 struct virtio_net_dev {
 	struct zoc_device dev; /* first */
-	enum vnet_transport transport;
 	struct zoc_vnet *vn;
-	struct zoc_vu_server *vu;
-	struct zoc_virtio_pci *vp;
-	struct zoc_vfu_server *vfu;
+	struct zoc_vlink link;
 	char sw_name[ZOC_VSWITCH_NAME_MAX];
 	void (*done)(void *arg);
 	void *done_arg;
 };
-
-static const char *transport_name(enum vnet_transport t)
-{
-	return t == T_VFIO_USER ? "vfio-user" : "vhost-user";
-}
 
 static void vnd_freed(void *arg)
 {
@@ -266,8 +251,6 @@ static void vnd_link_gone(void *arg)
 {
 	struct virtio_net_dev *d = arg;
 
-	zoc_virtio_pci_destroy(d->vp);
-	d->vp = NULL;
 	zoc_vnet_destroy(d->vn, vnd_freed, d);
 }
 
@@ -278,16 +261,7 @@ static void vnd_destroy(struct zoc_device *dv, void (*done)(void *arg), void *ar
 	zoc_device_unregister(dv);
 	d->done = done;
 	d->done_arg = arg;
-	if (d->transport == T_VFIO_USER)
-		zoc_vfu_server_destroy(d->vfu, vnd_link_gone, d);
-	else
-		zoc_vu_server_destroy(d->vu, vnd_link_gone, d);
-}
-
-static const char *vnd_socket(const struct virtio_net_dev *d)
-{
-	return d->transport == T_VFIO_USER ? zoc_vfu_server_path(d->vfu)
-					   : zoc_vu_server_path(d->vu);
+	zoc_vlink_close(&d->link, vnd_link_gone, d);
 }
 
 static void mac_str(const uint8_t *m, char *buf, size_t len)
@@ -302,19 +276,11 @@ static json_t *vnd_info(struct zoc_device *dv)
 	char mac[18];
 	json_t *j;
 
-	if (d->transport == T_VFIO_USER) {
-		j = json_object();
-		json_object_set_new(j, "socket", json_string(vnd_socket(d)));
-		json_object_set_new(j, "link", zoc_vfu_server_info(d->vfu));
-		json_object_set_new(j, "virtio_pci", zoc_virtio_pci_info(d->vp));
-	} else {
-		j = zoc_vu_server_info(d->vu);
-	}
+	j = zoc_vlink_info(&d->link);
 	zoc_vnet_get_opts(d->vn, &o);
 	mac_str(o.mac, mac, sizeof(mac));
 	json_object_set_new(j, "name", json_string(dv->name));
 	json_object_set_new(j, "type", json_string(dv->ops->type));
-	json_object_set_new(j, "transport", json_string(transport_name(d->transport)));
 	json_object_set_new(j, "switch", json_string(d->sw_name));
 	json_object_set_new(j, "mac", json_string(mac));
 	json_object_set_new(j, "num_queue_pairs", json_integer(o.num_queue_pairs));
@@ -343,7 +309,7 @@ static json_t *vnd_config(struct zoc_device *dv)
 	mac_str(o.mac, mac, sizeof(mac));
 	return json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i}}", "method",
 			 "virtio_net_create", "params", "name", dv->name, "transport",
-			 transport_name(d->transport), "socket", vnd_socket(d), "switch",
+			 zoc_vlink_name(d->link.transport), "socket", zoc_vlink_socket(&d->link), "switch",
 			 d->sw_name, "mac", mac, "num_queue_pairs", (int)o.num_queue_pairs, "mtu",
 			 (int)o.mtu, "vlan", (int)o.vlan);
 }
@@ -412,15 +378,12 @@ static void rpc_virtio_net_create(struct zoc_rpc_req *req, void *params)
 {
 	struct virtio_net_params *p = params;
 	struct zoc_vnet_opts o = {0};
-	enum vnet_transport t;
+	enum zoc_vlink_transport t;
+	int err;
 	struct virtio_net_dev *d;
 	struct zoc_vswitch *sw;
 
-	if (!p->transport || strcmp(p->transport, "vhost-user") == 0) {
-		t = T_VHOST_USER;
-	} else if (strcmp(p->transport, "vfio-user") == 0) {
-		t = T_VFIO_USER;
-	} else {
+	if (zoc_vlink_parse(p->transport, &t)) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
 			      "invalid params: 'transport' must be \"vhost-user\" or \"vfio-user\", "
 			      "not \"%s\"",
@@ -464,8 +427,7 @@ static void rpc_virtio_net_create(struct zoc_rpc_req *req, void *params)
 	}
 	snprintf(d->dev.name, sizeof(d->dev.name), "%s", p->name);
 	snprintf(d->sw_name, sizeof(d->sw_name), "%s", p->sw);
-	d->dev.ops = t == T_VFIO_USER ? &vnd_vfio_ops : &vnd_vhost_ops;
-	d->transport = t;
+	d->dev.ops = t == ZOC_VLINK_VFIO_USER ? &vnd_vfio_ops : &vnd_vhost_ops;
 	d->vn = zoc_vnet_create(&o);
 	if (!d->vn) {
 		zoc_rpc_error(req, ZOC_RPC_INTERNAL_ERROR, "cannot create the virtio-net device: %s",
@@ -473,26 +435,16 @@ static void rpc_virtio_net_create(struct zoc_rpc_req *req, void *params)
 		free(d);
 		return;
 	}
-	if (t == T_VFIO_USER) {
-		d->vp = zoc_virtio_pci_create(zoc_vnet_to_virtio(d->vn));
-		if (d->vp)
-			d->vfu = zoc_vfu_server_create(p->socket, zoc_virtio_pci_func(d->vp));
-	} else {
-		d->vu = zoc_vu_server_create(p->socket, zoc_vnet_to_virtio(d->vn));
-	}
-	if (t == T_VFIO_USER ? !d->vfu : !d->vu) {
-		int err = errno;
-
-		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "cannot listen on '%s': %s", p->socket,
-			      strerror(err));
-		zoc_virtio_pci_destroy(d->vp);
-		d->vp = NULL;
+	err = zoc_vlink_open(&d->link, t, p->socket, zoc_vnet_to_virtio(d->vn));
+	if (err) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "cannot serve on '%s': %s", p->socket,
+			      strerror(-err));
 		/* nothing connected: no queue runs; the port goes asynchronously */
 		zoc_vnet_destroy(d->vn, free, d);
 		return;
 	}
 	zoc_device_register(&d->dev);
-	ZOC_INFO("device %s: virtio-net over %s on %s, switch %s", p->name, transport_name(t),
+	ZOC_INFO("device %s: virtio-net over %s on %s, switch %s", p->name, zoc_vlink_name(t),
 		 p->socket, p->sw);
 	zoc_rpc_result(req, json_string(p->name));
 }

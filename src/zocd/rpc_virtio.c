@@ -19,35 +19,20 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "ctl/jsonrpc.h"
-#include "link/vfio_user.h"
-#include "link/vhost_user.h"
 #include "virtio/virtio_blk.h"
-#include "virtio/virtio_pci.h"
+#include "zocd/vlink.h"
 
 #define P(name, type, st, field, req, lo, hi, help) \
 	{name, ZOC_RPC_##type, offsetof(st, field), req, lo, hi, help}
 
-enum vdev_transport {
-	T_VHOST_USER,
-	T_VFIO_USER,
-};
-
 struct virtio_blk_dev {
 	struct zoc_device dev; /* first: the registry hands us this */
-	enum vdev_transport transport;
 	struct zoc_vblk *vb;
-	struct zoc_vu_server *vu;    /* vhost-user */
-	struct zoc_virtio_pci *vp;   /* vfio-user: the PCI function ... */
-	struct zoc_vfu_server *vfu;  /* ... and its link */
-	bool vhost_blk_method;       /* created by vhost_blk_create: saved the same way */
+	struct zoc_vlink link;
+	bool vhost_blk_method; /* created by vhost_blk_create: saved the same way */
 	void (*done)(void *arg);
 	void *done_arg;
 };
-
-static const char *transport_name(enum vdev_transport t)
-{
-	return t == T_VFIO_USER ? "vfio-user" : "vhost-user";
-}
 
 static void vbd_link_gone(void *arg)
 {
@@ -55,8 +40,7 @@ static void vbd_link_gone(void *arg)
 	void (*done)(void *) = vbd->done;
 	void *done_arg = vbd->done_arg;
 
-	/* The link reset the function: no queue runs, no access comes. */
-	zoc_virtio_pci_destroy(vbd->vp);
+	/* The link reset the device: no queue runs, no access comes. */
 	zoc_vblk_destroy(vbd->vb);
 	ZOC_INFO("device %s deleted", vbd->dev.name);
 	free(vbd);
@@ -71,34 +55,16 @@ static void vbd_destroy(struct zoc_device *d, void (*done)(void *arg), void *arg
 	zoc_device_unregister(d);
 	vbd->done = done;
 	vbd->done_arg = arg;
-	if (vbd->transport == T_VFIO_USER)
-		zoc_vfu_server_destroy(vbd->vfu, vbd_link_gone, vbd);
-	else
-		zoc_vu_server_destroy(vbd->vu, vbd_link_gone, vbd);
-}
-
-static const char *vbd_socket(const struct virtio_blk_dev *vbd)
-{
-	return vbd->transport == T_VFIO_USER ? zoc_vfu_server_path(vbd->vfu)
-					     : zoc_vu_server_path(vbd->vu);
+	zoc_vlink_close(&vbd->link, vbd_link_gone, vbd);
 }
 
 static json_t *vbd_info(struct zoc_device *d)
 {
 	struct virtio_blk_dev *vbd = ZOC_CONTAINER_OF(d, struct virtio_blk_dev, dev);
-	json_t *o;
+	json_t *o = zoc_vlink_info(&vbd->link);
 
-	if (vbd->transport == T_VFIO_USER) {
-		o = json_object();
-		json_object_set_new(o, "socket", json_string(vbd_socket(vbd)));
-		json_object_set_new(o, "link", zoc_vfu_server_info(vbd->vfu));
-		json_object_set_new(o, "virtio_pci", zoc_virtio_pci_info(vbd->vp));
-	} else {
-		o = zoc_vu_server_info(vbd->vu);
-	}
 	json_object_set_new(o, "name", json_string(d->name));
 	json_object_set_new(o, "type", json_string(d->ops->type));
-	json_object_set_new(o, "transport", json_string(transport_name(vbd->transport)));
 	json_object_set_new(o, "bdev", json_string(zoc_vblk_bdev_name(vbd->vb)));
 	json_object_set_new(o, "num_queues", json_integer(zoc_vblk_num_queues(vbd->vb)));
 	return o;
@@ -119,12 +85,12 @@ static json_t *vbd_config(struct zoc_device *d)
 
 	if (vbd->vhost_blk_method)
 		return json_pack("{s:s, s:{s:s, s:s, s:s, s:i}}", "method", "vhost_blk_create",
-				 "params", "name", d->name, "socket", vbd_socket(vbd), "bdev",
+				 "params", "name", d->name, "socket", zoc_vlink_socket(&vbd->link), "bdev",
 				 zoc_vblk_bdev_name(vbd->vb), "num_queues",
 				 zoc_vblk_num_queues(vbd->vb));
 	return json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:i}}", "method", "virtio_blk_create",
-			 "params", "name", d->name, "transport", transport_name(vbd->transport),
-			 "socket", vbd_socket(vbd), "bdev", zoc_vblk_bdev_name(vbd->vb),
+			 "params", "name", d->name, "transport", zoc_vlink_name(vbd->link.transport),
+			 "socket", zoc_vlink_socket(&vbd->link), "bdev", zoc_vblk_bdev_name(vbd->vb),
 			 "num_queues", zoc_vblk_num_queues(vbd->vb));
 }
 
@@ -171,14 +137,11 @@ static void virtio_blk_create(struct zoc_rpc_req *req, const struct virtio_blk_p
 {
 	struct zoc_bdev *b = zoc_bdev_find(p->bdev);
 	uint16_t nq = p->num_queues ? p->num_queues : 1;
-	enum vdev_transport t;
+	enum zoc_vlink_transport t;
+	int err;
 	struct virtio_blk_dev *vbd;
 
-	if (!p->transport || strcmp(p->transport, "vhost-user") == 0) {
-		t = T_VHOST_USER;
-	} else if (strcmp(p->transport, "vfio-user") == 0) {
-		t = T_VFIO_USER;
-	} else {
+	if (zoc_vlink_parse(p->transport, &t)) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
 			      "invalid params: 'transport' must be \"vhost-user\" or \"vfio-user\", "
 			      "not \"%s\"",
@@ -208,8 +171,7 @@ static void virtio_blk_create(struct zoc_rpc_req *req, const struct virtio_blk_p
 		return;
 	}
 	snprintf(vbd->dev.name, sizeof(vbd->dev.name), "%s", p->name);
-	vbd->dev.ops = t == T_VFIO_USER ? &vbd_vfio_ops : &vbd_vhost_ops;
-	vbd->transport = t;
+	vbd->dev.ops = t == ZOC_VLINK_VFIO_USER ? &vbd_vfio_ops : &vbd_vhost_ops;
 	vbd->vhost_blk_method = vhost_blk_method;
 	vbd->vb = zoc_vblk_create(p->name, b, nq);
 	if (!vbd->vb) {
@@ -218,35 +180,20 @@ static void virtio_blk_create(struct zoc_rpc_req *req, const struct virtio_blk_p
 		free(vbd);
 		return;
 	}
-	if (t == T_VFIO_USER) {
-		vbd->vp = zoc_virtio_pci_create(zoc_vblk_to_virtio(vbd->vb));
-		if (!vbd->vp) {
-			zoc_rpc_error(req, ZOC_RPC_INTERNAL_ERROR,
-				      "cannot create the virtio-pci function: %s", strerror(errno));
-			zoc_vblk_destroy(vbd->vb);
-			free(vbd);
-			return;
-		}
-		vbd->vfu = zoc_vfu_server_create(p->socket, zoc_virtio_pci_func(vbd->vp));
-	} else {
-		vbd->vu = zoc_vu_server_create(p->socket, zoc_vblk_to_virtio(vbd->vb));
-	}
-	if (t == T_VFIO_USER ? !vbd->vfu : !vbd->vu) {
-		int err = errno;
-
+	err = zoc_vlink_open(&vbd->link, t, p->socket, zoc_vblk_to_virtio(vbd->vb));
+	if (err) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
-			      "cannot listen on '%s': %s (is the directory there and writable, "
+			      "cannot serve on '%s': %s (is the directory there and writable, "
 			      "and the path not a regular file?)",
-			      p->socket, strerror(err));
+			      p->socket, strerror(-err));
 		/* nothing was connected: no queue runs */
-		zoc_virtio_pci_destroy(vbd->vp);
 		zoc_vblk_destroy(vbd->vb);
 		free(vbd);
 		return;
 	}
 	zoc_device_register(&vbd->dev);
 	ZOC_INFO("device %s: virtio-blk over %s on %s, bdev %s, %u queue(s)", p->name,
-		 transport_name(t), p->socket, p->bdev, nq);
+		 zoc_vlink_name(t), p->socket, p->bdev, nq);
 	zoc_rpc_result(req, json_string(p->name));
 }
 
