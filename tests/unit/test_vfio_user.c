@@ -798,9 +798,12 @@ static void test_dma(void **state)
 	memcpy(p, "vfiouser", 8);
 	assert_int_equal(memcmp(host + (256 << 10) + 4096, "vfiouser", 8), 0);
 	assert_null(zoc_mem_gpa_to_hva(g_fake.mem, (1ull << 30) + (512 << 10) - 4, 8, false));
-	/* a map without fd: recorded, not reachable */
+	/* a map without fd: a remote region, never translated (copied with
+	 * DMA_READ / DMA_WRITE) */
 	dma_map(0x100000000ull, 1 << 20, 0, -1, 0);
 	assert_null(zoc_mem_gpa_to_hva(g_fake.mem, 0x100000000ull, 8, false));
+	assert_true(zoc_mem_is_remote(g_fake.mem, 0x100000000ull, 8, true));
+	assert_false(zoc_mem_is_remote(g_fake.mem, 0x100000000ull + (1 << 20) - 4, 8, false));
 	/* overlap, zero size, overflow, misaligned, bad flags */
 	fd2 = dup(fd);
 	dma_map((1ull << 30) + 4096, 4096, 0, fd2, EEXIST);
@@ -854,10 +857,12 @@ static void test_dma(void **state)
 	assert_int_equal(u.addr, 1ull << 30);
 	assert_int_equal(u.size, 512 << 10);
 	assert_int_equal(g_fake.nquiesce, q0 + 1);
-	assert_null(g_fake.mem);
+	assert_non_null(g_fake.mem); /* the fd-less ones remain */
+	assert_null(zoc_mem_gpa_to_hva(g_fake.mem, 1ull << 30, 8, false));
 	/* unmap all of the fd-less ones */
 	assert_int_equal(dma_unmap(0, 0, VFU_DMA_UNMAP_ALL), 0);
 	assert_int_equal(expect_ok(NULL, 0, NULL), sizeof(u));
+	assert_null(g_fake.mem);
 	assert_int_equal(dma_unmap(0x100000000ull, 1 << 20, 0), 0);
 	expect_error(ENOENT);
 	/* map again, then the connection ends with it mapped */
