@@ -1478,6 +1478,8 @@ out:
 	msg_close_fds(m);
 	if (rc == VFU_CLOSE || c->dead) {
 		c->dead = true;
+		/* No answer will come on a connection we are closing. */
+		dma_fail_all(c, -ENOTCONN);
 		return VFU_CLOSE;
 	}
 	return 0;
