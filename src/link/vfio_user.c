@@ -720,6 +720,28 @@ static int dma_reply(struct zoc_vfu_conn *c, struct vfu_msg *m)
 		dma_slot_done(c, i, -EIO);
 		return 0;
 	}
+	if (q->cmd == VFU_CMD_DMA_WRITE && (plen == 0 || plen == 12)) {
+		/* Clients that answer a DMA_WRITE with the header only (QEMU's
+		 * vfio-user-pci) or with address + a 4-byte count (older
+		 * drafts): accepted, the address checked when present. */
+		uint64_t a = q->addr;
+		uint32_t c32 = (uint32_t)q->count;
+
+		if (plen == 12) {
+			memcpy(&a, m->payload, 8);
+			memcpy(&c32, m->payload + 8, 4);
+		}
+		if (a != q->addr || c32 != (uint32_t)q->count) {
+			ZOC_WARN_RL("%s: DMA_WRITE reply answers [0x%llx, +%u), not [0x%llx, +%llu)",
+				    conn_name(c), (unsigned long long)a, c32,
+				    (unsigned long long)q->addr, (unsigned long long)q->count);
+			dma_slot_done(c, i, -EIO);
+			return VFU_CLOSE;
+		}
+		dma_slot_done(c, i, 0);
+		dma_pump(c);
+		return 0;
+	}
 	if (plen < sizeof(rw)) {
 		ZOC_WARN_RL("%s: %s reply of %u bytes", conn_name(c), cmd_name(q->cmd), plen);
 		dma_slot_done(c, i, -EIO);
@@ -728,17 +750,17 @@ static int dma_reply(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	memcpy(&rw, m->payload, sizeof(rw));
 	if (rw.addr != q->addr || rw.count != q->count ||
 	    plen != sizeof(rw) + (q->cmd == VFU_CMD_DMA_READ ? q->count : 0)) {
-		/* Short transfers count as failures: we asked for what the
-		 * client said it takes. */
+		bool short_ok = rw.addr == q->addr && rw.count < q->count &&
+				plen == sizeof(rw) + (q->cmd == VFU_CMD_DMA_READ ? rw.count : 0);
+
+		/* A consistent short transfer fails the copy (we asked for no
+		 * more than the client takes) but is no protocol error. */
 		ZOC_WARN_RL("%s: %s reply for [0x%llx, +%llu) with %u bytes answers [0x%llx, +%llu)",
 			    conn_name(c), cmd_name(q->cmd), (unsigned long long)rw.addr,
 			    (unsigned long long)rw.count, plen, (unsigned long long)q->addr,
 			    (unsigned long long)q->count);
 		dma_slot_done(c, i, -EIO);
-		return rw.count < q->count && plen == sizeof(rw) + (q->cmd == VFU_CMD_DMA_READ ? rw.count : 0) &&
-			       rw.addr == q->addr
-			       ? 0
-			       : VFU_CLOSE;
+		return short_ok ? 0 : VFU_CLOSE;
 	}
 	if (q->cmd == VFU_CMD_DMA_READ)
 		memcpy((uint8_t *)q->io->buf + q->io->done, m->payload + sizeof(rw), (size_t)q->count);
