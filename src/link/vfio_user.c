@@ -721,9 +721,10 @@ static int dma_reply(struct zoc_vfu_conn *c, struct vfu_msg *m)
 		return 0;
 	}
 	if (q->cmd == VFU_CMD_DMA_WRITE && (plen == 0 || plen == 12)) {
-		/* Clients that answer a DMA_WRITE with the header only (QEMU's
-		 * vfio-user-pci) or with address + a 4-byte count (older
-		 * drafts): accepted, the address checked when present. */
+		/* Clients that answer a DMA_WRITE with the header only or with
+		 * address + a 4-byte count (early drafts; QEMU 11.1 sends the
+		 * spec's 16 bytes): accepted, the address checked when
+		 * present. */
 		uint64_t a = q->addr;
 		uint32_t c32 = (uint32_t)q->count;
 

@@ -438,6 +438,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= len;
 		if (cmd == ACTION) {
 			device_action(f, p, len);
+			drain(sp[1]); /* the requests a copy sent */
 			continue;
 		}
 		h = (struct vfu_hdr){.msg_id = ++id, .cmd = cmd,

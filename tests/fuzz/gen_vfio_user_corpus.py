@@ -184,10 +184,10 @@ def main():
     s.answer(b"")                               # right (address + count)
     s.action(0, IOVA + GUEST - 512, 0x03)       # mapped + beyond: refused
     s.action(0, NOFD + 0xFFE00, 0x01)           # read 1 KiB crossing the end: refused
-    s.action(0, NOFD, 0x1F)                     # read 16 KiB
-    s.answer(b"\x55" * 100)                      # short: fails, connection stays
     s.action(0, NOFD, 0x00)
-    s.answer(b"", False, REPLY | ERROR_FLAG)    # error reply
+    s.answer(b"", False, REPLY | ERROR_FLAG)    # error reply: fails, connection stays
+    s.action(0, NOFD, 0x1F)                     # read 16 KiB
+    s.answer(b"\x55" * 100)                      # too little data: closes
     s.action(0, NOFD, 0x00)
     s.msg(DMA_READ, struct.pack("<QQ", NOFD, 512) + b"\0" * 512, REPLY)  # wrong id
     seeds["dma_rw"] = s
