@@ -233,8 +233,10 @@ uint16_t nvme_map_data(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struc
 /* ------------------------------------------------------------ commands */
 
 static void io_finish(struct nvme_req *r, uint16_t st);
-static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len);
+static void io_submit_cb(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len,
+			 void (*cb)(struct zoc_bdev_io *, int), struct nvme_bounce *b);
 static void io_step(struct nvme_req *r, struct nvme_group *g, int status);
+static void bounce_io_done(struct zoc_bdev_io *io, int status);
 
 /* ------------------------------------------------- slow path: bounce */
 
@@ -529,7 +531,7 @@ static void bounce_data(struct nvme_bounce *b)
 		b->phase = BP_BDEV;
 		r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
 		r->iovcnt = 1;
-		io_submit(r, ZOC_BDEV_WRITE, b->off, b->bytes);
+		io_submit_cb(r, ZOC_BDEV_WRITE, b->off, b->bytes, bounce_io_done, b);
 		return;
 	}
 	bounce_end(b, NVME_SC_SUCCESS); /* BP_OUT: all copied to the guest */
@@ -560,7 +562,7 @@ static void bounce_copy_done(struct zoc_mem_io *io, int status)
 		if (b->is_read) {
 			b->r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
 			b->r->iovcnt = 1;
-			io_submit(b->r, ZOC_BDEV_READ, b->off, b->bytes);
+			io_submit_cb(b->r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
 			return;
 		}
 	}
@@ -568,10 +570,13 @@ static void bounce_copy_done(struct zoc_mem_io *io, int status)
 }
 
 /* The bdev finished a bounced request's I/O. */
-static void bounce_bdev_done(struct nvme_req *r, int status)
+static void bounce_io_done(struct zoc_bdev_io *io, int status)
 {
+	struct nvme_req *r = io->cb_arg;
 	struct nvme_bounce *b = r->bounce;
 	struct nvme_group *g = b->g;
+
+	g->busy--; /* the bdev's count; the slot keeps its own */
 
 	if (status || !b->is_read) {
 		/* write done (or failed): the slot is free; the normal path
@@ -584,6 +589,8 @@ static void bounce_bdev_done(struct nvme_req *r, int status)
 	b->cur = 0;
 	b->buf_off = 0;
 	bounce_data(b);
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
 }
 
 /* A slot is b's: walk the data pointer and start. */
@@ -626,7 +633,7 @@ static void bounce_next(struct nvme_bounce *b)
 		b->phase = BP_BDEV;
 		r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
 		r->iovcnt = 1;
-		io_submit(r, ZOC_BDEV_READ, b->off, b->bytes);
+		io_submit_cb(r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
 		return;
 	}
 	bounce_data(b);
@@ -727,10 +734,14 @@ static void io_finish(struct nvme_req *r, uint16_t st)
 
 static void io_done(struct zoc_bdev_io *io, int status);
 
-static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len)
+/* Submits r to the bdev with completion cb; a refusal completes it (b: a
+ * bounced request, whose slot goes back). */
+static void io_submit_cb(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len,
+			 void (*cb)(struct zoc_bdev_io *, int), struct nvme_bounce *b)
 {
 	struct nvme_group *g = r->g;
 	struct nvme_group_ns *gn = &g->ns[r->nsid - 1];
+	uint16_t st;
 	int rc;
 
 	r->io.op = op;
@@ -738,7 +749,7 @@ static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uin
 	r->io.len = len;
 	r->io.iov = (op == ZOC_BDEV_READ || op == ZOC_BDEV_WRITE) ? r->iov : NULL;
 	r->io.iovcnt = (op == ZOC_BDEV_READ || op == ZOC_BDEV_WRITE) ? r->iovcnt : 0;
-	r->io.cb = io_done;
+	r->io.cb = cb;
 	r->io.cb_arg = r;
 	if (!r->ns_counted) {
 		gn->inflight++;
@@ -750,11 +761,20 @@ static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uin
 		g->busy--;
 		ZOC_WARN_RL("%s: sq %u: request refused by the back end: %s", g->c->name,
 			    r->sq->qid, strerror(-rc));
-		io_finish(r, rc == -EROFS     ? NVME_SC_NS_WRITE_PROTECTED
-			     : rc == -ENOTSUP ? NVME_SC_INVALID_OPCODE
-			     : rc == -ERANGE  ? NVME_SC_LBA_RANGE
-					      : NVME_SC_INTERNAL);
+		st = rc == -EROFS     ? NVME_SC_NS_WRITE_PROTECTED
+		     : rc == -ENOTSUP ? NVME_SC_INVALID_OPCODE
+		     : rc == -ERANGE  ? NVME_SC_LBA_RANGE
+				      : NVME_SC_INTERNAL;
+		if (ZOC_UNLIKELY(b != NULL))
+			bounce_end(b, st);
+		else
+			io_finish(r, st);
 	}
+}
+
+static inline void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len)
+{
+	io_submit_cb(r, op, off, len, io_done, NULL);
 }
 
 static bool lba_ok(const struct nvme_ns *ns, uint64_t slba, uint64_t nlb)
@@ -786,10 +806,6 @@ static void dsm_next(struct nvme_req *r)
 
 static void io_step(struct nvme_req *r, struct nvme_group *g, int status)
 {
-	if (ZOC_UNLIKELY(r->bounce != NULL)) {
-		bounce_bdev_done(r, status);
-		return;
-	}
 	if (status) {
 		ZOC_WARN_RL("%s: sq %u: back-end I/O failed: %s", g->c->name, r->sq->qid,
 			    strerror(-status));
@@ -913,7 +929,6 @@ void nvme_io_exec(struct nvme_group *g, struct nvme_req *r, const struct nvme_sq
 
 	r->g = g;
 	r->ns = NULL;
-	r->bounce = NULL;
 	if (NVME_SQE_FUSE(cmd->flags)) {
 		nvme_req_complete(r, NVME_SC_INVALID_FIELD);
 		return;

@@ -2313,6 +2313,42 @@ static void test_io_remote(void **state)
 	assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 60, 3, &s1), 0);
 	assert_memory_equal(ram + 60 * 512, g_remote + 0x60003, 1536);
 
+	/* 10 bounced writes at once (4 slots per group: the rest wait in order),
+	 * then 10 reads back */
+	{
+		struct nvme_cqe e;
+
+		rfill(RGPA + 0x90000, 10 * 8192, 21);
+		for (unsigned i = 0; i < 10; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_WRITE, .nsid = 1,
+					     .prp1 = RGPA + 0x90000 + i * 8192ull,
+					     .prp2 = RGPA + 0x90000 + i * 8192ull + 4096,
+					     .cdw10 = 1000 + i * 16, .cdw12 = 15};
+
+			push(d, q, &c);
+		}
+		for (unsigned i = 0; i < 10; i++) {
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+			assert_int_equal(st_of(&e), 0);
+		}
+		for (unsigned i = 0; i < 10; i++)
+			assert_memory_equal(ram + (1000 + i * 16) * 512, g_remote + 0x90000 + i * 8192, 8192);
+		memset(g_remote + 0x90000, 0, 10 * 8192);
+		for (unsigned i = 0; i < 10; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+					     .prp1 = RGPA + 0x90000 + i * 8192ull,
+					     .prp2 = RGPA + 0x90000 + i * 8192ull + 4096,
+					     .cdw10 = 1000 + i * 16, .cdw12 = 15};
+
+			push(d, q, &c);
+		}
+		for (unsigned i = 0; i < 10; i++) {
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+			assert_int_equal(st_of(&e), 0);
+		}
+		for (unsigned i = 0; i < 10; i++)
+			assert_memory_equal(g_remote + 0x90000 + i * 8192, ram + (1000 + i * 16) * 512, 8192);
+	}
 	/* hostile: data past the remote region, a PRP list entry outside
 	 * everything, a misaligned list entry, a remote list pointing nowhere */
 	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, RGPA + RSIZE - 1024, 0),
