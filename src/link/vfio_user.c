@@ -988,7 +988,7 @@ static int h_DMA_MAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	*d = (struct vfu_dma){.iova = r.addr, .size = r.size, .offset = r.offset,
 			      .prot = r.flags, .fd = fd};
 	if (fd < 0)
-		ZOC_INFO("%s: DMA region [0x%llx, +0x%llx) has no fd: devices reach it "
+		ZOC_LOG_RL(ZOC_LOG_INFO, "%s: DMA region [0x%llx, +0x%llx) has no fd: devices reach it "
 			 "through DMA_READ/DMA_WRITE messages (slow path)",
 			 conn_name(c), (unsigned long long)r.addr, (unsigned long long)r.size);
 	rc = mem_build(c, &mem);
