@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "core/util.h"
 
 /*
@@ -158,6 +159,10 @@ static int insert_region(struct zoc_mem *m, const struct zoc_mem_region *r)
 		return -ENOSPC;
 	for (uint32_t i = 0; i < m->nregions; i++) {
 		if (ranges_overlap(r->gpa, r->size, m->regions[i].gpa, m->regions[i].size))
+			return -EEXIST;
+	}
+	for (uint32_t i = 0; i < m->nremote; i++) {
+		if (ranges_overlap(r->gpa, r->size, m->remote[i].gpa, m->remote[i].size))
 			return -EEXIST;
 	}
 	for (pos = 0; pos < m->nregions; pos++) {
@@ -310,6 +315,8 @@ void zoc_mem_put(struct zoc_mem *m)
 		if (r->fd >= 0)
 			close(r->fd);
 	}
+	if (m->ep)
+		zoc_mem_remote_put(m->ep);
 	if (t_last_mem == m)
 		t_last_mem = NULL;
 	free(m);
@@ -418,4 +425,243 @@ int zoc_mem_gpa_to_iov(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool
 		gpa += chunk;
 	}
 	return n;
+}
+
+/* ------------------------------------------------ slow path (no mapping) */
+
+int zoc_mem_add_remote(struct zoc_mem *m, uint64_t gpa, uint64_t size, bool writable)
+{
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	rc = check_extent(gpa, size, gpa);
+	if (rc)
+		return rc;
+	if (m->nremote >= ZOC_MEM_MAX_REMOTE)
+		return -ENOSPC;
+	for (uint32_t i = 0; i < m->nregions; i++)
+		if (ranges_overlap(gpa, size, m->regions[i].gpa, m->regions[i].size))
+			return -EEXIST;
+	for (uint32_t i = 0; i < m->nremote; i++)
+		if (ranges_overlap(gpa, size, m->remote[i].gpa, m->remote[i].size))
+			return -EEXIST;
+	m->remote[m->nremote++] = (struct zoc_mem_remote_region){gpa, size, writable};
+	return 0;
+}
+
+struct zoc_mem_remote *zoc_mem_remote_create(const struct zoc_mem_remote_ops *ops, void *ctx)
+{
+	struct zoc_mem_remote *ep = calloc(1, sizeof(*ep));
+
+	if (!ep)
+		return NULL;
+	ep->ops = ops;
+	ep->ctx = ctx;
+	ep->refs = 1;
+	return ep;
+}
+
+void zoc_mem_remote_detach(struct zoc_mem_remote *ep)
+{
+	if (ep)
+		__atomic_store_n(&ep->ctx, NULL, __ATOMIC_RELEASE);
+}
+
+void zoc_mem_remote_put(struct zoc_mem_remote *ep)
+{
+	if (ep && __atomic_sub_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(ep);
+}
+
+void zoc_mem_set_remote(struct zoc_mem *m, struct zoc_mem_remote *ep)
+{
+	if (!m)
+		return;
+	if (ep)
+		__atomic_add_fetch(&ep->refs, 1, __ATOMIC_RELAXED);
+	if (m->ep)
+		zoc_mem_remote_put(m->ep);
+	m->ep = ep;
+}
+
+/* Index of the remote region holding gpa, or -1. */
+static int find_remote(const struct zoc_mem *m, uint64_t gpa)
+{
+	for (uint32_t i = 0; i < m->nremote; i++)
+		if (gpa - m->remote[i].gpa < m->remote[i].size)
+			return (int)i;
+	return -1;
+}
+
+/* Walks [gpa, gpa+len): 0 if every byte is mapped or remote (and writable
+ * when write); *any_remote tells whether some byte is remote. */
+static int range_check(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write,
+		       bool *any_remote)
+{
+	*any_remote = false;
+	while (len) {
+		uint64_t off, k;
+		int i = find_gpa(m, gpa);
+
+		if (i >= 0) {
+			const struct zoc_mem_region *r = &m->regions[i];
+
+			if (write && !r->writable)
+				return -EFAULT;
+			off = gpa - r->gpa;
+			k = ZOC_MIN(len, r->size - off);
+		} else {
+			const struct zoc_mem_remote_region *r;
+
+			i = find_remote(m, gpa);
+			if (i < 0)
+				return -EFAULT;
+			r = &m->remote[i];
+			if (write && !r->writable)
+				return -EFAULT;
+			off = gpa - r->gpa;
+			k = ZOC_MIN(len, r->size - off);
+			*any_remote = true;
+		}
+		len -= k;
+		gpa += k;
+	}
+	return 0;
+}
+
+bool zoc_mem_is_remote(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write)
+{
+	bool any;
+
+	if (!m || !m->nremote)
+		return false;
+	if (len == 0)
+		len = 1;
+	if (zoc_range_bad(gpa, len, UINT64_MAX))
+		return false;
+	return range_check(m, gpa, len, write, &any) == 0 && any;
+}
+
+static bool on_reactor(const struct zoc_reactor *r)
+{
+	struct zoc_reactor *cur = zoc_reactor_current();
+
+	/* Outside the reactors (tests, start-up) everything is one thread. */
+	return !cur || !r || cur == r;
+}
+
+static void send_or_run(struct zoc_reactor *r, zoc_msg_fn fn, void *arg)
+{
+	if (on_reactor(r)) {
+		fn(arg);
+		return;
+	}
+	/* Only a failed allocation of a message fails; a copy must not be
+	 * lost (its owner waits for it), so try again. */
+	for (int i = 0; zoc_reactor_send_msg(r, fn, arg) != 0; i++) {
+		if (i == 0)
+			ZOC_WARN_RL("dma: cannot send a copy message between reactors; retrying");
+		usleep(100);
+	}
+}
+
+static void io_complete_msg(void *arg)
+{
+	struct zoc_mem_io *io = arg;
+
+	io->cb(io, io->status);
+}
+
+static void io_finish(struct zoc_mem_io *io, int status)
+{
+	struct zoc_mem *m = io->mem;
+
+	io->status = status;
+	io->mem = NULL;
+	zoc_mem_put(m);
+	send_or_run(io->origin, io_complete_msg, io);
+}
+
+/* Copies what is mapped, hands the next remote run to the link. */
+static void io_step(void *arg)
+{
+	struct zoc_mem_io *io = arg;
+	const struct zoc_mem *m = io->mem;
+
+	while (io->done < io->len) {
+		uint64_t gpa = io->gpa + io->done, rem = io->len - io->done, off, k;
+		uint8_t *buf = (uint8_t *)io->buf + io->done;
+		int i = find_gpa(m, gpa);
+
+		if (i >= 0) {
+			const struct zoc_mem_region *r = &m->regions[i];
+
+			off = gpa - r->gpa;
+			k = ZOC_MIN(rem, r->size - off);
+			if (io->to_guest)
+				memcpy(r->hva + off, buf, (size_t)k);
+			else
+				memcpy(buf, r->hva + off, (size_t)k);
+			io->done += k;
+			continue;
+		}
+		i = find_remote(m, gpa);
+		if (i < 0) {
+			io_finish(io, -EFAULT);
+			return;
+		}
+		off = gpa - m->remote[i].gpa;
+		io->chunk = ZOC_MIN(rem, m->remote[i].size - off);
+		if (!on_reactor(zoc_reactor_get(0))) {
+			send_or_run(zoc_reactor_get(0), io_step, io);
+			return;
+		}
+		{
+			struct zoc_mem_remote *ep = m->ep;
+			void *ctx = ep ? __atomic_load_n(&ep->ctx, __ATOMIC_ACQUIRE) : NULL;
+
+			if (!ctx) {
+				io_finish(io, -ENOTCONN);
+				return;
+			}
+			ep->ops->rw(ctx, io);
+		}
+		return;
+	}
+	io_finish(io, 0);
+}
+
+void zoc_mem_io_remote_done(struct zoc_mem_io *io, int status)
+{
+	if (status) {
+		io_finish(io, status);
+		return;
+	}
+	io->done += io->chunk;
+	io->chunk = 0;
+	io_step(io);
+}
+
+int zoc_mem_io_submit(struct zoc_mem *m, struct zoc_mem_io *io)
+{
+	bool any;
+	int rc;
+
+	if (!m || !io || !io->cb || (io->len && !io->buf))
+		return -EINVAL;
+	if (io->len && zoc_range_bad(io->gpa, io->len, UINT64_MAX))
+		return -EFAULT;
+	rc = range_check(m, io->gpa, io->len, io->to_guest, &any);
+	if (rc)
+		return rc;
+	zoc_mem_get(m);
+	io->mem = m;
+	io->origin = zoc_reactor_current();
+	io->done = 0;
+	io->chunk = 0;
+	io->status = 0;
+	io->next = NULL;
+	io_step(io);
+	return 0;
 }

@@ -26,6 +26,36 @@
 #include <sys/uio.h>
 
 #define ZOC_MEM_MAX_REGIONS 64
+#define ZOC_MEM_MAX_REMOTE 64
+
+struct zoc_mem_io;
+struct zoc_reactor;
+
+/*
+ * The slow path: memory the client did not share (vfio-user DMA_MAP without
+ * an fd) is reached through the link, with messages (DMA_READ / DMA_WRITE).
+ * Such a range is a "remote" region: it is kept in its own list, never in
+ * the table that translations search, so every translation of it fails as
+ * before (the fast path has no extra test) and a device that wants the data
+ * anyway copies it with zoc_mem_io_submit().
+ *
+ * The link provides the copy; the endpoint is reference counted and outlives
+ * the link's connection: when the connection goes, the link detaches it and
+ * every copy still asking for it fails with -ENOTCONN.
+ */
+struct zoc_mem_remote_ops {
+	/* Reactor 0. Starts the copy of [io->gpa + io->done, io->gpa + io->len)
+	 * (all of it inside remote regions) between the client and
+	 * io->buf + io->done; calls zoc_mem_io_remote_done(io, status) on
+	 * reactor 0 when finished (possibly before returning). */
+	void (*rw)(void *ctx, struct zoc_mem_io *io);
+};
+
+struct zoc_mem_remote {
+	const struct zoc_mem_remote_ops *ops;
+	void *ctx;     /* NULL once detached (reactor 0) */
+	uint32_t refs; /* atomic */
+};
 
 struct zoc_mem_region {
 	uint64_t gpa;   /* guest physical start */
@@ -38,10 +68,20 @@ struct zoc_mem_region {
 	bool writable;
 };
 
+struct zoc_mem_remote_region {
+	uint64_t gpa;
+	uint64_t size;
+	bool writable;
+};
+
 struct zoc_mem {
 	uint32_t nregions;
 	uint32_t refs;
 	struct zoc_mem_region regions[ZOC_MEM_MAX_REGIONS];
+	/* regions without a mapping (slow path only) */
+	uint32_t nremote;
+	struct zoc_mem_remote_region remote[ZOC_MEM_MAX_REMOTE];
+	struct zoc_mem_remote *ep; /* who copies them (a reference), or NULL */
 };
 
 struct zoc_mem *zoc_mem_create(void);
@@ -68,6 +108,57 @@ void *zoc_mem_uva_to_hva(const struct zoc_mem *m, uint64_t uva, uint64_t len, bo
  * mapped (or not writable when write), -ENOBUFS if max_iov is too small. */
 int zoc_mem_gpa_to_iov(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write,
 		       struct iovec *iov, int max_iov);
+
+/* ---- slow path: regions without a mapping ---- */
+
+/* Adds [gpa, gpa+size) as reachable only through the endpoint (before
+ * publication, like zoc_mem_add_region). Rejects zero size, overflow,
+ * overlap with any region, a full list. 0 or -errno. */
+int zoc_mem_add_remote(struct zoc_mem *m, uint64_t gpa, uint64_t size, bool writable);
+/* The endpoint that copies remote regions (takes a reference). */
+void zoc_mem_set_remote(struct zoc_mem *m, struct zoc_mem_remote *ep);
+/* Endpoints: created with one reference (the link's); the link detaches it
+ * (reactor 0) when its connection goes, then drops its reference. */
+struct zoc_mem_remote *zoc_mem_remote_create(const struct zoc_mem_remote_ops *ops, void *ctx);
+void zoc_mem_remote_detach(struct zoc_mem_remote *ep);
+void zoc_mem_remote_put(struct zoc_mem_remote *ep);
+
+/* Does some byte of [gpa, gpa+len) lie in a remote region, and is every
+ * byte either mapped or remote (writable ones when write)? Cheap enough for
+ * a failure path (a linear scan of the remote list, empty for clients that
+ * share all their memory). */
+bool zoc_mem_is_remote(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write);
+
+/*
+ * An asynchronous copy between buf and guest memory [gpa, gpa + len): the
+ * mapped parts are copied at once, the remote parts by the link (reactor 0;
+ * a request from another reactor goes there as a message, and its
+ * completion comes back to the submitting reactor). cb(io, status) runs on
+ * the submitting reactor: 0, -EFAULT (a byte neither mapped nor remote, or
+ * not writable), -ENOTCONN (the link is gone), -ETIMEDOUT, -EIO (the client
+ * answered with an error or nonsense). The caller owns io (and keeps buf
+ * valid) until cb; it holds a reference on m meanwhile.
+ */
+struct zoc_mem_io {
+	uint64_t gpa;
+	void *buf;
+	uint64_t len;
+	bool to_guest; /* true: buf -> guest (device writes); false: guest -> buf */
+	void (*cb)(struct zoc_mem_io *io, int status);
+	void *arg;
+	/* private */
+	struct zoc_mem *mem;
+	struct zoc_reactor *origin;
+	uint64_t done;     /* bytes copied so far */
+	uint64_t chunk;    /* link: bytes of the message in flight */
+	int status;
+	struct zoc_mem_io *next; /* link's queue */
+};
+
+/* 0 (cb will run, possibly before this returns) or -errno (cb will not run). */
+int zoc_mem_io_submit(struct zoc_mem *m, struct zoc_mem_io *io);
+/* Link: a remote step finished (reactor 0). */
+void zoc_mem_io_remote_done(struct zoc_mem_io *io, int status);
 
 /* Accesses to guest memory that raised SIGBUS (a front end truncated the
  * file behind a region) and were turned into reads of zeros. */

@@ -34,7 +34,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -62,6 +64,15 @@
 /* A reply to a client that does not read is given up after this long (the
  * connection is then closed): replies are at most one region read. */
 #define VFU_SEND_TIMEOUT_MS 200
+
+/* Server -> client DMA_READ / DMA_WRITE (memory mapped without an fd):
+ * messages in flight at once, how long the client has to answer one (then
+ * the copy fails and the connection is reset), and how many of the ids we
+ * issued last are still recognised as late replies (dropped, not fatal). */
+#define VFU_DMA_SLOTS 16
+#define VFU_DMA_TIMEOUT_MS 2000
+#define VFU_DMA_TICK_MS 100
+#define VFU_DMA_LATE_WINDOW 1024
 
 /*
  * Command table: name, id, min payload, max payload (VFU_VAR: up to
@@ -123,6 +134,15 @@ struct zoc_vfu_server {
 	void *destroy_arg;
 };
 
+/* One DMA_READ / DMA_WRITE we sent and wait for. */
+struct vfu_dma_req {
+	struct zoc_mem_io *io; /* NULL: free slot */
+	uint16_t id;
+	uint16_t cmd;
+	uint64_t addr, count;
+	uint64_t deadline_ns;
+};
+
 struct zoc_vfu_conn {
 	struct zoc_vfu_server *srv; /* NULL in test mode */
 	struct zoc_pci_func *f;
@@ -143,7 +163,18 @@ struct zoc_vfu_conn {
 	unsigned nmaps;
 	struct zoc_mem *mem;     /* installed in the function (our reference) */
 	struct zoc_mem *new_mem; /* being installed */
-	bool nofd_warned;
+
+	/* Server -> client copies for maps without an fd (reactor 0) */
+	struct zoc_mem_remote *ep;
+	struct vfu_dma_req dreq[VFU_DMA_SLOTS];
+	unsigned ndreq;
+	struct zoc_mem_io *dq_head, **dq_tail; /* waiting for a slot */
+	uint16_t next_id;
+	uint32_t ids_issued;
+	bool dma_blocked; /* a quiesce / reset runs: copies fail at once */
+	int tfd;          /* timerfd while copies are in flight (-1: none) */
+	bool tfd_armed;
+	uint64_t dma_reads, dma_writes, dma_errors, dma_late;
 
 	/* receive state */
 	struct vfu_msg msg;
@@ -386,17 +417,26 @@ static int mem_build(struct zoc_vfu_conn *c, struct zoc_mem **out)
 	struct zoc_mem *mem;
 
 	*out = NULL;
-	if (!maps_with_fd(c))
+	if (!c->nmaps)
 		return 0;
 	mem = zoc_mem_create();
 	if (!mem)
 		return -ENOMEM;
+	if (c->ep)
+		zoc_mem_set_remote(mem, c->ep);
 	for (unsigned i = 0; i < c->nmaps; i++) {
 		const struct vfu_dma *d = &c->maps[i];
 		int fd, rc;
 
-		if (d->fd < 0)
+		if (d->fd < 0) {
+			/* Reached through DMA_READ / DMA_WRITE only. */
+			rc = zoc_mem_add_remote(mem, d->iova, d->size, d->prot & VFU_DMA_WRITE);
+			if (rc) {
+				zoc_mem_put(mem);
+				return rc;
+			}
 			continue;
+		}
 		fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
 			rc = -errno;
@@ -413,6 +453,320 @@ static int mem_build(struct zoc_vfu_conn *c, struct zoc_mem **out)
 		}
 	}
 	*out = mem;
+	return 0;
+}
+
+/* ------------------------------------------ server -> client DMA copies */
+
+/*
+ * A device copies to or from memory the client mapped without an fd
+ * (zoc_mem_io_submit); dma.c brings the request to reactor 0 and calls
+ * vfu_remote_rw() for each run of remote bytes. We cut a run into messages
+ * of at most the client's max_data_xfer_size, keep up to VFU_DMA_SLOTS in
+ * flight (more wait in a queue), and finish each when its reply (matched by
+ * msg id) arrives. Nothing waits: reactor 0 goes on serving the client's
+ * own requests meanwhile, which is what QEMU needs (it services our
+ * requests in a bottom half of its main loop, so it cannot answer while one
+ * of its threads holds the BQL waiting for a reply from us).
+ */
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t dma_xfer_max(const struct zoc_vfu_conn *c)
+{
+	return ZOC_MIN(c->client_max_xfer, (uint64_t)VFU_MAX_XFER);
+}
+
+static void dma_tick(void *arg, uint32_t events);
+
+static void dma_timer_arm(struct zoc_vfu_conn *c, bool on)
+{
+	struct itimerspec its = {0};
+
+	if (c->test_mode || c->tfd_armed == on)
+		return;
+	if (c->tfd < 0) {
+		if (!on)
+			return;
+		c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (c->tfd < 0)
+			return;
+		if (zoc_reactor_add_fd(zoc_reactor_get(0), c->tfd, EPOLLIN, dma_tick, c)) {
+			close_fd(&c->tfd);
+			return;
+		}
+	}
+	if (on) {
+		its.it_interval.tv_nsec = VFU_DMA_TICK_MS * 1000000l;
+		its.it_value = its.it_interval;
+	}
+	timerfd_settime(c->tfd, 0, &its, NULL);
+	c->tfd_armed = on;
+}
+
+/* Ends slot i's copy step with status (0: the chunk is done). */
+static void dma_slot_done(struct zoc_vfu_conn *c, unsigned i, int status)
+{
+	struct zoc_mem_io *io = c->dreq[i].io;
+
+	c->dreq[i].io = NULL;
+	c->ndreq--;
+	if (status)
+		c->dma_errors++;
+	if (!c->ndreq)
+		dma_timer_arm(c, false);
+	zoc_mem_io_remote_done(io, status);
+}
+
+static int dma_send(struct zoc_vfu_conn *c, unsigned slot, struct zoc_mem_io *io)
+{
+	struct vfu_dma_req *q = &c->dreq[slot];
+	struct vfu_hdr h = {0};
+	struct vfu_dma_rw rw;
+	struct iovec iov[3];
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	int out = c->test_mode ? c->reply_fd : c->fd;
+
+	io->chunk = ZOC_MIN(io->chunk, dma_xfer_max(c));
+	q->io = io;
+	q->id = c->next_id++;
+	q->cmd = io->to_guest ? VFU_CMD_DMA_WRITE : VFU_CMD_DMA_READ;
+	q->addr = io->gpa + io->done;
+	q->count = io->chunk;
+	q->deadline_ns = now_ns() + VFU_DMA_TIMEOUT_MS * 1000000ull;
+	c->ndreq++;
+	if (c->ids_issued < VFU_DMA_LATE_WINDOW)
+		c->ids_issued++;
+	h.msg_id = q->id;
+	h.cmd = q->cmd;
+	h.flags = VFU_F_TYPE_COMMAND;
+	h.size = (uint32_t)(sizeof(h) + sizeof(rw) + (io->to_guest ? q->count : 0));
+	rw.addr = q->addr;
+	rw.count = q->count;
+	iov[0] = (struct iovec){&h, sizeof(h)};
+	iov[1] = (struct iovec){&rw, sizeof(rw)};
+	if (io->to_guest) {
+		iov[2] = (struct iovec){(uint8_t *)io->buf + io->done, (size_t)q->count};
+		mh.msg_iovlen = 3;
+	}
+	if (io->to_guest)
+		c->dma_writes++;
+	else
+		c->dma_reads++;
+	dma_timer_arm(c, true);
+	if (out < 0)
+		return 0; /* test mode without a peer: never answered */
+	return send_all(out, &mh, h.size);
+}
+
+/* Starts queued copies while slots are free. */
+static void dma_pump(struct zoc_vfu_conn *c)
+{
+	while (c->dq_head && c->ndreq < VFU_DMA_SLOTS && !c->dead && !c->closing) {
+		struct zoc_mem_io *io = c->dq_head;
+		unsigned i;
+		int rc;
+
+		c->dq_head = io->next;
+		if (!c->dq_head)
+			c->dq_tail = &c->dq_head;
+		for (i = 0; i < VFU_DMA_SLOTS && c->dreq[i].io; i++)
+			;
+		rc = dma_send(c, i, io);
+		if (rc) {
+			ZOC_WARN_RL("%s: sending a DMA request to the client failed: %s",
+				    conn_name(c), strerror(-rc));
+			c->dead = true;
+			dma_slot_done(c, i, -EIO);
+		}
+	}
+}
+
+/* Fails every copy in flight or queued (the connection goes, or a quiesce
+ * must not wait for a client that cannot answer). */
+static void dma_fail_all(struct zoc_vfu_conn *c, int status)
+{
+	struct zoc_mem_io *q = c->dq_head;
+
+	c->dq_head = NULL;
+	c->dq_tail = &c->dq_head;
+	for (unsigned i = 0; i < VFU_DMA_SLOTS; i++)
+		if (c->dreq[i].io)
+			dma_slot_done(c, i, status);
+	while (q) {
+		struct zoc_mem_io *n = q->next;
+
+		c->dma_errors++;
+		zoc_mem_io_remote_done(q, status);
+		q = n;
+	}
+}
+
+static void dma_block(struct zoc_vfu_conn *c)
+{
+	c->dma_blocked = true;
+	if (c->ndreq || c->dq_head)
+		ZOC_DEBUG("%s: failing %u DMA copies in flight for a quiesce", conn_name(c),
+			  c->ndreq);
+	dma_fail_all(c, -EAGAIN);
+}
+
+static void vfu_remote_rw(void *ctx, struct zoc_mem_io *io)
+{
+	struct zoc_vfu_conn *c = ctx;
+
+	if (c->dead || c->closing) {
+		zoc_mem_io_remote_done(io, -ENOTCONN);
+		return;
+	}
+	if (c->dma_blocked) {
+		zoc_mem_io_remote_done(io, -EAGAIN);
+		return;
+	}
+	io->next = NULL;
+	*c->dq_tail = io;
+	c->dq_tail = &io->next;
+	dma_pump(c);
+	if (c->dead && !c->pending && !c->closing && !c->in_dispatch && !c->test_mode)
+		conn_close(c);
+}
+
+static const struct zoc_mem_remote_ops vfu_remote_ops = {
+	.rw = vfu_remote_rw,
+};
+
+/* Copies older than now fail and the client is dropped. */
+static void dma_expire(struct zoc_vfu_conn *c, uint64_t now)
+{
+	bool expired = false;
+
+	for (unsigned i = 0; i < VFU_DMA_SLOTS; i++) {
+		if (c->dreq[i].io && c->dreq[i].deadline_ns <= now) {
+			ZOC_WARN_RL("%s: the client did not answer %s id %u of %llu bytes in %d ms; "
+				    "resetting the connection",
+				    conn_name(c), c->dreq[i].cmd == VFU_CMD_DMA_READ ? "DMA_READ" : "DMA_WRITE",
+				    c->dreq[i].id, (unsigned long long)c->dreq[i].count,
+				    VFU_DMA_TIMEOUT_MS);
+			expired = true;
+			break;
+		}
+	}
+	if (!expired)
+		return;
+	c->dead = true;
+	dma_fail_all(c, -ETIMEDOUT);
+	if (!c->pending && !c->closing && !c->test_mode)
+		conn_close(c);
+}
+
+static void dma_tick(void *arg, uint32_t events)
+{
+	struct zoc_vfu_conn *c = arg;
+	uint64_t v;
+
+	(void)events;
+	if (read(c->tfd, &v, sizeof(v)) < 0) {
+		/* spurious wake-up */
+	}
+	dma_expire(c, now_ns());
+}
+
+/* A reply from the client. 0, or VFU_CLOSE for a reply we cannot accept. */
+static int dma_reply(struct zoc_vfu_conn *c, struct vfu_msg *m)
+{
+	uint32_t plen = m->hdr.size - (uint32_t)sizeof(m->hdr);
+	struct vfu_dma_req *q = NULL;
+	struct vfu_dma_rw rw;
+	unsigned i;
+
+	for (i = 0; i < VFU_DMA_SLOTS; i++) {
+		if (c->dreq[i].io && c->dreq[i].id == m->hdr.msg_id) {
+			q = &c->dreq[i];
+			break;
+		}
+	}
+	if (!q) {
+		uint16_t age = (uint16_t)(c->next_id - m->hdr.msg_id);
+
+		if (age >= 1 && age <= c->ids_issued && !m->nfds) {
+			/* An answer to a copy we gave up (quiesce, timeout). */
+			c->dma_late++;
+			ZOC_DEBUG("%s: late reply id %u dropped", conn_name(c), m->hdr.msg_id);
+			return 0;
+		}
+		ZOC_WARN_RL("%s: vfio-user reply id %u (cmd %u) to nothing we sent", conn_name(c),
+			    m->hdr.msg_id, m->hdr.cmd);
+		return VFU_CLOSE;
+	}
+	if (m->nfds || m->hdr.cmd != q->cmd ||
+	    (m->hdr.flags & ~(VFU_F_TYPE_MASK | VFU_F_ERROR))) {
+		ZOC_WARN_RL("%s: malformed reply to %s id %u (cmd %u, flags 0x%x, %zu fds)",
+			    conn_name(c), cmd_name(q->cmd), q->id, m->hdr.cmd, m->hdr.flags,
+			    m->nfds);
+		dma_slot_done(c, i, -EIO);
+		return VFU_CLOSE;
+	}
+	if (m->hdr.flags & VFU_F_ERROR) {
+		/* The client refused (an address it does not know ...): that
+		 * copy fails, the connection stays. */
+		ZOC_WARN_RL("%s: client failed %s of %llu bytes at 0x%llx: %s", conn_name(c),
+			    cmd_name(q->cmd), (unsigned long long)q->count,
+			    (unsigned long long)q->addr, strerror((int)m->hdr.error));
+		dma_slot_done(c, i, -EIO);
+		return 0;
+	}
+	if (q->cmd == VFU_CMD_DMA_WRITE && (plen == 0 || plen == 12)) {
+		/* Clients that answer a DMA_WRITE with the header only or with
+		 * address + a 4-byte count (early drafts; QEMU 11.1 sends the
+		 * spec's 16 bytes): accepted, the address checked when
+		 * present. */
+		uint64_t a = q->addr;
+		uint32_t c32 = (uint32_t)q->count;
+
+		if (plen == 12) {
+			memcpy(&a, m->payload, 8);
+			memcpy(&c32, m->payload + 8, 4);
+		}
+		if (a != q->addr || c32 != (uint32_t)q->count) {
+			ZOC_WARN_RL("%s: DMA_WRITE reply answers [0x%llx, +%u), not [0x%llx, +%llu)",
+				    conn_name(c), (unsigned long long)a, c32,
+				    (unsigned long long)q->addr, (unsigned long long)q->count);
+			dma_slot_done(c, i, -EIO);
+			return VFU_CLOSE;
+		}
+		dma_slot_done(c, i, 0);
+		dma_pump(c);
+		return 0;
+	}
+	if (plen < sizeof(rw)) {
+		ZOC_WARN_RL("%s: %s reply of %u bytes", conn_name(c), cmd_name(q->cmd), plen);
+		dma_slot_done(c, i, -EIO);
+		return VFU_CLOSE;
+	}
+	memcpy(&rw, m->payload, sizeof(rw));
+	if (rw.addr != q->addr || rw.count != q->count ||
+	    plen != sizeof(rw) + (q->cmd == VFU_CMD_DMA_READ ? q->count : 0)) {
+		bool short_ok = rw.addr == q->addr && rw.count < q->count &&
+				plen == sizeof(rw) + (q->cmd == VFU_CMD_DMA_READ ? rw.count : 0);
+
+		/* A consistent short transfer fails the copy (we asked for no
+		 * more than the client takes) but is no protocol error. */
+		ZOC_WARN_RL("%s: %s reply for [0x%llx, +%llu) with %u bytes answers [0x%llx, +%llu)",
+			    conn_name(c), cmd_name(q->cmd), (unsigned long long)rw.addr,
+			    (unsigned long long)rw.count, plen, (unsigned long long)q->addr,
+			    (unsigned long long)q->count);
+		dma_slot_done(c, i, -EIO);
+		return short_ok ? 0 : VFU_CLOSE;
+	}
+	if (q->cmd == VFU_CMD_DMA_READ)
+		memcpy((uint8_t *)q->io->buf + q->io->done, m->payload + sizeof(rw), (size_t)q->count);
+	dma_slot_done(c, i, 0);
+	dma_pump(c);
 	return 0;
 }
 
@@ -445,6 +799,7 @@ static void dma_swap_cont(struct zoc_vfu_conn *c)
 		zoc_mem_put(c->mem);
 	c->mem = c->new_mem;
 	c->new_mem = NULL;
+	c->dma_blocked = false;
 	send_reply(c, &c->ahdr, 0, c->areply, c->areply_len, NULL, 0, -1);
 }
 
@@ -460,6 +815,7 @@ static int dma_install(struct zoc_vfu_conn *c, const struct vfu_hdr *h, struct z
 	c->areply_len = len;
 	c->cont = dma_swap_cont;
 	c->pending = true;
+	dma_block(c);
 	if (c->ops && c->ops->quiesce)
 		c->ops->quiesce(c->f, async_done, c);
 	else
@@ -474,6 +830,7 @@ static void reset_cont(struct zoc_vfu_conn *c)
 	if (c->ops && c->ops->set_dma)
 		c->ops->set_dma(c->f, c->mem);
 	ZOC_INFO("%s: device reset", conn_name(c));
+	c->dma_blocked = false;
 	send_reply(c, &c->ahdr, 0, NULL, 0, NULL, 0, -1);
 }
 
@@ -630,17 +987,10 @@ static int h_DMA_MAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	d = &c->maps[c->nmaps++];
 	*d = (struct vfu_dma){.iova = r.addr, .size = r.size, .offset = r.offset,
 			      .prot = r.flags, .fd = fd};
-	if (fd < 0) {
-		/* Without an fd only DMA_READ/DMA_WRITE messages could reach this
-		 * memory; the models use the table, so DMA there fails. */
-		if (!c->nofd_warned)
-			ZOC_WARN("%s: DMA region [0x%llx, +0x%llx) has no fd: the device "
-				 "cannot reach it (DMA_READ/DMA_WRITE are not implemented)",
-				 conn_name(c), (unsigned long long)r.addr,
-				 (unsigned long long)r.size);
-		c->nofd_warned = true;
-		return reply_ok(c, &m->hdr, NULL, 0);
-	}
+	if (fd < 0)
+		ZOC_LOG_RL(ZOC_LOG_INFO, "%s: DMA region [0x%llx, +0x%llx) has no fd: devices reach it "
+			 "through DMA_READ/DMA_WRITE messages (slow path)",
+			 conn_name(c), (unsigned long long)r.addr, (unsigned long long)r.size);
 	rc = mem_build(c, &mem);
 	if (rc) {
 		map_remove(c, c->nmaps - 1);
@@ -654,7 +1004,7 @@ static int h_DMA_MAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 static int h_DMA_UNMAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 {
 	struct vfu_dma_unmap r;
-	bool had_fd = false, found = false;
+	bool found = false;
 	struct zoc_mem *mem;
 	int rc;
 
@@ -675,7 +1025,6 @@ static int h_DMA_UNMAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 		struct vfu_dma *d = &c->maps[i];
 
 		if ((r.flags & VFU_DMA_UNMAP_ALL) || (d->iova == r.addr && d->size == r.size)) {
-			had_fd |= d->fd >= 0;
 			found = true;
 			map_remove(c, i);
 			continue;
@@ -687,8 +1036,6 @@ static int h_DMA_UNMAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 			    (unsigned long long)r.addr, (unsigned long long)r.size);
 		return -ENOENT;
 	}
-	if (!had_fd)
-		return reply_ok(c, &m->hdr, &r, sizeof(r));
 	rc = mem_build(c, &mem);
 	if (rc) {
 		/* Rebuilding maps every remaining region again; if that fails
@@ -1063,6 +1410,7 @@ static int h_DEVICE_RESET(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	c->areply_len = 0;
 	c->cont = reset_cont;
 	c->pending = true;
+	dma_block(c);
 	zoc_pci_func_reset(c->f, async_done, c);
 	return VFU_ASYNC;
 }
@@ -1096,8 +1444,14 @@ static int vfu_dispatch(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	int rc;
 
 	c->nmsgs++;
+	if ((m->hdr.flags & VFU_F_TYPE_MASK) == VFU_F_TYPE_REPLY && c->versioned) {
+		/* An answer to one of our DMA_READ / DMA_WRITE. */
+		c->in_dispatch = true;
+		rc = dma_reply(c, m);
+		c->in_dispatch = false;
+		goto out;
+	}
 	if ((m->hdr.flags & VFU_F_TYPE_MASK) != VFU_F_TYPE_COMMAND) {
-		/* We send no commands, so no reply can be expected. */
 		ZOC_WARN_RL("%s: vfio-user message of type %u (flags 0x%x) from the client",
 			    conn_name(c), m->hdr.flags & VFU_F_TYPE_MASK, m->hdr.flags);
 		rc = VFU_CLOSE;
@@ -1147,6 +1501,8 @@ out:
 	msg_close_fds(m);
 	if (rc == VFU_CLOSE || c->dead) {
 		c->dead = true;
+		/* No answer will come on a connection we are closing. */
+		dma_fail_all(c, -ENOTCONN);
 		return VFU_CLOSE;
 	}
 	return 0;
@@ -1295,11 +1651,26 @@ static struct zoc_vfu_conn *conn_alloc(struct zoc_pci_func *f)
 	c->reply_fd = -1;
 	c->client_max_fds = 1;
 	c->client_max_xfer = VFU_MAX_XFER;
+	c->tfd = -1;
+	c->dq_tail = &c->dq_head;
+	c->ep = zoc_mem_remote_create(&vfu_remote_ops, c);
+	if (!c->ep) {
+		free(c->msg.payload);
+		free(c);
+		return NULL;
+	}
 	return c;
 }
 
 static void conn_free(struct zoc_vfu_conn *c)
 {
+	dma_fail_all(c, -ENOTCONN);
+	zoc_mem_remote_detach(c->ep);
+	zoc_mem_remote_put(c->ep);
+	if (c->tfd >= 0) {
+		zoc_reactor_del_fd(zoc_reactor_get(0), c->tfd);
+		close_fd(&c->tfd);
+	}
 	maps_clear(c);
 	if (c->mem)
 		zoc_mem_put(c->mem);
@@ -1368,6 +1739,8 @@ static void conn_close(struct zoc_vfu_conn *c)
 		return;
 	c->closing = true;
 	c->dead = true;
+	dma_fail_all(c, -ENOTCONN);
+	zoc_mem_remote_detach(c->ep);
 	if (c->fd >= 0) {
 		zoc_reactor_del_fd(zoc_reactor_get(0), c->fd);
 		close_fd(&c->fd);
@@ -1530,6 +1903,10 @@ json_t *zoc_vfu_server_info(const struct zoc_vfu_server *s)
 		json_object_set_new(o, "write_multiple", json_boolean(c->write_multi));
 		json_object_set_new(o, "messages", json_integer((json_int_t)c->nmsgs));
 		json_object_set_new(o, "errors", json_integer((json_int_t)c->nerrors));
+		json_object_set_new(o, "dma_reads", json_integer((json_int_t)c->dma_reads));
+		json_object_set_new(o, "dma_writes", json_integer((json_int_t)c->dma_writes));
+		json_object_set_new(o, "dma_errors", json_integer((json_int_t)c->dma_errors));
+		json_object_set_new(o, "dma_late_replies", json_integer((json_int_t)c->dma_late));
 	} else {
 		json_object_set_new(o, "version", json_null());
 		json_object_set_new(o, "dma_regions", json_integer(0));
@@ -1589,6 +1966,11 @@ int zoc_vfu_conn_feed(struct zoc_vfu_conn *c, const void *msg, size_t len, const
 	if (vfu_dispatch(c, m) == VFU_CLOSE)
 		return -ECONNRESET;
 	return 0;
+}
+
+void zoc_vfu_conn_dma_expire_test(struct zoc_vfu_conn *c)
+{
+	dma_expire(c, UINT64_MAX);
 }
 
 void zoc_vfu_conn_destroy_test(struct zoc_vfu_conn *c)

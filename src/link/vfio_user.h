@@ -14,7 +14,11 @@
  *  - DEVICE_GET_INFO, DEVICE_GET_REGION_INFO (config space, BARs; sparse
  *    mmap areas where the model offers them), DEVICE_GET_IRQ_INFO,
  *    DEVICE_SET_IRQS (INTx, MSI, MSI-X: eventfd trigger, mask, unmask),
- *    REGION_READ / REGION_WRITE, DEVICE_RESET.
+ *    REGION_READ / REGION_WRITE, DEVICE_RESET;
+ *  - maps without an fd become remote regions of the DMA space: devices copy
+ *    them with zoc_mem_io_submit(), which sends DMA_READ / DMA_WRITE to the
+ *    client (asynchronously, at most the client's max_data_xfer_size per
+ *    message, replies matched by msg id, a timeout resets the connection).
  *
  * A malformed message closes that connection (and only it) with a log line;
  * the function is reset and waits for the next client, which gets the device
@@ -52,6 +56,10 @@ struct zoc_vfu_conn;
 struct zoc_vfu_conn *zoc_vfu_conn_create_test(struct zoc_pci_func *f, int reply_fd);
 int zoc_vfu_conn_feed(struct zoc_vfu_conn *c, const void *msg, size_t len, const int *fds,
 		      size_t nfds);
+/* Lets every server -> client DMA request in flight time out now (as the
+ * timer does after VFU_DMA_TIMEOUT_MS): the copies fail, the connection is
+ * marked dead. */
+void zoc_vfu_conn_dma_expire_test(struct zoc_vfu_conn *c);
 void zoc_vfu_conn_destroy_test(struct zoc_vfu_conn *c);
 
 #endif

@@ -183,4 +183,12 @@ struct vfu_write_one {
 	uint8_t data[VFU_WRITE_MULTI_DATA];
 } __attribute__((packed));
 
+/* DMA_READ / DMA_WRITE (server -> client), request and reply: address and
+ * count; the DMA_WRITE request and the DMA_READ reply carry count bytes of
+ * data after them (docs/interop/vfio-user.rst). */
+struct vfu_dma_rw {
+	uint64_t addr;
+	uint64_t count;
+} __attribute__((packed));
+
 #endif

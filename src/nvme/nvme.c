@@ -787,8 +787,13 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	struct nvme_cq *cq = &c->cq[qid];
 	void *ring = c->mem ? zoc_mem_gpa_to_hva(c->mem, gpa, (uint64_t)size * 16, true) : NULL;
 
-	if (!ring)
+	if (!ring) {
+		if (zoc_mem_is_remote(c->mem, gpa, (uint64_t)size * 16, true))
+			ZOC_WARN_RL("%s: CQ %u at 0x%llx lies in memory the client did not share "
+				    "(no fd): queues must be in shared memory", c->name, qid,
+				    (unsigned long long)gpa);
 		return -EFAULT;
+	}
 	cq_reset_owner_state(cq);
 	cq->c = c;
 	cq->qid = qid;
@@ -824,8 +829,13 @@ int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	void *ring = c->mem ? zoc_mem_gpa_to_hva(c->mem, gpa, (uint64_t)size * 64, false) : NULL;
 	char name[32];
 
-	if (!ring)
+	if (!ring) {
+		if (zoc_mem_is_remote(c->mem, gpa, (uint64_t)size * 64, false))
+			ZOC_WARN_RL("%s: SQ %u at 0x%llx lies in memory the client did not share "
+				    "(no fd): queues must be in shared memory", c->name, qid,
+				    (unsigned long long)gpa);
 		return -EFAULT;
+	}
 	snprintf(name, sizeof(name), "nvme-sq%u", qid);
 	sq->pool = zoc_pool_create(name, size, sizeof(struct nvme_req));
 	if (!sq->pool)
@@ -1651,6 +1661,8 @@ void zoc_nvme_ns_remove(struct zoc_nvme_ctrlr *c, uint32_t nsid,
 
 static void ctrlr_free(struct zoc_nvme_ctrlr *c)
 {
+	for (unsigned i = 0; c->groups && i < c->ngroups; i++)
+		nvme_bounce_free(&c->groups[i]);
 	free(c->iv_cd);
 	free(c->groups);
 	free(c->bc_state);

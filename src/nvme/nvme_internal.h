@@ -18,6 +18,7 @@
 #include "blk/bdev.h"
 #include "core/reactor.h"
 #include "core/stats.h"
+#include "link/dma.h"
 #include "nvme/nvme.h"
 #include "nvme/nvme_spec.h"
 
@@ -43,14 +44,20 @@
 #define NVME_AEN_QUEUE 16
 #define NVME_KAS 10              /* keep alive granularity: 1 s */
 #define NVME_RESET_WAITERS 4     /* a link has at most 2 resets pending */
+#define NVME_BOUNCE_SLOTS 4      /* per group: Read/Write through memory without a mapping */
+#define NVME_BOUNCE_SEGS NVME_REQ_IOV
+#define NVME_BOUNCE_ENTS 40      /* PRP list entries fetched at once (>= MAX_XFER/4K + 1) */
 
 struct zoc_nvme_ctrlr;
 struct nvme_sq;
 struct nvme_cq;
 struct nvme_group;
 
+struct nvme_bounce;
+
 struct nvme_req {
 	struct nvme_sq *sq;
+	struct nvme_bounce *bounce; /* slow path: data in memory without a mapping */
 	struct nvme_group *g;      /* I/O: the owner group */
 	const struct nvme_ns *ns;  /* I/O: alive while counted in the group's ns inflight */
 	struct nvme_req *next;     /* CQ's held-completion list */
@@ -127,6 +134,33 @@ struct nvme_group_ns {
 	uint32_t inflight;
 };
 
+/*
+ * Slow path of a Read or Write whose data (or PRP list) lies in memory the
+ * link reaches only with messages (src/link/dma.h remote regions): the data
+ * goes through a bounce buffer, copied with zoc_mem_io_submit(). A few per
+ * group, allocated on first use; requests wait for a free one in order.
+ */
+struct nvme_bounce {
+	struct zoc_mem_io io;      /* the copy in progress */
+	struct nvme_group *g;
+	struct nvme_req *r;
+	struct nvme_bounce *next_free;
+	uint8_t *buf;              /* NVME_MAX_XFER bytes */
+	uint64_t prp1, prp2;
+	uint64_t bytes, off;       /* transfer size; bdev offset */
+	bool is_read;
+	uint8_t phase;
+	/* guest segments of the transfer */
+	uint64_t seg_gpa[NVME_BOUNCE_SEGS];
+	uint32_t seg_len[NVME_BOUNCE_SEGS];
+	unsigned nseg, cur;
+	uint64_t buf_off;
+	/* PRP list walk */
+	uint64_t rem, list;
+	unsigned hops, nent, slots;
+	uint64_t ents[NVME_BOUNCE_ENTS];
+};
+
 struct nvme_waiter;
 
 /* The controller's presence on one reactor. */
@@ -144,6 +178,11 @@ struct nvme_group {
 	bool discard;              /* disable: drop completions */
 	struct nvme_waiter *waiters, **waiters_tail;
 	struct nvme_group_ns ns[ZOC_NVME_MAX_NS];
+	/* slow path (owner) */
+	struct nvme_bounce *bounce;        /* NVME_BOUNCE_SLOTS, or NULL */
+	struct nvme_bounce *bounce_free;
+	struct nvme_req *bounce_wait, **bounce_wait_tail;
+	uint64_t bounced;                  /* requests that went through it */
 };
 
 struct nvme_ns {
@@ -289,5 +328,7 @@ void nvme_io_exec(struct nvme_group *g, struct nvme_req *r, const struct nvme_sq
 uint16_t nvme_map_data(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct nvme_sqe *cmd,
 		       uint64_t len, bool to_guest, bool allow_sgl);
 size_t nvme_iov_copy(struct iovec *iov, int n, size_t off, void *buf, size_t len, bool to_iov);
+/* Frees the group's bounce buffers (the group is idle). */
+void nvme_bounce_free(struct nvme_group *g);
 
 #endif

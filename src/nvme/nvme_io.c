@@ -7,6 +7,7 @@
 #include "nvme/nvme.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -231,6 +232,493 @@ uint16_t nvme_map_data(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struc
 
 /* ------------------------------------------------------------ commands */
 
+static void io_finish(struct nvme_req *r, uint16_t st);
+static void io_submit_cb(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len,
+			 void (*cb)(struct zoc_bdev_io *, int), struct nvme_bounce *b);
+static void io_step(struct nvme_req *r, struct nvme_group *g, int status);
+static void bounce_io_done(struct zoc_bdev_io *io, int status);
+
+/* ------------------------------------------------- slow path: bounce */
+
+/*
+ * A Read or Write whose data pointer reaches memory without a mapping
+ * (nvme_map_data() failed and the DMA space has remote regions) runs here:
+ * walk the PRP entries (list pages fetched with copies when they are remote
+ * too) or the SGL (its segments must be mapped) into guest segments, then
+ *   Write: copy the segments into the bounce buffer, write it to the bdev;
+ *   Read: read the bdev into the bounce buffer, copy it to the segments.
+ * Every step is asynchronous; the request counts in the group's busy while
+ * here, so a quiesce or disable waits for it (the link fails copies in
+ * flight when it quiesces, so that wait is short).
+ */
+enum { BP_LIST, BP_IN, BP_BDEV, BP_OUT };
+
+/* What the walk needs of the command, kept in the request's iov array
+ * (unused on this path) from submission until a slot takes it. */
+struct bounce_park {
+	uint64_t prp1, prp2; /* prp2 UINT64_MAX: SGL (in cmd) */
+	uint64_t bytes, off;
+	bool is_read;
+	struct nvme_sqe cmd;
+};
+
+static void bounce_next(struct nvme_bounce *b);
+
+static void bounce_release(struct nvme_group *g, struct nvme_bounce *b)
+{
+	struct nvme_req *w;
+
+	b->r->bounce = NULL;
+	b->r = NULL;
+	b->next_free = g->bounce_free;
+	g->bounce_free = b;
+	g->busy--;
+	/* the next waiting request takes the slot */
+	w = g->bounce_wait;
+	if (w) {
+		g->bounce_wait = w->next;
+		if (!g->bounce_wait)
+			g->bounce_wait_tail = &g->bounce_wait;
+		w->next = NULL;
+		b = g->bounce_free;
+		g->bounce_free = b->next_free;
+		b->r = w;
+		w->bounce = b;
+		bounce_next(b);
+	}
+}
+
+/* Ends the bounced request with st (before the bdev, or after the copy out). */
+static void bounce_end(struct nvme_bounce *b, uint16_t st)
+{
+	struct nvme_group *g = b->g;
+	struct nvme_req *r = b->r;
+
+	bounce_release(g, b);
+	io_finish(r, st);
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
+}
+
+/* Is [gpa, gpa+len) reachable at all (mapped or remote)? */
+static bool reachable(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write)
+{
+	struct iovec tmp[4];
+	int rc;
+
+	if (!len)
+		return true;
+	rc = zoc_mem_gpa_to_iov(m, gpa, len, write, tmp, (int)ZOC_ARRAY_SIZE(tmp));
+	return rc > 0 || zoc_mem_is_remote(m, gpa, len, write);
+}
+
+static uint16_t seg_add(struct nvme_bounce *b, const struct zoc_mem *m, uint64_t gpa,
+			uint64_t len)
+{
+	if (!len)
+		return NVME_SC_SUCCESS;
+	if (zoc_range_bad(gpa, len, UINT64_MAX) || !reachable(m, gpa, len, b->is_read))
+		return NVME_SC_DATA_XFER_ERROR;
+	if (b->nseg && b->seg_gpa[b->nseg - 1] + b->seg_len[b->nseg - 1] == gpa) {
+		b->seg_len[b->nseg - 1] += (uint32_t)len;
+		return NVME_SC_SUCCESS;
+	}
+	if (b->nseg >= NVME_BOUNCE_SEGS)
+		return NVME_SC_DATA_XFER_ERROR;
+	b->seg_gpa[b->nseg] = gpa;
+	b->seg_len[b->nseg] = (uint32_t)len;
+	b->nseg++;
+	return NVME_SC_SUCCESS;
+}
+
+static void bounce_copy_done(struct zoc_mem_io *io, int status);
+
+/* Starts a copy of len bytes between gpa and buf. */
+static void bounce_copy(struct nvme_bounce *b, uint64_t gpa, void *buf, uint64_t len,
+			bool to_guest)
+{
+	int rc;
+
+	b->io = (struct zoc_mem_io){.gpa = gpa, .buf = buf, .len = len, .to_guest = to_guest,
+				    .cb = bounce_copy_done, .arg = b};
+	rc = zoc_mem_io_submit(b->g->c->mem, &b->io);
+	if (rc)
+		bounce_end(b, NVME_SC_DATA_XFER_ERROR);
+}
+
+/* Parses the PRP list entries in b->ents (b->nent of them). */
+static uint16_t prp_parse(struct nvme_bounce *b, const struct zoc_mem *m, bool *more)
+{
+	uint64_t ps = b->g->c->page_size;
+
+	*more = false;
+	for (unsigned i = 0; i < b->nent && b->rem; i++) {
+		uint64_t e = b->ents[i], k;
+		uint16_t st;
+
+		if (i == b->nent - 1 && b->rem > ps && b->nent == b->slots) {
+			b->list = e;
+			*more = true;
+			return NVME_SC_SUCCESS;
+		}
+		if (e & (ps - 1))
+			return NVME_SC_PRP_INVALID_OFFSET;
+		k = ZOC_MIN(b->rem, ps);
+		b->rem -= k;
+		st = seg_add(b, m, e, k);
+		if (st)
+			return st;
+	}
+	return NVME_SC_SUCCESS;
+}
+
+/* Fetches the next PRP list page's entries: 0 = in b->ents now, 1 = a copy
+ * was started, else a status. */
+static int prp_fetch(struct nvme_bounce *b, const struct zoc_mem *m)
+{
+	uint64_t ps = b->g->c->page_size;
+	unsigned shift = (unsigned)__builtin_ctzll(ps);
+	const uint64_t *ent;
+
+	if (b->list & 7)
+		return NVME_SC_PRP_INVALID_OFFSET;
+	if (++b->hops > (NVME_MAX_XFER / 4096) + 2)
+		return NVME_SC_DATA_XFER_ERROR;
+	b->slots = (unsigned)((ps - (b->list & (ps - 1))) / 8);
+	b->nent = (unsigned)ZOC_MIN((uint64_t)b->slots, (b->rem + ps - 1) >> shift);
+	if (b->nent > NVME_BOUNCE_ENTS)
+		return NVME_SC_DATA_XFER_ERROR; /* cannot be: rem <= MAX_XFER */
+	ent = zoc_mem_gpa_to_hva(m, b->list, (uint64_t)b->nent * 8, false);
+	if (ent) {
+		memcpy(b->ents, ent, (size_t)b->nent * 8);
+		return 0;
+	}
+	if (!zoc_mem_is_remote(m, b->list, (uint64_t)b->nent * 8, false))
+		return NVME_SC_DATA_XFER_ERROR;
+	b->phase = BP_LIST;
+	bounce_copy(b, b->list, b->ents, (uint64_t)b->nent * 8, false);
+	return 1;
+}
+
+/* Walks the PRP entries from the command on; 0 = done, 1 = waiting for a
+ * list copy, else a status. */
+static int prp_walk(struct nvme_bounce *b, const struct zoc_mem *m, bool resume)
+{
+	uint64_t ps = b->g->c->page_size;
+	int rc;
+
+	if (!resume) {
+		uint64_t first;
+		uint16_t st;
+
+		if (b->prp1 & 3)
+			return NVME_SC_PRP_INVALID_OFFSET;
+		first = ZOC_MIN(b->bytes, ps - (b->prp1 & (ps - 1)));
+		st = seg_add(b, m, b->prp1, first);
+		if (st)
+			return st;
+		b->rem = b->bytes - first;
+		if (!b->rem)
+			return 0;
+		if (b->rem <= ps) {
+			if (b->prp2 & (ps - 1))
+				return NVME_SC_PRP_INVALID_OFFSET;
+			return seg_add(b, m, b->prp2, b->rem);
+		}
+		b->list = b->prp2;
+		rc = prp_fetch(b, m);
+		if (rc)
+			return rc;
+	}
+	for (;;) {
+		bool more;
+		uint16_t st = prp_parse(b, m, &more);
+
+		if (st)
+			return st;
+		if (!more)
+			return 0;
+		rc = prp_fetch(b, m);
+		if (rc)
+			return rc;
+	}
+}
+
+/* Data segments of an SGL (its segment descriptors must be mapped). */
+static uint16_t sgl_walk(struct nvme_bounce *b, const struct zoc_mem *m, const struct nvme_sqe *cmd)
+{
+	struct nvme_sgl_desc d;
+	uint64_t total = 0;
+	unsigned seen = 0;
+
+	memcpy(&d, &cmd->prp1, sizeof(d));
+	for (;;) {
+		uint8_t type = NVME_SGL_TYPE(d.id);
+		const struct nvme_sgl_desc *list;
+		uint32_t count;
+		bool last_seg, next = false;
+
+		if (type != NVME_SGL_SEGMENT && type != NVME_SGL_LAST_SEGMENT) {
+			if (NVME_SGL_SUBTYPE(d.id) != 0 || type != NVME_SGL_DATA_BLOCK)
+				return NVME_SC_SGL_INVALID_TYPE;
+			if (total + d.len > b->bytes)
+				return NVME_SC_SGL_INVALID_DATA_LEN;
+			total += d.len;
+			if (seg_add(b, m, d.addr, d.len))
+				return NVME_SC_DATA_XFER_ERROR;
+			break;
+		}
+		if (NVME_SGL_SUBTYPE(d.id) != 0)
+			return NVME_SC_SGL_INVALID_TYPE;
+		last_seg = type == NVME_SGL_LAST_SEGMENT;
+		if (d.len == 0 || d.len % 16)
+			return NVME_SC_SGL_INVALID_LAST;
+		if (d.len > SGL_MAX_SEG_BYTES)
+			return NVME_SC_SGL_INVALID_COUNT;
+		count = d.len / 16;
+		list = zoc_mem_gpa_to_hva(m, d.addr, d.len, false);
+		if (!list)
+			return NVME_SC_DATA_XFER_ERROR; /* segment lists must be in shared memory */
+		for (uint32_t i = 0; i < count; i++) {
+			struct nvme_sgl_desc e;
+			uint8_t t;
+
+			memcpy(&e, &list[i], sizeof(e));
+			if (++seen > SGL_MAX_DESCS)
+				return NVME_SC_SGL_INVALID_COUNT;
+			t = NVME_SGL_TYPE(e.id);
+			if (t == NVME_SGL_SEGMENT || t == NVME_SGL_LAST_SEGMENT) {
+				if (i != count - 1 || last_seg)
+					return NVME_SC_SGL_INVALID_LAST;
+				d = e;
+				next = true;
+				break;
+			}
+			if (NVME_SGL_SUBTYPE(e.id) != 0 || t != NVME_SGL_DATA_BLOCK)
+				return NVME_SC_SGL_INVALID_TYPE;
+			if (total + e.len > b->bytes)
+				return NVME_SC_SGL_INVALID_DATA_LEN;
+			total += e.len;
+			if (seg_add(b, m, e.addr, e.len))
+				return NVME_SC_DATA_XFER_ERROR;
+		}
+		if (!next)
+			break;
+	}
+	if (total != b->bytes)
+		return NVME_SC_SGL_INVALID_DATA_LEN;
+	return NVME_SC_SUCCESS;
+}
+
+/* Copies the next segment (in or out), or moves to the next phase. */
+static void bounce_data(struct nvme_bounce *b)
+{
+	if (ZOC_UNLIKELY(b->g->discard)) {
+		bounce_end(b, NVME_SC_SUCCESS); /* a disable drops completions anyway */
+		return;
+	}
+	if (b->cur < b->nseg) {
+		unsigned i = b->cur++;
+		uint8_t *p = b->buf + b->buf_off;
+
+		b->buf_off += b->seg_len[i];
+		bounce_copy(b, b->seg_gpa[i], p, b->seg_len[i], b->phase == BP_OUT);
+		return;
+	}
+	if (b->phase == BP_IN) {
+		struct nvme_req *r = b->r;
+
+		b->phase = BP_BDEV;
+		r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
+		r->iovcnt = 1;
+		io_submit_cb(r, ZOC_BDEV_WRITE, b->off, b->bytes, bounce_io_done, b);
+		return;
+	}
+	bounce_end(b, NVME_SC_SUCCESS); /* BP_OUT: all copied to the guest */
+}
+
+static void bounce_copy_done(struct zoc_mem_io *io, int status)
+{
+	struct nvme_bounce *b = io->arg;
+
+	if (status) {
+		ZOC_WARN_RL("%s: sq %u cid %u: copy through the link failed: %s", b->g->c->name,
+			    b->r->sq->qid, b->r->cid, strerror(-status));
+		bounce_end(b, NVME_SC_DATA_XFER_ERROR);
+		return;
+	}
+	if (b->phase == BP_LIST) {
+		int rc = prp_walk(b, b->g->c->mem, true);
+
+		if (rc == 1)
+			return;
+		if (rc) {
+			bounce_end(b, (uint16_t)rc);
+			return;
+		}
+		b->phase = b->is_read ? BP_BDEV : BP_IN;
+		b->cur = 0;
+		b->buf_off = 0;
+		if (b->is_read) {
+			b->r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
+			b->r->iovcnt = 1;
+			io_submit_cb(b->r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
+			return;
+		}
+	}
+	bounce_data(b);
+}
+
+/* The bdev finished a bounced request's I/O. */
+static void bounce_io_done(struct zoc_bdev_io *io, int status)
+{
+	struct nvme_req *r = io->cb_arg;
+	struct nvme_bounce *b = r->bounce;
+	struct nvme_group *g = b->g;
+
+	g->busy--; /* the bdev's count; the slot keeps its own */
+
+	if (status || !b->is_read) {
+		/* write done (or failed): the slot is free; the normal path
+		 * finishes (FUA flush, error statuses) */
+		bounce_release(g, b);
+		io_step(r, g, status);
+		return;
+	}
+	b->phase = BP_OUT;
+	b->cur = 0;
+	b->buf_off = 0;
+	bounce_data(b);
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
+}
+
+/* A slot is b's: walk the data pointer and start. */
+static void bounce_next(struct nvme_bounce *b)
+{
+	struct nvme_req *r = b->r;
+	const struct zoc_mem *m = b->g->c->mem;
+	struct bounce_park park;
+	int rc;
+
+	memcpy(&park, r->iov, sizeof(park));
+	b->prp1 = park.prp1;
+	b->prp2 = park.prp2;
+	b->bytes = park.bytes;
+	b->off = park.off;
+	b->is_read = park.is_read;
+	b->nseg = 0;
+	b->cur = 0;
+	b->buf_off = 0;
+	b->hops = 0;
+	b->phase = BP_IN;
+	if (!m) {
+		bounce_end(b, NVME_SC_DATA_XFER_ERROR);
+		return;
+	}
+	if (b->prp2 == UINT64_MAX) {
+		rc = sgl_walk(b, m, &park.cmd);
+	} else {
+		rc = prp_walk(b, m, false);
+	}
+	if (rc == 1)
+		return; /* a list page is on its way */
+	if (rc) {
+		ZOC_WARN_RL("%s: sq %u cid %u: bad data pointer (status 0x%x)", b->g->c->name,
+			    r->sq->qid, r->cid, rc);
+		bounce_end(b, (uint16_t)rc);
+		return;
+	}
+	if (b->is_read) {
+		b->phase = BP_BDEV;
+		r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
+		r->iovcnt = 1;
+		io_submit_cb(r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
+		return;
+	}
+	bounce_data(b);
+}
+
+static int bounce_alloc(struct nvme_group *g)
+{
+	struct nvme_bounce *bs = calloc(NVME_BOUNCE_SLOTS, sizeof(*bs));
+
+	if (!bs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < NVME_BOUNCE_SLOTS; i++) {
+		bs[i].g = g;
+		bs[i].buf = aligned_alloc(4096, NVME_MAX_XFER);
+		if (!bs[i].buf) {
+			for (unsigned j = 0; j < i; j++)
+				free(bs[j].buf);
+			free(bs);
+			return -ENOMEM;
+		}
+		bs[i].next_free = g->bounce_free;
+		g->bounce_free = &bs[i];
+	}
+	g->bounce = bs;
+	g->bounce_wait = NULL;
+	g->bounce_wait_tail = &g->bounce_wait;
+	return 0;
+}
+
+void nvme_bounce_free(struct nvme_group *g)
+{
+	if (!g->bounce)
+		return;
+	for (unsigned i = 0; i < NVME_BOUNCE_SLOTS; i++)
+		free(g->bounce[i].buf);
+	free(g->bounce);
+	g->bounce = NULL;
+	g->bounce_free = NULL;
+}
+
+/* io_rw's slow path. */
+static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct nvme_sqe *cmd,
+			 const struct nvme_ns *ns, bool is_read, uint64_t slba, uint64_t bytes)
+{
+	struct nvme_bounce *b;
+	struct bounce_park *park;
+	uint8_t psdt = NVME_SQE_PSDT(cmd->flags);
+
+	_Static_assert(sizeof(struct bounce_park) <= sizeof(r->iov), "park fits");
+	if (!g->bounce && bounce_alloc(g)) {
+		io_finish(r, NVME_SC_INTERNAL);
+		return;
+	}
+	if (!r->ns_counted) {
+		g->ns[r->nsid - 1].inflight++;
+		r->ns_counted = true;
+	}
+	g->busy++; /* until the slot is released */
+	g->bounced++;
+	r->bytes = bytes;
+	r->fua = !is_read && ns->bdev->supports_flush &&
+		 (((cmd->cdw12 >> 30) & 1) || !__atomic_load_n(&g->c->wce, __ATOMIC_RELAXED));
+	park = (struct bounce_park *)r->iov; /* unused until the data is bounced */
+	park->prp1 = cmd->prp1;
+	park->prp2 = psdt == NVME_PSDT_PRP ? cmd->prp2 : UINT64_MAX;
+	park->cmd = *cmd;
+	park->bytes = bytes;
+	park->off = slba << ns->lbads;
+	park->is_read = is_read;
+	b = g->bounce_free;
+	if (!b) {
+		/* every slot busy: wait in order */
+		r->next = NULL;
+		*g->bounce_wait_tail = r;
+		g->bounce_wait_tail = &r->next;
+		return;
+	}
+	g->bounce_free = b->next_free;
+	b->r = r;
+	r->bounce = b;
+	bounce_next(b);
+}
+
+/* ------------------------------------------------------ the fast path */
+
 static void io_finish(struct nvme_req *r, uint16_t st)
 {
 	struct nvme_group *g = r->g;
@@ -246,10 +734,14 @@ static void io_finish(struct nvme_req *r, uint16_t st)
 
 static void io_done(struct zoc_bdev_io *io, int status);
 
-static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len)
+/* Submits r to the bdev with completion cb; a refusal completes it (b: a
+ * bounced request, whose slot goes back). */
+static void io_submit_cb(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len,
+			 void (*cb)(struct zoc_bdev_io *, int), struct nvme_bounce *b)
 {
 	struct nvme_group *g = r->g;
 	struct nvme_group_ns *gn = &g->ns[r->nsid - 1];
+	uint16_t st;
 	int rc;
 
 	r->io.op = op;
@@ -257,7 +749,7 @@ static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uin
 	r->io.len = len;
 	r->io.iov = (op == ZOC_BDEV_READ || op == ZOC_BDEV_WRITE) ? r->iov : NULL;
 	r->io.iovcnt = (op == ZOC_BDEV_READ || op == ZOC_BDEV_WRITE) ? r->iovcnt : 0;
-	r->io.cb = io_done;
+	r->io.cb = cb;
 	r->io.cb_arg = r;
 	if (!r->ns_counted) {
 		gn->inflight++;
@@ -269,11 +761,20 @@ static void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uin
 		g->busy--;
 		ZOC_WARN_RL("%s: sq %u: request refused by the back end: %s", g->c->name,
 			    r->sq->qid, strerror(-rc));
-		io_finish(r, rc == -EROFS     ? NVME_SC_NS_WRITE_PROTECTED
-			     : rc == -ENOTSUP ? NVME_SC_INVALID_OPCODE
-			     : rc == -ERANGE  ? NVME_SC_LBA_RANGE
-					      : NVME_SC_INTERNAL);
+		st = rc == -EROFS     ? NVME_SC_NS_WRITE_PROTECTED
+		     : rc == -ENOTSUP ? NVME_SC_INVALID_OPCODE
+		     : rc == -ERANGE  ? NVME_SC_LBA_RANGE
+				      : NVME_SC_INTERNAL;
+		if (ZOC_UNLIKELY(b != NULL))
+			bounce_end(b, st);
+		else
+			io_finish(r, st);
 	}
+}
+
+static inline void io_submit(struct nvme_req *r, enum zoc_bdev_op op, uint64_t off, uint64_t len)
+{
+	io_submit_cb(r, op, off, len, io_done, NULL);
 }
 
 static bool lba_ok(const struct nvme_ns *ns, uint64_t slba, uint64_t nlb)
@@ -363,6 +864,11 @@ static void io_rw(struct nvme_group *g, struct nvme_req *r, const struct nvme_sq
 		return;
 	}
 	st = nvme_map_data(c, r, cmd, bytes, is_read, true);
+	if (ZOC_UNLIKELY(st == NVME_SC_DATA_XFER_ERROR) && c->mem && c->mem->nremote) {
+		/* some of it lies in memory without a mapping: the slow path */
+		io_rw_bounce(g, r, cmd, ns, is_read, slba, bytes);
+		return;
+	}
 	if (st) {
 		ZOC_WARN_RL("%s: sq %u cid %u: bad data pointer (status 0x%x)", c->name, r->sq->qid,
 			    r->cid, st);

@@ -20,7 +20,20 @@
  *
  * Device action (cmd 0xff): payload[0] = MSI-X/MSI vector the device raises;
  * payload[1..8] = an IOVA the device reads and writes 8 bytes at, through
- * the DMA table the link installed (must stay inside what was mapped).
+ * the DMA table the link installed (must stay inside what was mapped);
+ * payload[9] (if present): also start a copy (zoc_mem_io) at that IOVA:
+ * bit 7 the direction (1: to the guest), bits 0-4 its length in 512-byte
+ * units (+1). Copies that reach memory mapped without an fd become
+ * DMA_READ / DMA_WRITE requests on the socket.
+ *
+ * Client replies: a record whose flags say "reply" (type 1) answers a
+ * server request when fdspec bit 6 is set: its id and command are those of
+ * the oldest unanswered request the server sent (bit 7: the payload starts
+ * with that request's address and count, then the record's bytes), else
+ * the record's own id (the next id, usually a reply to nothing).
+ *
+ * Every copy must complete (its callback run exactly once) by the time the
+ * connection is destroyed.
  *
  * Guest memory is one 256 KiB memfd. Replies are read back, with their fds,
  * after every message. After each input the connection is destroyed; every
@@ -68,7 +81,23 @@ static struct {
 } g_dev;
 
 static bool g_verbose;
-static unsigned g_nmsgs, g_nok, g_ndma;
+static unsigned g_nmsgs, g_nok, g_ndma, g_ncopies, g_ncopies_ok;
+
+/* Copies in flight (the device's side of the slow path). */
+#define MAX_COPIES 8
+static struct copy {
+	struct zoc_mem_io io;
+	bool busy;
+	uint8_t buf[64 << 10];
+} g_copy[MAX_COPIES];
+
+/* Server requests seen on the socket, oldest first. */
+#define MAX_REQS 64
+static struct {
+	uint16_t id, cmd;
+	uint64_t addr, count;
+} g_req[MAX_REQS];
+static unsigned g_nreq;
 static int g_guest_fd = -1;
 
 static void die(const char *what)
@@ -215,7 +244,43 @@ static void list_fds(void)
 	closedir(d);
 }
 
-/* Reads (and drops) every reply, closing the fds they carry. */
+/* Reassembles the server's messages: remembers its requests (DMA_READ /
+ * DMA_WRITE), drops replies. */
+static uint8_t g_rx[16 + 16 + (1u << 20) + 65536];
+static size_t g_rx_len;
+
+static void parse_rx(void)
+{
+	size_t off = 0;
+
+	while (g_rx_len - off >= sizeof(struct vfu_hdr)) {
+		struct vfu_hdr h;
+
+		memcpy(&h, g_rx + off, sizeof(h));
+		if (h.size < sizeof(h) || h.size > sizeof(g_rx))
+			die("server sent a malformed message");
+		if (g_rx_len - off < h.size)
+			break;
+		if ((h.flags & VFU_F_TYPE_MASK) == VFU_F_TYPE_COMMAND) {
+			struct vfu_dma_rw rw;
+
+			if ((h.cmd != VFU_CMD_DMA_READ && h.cmd != VFU_CMD_DMA_WRITE) ||
+			    h.size < sizeof(h) + sizeof(rw))
+				die("server sent a command other than a well-formed DMA_READ/WRITE");
+			memcpy(&rw, g_rx + off + sizeof(h), sizeof(rw));
+			if (rw.count == 0 || rw.count > (1u << 20) ||
+			    h.size != sizeof(h) + sizeof(rw) + (h.cmd == VFU_CMD_DMA_WRITE ? rw.count : 0))
+				die("server DMA request of a bad size");
+			if (g_nreq < MAX_REQS)
+				g_req[g_nreq++] = (typeof(g_req[0])){h.msg_id, h.cmd, rw.addr, rw.count};
+		}
+		off += h.size;
+	}
+	memmove(g_rx, g_rx + off, g_rx_len - off);
+	g_rx_len -= off;
+}
+
+/* Reads every message the server wrote, closing the fds they carry. */
 static void drain(int fd)
 {
 	for (;;) {
@@ -231,6 +296,11 @@ static void drain(int fd)
 
 		if (n <= 0)
 			return;
+		if ((size_t)n > sizeof(g_rx) - g_rx_len)
+			die("server message larger than any it may send");
+		memcpy(g_rx + g_rx_len, buf, (size_t)n);
+		g_rx_len += (size_t)n;
+		parse_rx();
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 				continue;
@@ -263,6 +333,17 @@ static int make_fd(unsigned kind)
 	}
 }
 
+static void copy_cb(struct zoc_mem_io *io, int status)
+{
+	struct copy *k = io->arg;
+
+	if (!k->busy)
+		die("copy completed twice");
+	k->busy = false;
+	if (!status)
+		g_ncopies_ok++;
+}
+
 /* The device at work: an interrupt, and 8 bytes of DMA at an IOVA. */
 static void device_action(struct zoc_pci_func *f, const uint8_t *p, size_t len)
 {
@@ -281,6 +362,24 @@ static void device_action(struct zoc_pci_func *f, const uint8_t *p, size_t len)
 		g_ndma++;
 		(void)h[0];
 		(void)h[7];
+	}
+	if (len >= 10) {
+		uint64_t clen = ((uint64_t)(p[9] & 0x1f) + 1) * 512;
+
+		for (unsigned i = 0; i < MAX_COPIES; i++) {
+			struct copy *k = &g_copy[i];
+
+			if (k->busy)
+				continue;
+			k->io = (struct zoc_mem_io){.gpa = iova, .buf = k->buf, .len = clen,
+						    .to_guest = p[9] & 0x80, .cb = copy_cb, .arg = k};
+			k->busy = true;
+			if (zoc_mem_io_submit(g_dev.mem, &k->io) != 0)
+				k->busy = false; /* refused at once: no callback */
+			else
+				g_ncopies++;
+			break;
+		}
 	}
 }
 
@@ -303,7 +402,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static uint8_t msg[16 + 65536];
+	static uint8_t msg[16 + 16 + 65536];
 	struct zoc_pci_func *f;
 	struct zoc_vfu_conn *c;
 	uint16_t id = 0;
@@ -339,13 +438,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= len;
 		if (cmd == ACTION) {
 			device_action(f, p, len);
+			drain(sp[1]); /* the requests a copy sent */
 			continue;
 		}
 		h = (struct vfu_hdr){.msg_id = ++id, .cmd = cmd,
 				     .size = (uint32_t)(sizeof(h) + len + ((flags & 0x80) ? 1 : 0)),
 				     .flags = flags & 0x3f};
+		if ((h.flags & VFU_F_TYPE_MASK) == VFU_F_TYPE_REPLY && (fdspec & 0x40) && g_nreq) {
+			/* answer the oldest request */
+			struct vfu_dma_rw rw = {g_req[0].addr, g_req[0].count};
+
+			h.msg_id = g_req[0].id;
+			h.cmd = g_req[0].cmd;
+			memmove(g_req, g_req + 1, --g_nreq * sizeof(g_req[0]));
+			if ((fdspec & 0x80) && len <= sizeof(msg) - sizeof(h) - sizeof(rw)) {
+				memmove(msg + sizeof(h) + sizeof(rw), p, len);
+				memcpy(msg + sizeof(h), &rw, sizeof(rw));
+				len += sizeof(rw);
+				h.size = (uint32_t)(sizeof(h) + len + ((flags & 0x80) ? 1 : 0));
+				memcpy(msg, &h, sizeof(h));
+				fdspec &= 0xf0; /* no fds with a built reply */
+				goto built;
+			}
+		}
 		memcpy(msg, &h, sizeof(h));
 		memcpy(msg + sizeof(h), p, len);
+built:
 		for (unsigned i = 0; i < (fdspec & 0x0f); i++) {
 			unsigned kind = (fdspec >> 4) & 3;
 			int fd = make_fd(kind == 3 ? i % 3 : kind);
@@ -367,6 +485,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	zoc_vfu_conn_destroy_test(c);
 	finish_deferred();
 	drain(sp[1]);
+	for (unsigned i = 0; i < MAX_COPIES; i++)
+		if (g_copy[i].busy)
+			die("a copy never completed after the connection closed");
+	g_nreq = 0;
+	g_rx_len = 0;
 	close(sp[0]);
 	close(sp[1]);
 	if (g_dev.quiesced)
@@ -379,7 +502,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		die("fd leak");
 	}
 	if (g_verbose)
-		fprintf(stderr, "fuzz_vfio_user: %u messages, %u accepted, %u DMA touches\n", g_nmsgs,
-			g_nok, g_ndma);
+		fprintf(stderr, "fuzz_vfio_user: %u messages, %u accepted, %u DMA touches, %u copies "
+			"(%u ok)\n", g_nmsgs, g_nok, g_ndma, g_ncopies, g_ncopies_ok);
 	return 0;
 }

@@ -6,7 +6,9 @@ Each seed is a vfio-user conversation in the fuzzer's record format (see the
 comment at the top of fuzz_vfio_user.c): QEMU's start-up (VERSION, GET_INFO,
 region and irq info, DMA_MAP of guest memory, config space and BAR sizing,
 MSI-X eventfds), device interrupts and DMA, posted writes and WRITE_MULTI,
-asynchronous quiesce/reset, unmap and reset.
+asynchronous quiesce/reset, unmap and reset; memory mapped without an fd,
+device copies there (DMA_READ / DMA_WRITE to the client) and the client's
+replies: right, short, late, wrong id, error.
 
 Usage: gen_vfio_user_corpus.py [OUTDIR]   (default: corpus/vfio_user beside this file)
 """
@@ -17,6 +19,9 @@ import sys
 VERSION, DMA_MAP, DMA_UNMAP, GET_INFO, GET_REGION_INFO = 1, 2, 3, 4, 5
 GET_IRQ_INFO, SET_IRQS, REGION_READ, REGION_WRITE, RESET, WRITE_MULTI = 7, 8, 9, 10, 13, 15
 ACTION = 0xFF
+DMA_READ, DMA_WRITE = 11, 12
+REPLY, ERROR_FLAG = 0x01, 0x20
+ANSWER, BUILT = 0x40, 0x80  # fdspec bits: answer the oldest request; prefix addr/count
 
 NO_REPLY, ASYNC = 0x10, 0x40
 FD_GUEST, FD_EVENT, FD_SMALL = 0x00, 0x10, 0x20
@@ -69,11 +74,16 @@ class Seq:
             p += struct.pack("<QII", off, region, len(data)) + data.ljust(8, b"\0")
         return self.msg(WRITE_MULTI, p, flags)
 
-    def action(self, vector, iova=None):
+    def action(self, vector, iova=None, copy=None):
         p = bytes([vector])
         if iova is not None:
             p += struct.pack("<Q", iova)
+        if copy is not None:
+            p += bytes([copy])
         return self.msg(ACTION, p)
+
+    def answer(self, data=b"", built=True, flags=REPLY, cmd=DMA_READ):
+        return self.msg(cmd, data, flags, 0, ANSWER | (BUILT if built else 0))
 
 
 def qemu_start():
@@ -163,6 +173,35 @@ def main():
     s.rd(9, 0, 4).rd(0, 0xFFFFFFFFFFFFFFF0, 32).wr(6, 0, b"x")
     s.set_irqs(DATA_EVENTFD | ACT_TRIGGER, MSIX, 15, 2, nfds=2)
     seeds["errors"] = s
+
+    # memory without an fd: copies become DMA_READ / DMA_WRITE, answered
+    NOFD = 0x80000000
+    s = qemu_start()
+    s.dma_map(NOFD, 0x100000, 0, 3, 0)
+    s.action(0, NOFD + 0x1000, 0x00)            # read 512 bytes
+    s.answer(b"\xaa" * 512)                      # right
+    s.action(0, NOFD + 0x2000, 0x81)            # write 1 KiB
+    s.answer(b"")                               # right (address + count)
+    s.action(0, IOVA + GUEST - 512, 0x03)       # mapped + beyond: refused
+    s.action(0, NOFD + 0xFFE00, 0x01)           # read 1 KiB crossing the end: refused
+    s.action(0, NOFD, 0x00)
+    s.answer(b"", False, REPLY | ERROR_FLAG)    # error reply: fails, connection stays
+    s.action(0, NOFD, 0x1F)                     # read 16 KiB
+    s.answer(b"\x55" * 100)                      # too little data: closes
+    s.action(0, NOFD, 0x00)
+    s.msg(DMA_READ, struct.pack("<QQ", NOFD, 512) + b"\0" * 512, REPLY)  # wrong id
+    seeds["dma_rw"] = s
+
+    s = qemu_start()
+    s.dma_map(NOFD, 0x100000, 0, 3, 0)
+    s.action(0, NOFD, 0x05).action(0, NOFD + 0x4000, 0x85).action(0, NOFD + 0x8000, 0x00)
+    s.dma_map(NOFD + 0x200000, 0x1000, 0, 1, 0, FD_GUEST, ASYNC)  # quiesce fails them
+    s.answer(b"\0" * 3072)                       # late: dropped
+    s.action(0, NOFD, 0x00)
+    s.msg(RESET, b"", ASYNC)
+    s.action(0, NOFD, 0x80)
+    s.answer(b"", True, REPLY, DMA_WRITE)
+    seeds["dma_rw_quiesce"] = s
 
     seeds["before_version"] = Seq().msg(GET_INFO, struct.pack("<IIII", 16, 0, 0, 0)).version()
 

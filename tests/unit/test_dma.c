@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -302,6 +303,138 @@ static void test_truncated_region_sigbus(void **state)
 	close(fd);
 }
 
+
+/* ---- remote regions (memory without an mmap; copies through a link) ---- */
+
+static uint8_t g_far[65536]; /* the "client's" memory behind the fake link, at 0x100000 */
+static int g_far_calls, g_far_defer;
+static struct zoc_mem_io *g_far_held;
+
+static void far_rw(void *ctx, struct zoc_mem_io *io)
+{
+	uint64_t off = io->gpa + io->done - 0x100000;
+
+	(void)ctx;
+	g_far_calls++;
+	if (io->chunk > 1000)
+		io->chunk = 1000; /* a link may cut a run */
+	if (g_far_defer) {
+		g_far_held = io;
+		return;
+	}
+	if (io->to_guest)
+		memcpy(g_far + off, (uint8_t *)io->buf + io->done, io->chunk);
+	else
+		memcpy((uint8_t *)io->buf + io->done, g_far + off, io->chunk);
+	zoc_mem_io_remote_done(io, 0);
+}
+
+static const struct zoc_mem_remote_ops far_ops = {.rw = far_rw};
+
+struct done {
+	int n, status;
+};
+
+static void done_cb(struct zoc_mem_io *io, int status)
+{
+	struct done *d = io->arg;
+
+	d->n++;
+	d->status = status;
+}
+
+static void test_remote(void **state)
+{
+	static uint8_t near[8192], buf[12288];
+	struct zoc_mem *m = zoc_mem_create();
+	struct zoc_mem_remote *ep = zoc_mem_remote_create(&far_ops, (void *)1);
+	struct done d = {0};
+	struct zoc_mem_io io;
+
+	(void)state;
+	assert_non_null(m);
+	assert_non_null(ep);
+	/* mapped [0xfe000, 0x100000), remote [0x100000, +64K) right after it,
+	 * a read-only remote one further up */
+	assert_int_equal(zoc_mem_add_region_hva(m, 0xfe000, sizeof(near), 0xfe000, near, true), 0);
+	assert_int_equal(zoc_mem_add_remote(m, 0x100000, sizeof(g_far), true), 0);
+	assert_int_equal(zoc_mem_add_remote(m, 0x200000, 4096, false), 0);
+	/* overlaps, zero size, wrap are refused, both ways */
+	assert_int_equal(zoc_mem_add_remote(m, 0xff000, 8192, true), -EEXIST);
+	assert_int_equal(zoc_mem_add_remote(m, 0x10f000, 8192, true), -EEXIST);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x100000, 4096, 0x100000, buf, true), -EEXIST);
+	assert_int_equal(zoc_mem_add_remote(m, 0x300000, 0, true), -EINVAL);
+	assert_int_equal(zoc_mem_add_remote(m, UINT64_MAX - 4095, 8192, true), -EOVERFLOW);
+	zoc_mem_set_remote(m, ep);
+	/* translations never see remote memory */
+	assert_null(zoc_mem_gpa_to_hva(m, 0x100000, 8, false));
+	assert_null(zoc_mem_gpa_to_hva(m, 0xffff8, 16, false));
+	assert_int_equal(zoc_mem_gpa_to_iov(m, 0x100000, 8, false, (struct iovec[2]){0}, 2), -EFAULT);
+	/* is_remote: some byte remote and every byte reachable */
+	assert_true(zoc_mem_is_remote(m, 0x100010, 8, true));
+	assert_true(zoc_mem_is_remote(m, 0xff000, 8192, true));
+	assert_false(zoc_mem_is_remote(m, 0xfe000, 8, true));          /* mapped only */
+	assert_false(zoc_mem_is_remote(m, 0x10fff0, 32, false));       /* past the end */
+	assert_false(zoc_mem_is_remote(m, 0x200000, 8, true));         /* read-only */
+	assert_true(zoc_mem_is_remote(m, 0x200000, 8, false));
+	assert_false(zoc_mem_is_remote(m, UINT64_MAX - 3, 8, false));
+	assert_false(zoc_mem_is_remote(NULL, 0x100000, 8, false));
+	/* a copy across the mapped and the remote region, cut by the link */
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 3);
+	io = (struct zoc_mem_io){.gpa = 0xff000, .buf = buf, .len = sizeof(buf), .to_guest = true,
+				 .cb = done_cb, .arg = &d};
+	g_far_calls = 0;
+	assert_int_equal(zoc_mem_io_submit(m, &io), 0);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.status, 0);
+	assert_int_equal(g_far_calls, 9); /* 8192 remote bytes in runs of <= 1000 */
+	assert_memory_equal(near + 0x1000, buf, 4096);
+	assert_memory_equal(g_far, buf + 4096, 8192);
+	memset(buf, 0, sizeof(buf));
+	io = (struct zoc_mem_io){.gpa = 0xff000, .buf = buf, .len = sizeof(buf), .cb = done_cb,
+				 .arg = &d};
+	assert_int_equal(zoc_mem_io_submit(m, &io), 0);
+	assert_int_equal(d.n, 2);
+	assert_memory_equal(buf, near + 0x1000, 4096);
+	assert_memory_equal(buf + 4096, g_far, 8192);
+	/* refused before anything is sent: unreachable, read-only, bad args */
+	g_far_calls = 0;
+	io.gpa = 0x10fff0;
+	io.len = 32;
+	assert_int_equal(zoc_mem_io_submit(m, &io), -EFAULT);
+	io = (struct zoc_mem_io){.gpa = 0x200000, .buf = buf, .len = 8, .to_guest = true,
+				 .cb = done_cb, .arg = &d};
+	assert_int_equal(zoc_mem_io_submit(m, &io), -EFAULT);
+	io.cb = NULL;
+	assert_int_equal(zoc_mem_io_submit(m, &io), -EINVAL);
+	assert_int_equal(g_far_calls, 0);
+	assert_int_equal(d.n, 2);
+	/* the link fails a step: the copy ends with that status */
+	g_far_defer = 1;
+	io = (struct zoc_mem_io){.gpa = 0x100000, .buf = buf, .len = 100, .cb = done_cb, .arg = &d};
+	assert_int_equal(zoc_mem_io_submit(m, &io), 0);
+	assert_int_equal(d.n, 2);
+	assert_non_null(g_far_held);
+	zoc_mem_io_remote_done(g_far_held, -ETIMEDOUT);
+	assert_int_equal(d.n, 3);
+	assert_int_equal(d.status, -ETIMEDOUT);
+	g_far_defer = 0;
+	/* the table keeps its own reference on the endpoint; detached, copies
+	 * fail with -ENOTCONN; mapped-only copies still work */
+	zoc_mem_remote_put(ep);
+	zoc_mem_remote_detach(m->ep);
+	io = (struct zoc_mem_io){.gpa = 0x100000, .buf = buf, .len = 8, .cb = done_cb, .arg = &d};
+	assert_int_equal(zoc_mem_io_submit(m, &io), 0);
+	assert_int_equal(d.n, 4);
+	assert_int_equal(d.status, -ENOTCONN);
+	io = (struct zoc_mem_io){.gpa = 0xfe000, .buf = buf, .len = 8, .cb = done_cb, .arg = &d};
+	assert_int_equal(zoc_mem_io_submit(m, &io), 0);
+	assert_int_equal(d.n, 5);
+	assert_int_equal(d.status, 0);
+	zoc_mem_put(m); /* drops the endpoint's last reference (ASan checks) */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +445,7 @@ int main(void)
 		cmocka_unit_test(test_iov),
 		cmocka_unit_test(test_mmap_fd),
 		cmocka_unit_test(test_truncated_region_sigbus),
+		cmocka_unit_test(test_remote),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);

@@ -704,6 +704,14 @@ static uint16_t create_cq(struct drv *d, uint16_t qid, uint32_t size, uint16_t i
 	return admin(d, &c, NULL);
 }
 
+static uint16_t create_cq_at(struct drv *d, uint16_t qid, uint64_t gpa)
+{
+	struct nvme_sqe c = {.opc = NVME_ADM_CREATE_CQ, .prp1 = gpa,
+			     .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | ((uint32_t)qid << 16)};
+
+	return admin(d, &c, NULL);
+}
+
 static uint16_t create_sq(struct drv *d, uint16_t qid, uint32_t size, uint16_t cqid,
 			  uint32_t flags)
 {
@@ -2173,6 +2181,205 @@ static void test_create_args(void **state)
 	zoc_nvme_fail_alloc = 0;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* memory without a mapping (vfio-user DMA_MAP without an fd)           */
+
+#define RGPA 0x40000000ull
+#define RSIZE (1u << 20)
+
+static uint8_t *g_remote;
+static int g_remote_mode; /* 0: answer, 1: fail every copy */
+static atomic_int g_remote_calls;
+
+/* A fake link: the "client's" memory is g_remote; 4 KiB per message. */
+static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
+{
+	uint64_t off = io->gpa + io->done - RGPA;
+	uint64_t n = io->chunk > 4096 ? 4096 : io->chunk;
+
+	(void)ctx;
+	atomic_fetch_add(&g_remote_calls, 1);
+	io->chunk = n;
+	if (g_remote_mode == 1 || off + n > RSIZE) {
+		zoc_mem_io_remote_done(io, -EIO);
+		return;
+	}
+	if (io->to_guest)
+		memcpy(g_remote + off, (uint8_t *)io->buf + io->done, n);
+	else
+		memcpy((uint8_t *)io->buf + io->done, g_remote + off, n);
+	zoc_mem_io_remote_done(io, 0);
+}
+
+static const struct zoc_mem_remote_ops fake_remote_ops = {.rw = fake_remote_rw};
+
+/* Gives d a DMA space with its memory plus [RGPA, +RSIZE) reachable only
+ * through the fake link. Returns the endpoint. */
+static struct zoc_mem_remote *drv_add_remote(struct drv *d)
+{
+	struct zoc_mem *old = d->zm;
+	struct zoc_mem_remote *ep = zoc_mem_remote_create(&fake_remote_ops, (void *)1);
+	struct ctl c = {.d = d};
+
+	assert_non_null(ep);
+	d->zm = zoc_mem_create();
+	assert_non_null(d->zm);
+	assert_int_equal(zoc_mem_add_region_hva(d->zm, GPA, MEM_SIZE, GPA, d->mem, true), 0);
+	assert_int_equal(zoc_mem_add_remote(d->zm, RGPA, RSIZE, true), 0);
+	zoc_mem_set_remote(d->zm, ep);
+	sem_init(&c.sem, 0, 0);
+	on_reactor(quiesce_fn, &c);
+	ctl_wait(&c);
+	on_reactor(set_dma_fn, &c);
+	sem_destroy(&c.sem);
+	zoc_mem_put(old);
+	return ep;
+}
+
+static void rfill(uint64_t gpa, size_t len, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		g_remote[gpa - RGPA + i] = (uint8_t)(seed + i * 13 + i / 512);
+}
+
+static void test_io_remote(void **state)
+{
+	struct drv *d = drv_new();
+	struct zoc_mem_remote *ep;
+	struct nvme_sgl_desc s1;
+	struct q *q;
+	uint64_t *list = g2h(d, GPA + OFF_LIST);
+	uint8_t *ram = g_ram_data;
+	int calls;
+
+	(void)state;
+	g_remote = calloc(1, RSIZE);
+	assert_non_null(g_remote);
+	g_remote_mode = 0;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	ep = drv_add_remote(d);
+	enable(d);
+	q = io_pair(d, 1);
+
+	/* the fast path is untouched: mapped data makes no copy */
+	calls = atomic_load(&g_remote_calls);
+	fill(d, GPA + OFF_DATA, 4096, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	assert_int_equal(atomic_load(&g_remote_calls), calls);
+
+	/* two blocks in remote memory at an odd offset: write, read back elsewhere */
+	rfill(RGPA + 512, 1024, 3);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 20, 2, RGPA + 512, 0), 0);
+	assert_memory_equal(ram + 20 * 512, g_remote + 512, 1024);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 20, 2, RGPA + 0x8000, 0), 0);
+	assert_memory_equal(g_remote + 0x8000, ram + 20 * 512, 1024);
+	assert_true(atomic_load(&g_remote_calls) > calls);
+
+	/* 64 KiB: PRP1 remote, a mapped PRP list of remote and mapped pages */
+	rfill(RGPA + 0x10000, 0x10000, 7);
+	fill(d, GPA + OFF_DATA + 0x40000, 0x10000, 8);
+	for (unsigned i = 0; i < 15; i++)
+		list[i] = (i % 3 == 1) ? GPA + OFF_DATA + 0x40000 + (i + 1) * 4096ull
+				       : RGPA + 0x10000 + (i + 1) * 4096ull;
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 200, 128, RGPA + 0x10000, GPA + OFF_LIST), 0);
+	assert_memory_equal(ram + 200 * 512, g_remote + 0x10000, 4096);
+	for (unsigned i = 0; i < 15; i++) {
+		const uint8_t *src = (i % 3 == 1) ? (uint8_t *)g2h(d, list[i]) : g_remote + (list[i] - RGPA);
+
+		assert_memory_equal(ram + 200 * 512 + (i + 1) * 4096ull, src, 4096);
+	}
+	/* read it back through a PRP list that itself lies in remote memory */
+	{
+		uint64_t rl[15];
+
+		for (unsigned i = 0; i < 15; i++)
+			rl[i] = (i % 2) ? GPA + OFF_DATA + 0x80000 + i * 4096ull
+					: RGPA + 0x40000 + i * 4096ull;
+		memcpy(g_remote + 0x30000 + 8, rl, sizeof(rl)); /* list at an offset */
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 200, 128, RGPA + 0x20000,
+				    RGPA + 0x30000 + 8),
+				 0);
+		assert_memory_equal(g_remote + 0x20000, ram + 200 * 512, 4096);
+		for (unsigned i = 0; i < 15; i++) {
+			const uint8_t *dst = (i % 2) ? (uint8_t *)g2h(d, rl[i]) : g_remote + (rl[i] - RGPA);
+
+			assert_memory_equal(dst, ram + 200 * 512 + (i + 1) * 4096ull, 4096);
+		}
+	}
+	/* SGL data block in remote memory */
+	rfill(RGPA + 0x60003, 1536, 11);
+	sgl(&s1, RGPA + 0x60003, 1536, NVME_SGL_DATA_BLOCK);
+	assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 60, 3, &s1), 0);
+	assert_memory_equal(ram + 60 * 512, g_remote + 0x60003, 1536);
+
+	/* 10 bounced writes at once (4 slots per group: the rest wait in order),
+	 * then 10 reads back */
+	{
+		struct nvme_cqe e;
+
+		rfill(RGPA + 0x90000, 10 * 8192, 21);
+		for (unsigned i = 0; i < 10; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_WRITE, .nsid = 1,
+					     .prp1 = RGPA + 0x90000 + i * 8192ull,
+					     .prp2 = RGPA + 0x90000 + i * 8192ull + 4096,
+					     .cdw10 = 1000 + i * 16, .cdw12 = 15};
+
+			push(d, q, &c);
+		}
+		for (unsigned i = 0; i < 10; i++) {
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+			assert_int_equal(st_of(&e), 0);
+		}
+		for (unsigned i = 0; i < 10; i++)
+			assert_memory_equal(ram + (1000 + i * 16) * 512, g_remote + 0x90000 + i * 8192, 8192);
+		memset(g_remote + 0x90000, 0, 10 * 8192);
+		for (unsigned i = 0; i < 10; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+					     .prp1 = RGPA + 0x90000 + i * 8192ull,
+					     .prp2 = RGPA + 0x90000 + i * 8192ull + 4096,
+					     .cdw10 = 1000 + i * 16, .cdw12 = 15};
+
+			push(d, q, &c);
+		}
+		for (unsigned i = 0; i < 10; i++) {
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+			assert_int_equal(st_of(&e), 0);
+		}
+		for (unsigned i = 0; i < 10; i++)
+			assert_memory_equal(g_remote + 0x90000 + i * 8192, ram + (1000 + i * 16) * 512, 8192);
+	}
+	/* hostile: data past the remote region, a PRP list entry outside
+	 * everything, a misaligned list entry, a remote list pointing nowhere */
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, RGPA + RSIZE - 1024, 0),
+			 NVME_SC_DATA_XFER_ERROR);
+	list[0] = GPA_HOLE;
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 24, RGPA, GPA + OFF_LIST),
+			 NVME_SC_DATA_XFER_ERROR);
+	list[0] = RGPA + 0x1004;
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 24, RGPA, GPA + OFF_LIST),
+			 NVME_SC_PRP_INVALID_OFFSET);
+	memset(g_remote + 0x30000, 0xff, 64);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 24, RGPA, RGPA + 0x30000),
+			 NVME_SC_PRP_INVALID_OFFSET);
+	/* the link fails the copies: Data Transfer Error, then all is well again */
+	g_remote_mode = 1;
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 20, 2, RGPA + 0x8000, 0), NVME_SC_DATA_XFER_ERROR);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 20, 2, RGPA + 512, 0), NVME_SC_DATA_XFER_ERROR);
+	g_remote_mode = 0;
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 20, 2, RGPA + 0x9000, 0), 0);
+	assert_memory_equal(g_remote + 0x9000, ram + 20 * 512, 1024);
+	/* the link is gone: copies fail */
+	zoc_mem_remote_detach(ep);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 20, 2, RGPA + 0x9000, 0), NVME_SC_DATA_XFER_ERROR);
+	/* queues in memory without a mapping are refused */
+	assert_int_equal(create_cq_at(d, 2, RGPA + 0x80000), NVME_SC_INVALID_FIELD);
+	zoc_mem_remote_put(ep);
+	drv_free(d);
+	free(g_remote);
+	g_remote = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2183,6 +2390,7 @@ int main(void)
 		cmocka_unit_test(test_features),
 		cmocka_unit_test(test_io_prp),
 		cmocka_unit_test(test_io_sgl),
+		cmocka_unit_test(test_io_remote),
 		cmocka_unit_test(test_logs_and_events),
 		cmocka_unit_test(test_deleted_queue),
 		cmocka_unit_test(test_interrupts),

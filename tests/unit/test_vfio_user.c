@@ -798,9 +798,12 @@ static void test_dma(void **state)
 	memcpy(p, "vfiouser", 8);
 	assert_int_equal(memcmp(host + (256 << 10) + 4096, "vfiouser", 8), 0);
 	assert_null(zoc_mem_gpa_to_hva(g_fake.mem, (1ull << 30) + (512 << 10) - 4, 8, false));
-	/* a map without fd: recorded, not reachable */
+	/* a map without fd: a remote region, never translated (copied with
+	 * DMA_READ / DMA_WRITE) */
 	dma_map(0x100000000ull, 1 << 20, 0, -1, 0);
 	assert_null(zoc_mem_gpa_to_hva(g_fake.mem, 0x100000000ull, 8, false));
+	assert_true(zoc_mem_is_remote(g_fake.mem, 0x100000000ull, 8, true));
+	assert_false(zoc_mem_is_remote(g_fake.mem, 0x100000000ull + (1 << 20) - 4, 8, false));
 	/* overlap, zero size, overflow, misaligned, bad flags */
 	fd2 = dup(fd);
 	dma_map((1ull << 30) + 4096, 4096, 0, fd2, EEXIST);
@@ -854,10 +857,12 @@ static void test_dma(void **state)
 	assert_int_equal(u.addr, 1ull << 30);
 	assert_int_equal(u.size, 512 << 10);
 	assert_int_equal(g_fake.nquiesce, q0 + 1);
-	assert_null(g_fake.mem);
+	assert_non_null(g_fake.mem); /* the fd-less ones remain */
+	assert_null(zoc_mem_gpa_to_hva(g_fake.mem, 1ull << 30, 8, false));
 	/* unmap all of the fd-less ones */
 	assert_int_equal(dma_unmap(0, 0, VFU_DMA_UNMAP_ALL), 0);
 	assert_int_equal(expect_ok(NULL, 0, NULL), sizeof(u));
+	assert_null(g_fake.mem);
 	assert_int_equal(dma_unmap(0x100000000ull, 1 << 20, 0), 0);
 	expect_error(ENOENT);
 	/* map again, then the connection ends with it mapped */
@@ -1587,6 +1592,305 @@ static void test_server_create_errors(void **state)
 	assert_null(zoc_vfu_server_create("/tmp/x.sock", NULL));
 }
 
+
+/* ------------------------------------------------------------------ */
+/* server -> client DMA_READ / DMA_WRITE (maps without an fd)           */
+
+#define RIOVA 0x100000000ull
+#define RSIZE (1u << 20)
+
+struct copy {
+	struct zoc_mem_io io;
+	int status;
+	int ncb;
+};
+
+static void copy_cb(struct zoc_mem_io *io, int status)
+{
+	struct copy *k = (struct copy *)io;
+
+	k->status = status;
+	k->ncb++;
+}
+
+static int copy_start(struct copy *k, uint64_t gpa, void *buf, uint64_t len, bool to_guest)
+{
+	memset(k, 0, sizeof(*k));
+	k->status = 1;
+	k->io = (struct zoc_mem_io){.gpa = gpa, .buf = buf, .len = len, .to_guest = to_guest,
+				    .cb = copy_cb};
+	return zoc_mem_io_submit(g_fake.mem, &k->io);
+}
+
+/* Reads the server's next request: its header and payload. */
+static int get_req(struct vfu_hdr *h, struct vfu_dma_rw *rw, uint8_t *data, size_t max)
+{
+	static uint8_t p[MAX_MSG];
+	int n = get_reply(h, p, sizeof(p), NULL);
+
+	if (n < (int)sizeof(*rw))
+		return -1;
+	memcpy(rw, p, sizeof(*rw));
+	if (data)
+		memcpy(data, p + sizeof(*rw), ZOC_MIN((size_t)n - sizeof(*rw), max));
+	return n;
+}
+
+/* Feeds a reply with id and cmd and payload rw + data. */
+static int feed_reply(uint16_t id, uint16_t cmd, uint32_t flags, uint32_t err,
+		      const struct vfu_dma_rw *rw, const void *data, size_t dlen)
+{
+	struct vfu_hdr h = {.msg_id = id, .cmd = cmd, .flags = VFU_F_TYPE_REPLY | flags,
+			    .error = err};
+	size_t n = sizeof(h);
+
+	if (rw) {
+		memcpy(g_buf + n, rw, sizeof(*rw));
+		n += sizeof(*rw);
+	}
+	if (dlen) {
+		memcpy(g_buf + n, data, dlen);
+		n += dlen;
+	}
+	h.size = (uint32_t)n;
+	memcpy(g_buf, &h, sizeof(h));
+	return zoc_vfu_conn_feed(g_c, g_buf, n, NULL, 0);
+}
+
+/* VERSION (client takes 4 KiB per message), a remote map and a mapped one. */
+static uint8_t *remote_setup(int *fd_out)
+{
+	int fd = memfd(1 << 20);
+	uint8_t *host = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	assert_true(host != MAP_FAILED);
+	do_version("{\"capabilities\":{\"max_data_xfer_size\":4096}}");
+	dma_map(RIOVA, RSIZE, 0, -1, 0);
+	dma_map(RIOVA + RSIZE, 1 << 20, 0, dup(fd), 0); /* right after it, mapped */
+	assert_non_null(g_fake.mem);
+	*fd_out = fd;
+	return host;
+}
+
+static void test_dma_rw(void **state)
+{
+	static uint8_t guest[3 * 4096 + 100], buf[3 * 4096 + 100];
+	struct vfu_hdr h;
+	struct vfu_dma_rw rw;
+	struct copy k;
+	uint64_t addr;
+	uint8_t *host;
+	int fd;
+
+	host = remote_setup(&fd);
+	for (size_t i = 0; i < sizeof(guest); i++)
+		guest[i] = (uint8_t)(i * 7 + 1);
+	/* a read of 3 pages + 100 bytes: 4 DMA_READs of <= 4 KiB, all in flight */
+	assert_int_equal(copy_start(&k, RIOVA + 0x10, buf, sizeof(buf), false), 0);
+	assert_int_equal(k.ncb, 0);
+	addr = RIOVA + 0x10;
+	for (int i = 0; i < 4; i++) {
+		uint64_t cnt = i < 3 ? 4096 : 100;
+
+		assert_int_equal(get_req(&h, &rw, NULL, 0), (int)sizeof(rw));
+		assert_int_equal(h.cmd, VFU_CMD_DMA_READ);
+		assert_int_equal(h.flags, VFU_F_TYPE_COMMAND);
+		assert_int_equal(rw.addr, addr);
+		assert_int_equal(rw.count, cnt);
+		/* answered at once; the next request follows the reply */
+		assert_int_equal(feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, &rw,
+					    guest + (addr - RIOVA - 0x10), cnt), 0);
+		addr += cnt;
+	}
+	assert_int_equal(k.ncb, 1);
+	assert_int_equal(k.status, 0);
+	assert_memory_equal(buf, guest, sizeof(buf));
+	assert_true(no_reply_pending());
+	/* a write spanning the remote map's end and the mapped one after it:
+	 * one DMA_WRITE for the remote part, a memcpy for the rest */
+	memset(buf, 0xab, sizeof(buf));
+	assert_int_equal(copy_start(&k, RIOVA + RSIZE - 1000, buf, 3000, true), 0);
+	{
+		uint8_t d[1000];
+
+		assert_int_equal(get_req(&h, &rw, d, sizeof(d)), (int)(sizeof(rw) + 1000));
+		assert_int_equal(h.cmd, VFU_CMD_DMA_WRITE);
+		assert_int_equal(rw.addr, RIOVA + RSIZE - 1000);
+		assert_int_equal(rw.count, 1000);
+		assert_int_equal(d[0], 0xab);
+		assert_int_equal(d[999], 0xab);
+		assert_int_equal(k.ncb, 0);
+		assert_int_equal(feed_reply(h.msg_id, VFU_CMD_DMA_WRITE, 0, 0, &rw, NULL, 0), 0);
+	}
+	assert_int_equal(k.ncb, 1);
+	assert_int_equal(k.status, 0);
+	assert_int_equal(host[0], 0xab);
+	assert_int_equal(host[1999], 0xab);
+	assert_int_equal(host[2000], 0);
+	/* outside every map, read-only target: refused before anything is sent */
+	assert_int_equal(copy_start(&k, 0x900000000ull, buf, 8, false), -EFAULT);
+	assert_int_equal(copy_start(&k, RIOVA + RSIZE + (1 << 20) - 4, buf, 8, false), -EFAULT);
+	assert_true(no_reply_pending());
+	/* an error reply fails that copy, the connection stays */
+	assert_int_equal(copy_start(&k, RIOVA, buf, 16, false), 0);
+	assert_int_equal(get_req(&h, &rw, NULL, 0), (int)sizeof(rw));
+	assert_int_equal(feed_reply(h.msg_id, VFU_CMD_DMA_READ, VFU_F_ERROR, EFAULT, NULL, NULL, 0),
+			 0);
+	assert_int_equal(k.ncb, 1);
+	assert_int_equal(k.status, -EIO);
+	/* a late reply (to that id again) is dropped, not fatal */
+	assert_int_equal(feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, &rw, guest, 16), 0);
+	/* the connection still serves requests */
+	cfg_write(0x4, "\x06\x00", 2);
+	munmap(host, 1 << 20);
+	close(fd);
+}
+
+/* Hostile replies: each fails the copy and (but an error or short reply)
+ * closes the connection. */
+static void test_dma_rw_hostile(void **state)
+{
+	static const struct {
+		const char *what;
+		int kind;
+	} cases[] = {
+		{"wrong id", 0},       {"wrong cmd", 1},      {"short payload", 2},
+		{"wrong addr", 3},     {"oversized data", 4}, {"reply with fd", 5},
+		{"no-reply flag", 6},  {"short count", 7},    {"never answered", 8},
+	};
+	uint8_t buf[64] = {0}, data[128] = {0};
+
+	for (size_t ci = 0; ci < ZOC_ARRAY_SIZE(cases); ci++) {
+		struct vfu_hdr h;
+		struct vfu_dma_rw rw;
+		struct copy k;
+		uint8_t *host;
+		int fd, rc = 0;
+
+		if (ci) {
+			conn_end();
+			conn_new();
+		}
+		host = remote_setup(&fd);
+		assert_int_equal(copy_start(&k, RIOVA + 64, buf, 64, false), 0);
+		assert_int_equal(get_req(&h, &rw, NULL, 0), (int)sizeof(rw));
+		switch (cases[ci].kind) {
+		case 0:
+			rc = feed_reply((uint16_t)(h.msg_id + 100), VFU_CMD_DMA_READ, 0, 0, &rw, data, 64);
+			break;
+		case 1:
+			rc = feed_reply(h.msg_id, VFU_CMD_DMA_WRITE, 0, 0, &rw, NULL, 0);
+			break;
+		case 2:
+			rc = feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, NULL, data, 8);
+			break;
+		case 3:
+			rw.addr += 8;
+			rc = feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, &rw, data, 64);
+			break;
+		case 4:
+			rc = feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, &rw, data, 128);
+			break;
+		case 5: {
+			struct vfu_hdr r = {.msg_id = h.msg_id, .cmd = VFU_CMD_DMA_READ,
+					    .flags = VFU_F_TYPE_REPLY,
+					    .size = (uint32_t)(sizeof(r) + sizeof(rw) + 64)};
+			int efd = eventfd(0, EFD_CLOEXEC);
+
+			memcpy(g_buf, &r, sizeof(r));
+			memcpy(g_buf + sizeof(r), &rw, sizeof(rw));
+			memcpy(g_buf + sizeof(r) + sizeof(rw), data, 64);
+			rc = zoc_vfu_conn_feed(g_c, g_buf, r.size, &efd, 1);
+			break;
+		}
+		case 6:
+			rc = feed_reply(h.msg_id, VFU_CMD_DMA_READ, VFU_F_NO_REPLY, 0, &rw, data, 64);
+			break;
+		case 7:
+			rw.count = 32; /* a short read, consistent: the copy fails, no close */
+			rc = feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, &rw, data, 32);
+			break;
+		case 8:
+			assert_int_equal(k.ncb, 0);
+			zoc_vfu_conn_dma_expire_test(g_c);
+			rc = -ECONNRESET;
+			break;
+		}
+		assert_int_equal(k.ncb, 1);
+		assert_int_not_equal(k.status, 0);
+		if (cases[ci].kind == 7) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(k.status, -EIO);
+		} else {
+			/* the connection is gone: later messages are refused */
+			assert_int_not_equal(rc, 0);
+			assert_int_not_equal(feed(VFU_CMD_DEVICE_GET_INFO, 0, &(struct vfu_device_info){16},
+						  16, NULL, 0),
+					     0);
+		}
+		if (cases[ci].kind == 8)
+			assert_int_equal(k.status, -ETIMEDOUT);
+		munmap(host, 1 << 20);
+		close(fd);
+		/* drain whatever the server still wrote */
+		while (!no_reply_pending())
+			get_req(&h, &rw, NULL, 0);
+	}
+}
+
+/* Copies in flight when a DMA_MAP quiesces the device, or the connection
+ * closes, fail at once (nobody waits for a client that may be waiting for
+ * us); copies after the close fail with -ENOTCONN. */
+static void test_dma_rw_quiesce_close(void **state)
+{
+	uint8_t buf[64];
+	struct vfu_hdr h;
+	struct vfu_dma_rw rw;
+	struct copy k, k2;
+	struct zoc_mem *mem;
+	uint8_t *host;
+	int fd;
+
+	host = remote_setup(&fd);
+	assert_int_equal(copy_start(&k, RIOVA, buf, 64, false), 0);
+	assert_int_equal(get_req(&h, &rw, NULL, 0), (int)sizeof(rw));
+	dma_map(0x700000000ull, 4096, 0, -1, 0);
+	assert_int_equal(k.ncb, 1);
+	assert_int_equal(k.status, -EAGAIN);
+	/* its late reply is dropped */
+	assert_int_equal(feed_reply(h.msg_id, VFU_CMD_DMA_READ, 0, 0, &rw, buf, 64), 0);
+	/* 20 copies: 16 in flight, 4 queued; the close fails them all */
+	{
+		static struct copy many[20];
+
+		for (int i = 0; i < 20; i++) {
+			memset(&many[i], 0, sizeof(many[i]));
+			many[i].io = (struct zoc_mem_io){.gpa = RIOVA, .buf = buf, .len = 8,
+							 .cb = copy_cb};
+			assert_int_equal(zoc_mem_io_submit(g_fake.mem, &many[i].io), 0);
+		}
+		for (int i = 0; i < 16; i++)
+			assert_int_equal(get_req(&h, &rw, NULL, 0), (int)sizeof(rw));
+		assert_true(no_reply_pending());
+		mem = g_fake.mem;
+		zoc_mem_get(mem);
+		conn_end();
+		for (int i = 0; i < 20; i++) {
+			assert_int_equal(many[i].ncb, 1);
+			assert_int_equal(many[i].status, -ENOTCONN);
+		}
+	}
+	/* the device still holds an old table: copies fail, nothing crashes */
+	memset(&k2, 0, sizeof(k2));
+	k2.io = (struct zoc_mem_io){.gpa = RIOVA, .buf = buf, .len = 8, .cb = copy_cb};
+	assert_int_equal(zoc_mem_io_submit(mem, &k2.io), 0);
+	assert_int_equal(k2.ncb, 1);
+	assert_int_equal(k2.status, -ENOTCONN);
+	zoc_mem_put(mem);
+	munmap(host, 1 << 20);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1600,6 +1904,9 @@ int main(void)
 		T(test_write_multi),
 		T(test_dma),
 		T(test_dma_async),
+		T(test_dma_rw),
+		T(test_dma_rw_hostile),
+		T(test_dma_rw_quiesce_close),
 		T(test_irqs),
 		T(test_reset),
 		T(test_before_version),

@@ -48,7 +48,7 @@ struct opts {
 	double time_s;
 	uint64_t size_mb;
 	int cpu;
-	bool irq_eventfd, json, no_mmap, wait_writes, verbose;
+	bool irq_eventfd, json, no_mmap, wait_writes, dma_nofd, verbose;
 	int timeout_ms;
 	uint64_t seed;
 	uint32_t mem_mb;
@@ -117,6 +117,9 @@ static void usage(FILE *f)
 		"                      posted with No_reply, like QEMU's vfio-user-pci)\n"
 		"  --mem-mb N          DMA memory to share (default: 64, or what the job needs)\n"
 		"  --seed N            seed for offsets and verify patterns (default 1)\n"
+		"  --dma-nofd          put data buffers and PRP lists in a second region mapped\n"
+		"                      without an fd (as QEMU maps unshared guest RAM): the server\n"
+		"                      copies them with DMA_READ/DMA_WRITE, served by this client"
 		"  -v, --verbose       describe the controller on stderr\n",
 		g_prog);
 }
@@ -270,6 +273,7 @@ static double tv_s(struct timeval tv)
 struct run {
 	const struct opts *o;
 	struct zoc_nvmed *d;
+	uint64_t dma_served; /* --dma-nofd: DMA_READ/DMA_WRITE the client served */
 	const struct zoc_nvmed_info *info;
 	struct zoc_nvmed_info info_copy;
 	struct jobq *q;
@@ -344,13 +348,13 @@ static int setup_job(struct run *r)
 		for (uint32_t s = 0; s < o->qd; s++) {
 			struct nvme_sqe *t = &jq->tmpl[s];
 			uint64_t iova, list_iova = 0;
-			uint8_t *buf = zoc_nvmed_dma_alloc(r->d, (size_t)pages * PAGE, &iova);
+			uint8_t *buf = zoc_nvmed_data_alloc(r->d, (size_t)pages * PAGE, &iova);
 			uint64_t *list = NULL;
 
 			if (!buf)
 				return -ENOSPC;
 			if (pages > 2) {
-				list = zoc_nvmed_dma_alloc(r->d, PAGE, &list_iova);
+				list = zoc_nvmed_data_alloc(r->d, PAGE, &list_iova);
 				if (!list || pages - 1 > PAGE / 8)
 					return -ENOSPC;
 				for (uint32_t p = 1; p < pages; p++)
@@ -558,7 +562,15 @@ static int wait_irq(struct run *r, int timeout_ms)
 
 	for (uint32_t i = 0; i < n; i++)
 		pfd[i] = (struct pollfd){ .fd = r->q[i].qp->irq_fd, .events = POLLIN };
-	pr = poll(pfd, n, timeout_ms);
+	if (r->o->dma_nofd && n < 64) {
+		/* the server's DMA requests wake us too (served by the loop) */
+		pfd[n] = (struct pollfd){ .fd = zoc_nvmed_socket_fd(r->d), .events = POLLIN };
+		pr = poll(pfd, n + 1, timeout_ms);
+		if (pr > 0 && (pfd[n].revents & (POLLIN | POLLHUP | POLLERR)))
+			pr--;
+	} else {
+		pr = poll(pfd, n, timeout_ms);
+	}
 	if (pr < 0 && errno != EINTR) {
 		run_fail(r, "poll on the interrupt eventfds: %s", strerror(errno));
 		return -errno;
@@ -601,6 +613,12 @@ static void run_loop(struct run *r)
 			} else {
 				r->stopping = true;
 			}
+		}
+		if (o->dma_nofd && zoc_nvmed_service(r->d)) {
+			r->failed = false;
+			r->fatal = true;
+			run_fail(r, "%s", zoc_nvmed_error(r->d));
+			break;
 		}
 		for (uint32_t i = 0; i < r->nq && !r->fatal; i++) {
 			int n = poll_queue(r, &r->q[i], now);
@@ -666,6 +684,8 @@ static void print_results(const struct run *r, double cpu_user, double cpu_sys, 
 		       r->verified, iops, mibs, mean, hist_pct(&r->lat, 50) / 1000.0,
 		       hist_pct(&r->lat, 99) / 1000.0, hist_pct(&r->lat, 99.9) / 1000.0,
 		       (double)r->lat.max / 1000.0, cpu_user, cpu_sys, cpu, dbw, in->mn, in->sn, in->fr);
+		if (o->dma_nofd)
+			printf(", \"dma_served\": %" PRIu64, r->dma_served);
 		if (rc) {
 			printf(", \"error\": ");
 			json_str(r->err);
@@ -687,6 +707,9 @@ static void print_results(const struct run *r, double cpu_user, double cpu_sys, 
 	printf("  client CPU: %.1f%% (user %.2f s, sys %.2f s)%s; doorbell writes %.3f per I/O\n",
 	       100 * cpu, cpu_user, cpu_sys, o->cpu >= 0 ? "" : " unpinned",
 	       r->ios ? (double)dbw / (double)r->ios : 0);
+	if (o->dma_nofd)
+		printf("  data without an fd: %" PRIu64 " DMA_READ/DMA_WRITE requests served\n",
+		       r->dma_served);
 }
 
 /* What setup_job() allocated (any part of it), and r itself. */
@@ -720,6 +743,7 @@ static int cmd_nvme(int argc, char **argv)
 		{ "wait-writes", no_argument, NULL, 'W' },
 		{ "mem-mb", required_argument, NULL, 'm' },
 		{ "seed", required_argument, NULL, 'e' },
+		{ "dma-nofd", no_argument, NULL, 'D' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -771,6 +795,7 @@ static int cmd_nvme(int argc, char **argv)
 		case 'j': o.json = true; break;
 		case 'T': o.timeout_ms = (int)parse_u64("--timeout-ms", optarg, 1, 3600000); break;
 		case 'N': o.no_mmap = true; break;
+		case 'D': o.dma_nofd = true; break;
 		case 'W': o.wait_writes = true; break;
 		case 'm': o.mem_mb = (uint32_t)parse_u64("--mem-mb", optarg, 1, 4095); break;
 		case 'e': o.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
@@ -806,6 +831,7 @@ static int cmd_nvme(int argc, char **argv)
 	dopts.irq_eventfd = o.irq_eventfd;
 	dopts.no_mmap = o.no_mmap;
 	dopts.wait_writes = o.wait_writes;
+	dopts.data_nofd = o.dma_nofd;
 	dopts.verbose = o.verbose;
 	{
 		uint64_t per_slot = ((uint64_t)(o.bs + PAGE - 1) / PAGE) * PAGE + (o.bs > 2 * PAGE ? PAGE : 0);
@@ -871,6 +897,7 @@ static int cmd_nvme(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru1);
 	for (uint32_t i = 0; i < r->nq; i++)
 		r->doorbell_writes += r->q[i].qp->doorbell_writes;
+	r->dma_served = zoc_nvmed_dma_served(r->d);
 	if (r->failed)
 		rc = EXIT_FAIL;
 	if (!r->failed && o.rw == RW_VERIFY && r->verified == 0) {

@@ -54,6 +54,7 @@
 
 #define ADMIN_QSIZE 32
 #define IOVA_BASE 0x100000000ull /* above 4 GiB: catches 32-bit truncation */
+#define IOVA_NOFD 0x8000000000ull /* the fd-less data region (opts.data_nofd) */
 #define PAGE 4096u
 
 /* PCI config space. */
@@ -75,6 +76,9 @@ struct zoc_nvmed {
 	int memfd;
 	uint8_t *mem;
 	size_t mem_size, mem_used;
+	uint8_t *nofd;       /* anonymous memory mapped without an fd */
+	size_t nofd_used;
+	bool nofd_mapped;
 	uint32_t db_stride;
 	/* BAR0 doorbell mmap */
 	uint8_t *db_map;
@@ -132,6 +136,39 @@ void *zoc_nvmed_dma_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova)
 	d->mem_used = off + size;
 	*iova = IOVA_BASE + off;
 	return d->mem + off;
+}
+
+void *zoc_nvmed_data_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova)
+{
+	size_t off = (d->nofd_used + PAGE - 1) & ~(size_t)(PAGE - 1);
+
+	if (!d->nofd)
+		return zoc_nvmed_dma_alloc(d, size, iova);
+	if (size > d->mem_size || off > d->mem_size - size)
+		return NULL;
+	d->nofd_used = off + size;
+	*iova = IOVA_NOFD + off;
+	return d->nofd + off;
+}
+
+int zoc_nvmed_service(struct zoc_nvmed *d)
+{
+	int ret = zoc_vfuc_poll(d->v);
+
+	if (ret)
+		snprintf(d->err, sizeof(d->err), "serving the server's DMA requests: %s",
+			 zoc_vfuc_error(d->v));
+	return ret;
+}
+
+int zoc_nvmed_socket_fd(struct zoc_nvmed *d)
+{
+	return d->v ? zoc_vfuc_fd(d->v) : -1;
+}
+
+uint64_t zoc_nvmed_dma_served(struct zoc_nvmed *d)
+{
+	return d->v ? zoc_vfuc_dma_served(d->v) : 0;
 }
 
 static uint64_t ms_now(void)
@@ -741,6 +778,15 @@ static int bring_up(struct zoc_nvmed *d)
 			       VFUC_DMA_READABLE | VFUC_DMA_WRITEABLE);
 	if (ret)
 		return vfail(d, ret, "DMA_MAP of the client memory");
+	if (d->nofd) {
+		/* Data memory without an fd, as QEMU maps guest RAM that is not
+		 * shared: only DMA_READ/DMA_WRITE reach it. */
+		ret = zoc_vfuc_dma_map(d->v, -1, 0, d->nofd, IOVA_NOFD, d->mem_size,
+				       VFUC_DMA_READABLE | VFUC_DMA_WRITEABLE);
+		if (ret)
+			return vfail(d, ret, "DMA_MAP (without an fd) of the data memory");
+		d->nofd_mapped = true;
+	}
 	ret = pci_setup(d);
 	if (ret)
 		return ret;
@@ -850,6 +896,16 @@ struct zoc_nvmed *zoc_nvmed_open(const struct zoc_nvmed_opts *opts, const char *
 		snprintf(whybuf, sizeof(whybuf), "mmap of the %zu-byte memfd: %s", d->mem_size, strerror(errno));
 		goto err;
 	}
+	if (opts->data_nofd) {
+		d->nofd = mmap(NULL, d->mem_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (d->nofd == MAP_FAILED) {
+			d->nofd = NULL;
+			snprintf(whybuf, sizeof(whybuf), "anonymous memory of %zu bytes: %s",
+				 d->mem_size, strerror(errno));
+			goto err;
+		}
+	}
 	d->v = zoc_vfuc_connect(opts->socket, opts->timeout_ms, &vwhy);
 	if (!d->v) {
 		snprintf(whybuf, sizeof(whybuf), "%s", vwhy);
@@ -918,6 +974,11 @@ int zoc_nvmed_close(struct zoc_nvmed *d, const char **why)
 		if (r)
 			ret = vfail(d, r, "DMA_UNMAP");
 	}
+	if (d->v && !ret && d->nofd_mapped) {
+		r = zoc_vfuc_dma_unmap(d->v, IOVA_NOFD, d->mem_size);
+		if (r)
+			ret = vfail(d, r, "DMA_UNMAP of the fd-less data memory");
+	}
 	zoc_vfuc_close(d->v);
 	d->v = NULL;
 	if (d->db_map)
@@ -931,6 +992,8 @@ int zoc_nvmed_close(struct zoc_nvmed *d, const char **why)
 		close(d->admin_irq_fd);
 	if (d->mem)
 		munmap(d->mem, d->mem_size);
+	if (d->nofd)
+		munmap(d->nofd, d->mem_size);
 	if (d->memfd >= 0)
 		close(d->memfd);
 	snprintf(last, sizeof(last), "%s", ret ? d->err : "");

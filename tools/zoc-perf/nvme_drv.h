@@ -90,6 +90,9 @@ struct zoc_nvmed_opts {
 	bool no_mmap;          /* write doorbells with REGION_WRITE even if mmap is offered */
 	bool wait_writes;      /* doorbell REGION_WRITEs wait for their reply (else posted
 				  with No_reply, as QEMU's vfio-user-pci does by default) */
+	bool data_nofd;        /* data memory (zoc_nvmed_data_alloc) is a second region of
+				  mem_bytes mapped WITHOUT an fd: the server reaches it only
+				  with DMA_READ/DMA_WRITE, served by zoc_nvmed_service() */
 	bool verbose;
 };
 
@@ -121,6 +124,16 @@ const struct zoc_nvmed_info *zoc_nvmed_info(const struct zoc_nvmed *d);
 struct zoc_nvmed_qpair *zoc_nvmed_qpair(struct zoc_nvmed *d, unsigned i);
 /* Bump allocation in the DMA memory (page aligned); NULL when it is full. */
 void *zoc_nvmed_dma_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova);
+/* Data buffers: from the fd-less region with opts.data_nofd, else the same
+ * as zoc_nvmed_dma_alloc(). */
+void *zoc_nvmed_data_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova);
+/* With opts.data_nofd: serves the server's DMA_READ/DMA_WRITE (call it
+ * while waiting for completions; no blocking). 0 or -errno (reason in
+ * zoc_nvmed_error()). */
+int zoc_nvmed_service(struct zoc_nvmed *d);
+/* The connection's socket (poll it with the interrupt eventfds), -1 if none. */
+int zoc_nvmed_socket_fd(struct zoc_nvmed *d);
+uint64_t zoc_nvmed_dma_served(struct zoc_nvmed *d);
 /* Reads CSTS (for error messages); 0xffffffff on failure. */
 uint32_t zoc_nvmed_csts(struct zoc_nvmed *d);
 /* Writes a doorbell through a REGION_WRITE message (slow path). */

@@ -482,7 +482,7 @@ static void test_dma_and_server_commands(void **state)
 	assert_int_equal(zoc_vfuc_device_info(p.v, &di), 0);
 	assert_memory_equal(mem + 0x10, "ABCDEFGH", 8);
 
-	assert_int_equal(next_client_reply(p.srv, h, pl), 12); /* DMA_WRITE: address + count */
+	assert_int_equal(next_client_reply(p.srv, h, pl), 16); /* DMA_WRITE: address + count (8 + 8) */
 	assert_int_equal(h[0] & 0xffff, 40);
 	assert_int_equal(h[2] & 0x20, 0);
 	assert_int_equal(next_client_reply(p.srv, h, pl), 0); /* out of range */

@@ -65,6 +65,7 @@ struct zoc_vfuc {
 	struct dma_map dma[MAX_DMA];
 	unsigned ndma;
 	uint8_t *rx;   /* MAX_MSG bytes */
+	uint64_t dma_served; /* DMA_READ / DMA_WRITE served */
 	char err[512];
 };
 
@@ -301,17 +302,17 @@ static int serve_server_cmd(struct zoc_vfuc *v, const struct hdr *h, size_t plen
 		return send_error_reply(v, h, EFAULT);
 	}
 	if (h->cmd == VFUC_DMA_WRITE) {
-		/* Reply: address (8) + count (4), per the spec's table. */
-		struct hdr r = { .id = h->id, .cmd = h->cmd, .size = HDR_SIZE + 12,
+		/* Reply: address (8) + count (8), per the spec's table. */
+		struct hdr r = { .id = h->id, .cmd = h->cmd, .size = HDR_SIZE + 16,
 				 .flags = FLAG_TYPE_REPLY };
-		uint8_t pl[12];
-		uint32_t c32 = (uint32_t)count;
+		uint8_t pl[16];
 
 		memcpy(d->va + (addr - d->iova), p + 16, count);
+		v->dma_served++;
 		if (h->flags & FLAG_NO_REPLY)
 			return 0;
 		memcpy(pl, &addr, 8);
-		memcpy(pl + 8, &c32, 4);
+		memcpy(pl + 8, &count, 8);
 		return send_msg(v, &r, pl, sizeof(pl), NULL, 0);
 	} else {
 		struct hdr r = { .id = h->id, .cmd = h->cmd, .size = (uint32_t)(HDR_SIZE + 16 + count),
@@ -324,6 +325,7 @@ static int serve_server_cmd(struct zoc_vfuc *v, const struct hdr *h, size_t plen
 		memcpy(pl, &addr, 8);
 		memcpy(pl + 8, &count, 8);
 		memcpy(pl + 16, d->va + (addr - d->iova), count);
+		v->dma_served++;
 		ret = send_msg(v, &r, pl, 16 + count, NULL, 0);
 		free(pl);
 		return ret;
@@ -502,6 +504,23 @@ static int check(struct zoc_vfuc *v, int ret)
 		v->fd = -1;
 	}
 	return ret;
+}
+
+int zoc_vfuc_poll(struct zoc_vfuc *v)
+{
+	if (v->fd < 0)
+		return fail(v, -ENOTCONN, "not connected (an earlier error closed the connection)");
+	return check(v, drain(v));
+}
+
+int zoc_vfuc_fd(const struct zoc_vfuc *v)
+{
+	return v->fd;
+}
+
+uint64_t zoc_vfuc_dma_served(const struct zoc_vfuc *v)
+{
+	return v->dma_served;
 }
 
 static int json_u64(struct zoc_vfuc *v, json_t *caps, const char *key, uint64_t *out)

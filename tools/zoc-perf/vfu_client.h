@@ -108,7 +108,10 @@ const struct zoc_vfuc_caps *zoc_vfuc_caps(const struct zoc_vfuc *v);
 uint64_t zoc_vfuc_messages(const struct zoc_vfuc *v); /* requests sent */
 
 /* Maps [va, va+size) as IOVA [iova, iova+size) from fd at fd_offset; the
- * client serves DMA_READ/WRITE to it as well. */
+ * client serves DMA_READ/WRITE to it as well. fd -1: the map carries no fd
+ * (as QEMU sends for guest RAM that is not shared): the server reaches that
+ * memory only with DMA_READ/DMA_WRITE, which the caller must let the client
+ * serve with zoc_vfuc_poll() while it waits for the device. */
 int zoc_vfuc_dma_map(struct zoc_vfuc *v, int fd, uint64_t fd_offset, void *va, uint64_t iova,
 		     uint64_t size, uint32_t flags);
 int zoc_vfuc_dma_unmap(struct zoc_vfuc *v, uint64_t iova, uint64_t size);
@@ -130,6 +133,14 @@ int zoc_vfuc_region_write(struct zoc_vfuc *v, uint32_t region, uint64_t off, con
 int zoc_vfuc_region_write_posted(struct zoc_vfuc *v, uint32_t region, uint64_t off,
 				 const void *buf, uint32_t len);
 int zoc_vfuc_reset(struct zoc_vfuc *v);
+/* Serves what the server sent meanwhile (DMA_READ / DMA_WRITE, replies to
+ * posted writes) without blocking. 0 or -errno (the connection is unusable
+ * after -EPROTO / -ETIMEDOUT / -ECONNRESET). */
+int zoc_vfuc_poll(struct zoc_vfuc *v);
+/* The socket (to wait for it with poll()). */
+int zoc_vfuc_fd(const struct zoc_vfuc *v);
+/* DMA_READ / DMA_WRITE requests served so far. */
+uint64_t zoc_vfuc_dma_served(const struct zoc_vfuc *v);
 
 /* Convenience: naturally aligned 1/2/4/8-byte register accesses. */
 int zoc_vfuc_read32(struct zoc_vfuc *v, uint32_t region, uint64_t off, uint32_t *val);
