@@ -25,10 +25,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "net/gso.h"
 
 struct tap_uplink {
 	struct zoc_uplink u; /* first */
 	bool vnet_hdr;
+	bool caps_set;       /* GSO caps published on the port (owner) */
 	bool large;          /* MTU needs large packet buffers */
 	uint32_t max_frame;  /* MTU + Ethernet + two tags */
 };
@@ -108,7 +110,7 @@ static int hdr_to_pkt(const struct virtio_net_hdr *h, struct zoc_pkt *p)
 	} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
 		p->flags |= ZOC_PKT_F_CSUM_VALID;
 	}
-	p->gso_type = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+	p->gso_type = h->gso_type; /* ECN flag kept: same values in pkt.h */
 	p->gso_size = h->gso_size;
 	p->hdr_len = h->hdr_len;
 	if (p->gso_type != ZOC_PKT_GSO_NONE && !p->gso_size)
@@ -126,6 +128,14 @@ static int tap_poll(struct zoc_uplink *u)
 
 	if (!pool)
 		return 0;
+	if (!t->caps_set) {
+		/* With a vnet header the kernel takes TCP super-frames whole
+		 * (virtio_net_hdr_to_skb) and segments them itself. */
+		t->caps_set = true;
+		if (t->vnet_hdr)
+			zoc_port_set_gso_caps(u->port,
+					      ZOC_GSO_CAP_TCPV4 | ZOC_GSO_CAP_TCPV6 | ZOC_GSO_CAP_ECN);
+	}
 	for (i = 0; i < ZOC_PKT_BURST; i++) {
 		struct virtio_net_hdr h;
 		struct iovec iov[2];
@@ -219,7 +229,7 @@ static unsigned tap_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsig
 		int niov = 0;
 		ssize_t r;
 
-		if (p->len > t->max_frame ||
+		if ((p->gso_type == ZOC_PKT_GSO_NONE && p->len > t->max_frame) ||
 		    (!t->vnet_hdr && p->gso_type != ZOC_PKT_GSO_NONE)) {
 			big++;
 			zoc_pkt_free(p);

@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "core/util.h"
+#include "net/gso.h"
 #include "net/pkt.h"
 #include "net/port.h"
 #include "net/vswitch.h"
@@ -76,6 +77,9 @@ struct zoc_vnet {
 	uint32_t mtu;
 	uint16_t vlan;
 	uint64_t features;
+	/* Guest offloads in force (GUEST_CSUM/TSO/ECN/USO feature bits):
+	 * the negotiated ones, narrowed by CTRL_GUEST_OFFLOADS. Atomic. */
+	uint64_t guest_offloads;
 	struct virtio_net_config config;
 	/* receive filter, owner reactor */
 	uint16_t cur_pairs;
@@ -94,8 +98,14 @@ static const struct zoc_virtio_dev_ops vnet_ops;
 
 static const char *const drop_names[ZOC_VNET_DROP__COUNT] = {
 	"short_hdr", "bad_hdr", "zero_len", "oversize", "fault",
-	"no_pktbuf", "short_rxbuf", "no_rxbuf", "filtered", "offload",
+	"no_pktbuf", "short_rxbuf", "no_rxbuf", "filtered", "offload", "bad_gso",
 };
+
+#define F(b) ZOC_BIT(VIRTIO_NET_F_##b)
+/* The feature bits CTRL_GUEST_OFFLOADS may switch (UFO is never offered). */
+#define GUEST_OFFLOAD_BITS \
+	(F(GUEST_CSUM) | F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_ECN) | F(GUEST_USO4) | \
+	 F(GUEST_USO6))
 
 const char *zoc_vnet_drop_name(enum zoc_vnet_drop why)
 {
@@ -195,15 +205,39 @@ static void note_broken(struct vnet_queue *q)
 
 /* ------------------------------------------------------------------- TX */
 
-/* Checks a TX header against the frame length; returns a drop reason or -1. */
+/* Checks a TX header against the frame length; returns a drop reason or -1.
+ * A GSO header is checked against the negotiated features here and against
+ * the frame bytes by tx_check_gso(). */
 static int tx_check(const struct zoc_vnet *vn, const struct virtio_net_hdr *h, uint32_t len)
 {
 	if (len == 0)
 		return ZOC_VNET_DROP_ZERO_LEN;
-	if (len > vn->mtu + VNET_ETH_HLEN + 2 * VNET_VLAN_HLEN || len > ZOC_PKT_MAX_FRAME)
+	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		uint8_t base = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+		unsigned need;
+
+		if (len > ZOC_PKT_GSO_MAX_FRAME)
+			return ZOC_VNET_DROP_OVERSIZE;
+		if (base == VIRTIO_NET_HDR_GSO_TCPV4)
+			need = VIRTIO_NET_F_HOST_TSO4;
+		else if (base == VIRTIO_NET_HDR_GSO_TCPV6)
+			need = VIRTIO_NET_F_HOST_TSO6;
+		else if (base == VIRTIO_NET_HDR_GSO_UDP_L4)
+			need = VIRTIO_NET_F_HOST_USO;
+		else
+			return ZOC_VNET_DROP_BAD_GSO; /* UFO or unknown */
+		if (!has_feat(vn, need))
+			return ZOC_VNET_DROP_BAD_GSO;
+		if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) &&
+		    (base == VIRTIO_NET_HDR_GSO_UDP_L4 || !has_feat(vn, VIRTIO_NET_F_HOST_ECN)))
+			return ZOC_VNET_DROP_BAD_GSO;
+		/* 5.1.6.2.1: a GSO packet also asks for the checksum. */
+		if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || h->gso_size == 0 ||
+		    h->gso_size > vn->mtu || h->hdr_len > len)
+			return ZOC_VNET_DROP_BAD_GSO;
+	} else if (len > vn->mtu + VNET_ETH_HLEN + 2 * VNET_VLAN_HLEN || len > ZOC_PKT_MAX_FRAME) {
 		return ZOC_VNET_DROP_OVERSIZE;
-	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
-		return ZOC_VNET_DROP_BAD_HDR; /* no HOST_TSO/USO offered */
+	}
 	if (h->flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
 		return ZOC_VNET_DROP_BAD_HDR;
 	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
@@ -212,6 +246,23 @@ static int tx_check(const struct zoc_vnet *vn, const struct virtio_net_hdr *h, u
 		if ((uint32_t)h->csum_start + h->csum_offset + 2 > len)
 			return ZOC_VNET_DROP_BAD_HDR;
 	}
+	return -1;
+}
+
+/* The frame of a GSO header (already in p): TCP/UDP over IPv4/IPv6 as
+ * gso_type says, the checksum request pointing at that L4 header's
+ * checksum field, each segment's IP datagram within the MTU. */
+static int tx_check_gso(const struct zoc_vnet *vn, const struct virtio_net_hdr *h,
+			const struct zoc_pkt *p)
+{
+	struct zoc_gso_info gi;
+
+	if (zoc_gso_parse(zoc_pkt_cdata(p), p->len, h->gso_type, &gi))
+		return ZOC_VNET_DROP_BAD_GSO;
+	if (h->csum_start != (uint32_t)gi.l2_len + gi.l3_len || h->csum_offset != gi.l4_csum_off)
+		return ZOC_VNET_DROP_BAD_GSO;
+	if ((uint32_t)gi.l3_len + gi.l4_len + h->gso_size > vn->mtu)
+		return ZOC_VNET_DROP_BAD_GSO;
 	return -1;
 }
 
@@ -258,6 +309,15 @@ static int tx_poll(struct vnet_queue *q)
 			goto drop;
 		}
 		iov_read(e->iov, e->out_num, VNET_HDR_LEN, zoc_pkt_data(p), len);
+		if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+			why = tx_check_gso(vn, &h, p);
+			if (why >= 0) {
+				zoc_pkt_free(p);
+				goto drop;
+			}
+			p->gso_type = h.gso_type; /* same values, ECN flag included */
+			p->gso_size = h.gso_size;
+		}
 		if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
 			p->flags |= ZOC_PKT_F_CSUM_NEEDED;
 			p->csum_start = h.csum_start;
@@ -332,26 +392,36 @@ static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
 
 /* Delivers one frame on q. Returns false when the queue had no buffer (the
  * caller stops the burst); the packet is never freed here. */
-static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p)
+static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi)
 {
 	struct zoc_vnet *vn = q->vn;
 	struct virtio_net_hdr h = {0};
 	uint32_t need = VNET_HDR_LEN + p->len;
 	bool mrg = has_feat(vn, VIRTIO_NET_F_MRG_RXBUF);
+	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
 	struct zoc_vq_elem *el = vn->rx_elems;
 	unsigned nb = 0;
 	uint32_t have = 0, off = 0;
 	int rc;
 
-	if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
-		if (has_feat(vn, VIRTIO_NET_F_GUEST_CSUM)) {
+	if (gi) {
+		/* A super-frame the guest negotiated: the checksum stays partial
+		 * (the field holds the sender's pseudo-header seed). */
+		h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		h.gso_type = p->gso_type;
+		h.gso_size = p->gso_size;
+		h.hdr_len = gi->hdr_len;
+		h.csum_start = (uint16_t)(gi->l2_len + gi->l3_len);
+		h.csum_offset = gi->l4_csum_off;
+	} else if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
+		if (gcsum) {
 			h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 			h.csum_start = p->csum_start;
 			h.csum_offset = p->csum_offset;
 		} else {
 			fill_csum(zoc_pkt_data(p), p->len, p->csum_start, p->csum_offset);
 		}
-	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && has_feat(vn, VIRTIO_NET_F_GUEST_CSUM)) {
+	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && gcsum) {
 		h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
 	}
 
@@ -420,6 +490,56 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p)
 	return true;
 }
 
+/* The ZOC_GSO_CAP_* a guest with these offloads takes whole. */
+static uint32_t gso_caps_of(uint64_t off)
+{
+	uint32_t caps = 0;
+
+	if (!(off & F(GUEST_CSUM)))
+		return 0;
+	if (off & F(GUEST_TSO4))
+		caps |= ZOC_GSO_CAP_TCPV4;
+	if (off & F(GUEST_TSO6))
+		caps |= ZOC_GSO_CAP_TCPV6;
+	if ((off & F(GUEST_ECN)) && (off & (F(GUEST_TSO4) | F(GUEST_TSO6))))
+		caps |= ZOC_GSO_CAP_ECN;
+	if (off & F(GUEST_USO4))
+		caps |= ZOC_GSO_CAP_USO4;
+	if (off & F(GUEST_USO6))
+		caps |= ZOC_GSO_CAP_USO6;
+	return caps;
+}
+
+/* A super-frame for the guest: whole when its offloads allow (the switch
+ * already segmented it otherwise, unless the offloads changed on the way),
+ * else segmented here to the device MTU. false: no receive buffer (the
+ * caller stops and the switch frees p). */
+static bool rx_gso(struct vnet_queue *q, struct zoc_pkt *p)
+{
+	struct zoc_vnet *vn = q->vn;
+	uint32_t caps = gso_caps_of(__atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED));
+	struct zoc_pkt *segs[ZOC_GSO_MAX_SEGS];
+	struct zoc_gso_info gi;
+	int k;
+
+	if (zoc_gso_accepts(caps, p) && !zoc_gso_parse(zoc_pkt_cdata(p), p->len, p->gso_type, &gi))
+		return rx_one(q, p, &gi);
+	k = zoc_gso_segment(p, vn->mtu, zoc_pktpool_local(), segs, ZOC_GSO_MAX_SEGS);
+	if (k < 0) {
+		q->stats.drops[ZOC_VNET_DROP_OFFLOAD]++;
+		return true;
+	}
+	for (int i = 0; i < k; i++) {
+		if (!rx_one(q, segs[i], NULL)) {
+			q->stats.drops[ZOC_VNET_DROP_NO_RXBUF] += (uint64_t)(k - i - 1);
+			zoc_pkt_free_bulk(segs + i, (unsigned)(k - i));
+			return i > 0; /* the first went nowhere: stop like rx_one */
+		}
+		zoc_pkt_free(segs[i]);
+	}
+	return true;
+}
+
 static unsigned vnet_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n)
 {
 	struct zoc_vnet *vn = zoc_port_ctx(port);
@@ -443,11 +563,12 @@ static unsigned vnet_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsi
 			continue;
 		}
 		if (p->gso_type != ZOC_PKT_GSO_NONE) {
-			q->stats.drops[ZOC_VNET_DROP_OFFLOAD]++;
+			if (!rx_gso(q, p))
+				break;
 			zoc_pkt_free(p);
 			continue;
 		}
-		if (!rx_one(q, p))
+		if (!rx_one(q, p, NULL))
 			break;
 		zoc_pkt_free(p);
 	}
@@ -587,6 +708,25 @@ static uint8_t ctrl_cmd(struct zoc_vnet *vn, const struct zoc_vq_elem *e, uint32
 		if (pairs < 1 || pairs > vn->max_pairs)
 			return VIRTIO_NET_ERR;
 		vn->cur_pairs = pairs;
+		return VIRTIO_NET_OK;
+	}
+	case VIRTIO_NET_CTRL_GUEST_OFFLOADS: {
+		uint64_t off;
+
+		if (!has_feat(vn, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) ||
+		    cls_cmd[1] != VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET || dlen != 8)
+			return VIRTIO_NET_ERR;
+		iov_read(e->iov, e->out_num, 2, &off, 8);
+		/* Only negotiated offload bits, with the same dependencies. */
+		if (off & ~(vn->features & GUEST_OFFLOAD_BITS))
+			return VIRTIO_NET_ERR;
+		if (!(off & F(GUEST_CSUM)) &&
+		    (off & (F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_USO4) | F(GUEST_USO6))))
+			return VIRTIO_NET_ERR;
+		if ((off & F(GUEST_ECN)) && !(off & (F(GUEST_TSO4) | F(GUEST_TSO6))))
+			return VIRTIO_NET_ERR;
+		__atomic_store_n(&vn->guest_offloads, off, __ATOMIC_RELAXED);
+		zoc_port_set_gso_caps(vn->port, gso_caps_of(off));
 		return VIRTIO_NET_OK;
 	}
 	default:
@@ -813,7 +953,9 @@ static uint64_t vnet_get_features(struct zoc_virtio_dev *dev)
 		     ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF) | ZOC_BIT(VIRTIO_NET_F_MTU) |
 		     ZOC_BIT(VIRTIO_NET_F_CTRL_VQ) | ZOC_BIT(VIRTIO_NET_F_CTRL_RX) |
 		     ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) | ZOC_BIT(VIRTIO_NET_F_CSUM) |
-		     ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM);
+		     ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) | F(CTRL_GUEST_OFFLOADS) | F(HOST_TSO4) |
+		     F(HOST_TSO6) | F(HOST_ECN) | F(HOST_USO) | F(GUEST_TSO4) | F(GUEST_TSO6) |
+		     F(GUEST_ECN) | F(GUEST_USO4) | F(GUEST_USO6);
 
 	if (vn->max_pairs > 1)
 		f |= ZOC_BIT(VIRTIO_NET_F_MQ);
@@ -841,9 +983,23 @@ static int vnet_set_features(struct zoc_virtio_dev *dev, uint64_t f)
 	/* Control-queue features need the control queue. */
 	if (!(f & ZOC_BIT(VIRTIO_NET_F_CTRL_VQ)) &&
 	    (f & (ZOC_BIT(VIRTIO_NET_F_CTRL_RX) | ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) |
-		  ZOC_BIT(VIRTIO_NET_F_MQ))))
+		  ZOC_BIT(VIRTIO_NET_F_MQ) | F(CTRL_GUEST_OFFLOADS))))
+		return -EINVAL;
+	/* 5.1.3.1: segmentation offloads need the checksum offload of the same
+	 * direction, ECN needs TSO. */
+	if (!(f & F(CSUM)) && (f & (F(HOST_TSO4) | F(HOST_TSO6) | F(HOST_USO))))
+		return -EINVAL;
+	if ((f & F(HOST_ECN)) && !(f & (F(HOST_TSO4) | F(HOST_TSO6))))
+		return -EINVAL;
+	if (!(f & F(GUEST_CSUM)) &&
+	    (f & (F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_USO4) | F(GUEST_USO6))))
+		return -EINVAL;
+	if ((f & F(GUEST_ECN)) && !(f & (F(GUEST_TSO4) | F(GUEST_TSO6))))
 		return -EINVAL;
 	vn->features = f;
+	__atomic_store_n(&vn->guest_offloads, f & GUEST_OFFLOAD_BITS, __ATOMIC_RELAXED);
+	if (vn->port)
+		zoc_port_set_gso_caps(vn->port, gso_caps_of(f & GUEST_OFFLOAD_BITS));
 	zoc_reactor_send_msg(vn->owner, reset_filter_on_owner, vn);
 	return 0;
 }
