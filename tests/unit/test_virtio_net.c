@@ -29,6 +29,7 @@
 
 #include "core/log.h"
 #include "core/reactor.h"
+#include "net/gso.h"
 #include "net/pkt.h"
 #include "net/port.h"
 #include "net/vswitch.h"
@@ -711,6 +712,265 @@ static void test_csum(void **state)
 	nic_free(c);
 }
 
+/* A TCP/IPv4 super-frame (Ethernet + 20 + 20 + payload), PSH|ACK, seq 1000;
+ * the checksum field holds a seed the device must not trust. */
+static uint32_t make_tcp4(uint8_t *f, uint32_t payload, const uint8_t *dst, const uint8_t *src)
+{
+	uint32_t tl = 40 + payload;
+
+	make_frame(f, 54 + payload, dst, src, 9);
+	memset(f + 14, 0, 40);
+	f[14] = 0x45;
+	f[16] = (uint8_t)(tl >> 8);
+	f[17] = (uint8_t)tl;
+	f[18] = 0x12;
+	f[20] = 0x40;
+	f[22] = 64;
+	f[23] = 6;
+	memcpy(f + 26, (uint8_t[8]){10, 0, 0, 1, 10, 0, 0, 2}, 8);
+	f[34] = 0x30;
+	f[36] = 0x14;
+	f[41] = 0xe8; /* seq 1000 */
+	f[40] = 0x03;
+	f[46] = 0x50;
+	f[47] = 0x18;
+	f[50] = 0xab;
+	return 54 + payload;
+}
+
+/* A segment as the wire wants it: IPv4 header and TCP checksums valid. */
+static void check_tcp4_segment(const uint8_t *g, uint32_t len, uint32_t seq, uint32_t payload)
+{
+	uint8_t ph[4] = {0, 6, (uint8_t)((len - 34) >> 8), (uint8_t)(len - 34)};
+	uint32_t sum;
+
+	assert_int_equal(len, 54 + payload);
+	assert_int_equal(g[16] << 8 | g[17], 40 + payload);
+	assert_int_equal(ip_csum(g + 14, 20), 0xffff);
+	assert_int_equal((uint32_t)g[38] << 24 | (uint32_t)g[39] << 16 | (uint32_t)g[40] << 8 | g[41],
+			 seq);
+	sum = ip_csum(g + 26, 8);
+	sum += ip_csum(ph, 4);
+	sum += ip_csum(g + 34, len - 34);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	assert_int_equal(sum, 0xffff);
+}
+
+#define GSO_HOST                                                                     \
+	(ZOC_BIT(VIRTIO_NET_F_HOST_TSO4) | ZOC_BIT(VIRTIO_NET_F_HOST_TSO6) |          \
+	 ZOC_BIT(VIRTIO_NET_F_HOST_ECN) | ZOC_BIT(VIRTIO_NET_F_HOST_USO) |            \
+	 ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF))
+#define GSO_GUEST                                                                    \
+	(ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) | ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4) |        \
+	 ZOC_BIT(VIRTIO_NET_F_GUEST_TSO6) | ZOC_BIT(VIRTIO_NET_F_GUEST_ECN) |         \
+	 ZOC_BIT(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF))
+
+/* TSO from a: b (no guest offloads) gets MSS-sized segments with valid
+ * checksums, c (GUEST_TSO4) the super-frame whole with a GSO header. */
+static void test_tso(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *b = nic_new("b", 2, 1500, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), false);
+	struct nic *c = nic_new("c", 3, 1500, GSO_GUEST, false);
+	static uint8_t f[4000], got[4000];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .gso_size = 1448,
+				   .hdr_len = 54, .csum_start = 34, .csum_offset = 16};
+	struct virtio_net_hdr r;
+	uint32_t flen, len, off = 0;
+	uint16_t id;
+	uint64_t offl;
+	int ids[6];
+
+	(void)state;
+	flen = make_tcp4(f, 3000, b->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 3; i++)
+		ids[i] = post_rx(b, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		uint32_t seg = i < 2 ? 1448 : 104;
+		uint8_t *g = rx_buf(b, i);
+
+		wait_used(b, 0, &id, &len);
+		assert_int_equal(id, ids[i]);
+		memcpy(&r, g, HDR);
+		assert_int_equal(r.gso_type, 0);
+		assert_int_equal(r.flags, 0); /* no GUEST_CSUM: nothing to say */
+		assert_int_equal(r.num_buffers, 1);
+		check_tcp4_segment(g + HDR, len - HDR, 1000 + 1448 * i, seg);
+		assert_int_equal(g[HDR + 47], i < 2 ? 0x10 : 0x18); /* PSH on the last */
+		assert_memory_equal(g + HDR + 54, f + 54 + 1448 * i, seg);
+	}
+	/* c takes it whole: two mergeable buffers, one GSO header */
+	make_tcp4(f, 3000, c->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 3; i++)
+		ids[i] = post_rx(c, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 1);
+	for (unsigned i = 0; i < 2; i++) {
+		uint8_t *g = rx_buf(c, i);
+
+		wait_used(c, 0, &id, &len);
+		assert_int_equal(id, ids[i]);
+		if (i == 0) {
+			memcpy(&r, g, HDR);
+			g += HDR;
+			len -= HDR;
+		}
+		memcpy(got + off, g, len);
+		off += len;
+	}
+	assert_int_equal(r.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_int_equal(r.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+	assert_int_equal(r.gso_size, 1448);
+	assert_int_equal(r.hdr_len, 54);
+	assert_int_equal(r.csum_start, 34);
+	assert_int_equal(r.csum_offset, 16);
+	assert_int_equal(r.num_buffers, 2);
+	assert_int_equal(off, flen);
+	assert_memory_equal(got, f, flen);
+	/* c switches TSO off (CTRL_GUEST_OFFLOADS): now segmented, DATA_VALID */
+	offl = ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_OK);
+	for (unsigned i = 3; i < 6; i++)
+		ids[i] = post_rx(c, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 2);
+	for (unsigned i = 0; i < 3; i++) {
+		uint8_t *g;
+		unsigned slot = 2 + i; /* slot 2 was left over */
+
+		wait_used(c, 0, &id, &len);
+		assert_int_equal(id, ids[slot]);
+		g = rx_buf(c, slot);
+		memcpy(&r, g, HDR);
+		assert_int_equal(r.gso_type, 0);
+		assert_int_equal(r.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+		check_tcp4_segment(g + HDR, len - HDR, 1000 + 1448 * i, i < 2 ? 1448 : 104);
+	}
+	/* offload sets that break the rules or were not negotiated */
+	offl = ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_ERR);
+	offl = ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) | ZOC_BIT(VIRTIO_NET_F_GUEST_USO4);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 4),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_ERR); /* b did not negotiate the command */
+	nic_free(a);
+	nic_free(b);
+	nic_free(c);
+}
+
+/* Malformed GSO headers from a driver that negotiated TSO/USO. */
+static void test_tso_malformed(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *b = nic_new("b", 2, 1500, GSO_GUEST, false);
+	static uint8_t f[4000];
+	const struct virtio_net_hdr good = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+					    .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+					    .gso_size = 1448, .hdr_len = 54, .csum_start = 34,
+					    .csum_offset = 16};
+	struct virtio_net_hdr h;
+	uint32_t flen, len;
+	uint16_t id;
+	long n = 0;
+
+	(void)state;
+	flen = make_tcp4(f, 3000, b->o.mac, a->o.mac);
+#define BAD(field, val)                                   \
+	do {                                              \
+		h = good;                                 \
+		h.field = (val);                          \
+		send_raw(a, &h, HDR, f, flen, 1);          \
+		assert_int_equal(drops(a, "bad_gso"), ++n); \
+	} while (0)
+	BAD(flags, 0);                           /* GSO without NEEDS_CSUM */
+	BAD(gso_size, 0);
+	BAD(gso_size, 1501);                     /* over the MTU */
+	BAD(gso_size, 1461);                     /* 20 + 20 + 1461 > 1500 */
+	BAD(csum_start, 14);                     /* not the TCP header */
+	BAD(csum_offset, 6);                     /* not TCP's checksum field */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_TCPV6); /* the frame is IPv4 */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_UDP_L4); /* ... and TCP */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_UDP);   /* UFO: never offered */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_UDP_L4 | VIRTIO_NET_HDR_GSO_ECN);
+	BAD(hdr_len, 0xffff);                    /* past the frame */
+	/* a fragment, an IP length that lies, a truncated TCP header */
+	f[20] = 0x20;
+	BAD(gso_size, 1448);
+	f[20] = 0x40;
+	f[16] = 0x7f;
+	BAD(gso_size, 1448);
+	f[16] = (uint8_t)((40 + 3000) >> 8);
+	h = good;
+	send_raw(a, &h, HDR, f, 40, 1);
+	assert_int_equal(drops(a, "bad_gso"), ++n);
+	expect_nothing(b);
+	/* and a good one still passes, ECN flag included (HOST_ECN) */
+	f[47] |= 0x80;
+	post_rx(b, 0, 2048);
+	post_rx(b, 1, 2048);
+	h = good;
+	h.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(rx_buf(b, 0)[1], VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN);
+	nic_free(a);
+	nic_free(b);
+#undef BAD
+}
+
+static void feat_rules_fn(void *arg)
+{
+	struct nic *n = arg;
+	struct zoc_virtio_dev *d = zoc_vnet_to_virtio(n->vn);
+	uint64_t base = ZOC_BIT(VIRTIO_F_VERSION_1) | ZOC_BIT(VIRTIO_NET_F_CTRL_VQ);
+
+	/* virtio 1.2 5.1.3.1 dependencies */
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_USO6)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+							 ZOC_BIT(VIRTIO_NET_F_GUEST_ECN)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_HOST_USO)), -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_CSUM) |
+							 ZOC_BIT(VIRTIO_NET_F_HOST_ECN)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, ZOC_BIT(VIRTIO_F_VERSION_1) |
+							 ZOC_BIT(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_UFO)),
+			 -EINVAL); /* not offered */
+	assert_true((d->ops->get_features(d) & (GSO_HOST | GSO_GUEST)) == (GSO_HOST | GSO_GUEST));
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_CSUM) |
+							 ZOC_BIT(VIRTIO_NET_F_HOST_USO) |
+							 GSO_GUEST),
+			 0);
+	n->err = (int)zoc_port_gso_caps(zoc_vnet_port(n->vn));
+	assert_int_equal(d->ops->set_features(d, n->features), 0);
+}
+
+static void test_feature_rules(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, 0, false);
+
+	(void)state;
+	on_reactor(feat_rules_fn, a);
+	assert_int_equal(a->err, ZOC_GSO_CAP_TCPV4 | ZOC_GSO_CAP_TCPV6 | ZOC_GSO_CAP_ECN);
+	nic_free(a);
+}
+
 static void link_fn(void *arg)
 {
 	struct nic *n = arg;
@@ -823,6 +1083,9 @@ int main(void)
 		cmocka_unit_test(test_mergeable_jumbo),
 		cmocka_unit_test(test_csum),
 		cmocka_unit_test(test_ctrl),
+		cmocka_unit_test(test_tso),
+		cmocka_unit_test(test_tso_malformed),
+		cmocka_unit_test(test_feature_rules),
 	};
 
 	const struct CMUnitTest two[] = {
