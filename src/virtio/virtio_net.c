@@ -5,12 +5,16 @@
  * rings, the receive filter state and the per-queue statistics.
  *
  * TX (guest -> switch): a poller per TX queue pops chains, checks the
- * virtio-net header, copies the frame into a packet of the local pool and
- * hands bursts of up to 32 to zoc_vswitch_rx_burst(). A chain is always
- * returned to the guest (length 0), accepted or dropped.
+ * virtio-net header (GSO headers against the negotiated HOST_TSO/USO and
+ * the frame itself), copies the frame into a packet of the local pool (a
+ * giant one for a super-frame) and hands bursts of up to 32 to
+ * zoc_vswitch_rx_burst(). A chain is always returned to the guest (length
+ * 0), accepted or dropped.
  * RX (switch -> guest): the port's tx_burst picks a receive queue by flow
  * hash among the active pairs, filters by the receive mode, and copies the
- * frame with its header into one buffer (or several with MRG_RXBUF).
+ * frame with its header into one buffer (or several with MRG_RXBUF); a
+ * super-frame goes whole with a GSO header when the guest offloads in force
+ * allow (the port's GSO caps follow them), else it is segmented.
  * Control queue: RX mode, MAC table / address, MQ pairs; anything else is
  * answered VIRTIO_NET_ERR.
  */

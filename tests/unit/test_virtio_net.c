@@ -1093,6 +1093,7 @@ int main(void)
 		cmocka_unit_test(test_exchange_packed),
 		cmocka_unit_test(test_mergeable_jumbo),
 		cmocka_unit_test(test_ctrl),
+		cmocka_unit_test(test_tso),
 	};
 	int rc = cmocka_run_group_tests_name("one reactor", tests, setup, teardown);
 
