@@ -869,6 +869,84 @@ static void test_tso(void **state)
 	nic_free(c);
 }
 
+/* A UDP/IPv6 super-frame (Ethernet + 40 + 8 + payload). */
+static uint32_t make_udp6(uint8_t *f, uint32_t payload, const uint8_t *dst, const uint8_t *src)
+{
+	make_frame(f, 62 + payload, dst, src, 4);
+	f[12] = 0x86;
+	f[13] = 0xdd;
+	memset(f + 14, 0, 48);
+	f[14] = 0x60;
+	f[18] = (uint8_t)((8 + payload) >> 8);
+	f[19] = (uint8_t)(8 + payload);
+	f[20] = 17;
+	f[21] = 64;
+	for (int i = 0; i < 32; i++)
+		f[22 + i] = (uint8_t)(0xfd + i);
+	f[54] = 0x13;
+	f[56] = 0x14;
+	f[58] = 0xff; /* a length the device must rewrite per segment */
+	return 62 + payload;
+}
+
+/* USO: a UDP/IPv6 super-frame becomes datagrams of gso_size for a vNIC
+ * without GUEST_USO6 and stays whole for one with it. */
+static void test_uso(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *b = nic_new("b", 2, 1500, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), false);
+	struct nic *c = nic_new("c", 3, 1500, GSO_GUEST | ZOC_BIT(VIRTIO_NET_F_GUEST_USO6), false);
+	static uint8_t f[3000];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_UDP_L4, .gso_size = 1000,
+				   .hdr_len = 62, .csum_start = 54, .csum_offset = 6};
+	struct virtio_net_hdr r;
+	uint32_t flen, len;
+	uint16_t id;
+	int ids[3];
+
+	(void)state;
+	flen = make_udp6(f, 2500, b->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 3; i++)
+		ids[i] = post_rx(b, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 2);
+	for (unsigned i = 0; i < 3; i++) {
+		uint32_t seg = i < 2 ? 1000 : 500, sum;
+		uint8_t *g = rx_buf(b, i) + HDR;
+		uint8_t ph[8] = {0, 0, (uint8_t)((8 + seg) >> 8), (uint8_t)(8 + seg), 0, 0, 0, 17};
+
+		wait_used(b, 0, &id, &len);
+		assert_int_equal(id, ids[i]);
+		assert_int_equal(len, HDR + 62 + seg);
+		assert_int_equal(g[18] << 8 | g[19], 8 + seg); /* IPv6 payload length */
+		assert_int_equal(g[58] << 8 | g[59], 8 + seg); /* UDP length */
+		sum = ip_csum(g + 22, 32);
+		sum += ip_csum(ph, 8);
+		sum += ip_csum(g + 54, 8 + seg);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		assert_int_equal(sum, 0xffff);
+		assert_memory_equal(g + 62, f + 62 + 1000 * i, seg);
+	}
+	make_udp6(f, 2500, c->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 2; i++)
+		ids[i] = post_rx(c, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(id, ids[0]);
+	memcpy(&r, rx_buf(c, 0), HDR);
+	assert_int_equal(r.gso_type, VIRTIO_NET_HDR_GSO_UDP_L4);
+	assert_int_equal(r.gso_size, 1000);
+	assert_int_equal(r.hdr_len, 62);
+	assert_int_equal(r.csum_start, 54);
+	assert_int_equal(r.csum_offset, 6);
+	assert_int_equal(r.num_buffers, 2);
+	assert_memory_equal(rx_buf(c, 0) + HDR, f, 2048 - HDR);
+	nic_free(a);
+	nic_free(b);
+	nic_free(c);
+}
+
 /* Malformed GSO headers from a driver that negotiated TSO/USO. */
 static void test_tso_malformed(void **state)
 {
@@ -1085,6 +1163,7 @@ int main(void)
 		cmocka_unit_test(test_ctrl),
 		cmocka_unit_test(test_tso),
 		cmocka_unit_test(test_tso_malformed),
+		cmocka_unit_test(test_uso),
 		cmocka_unit_test(test_feature_rules),
 	};
 
