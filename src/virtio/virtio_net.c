@@ -394,6 +394,72 @@ static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
 	f[start + off + 1] = (uint8_t)c;
 }
 
+/* Writes header h and frame p into el[0..nb) (together big enough, the
+ * first one holding at least the header) and completes them. */
+static void rx_write(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
+		     const struct virtio_net_hdr *h, const struct zoc_pkt *p)
+{
+	const uint8_t *src = zoc_pkt_cdata(p);
+	uint32_t left = p->len, off = 0;
+
+	for (unsigned i = 0; i < nb; i++) {
+		struct zoc_vq_elem *e = &el[i];
+		struct iovec *iov = e->iov + e->out_num;
+		uint32_t skip = 0, room = e->in_len, k;
+
+		if (i == 0) {
+			iov_write(iov, e->in_num, 0, h, VNET_HDR_LEN);
+			skip = VNET_HDR_LEN;
+			room -= VNET_HDR_LEN;
+		}
+		k = ZOC_MIN(room, left);
+		iov_write(iov, e->in_num, skip, src + off, k);
+		off += k;
+		left -= k;
+		zoc_vq_push(q->vq, e, skip + k);
+	}
+	q->stats.packets++;
+	q->stats.bytes += p->len;
+}
+
+/* A super-frame did not fit the mergeable buffers popped so far
+ * (rx_elems[0..nb), the ring ran dry): rather than return them all empty,
+ * cut the frame and fill whole segments into them; buffers left over go
+ * back empty, segments that did not fit are dropped (one short_rxbuf). */
+static void rx_gso_partial(struct vnet_queue *q, struct zoc_pkt *p, unsigned nb)
+{
+	struct zoc_vnet *vn = q->vn;
+	struct zoc_vq_elem *el = vn->rx_elems;
+	struct zoc_pkt *segs[ZOC_GSO_MAX_SEGS];
+	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
+	int k = zoc_gso_segment(p, vn->mtu, zoc_pktpool_local(), segs, ZOC_GSO_MAX_SEGS);
+	unsigned i = 0, s = 0;
+
+	for (; k > 0 && s < (unsigned)k && i < nb; s++) {
+		struct virtio_net_hdr h = {0};
+		uint64_t need = VNET_HDR_LEN + segs[s]->len, have = 0;
+		unsigned j = i;
+
+		if (el[i].in_len < VNET_HDR_LEN)
+			break;
+		while (j < nb && have < need)
+			have += el[j++].in_len;
+		if (have < need)
+			break;
+		if (gcsum)
+			h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+		h.num_buffers = (uint16_t)(j - i);
+		rx_write(q, el + i, j - i, &h, segs[s]);
+		i = j;
+	}
+	if (k > 0)
+		zoc_pkt_free_bulk(segs, (unsigned)k);
+	for (; i < nb; i++)
+		zoc_vq_push(q->vq, &el[i], 0);
+	if (k <= 0 || s < (unsigned)k)
+		q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
+}
+
 /* Delivers one frame on q. Returns false when the queue had no buffer (the
  * caller stops the burst); the packet is never freed here. */
 static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi)
@@ -405,7 +471,7 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso
 	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
 	struct zoc_vq_elem *el = vn->rx_elems;
 	unsigned nb = 0;
-	uint32_t have = 0, off = 0;
+	uint32_t have = 0;
 	int rc;
 
 	if (gi) {
@@ -458,6 +524,10 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso
 		if (have < e->in_len) /* overflow */
 			have = UINT32_MAX;
 	}
+	if (gi && mrg && have < need && el[0].in_len >= VNET_HDR_LEN) {
+		rx_gso_partial(q, p, nb);
+		return true;
+	}
 	if (have < need || (nb > 0 && el[0].in_len < VNET_HDR_LEN)) {
 		for (unsigned i = 0; i < nb; i++)
 			zoc_vq_push(q->vq, &el[i], 0);
@@ -468,29 +538,7 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso
 	}
 	h.num_buffers = (uint16_t)nb;
 	/* The header goes at the start of the first buffer, then the frame. */
-	{
-		const uint8_t *src = zoc_pkt_cdata(p);
-		uint32_t left = p->len;
-
-		for (unsigned i = 0; i < nb; i++) {
-			struct zoc_vq_elem *e = &el[i];
-			struct iovec *iov = e->iov + e->out_num;
-			uint32_t skip = 0, room = e->in_len, k;
-
-			if (i == 0) {
-				iov_write(iov, e->in_num, 0, &h, VNET_HDR_LEN);
-				skip = VNET_HDR_LEN;
-				room -= VNET_HDR_LEN;
-			}
-			k = ZOC_MIN(room, left);
-			iov_write(iov, e->in_num, skip, src + off, k);
-			off += k;
-			left -= k;
-			zoc_vq_push(q->vq, e, skip + k);
-		}
-	}
-	q->stats.packets++;
-	q->stats.bytes += p->len;
+	rx_write(q, el, nb, &h, p);
 	return true;
 }
 

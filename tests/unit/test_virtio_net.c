@@ -947,6 +947,50 @@ static void test_uso(void **state)
 	nic_free(c);
 }
 
+/* A super-frame for a GUEST_TSO guest whose ring holds too few mergeable
+ * buffers: the buffers there get whole segments instead of nothing. */
+static void test_tso_partial(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *c = nic_new("c", 3, 1500, GSO_GUEST, false);
+	static uint8_t f[4000];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .gso_size = 1448,
+				   .hdr_len = 54, .csum_start = 34, .csum_offset = 16};
+	struct virtio_net_hdr r;
+	uint32_t flen, len;
+	uint16_t id;
+	int want;
+
+	(void)state;
+	flen = make_tcp4(f, 3000, c->o.mac, a->o.mac);
+	/* one 2 KiB buffer: the first segment */
+	want = post_rx(c, 0, 2048);
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(id, want);
+	assert_int_equal(len, HDR + 54 + 1448);
+	memcpy(&r, rx_buf(c, 0), HDR);
+	assert_int_equal(r.gso_type, 0);
+	assert_int_equal(r.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+	assert_int_equal(r.num_buffers, 1);
+	check_tcp4_segment(rx_buf(c, 0) + HDR, len - HDR, 1000, 1448);
+	assert_int_equal(drops(c, "short_rxbuf"), 1);
+	/* two 1 KiB buffers: one segment across both */
+	post_rx(c, 1, 1024);
+	post_rx(c, 2, 1024);
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(len, 1024);
+	memcpy(&r, rx_buf(c, 1), HDR);
+	assert_int_equal(r.num_buffers, 2);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(len, HDR + 54 + 1448 - 1024);
+	assert_int_equal(drops(c, "short_rxbuf"), 2);
+	nic_free(a);
+	nic_free(c);
+}
+
 /* Malformed GSO headers from a driver that negotiated TSO/USO. */
 static void test_tso_malformed(void **state)
 {
@@ -1164,6 +1208,7 @@ int main(void)
 		cmocka_unit_test(test_tso),
 		cmocka_unit_test(test_tso_malformed),
 		cmocka_unit_test(test_uso),
+		cmocka_unit_test(test_tso_partial),
 		cmocka_unit_test(test_feature_rules),
 	};
 
