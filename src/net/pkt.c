@@ -13,6 +13,7 @@
 struct zoc_pktpool {
 	struct zoc_pool *small;
 	struct zoc_pool *large;
+	struct zoc_pool *giant;
 	unsigned owner;
 	/* Packets freed on other threads: a push-only stack, taken whole by
 	 * the owner (exchange), so there is no ABA problem. */
@@ -22,14 +23,21 @@ struct zoc_pktpool {
 
 static struct zoc_pktpool *g_pools[ZOC_MAX_REACTORS];
 static unsigned g_npools;
+static uint32_t g_giant = ZOC_PKT_GIANT_DEFAULT;
 
 struct zoc_pktpool *zoc_pktpool_create(const char *name, unsigned owner, uint32_t n_small,
 				       uint32_t n_large)
 {
+	return zoc_pktpool_create_ex(name, owner, n_small, n_large, 0);
+}
+
+struct zoc_pktpool *zoc_pktpool_create_ex(const char *name, unsigned owner, uint32_t n_small,
+					  uint32_t n_large, uint32_t n_giant)
+{
 	struct zoc_pktpool *pp;
 	char nm[40];
 
-	if (n_small + (uint64_t)n_large == 0)
+	if (n_small + (uint64_t)n_large + n_giant == 0)
 		return NULL;
 	pp = aligned_alloc(ZOC_CACHELINE, sizeof(*pp));
 	if (!pp)
@@ -50,17 +58,26 @@ struct zoc_pktpool *zoc_pktpool_create(const char *name, unsigned owner, uint32_
 		if (!pp->large)
 			goto fail;
 	}
+	if (n_giant) {
+		snprintf(nm, sizeof(nm), "%.30s-g", pp->name);
+		pp->giant = zoc_pool_create(nm, n_giant, sizeof(struct zoc_pkt) + ZOC_PKT_GIANT_ROOM);
+		if (!pp->giant)
+			goto fail;
+	}
 	return pp;
 fail:
 	zoc_pool_destroy(pp->small);
 	zoc_pool_destroy(pp->large);
+	zoc_pool_destroy(pp->giant);
 	free(pp);
 	return NULL;
 }
 
 static void put_local(struct zoc_pktpool *pp, struct zoc_pkt *p)
 {
-	zoc_pool_put((p->flags & ZOC_PKT_F_LARGE) ? pp->large : pp->small, p);
+	uint8_t f = p->flags & ZOC_PKT_F_SIZE_MASK;
+
+	zoc_pool_put(ZOC_LIKELY(!f) ? pp->small : (f & ZOC_PKT_F_LARGE) ? pp->large : pp->giant, p);
 }
 
 /* Owner: take back what other threads freed. Returns how many. */
@@ -87,6 +104,7 @@ void zoc_pktpool_destroy(struct zoc_pktpool *pp)
 	reclaim(pp);
 	zoc_pool_destroy(pp->small);
 	zoc_pool_destroy(pp->large);
+	zoc_pool_destroy(pp->giant);
 	free(pp);
 }
 
@@ -95,6 +113,17 @@ void zoc_pktpool_available(struct zoc_pktpool *pp, uint32_t *small, uint32_t *la
 	reclaim(pp);
 	*small = pp->small ? zoc_pool_available(pp->small) : 0;
 	*large = pp->large ? zoc_pool_available(pp->large) : 0;
+}
+
+uint32_t zoc_pktpool_available_giant(struct zoc_pktpool *pp)
+{
+	reclaim(pp);
+	return pp->giant ? zoc_pool_available(pp->giant) : 0;
+}
+
+void zoc_pktpools_set_giant(uint32_t n_giant)
+{
+	g_giant = n_giant;
 }
 
 int zoc_pktpools_init(uint32_t n_small, uint32_t n_large)
@@ -109,7 +138,7 @@ int zoc_pktpools_init(uint32_t n_small, uint32_t n_large)
 		char nm[32];
 
 		snprintf(nm, sizeof(nm), "pkt%u", i);
-		g_pools[i] = zoc_pktpool_create(nm, i, n_small, n_large);
+		g_pools[i] = zoc_pktpool_create_ex(nm, i, n_small, n_large, g_giant);
 		if (!g_pools[i]) {
 			g_npools = i;
 			zoc_pktpools_fini();
@@ -150,7 +179,7 @@ struct zoc_pktpool *zoc_pktpool_of(unsigned reactor)
 	return reactor < g_npools ? g_pools[reactor] : NULL;
 }
 
-static inline void pkt_init(struct zoc_pkt *p, struct zoc_pktpool *pp, uint16_t room, bool large,
+static inline void pkt_init(struct zoc_pkt *p, struct zoc_pktpool *pp, uint32_t room, uint8_t size_flag,
 			    uint32_t len)
 {
 	/* Metadata is one cache line: clear it whole. */
@@ -158,24 +187,32 @@ static inline void pkt_init(struct zoc_pkt *p, struct zoc_pktpool *pp, uint16_t 
 	p->pool = pp;
 	p->room = room;
 	p->head = ZOC_PKT_HEADROOM;
-	p->len = (uint16_t)len;
-	p->flags = large ? ZOC_PKT_F_LARGE : 0;
+	p->len = len;
+	p->flags = size_flag;
 }
 
 struct zoc_pkt *zoc_pkt_alloc(struct zoc_pktpool *pp, uint32_t len)
 {
 	struct zoc_pkt *p = NULL;
 
-	if (ZOC_UNLIKELY(len > ZOC_PKT_MAX_FRAME))
-		return NULL;
 	if (len <= ZOC_PKT_SMALL_ROOM - ZOC_PKT_HEADROOM && pp->small) {
 		p = zoc_pool_get(pp->small);
 		if (ZOC_UNLIKELY(!p) && reclaim(pp))
 			p = zoc_pool_get(pp->small);
 		if (ZOC_LIKELY(p)) {
-			pkt_init(p, pp, ZOC_PKT_SMALL_ROOM, false, len);
+			pkt_init(p, pp, ZOC_PKT_SMALL_ROOM, 0, len);
 			return p;
 		}
+	}
+	if (ZOC_UNLIKELY(len > ZOC_PKT_MAX_FRAME)) {
+		if (len > ZOC_PKT_GSO_MAX_FRAME || !pp->giant)
+			return NULL;
+		p = zoc_pool_get(pp->giant);
+		if (!p && reclaim(pp))
+			p = zoc_pool_get(pp->giant);
+		if (p)
+			pkt_init(p, pp, ZOC_PKT_GIANT_ROOM, ZOC_PKT_F_GIANT, len);
+		return p;
 	}
 	if (!pp->large)
 		return NULL;
@@ -183,7 +220,7 @@ struct zoc_pkt *zoc_pkt_alloc(struct zoc_pktpool *pp, uint32_t len)
 	if (!p && reclaim(pp))
 		p = zoc_pool_get(pp->large);
 	if (p)
-		pkt_init(p, pp, ZOC_PKT_LARGE_ROOM, true, len);
+		pkt_init(p, pp, ZOC_PKT_LARGE_ROOM, ZOC_PKT_F_LARGE, len);
 	return p;
 }
 
@@ -251,7 +288,7 @@ struct zoc_pkt *zoc_pkt_clone(struct zoc_pktpool *pp, const struct zoc_pkt *src)
 {
 	struct zoc_pkt *p = zoc_pkt_alloc(pp, src->len);
 	uint8_t flags;
-	uint16_t room;
+	uint32_t room;
 
 	if (!p)
 		return NULL;
@@ -260,10 +297,10 @@ struct zoc_pkt *zoc_pkt_clone(struct zoc_pktpool *pp, const struct zoc_pkt *src)
 	memcpy(p, src, offsetof(struct zoc_pkt, data));
 	p->pool = pp;
 	p->room = room;
-	p->flags = (uint8_t)((src->flags & ~ZOC_PKT_F_LARGE) | (flags & ZOC_PKT_F_LARGE));
+	p->flags = (uint8_t)((src->flags & ~ZOC_PKT_F_SIZE_MASK) | (flags & ZOC_PKT_F_SIZE_MASK));
 	p->next = NULL;
 	/* Keep the source's headroom when it fits (tags pushed later need it). */
-	if ((uint32_t)src->head + src->len > room)
+	if ((uint64_t)src->head + src->len > room)
 		p->head = ZOC_PKT_HEADROOM;
 	memcpy(zoc_pkt_data(p), zoc_pkt_cdata(src), src->len);
 	return p;

@@ -189,6 +189,13 @@ void zoc_port_get_stats(const struct zoc_port *port, struct zoc_port_stats *st);
 /* The owner may count drops of its own (e.g. a virtio-net header it
  * rejected before rx_burst): on the calling reactor's counters. */
 void zoc_port_count_drop(struct zoc_port *port, enum zoc_drop_reason why, unsigned n);
+/* GSO super-frames (gso_type set) the owner takes whole: ZOC_GSO_CAP_*
+ * of net/gso.h (0 by default). The switch, on the owner reactor, cuts any
+ * other super-frame into segments of at most the port's MTU before
+ * tx_burst (net/gso.c; failures are dropped as invalid / mtu / no_buffer).
+ * Any thread; takes effect for the next delivery. */
+void zoc_port_set_gso_caps(struct zoc_port *port, uint32_t caps);
+uint32_t zoc_port_gso_caps(const struct zoc_port *port);
 /* "no_buffer", "ring_full", ... */
 const char *zoc_drop_reason_name(enum zoc_drop_reason why);
 

@@ -25,10 +25,14 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "net/gso.h"
 
 struct tap_uplink {
 	struct zoc_uplink u; /* first */
 	bool vnet_hdr;
+	bool caps_set;       /* GSO caps published on the port (owner) */
+	bool rx_gso;         /* the kernel may hand us TCP super-frames */
+	struct zoc_pkt *spare; /* giant read buffer (owner), rx_gso only */
 	bool large;          /* MTU needs large packet buffers */
 	uint32_t max_frame;  /* MTU + Ethernet + two tags */
 };
@@ -43,6 +47,7 @@ static int tap_open(const char *ifname, const struct zoc_uplink_opts *o, struct 
 	struct tap_uplink *t;
 	struct ifreq ifr;
 	int fd, ret, s;
+	bool rx_gso = false;
 
 	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
@@ -66,6 +71,11 @@ static int tap_open(const char *ifname, const struct zoc_uplink_opts *o, struct 
 			close(fd);
 			return ret;
 		}
+		/* TCP super-frames from the host stack, kept whole for TSO
+		 * guests (segmented by the switch for the others). */
+		rx_gso = ioctl(fd, TUNSETOFFLOAD,
+			       (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)) ==
+			 0;
 	}
 	/* Bring the interface up (best effort: the owner may manage it). */
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -89,6 +99,7 @@ static int tap_open(const char *ifname, const struct zoc_uplink_opts *o, struct 
 	}
 	t->u.fd = fd;
 	t->vnet_hdr = o->vnet_hdr;
+	t->rx_gso = rx_gso;
 	t->max_frame = frame_limit(o->mtu);
 	t->large = t->max_frame > ZOC_PKT_SMALL_ROOM - ZOC_PKT_HEADROOM;
 	*out = &t->u;
@@ -108,10 +119,11 @@ static int hdr_to_pkt(const struct virtio_net_hdr *h, struct zoc_pkt *p)
 	} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
 		p->flags |= ZOC_PKT_F_CSUM_VALID;
 	}
-	p->gso_type = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+	p->gso_type = h->gso_type; /* ECN flag kept: same values in pkt.h */
 	p->gso_size = h->gso_size;
 	p->hdr_len = h->hdr_len;
-	if (p->gso_type != ZOC_PKT_GSO_NONE && !p->gso_size)
+	if (p->gso_type != ZOC_PKT_GSO_NONE &&
+	    (!p->gso_size || !(p->flags & ZOC_PKT_F_CSUM_NEEDED)))
 		return -EINVAL;
 	return 0;
 }
@@ -126,12 +138,32 @@ static int tap_poll(struct zoc_uplink *u)
 
 	if (!pool)
 		return 0;
+	if (!t->caps_set) {
+		/* With a vnet header the kernel takes TCP super-frames whole
+		 * (virtio_net_hdr_to_skb) and segments them itself. */
+		t->caps_set = true;
+		if (t->vnet_hdr)
+			zoc_port_set_gso_caps(u->port,
+					      ZOC_GSO_CAP_TCPV4 | ZOC_GSO_CAP_TCPV6 | ZOC_GSO_CAP_ECN);
+	}
 	for (i = 0; i < ZOC_PKT_BURST; i++) {
 		struct virtio_net_hdr h;
 		struct iovec iov[2];
-		struct zoc_pkt *p = zoc_pkt_alloc(pool, room);
+		struct zoc_pkt *p;
+		uint32_t rroom = room;
 		ssize_t r;
 		int niov = 0;
+
+		/* rx_gso: read into a giant buffer, keep it when the frame is a
+		 * super-frame, else copy the frame to a packet of its size. */
+		if (t->rx_gso && !t->spare)
+			t->spare = zoc_pkt_alloc(pool, ZOC_PKT_GSO_MAX_FRAME);
+		if (t->rx_gso && t->spare) {
+			p = t->spare;
+			rroom = ZOC_PKT_GSO_MAX_FRAME;
+		} else {
+			p = zoc_pkt_alloc(pool, room);
+		}
 
 		if (!p) {
 			/* Take the frame off the device anyway: it is lost. */
@@ -149,8 +181,24 @@ static int tap_poll(struct zoc_uplink *u)
 			iov[niov++].iov_len = sizeof(h);
 		}
 		iov[niov].iov_base = zoc_pkt_data(p);
-		iov[niov++].iov_len = room;
+		iov[niov++].iov_len = rroom;
 		r = readv(u->fd, iov, niov);
+		if (p == t->spare) {
+			t->spare = NULL; /* p is ours now; given back below if unused */
+			if (r >= (ssize_t)sizeof(h) && (size_t)r - sizeof(h) <= room &&
+			    h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+				struct zoc_pkt *q = zoc_pkt_alloc(pool, (uint32_t)r - sizeof(h));
+
+				if (q) {
+					memcpy(zoc_pkt_data(q), zoc_pkt_data(p), (size_t)r - sizeof(h));
+					t->spare = p;
+					p = q;
+				}
+			} else if (r < 0) {
+				t->spare = p;
+				p = NULL;
+			}
+		}
 		if (r < 0) {
 			int e = errno;
 
@@ -176,8 +224,9 @@ static int tap_poll(struct zoc_uplink *u)
 			}
 			r -= (ssize_t)sizeof(h);
 		}
-		p->len = (uint16_t)r;
-		if ((uint32_t)r > t->max_frame) {
+		p->len = (uint32_t)r;
+		if ((uint32_t)r > t->max_frame &&
+		    !(t->vnet_hdr && h.gso_type != VIRTIO_NET_HDR_GSO_NONE)) {
 			zoc_pkt_free(p);
 			ZOC_UPLINK_INC(u, rx_oversize, 1);
 			zoc_port_count_drop(u->port, ZOC_DROP_MTU, 1);
@@ -219,7 +268,7 @@ static unsigned tap_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsig
 		int niov = 0;
 		ssize_t r;
 
-		if (p->len > t->max_frame ||
+		if ((p->gso_type == ZOC_PKT_GSO_NONE && p->len > t->max_frame) ||
 		    (!t->vnet_hdr && p->gso_type != ZOC_PKT_GSO_NONE)) {
 			big++;
 			zoc_pkt_free(p);
@@ -277,6 +326,10 @@ static unsigned tap_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsig
 
 static void tap_close(struct zoc_uplink *u)
 {
+	struct tap_uplink *t = (struct tap_uplink *)u;
+
+	zoc_pkt_free(t->spare);
+	t->spare = NULL;
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = -1;
@@ -292,6 +345,7 @@ static void tap_info(struct zoc_uplink *u, json_t *obj)
 	struct tap_uplink *t = (struct tap_uplink *)u;
 
 	json_object_set_new(obj, "vnet_hdr", json_boolean(t->vnet_hdr));
+	json_object_set_new(obj, "rx_gso", json_boolean(t->rx_gso));
 	json_object_set_new(obj, "max_frame", json_integer(t->max_frame));
 }
 

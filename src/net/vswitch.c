@@ -30,6 +30,7 @@
 #include "core/reactor.h"
 #include "core/util.h"
 #include "net/fdb.h"
+#include "net/gso.h"
 #include "net/ring.h"
 
 #define ETH_HLEN 14
@@ -54,6 +55,7 @@ struct zoc_port {
 	void *ctx;
 	struct port_conf *conf;      /* RCU-published */
 	int removing;                /* atomic flag */
+	uint32_t gso_caps;           /* ZOC_GSO_CAP_*, atomic (owner sets) */
 	/* owner reactor only */
 	double flood_tokens;
 	uint64_t flood_last_ns;
@@ -254,10 +256,10 @@ void zoc_port_count_drop(struct zoc_port *port, enum zoc_drop_reason why, unsign
 /* ---- delivery to the owner ------------------------------------------- */
 
 /* On the owner: hand pkts to tx_burst, count, free what it refused. */
-static void tx_owner(struct zoc_port *port, unsigned me, struct zoc_pkt **pkts, unsigned n)
+static void tx_owner_burst(struct zoc_port *port, unsigned me, struct zoc_pkt **pkts, unsigned n)
 {
 	struct zoc_port_stats *st = &port->stats[me].s;
-	uint16_t lens[ZOC_PKT_BURST];
+	uint32_t lens[ZOC_PKT_BURST];
 	unsigned acc;
 	uint64_t bytes = 0;
 
@@ -274,6 +276,77 @@ static void tx_owner(struct zoc_port *port, unsigned me, struct zoc_pkt **pkts, 
 		stat_add(&st->drops[ZOC_DROP_RING_FULL], n - acc);
 		zoc_pkt_free_bulk(pkts + acc, n - acc);
 	}
+}
+
+void zoc_port_set_gso_caps(struct zoc_port *port, uint32_t caps)
+{
+	__atomic_store_n(&port->gso_caps, caps, __ATOMIC_RELAXED);
+}
+
+uint32_t zoc_port_gso_caps(const struct zoc_port *port)
+{
+	return __atomic_load_n(&port->gso_caps, __ATOMIC_RELAXED);
+}
+
+/* The slow path of tx_owner: some packets are GSO super-frames the port
+ * cannot take whole; cut those into segments of at most the port's MTU
+ * (net/gso.c, from the owner's pool) and deliver in bursts. */
+static void tx_owner_gso(struct zoc_port *port, unsigned me, struct zoc_pkt **pkts, unsigned n,
+			 uint32_t caps)
+{
+	struct zoc_pkt *segs[ZOC_GSO_MAX_SEGS];
+	struct zoc_pkt *batch[ZOC_PKT_BURST];
+	struct zoc_pktpool *pool = zoc_pktpool_local();
+	uint32_t mtu = conf_of(port)->c.mtu;
+	unsigned nb = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct zoc_pkt *p = pkts[i];
+		int k;
+
+		if (p->gso_type == ZOC_PKT_GSO_NONE || zoc_gso_accepts(caps, p)) {
+			batch[nb++] = p;
+			if (nb == ZOC_PKT_BURST) {
+				tx_owner_burst(port, me, batch, nb);
+				nb = 0;
+			}
+			continue;
+		}
+		k = zoc_gso_segment(p, mtu, pool, segs, ZOC_GSO_MAX_SEGS);
+		if (ZOC_UNLIKELY(k < 0)) {
+			ZOC_WARN_RL("vswitch: port %s: GSO frame (type %u, size %u, %u B) not "
+				    "segmented: %s",
+				    port->name, p->gso_type, p->gso_size, p->len, strerror(-k));
+			drop(port, me,
+			     k == -ENOBUFS    ? ZOC_DROP_NO_BUFFER
+			     : k == -EMSGSIZE ? ZOC_DROP_MTU
+					      : ZOC_DROP_INVALID,
+			     p);
+			continue;
+		}
+		zoc_pkt_free(p);
+		for (int j = 0; j < k; j++) {
+			batch[nb++] = segs[j];
+			if (nb == ZOC_PKT_BURST) {
+				tx_owner_burst(port, me, batch, nb);
+				nb = 0;
+			}
+		}
+	}
+	if (nb)
+		tx_owner_burst(port, me, batch, nb);
+}
+
+static void tx_owner(struct zoc_port *port, unsigned me, struct zoc_pkt **pkts, unsigned n)
+{
+	uint8_t gso = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		gso |= pkts[i]->gso_type;
+	if (ZOC_UNLIKELY(gso))
+		tx_owner_gso(port, me, pkts, n, zoc_port_gso_caps(port));
+	else
+		tx_owner_burst(port, me, pkts, n);
 }
 
 static int port_drain(void *arg)
@@ -379,6 +452,11 @@ static inline int egress(const struct zoc_port_config *c, struct zoc_pkt *p)
 		d[13] = TPID_8021Q & 0xff;
 		d[14] = (uint8_t)(p->vlan_tci >> 8);
 		d[15] = (uint8_t)p->vlan_tci;
+		/* Offsets of the offload metadata count from the frame start. */
+		if (p->flags & ZOC_PKT_F_CSUM_NEEDED)
+			p->csum_start = (uint16_t)(p->csum_start + VLAN_HLEN);
+		if (p->hdr_len)
+			p->hdr_len = (uint16_t)(p->hdr_len + VLAN_HLEN);
 		return 0;
 	}
 	return ZOC_DROP_VLAN + 1;
@@ -470,6 +548,10 @@ static inline int ingress(const struct zoc_port_config *c, struct zoc_pkt *p)
 	if (tagged) {
 		memmove(d + VLAN_HLEN, d, 12);
 		zoc_pkt_pull(p, VLAN_HLEN);
+		if ((p->flags & ZOC_PKT_F_CSUM_NEEDED) && p->csum_start >= ETH_HLEN + VLAN_HLEN)
+			p->csum_start = (uint16_t)(p->csum_start - VLAN_HLEN);
+		if (p->hdr_len >= VLAN_HLEN)
+			p->hdr_len = (uint16_t)(p->hdr_len - VLAN_HLEN);
 	}
 	p->vlan_tci = tci;
 	return 0;

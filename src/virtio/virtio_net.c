@@ -5,12 +5,16 @@
  * rings, the receive filter state and the per-queue statistics.
  *
  * TX (guest -> switch): a poller per TX queue pops chains, checks the
- * virtio-net header, copies the frame into a packet of the local pool and
- * hands bursts of up to 32 to zoc_vswitch_rx_burst(). A chain is always
- * returned to the guest (length 0), accepted or dropped.
+ * virtio-net header (GSO headers against the negotiated HOST_TSO/USO and
+ * the frame itself), copies the frame into a packet of the local pool (a
+ * giant one for a super-frame) and hands bursts of up to 32 to
+ * zoc_vswitch_rx_burst(). A chain is always returned to the guest (length
+ * 0), accepted or dropped.
  * RX (switch -> guest): the port's tx_burst picks a receive queue by flow
  * hash among the active pairs, filters by the receive mode, and copies the
- * frame with its header into one buffer (or several with MRG_RXBUF).
+ * frame with its header into one buffer (or several with MRG_RXBUF); a
+ * super-frame goes whole with a GSO header when the guest offloads in force
+ * allow (the port's GSO caps follow them), else it is segmented.
  * Control queue: RX mode, MAC table / address, MQ pairs; anything else is
  * answered VIRTIO_NET_ERR.
  */
@@ -27,6 +31,7 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "core/util.h"
+#include "net/gso.h"
 #include "net/pkt.h"
 #include "net/port.h"
 #include "net/vswitch.h"
@@ -76,6 +81,9 @@ struct zoc_vnet {
 	uint32_t mtu;
 	uint16_t vlan;
 	uint64_t features;
+	/* Guest offloads in force (GUEST_CSUM/TSO/ECN/USO feature bits):
+	 * the negotiated ones, narrowed by CTRL_GUEST_OFFLOADS. Atomic. */
+	uint64_t guest_offloads;
 	struct virtio_net_config config;
 	/* receive filter, owner reactor */
 	uint16_t cur_pairs;
@@ -94,8 +102,14 @@ static const struct zoc_virtio_dev_ops vnet_ops;
 
 static const char *const drop_names[ZOC_VNET_DROP__COUNT] = {
 	"short_hdr", "bad_hdr", "zero_len", "oversize", "fault",
-	"no_pktbuf", "short_rxbuf", "no_rxbuf", "filtered", "offload",
+	"no_pktbuf", "short_rxbuf", "no_rxbuf", "filtered", "offload", "bad_gso",
 };
+
+#define F(b) ZOC_BIT(VIRTIO_NET_F_##b)
+/* The feature bits CTRL_GUEST_OFFLOADS may switch (UFO is never offered). */
+#define GUEST_OFFLOAD_BITS \
+	(F(GUEST_CSUM) | F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_ECN) | F(GUEST_USO4) | \
+	 F(GUEST_USO6))
 
 const char *zoc_vnet_drop_name(enum zoc_vnet_drop why)
 {
@@ -195,15 +209,39 @@ static void note_broken(struct vnet_queue *q)
 
 /* ------------------------------------------------------------------- TX */
 
-/* Checks a TX header against the frame length; returns a drop reason or -1. */
+/* Checks a TX header against the frame length; returns a drop reason or -1.
+ * A GSO header is checked against the negotiated features here and against
+ * the frame bytes by tx_check_gso(). */
 static int tx_check(const struct zoc_vnet *vn, const struct virtio_net_hdr *h, uint32_t len)
 {
 	if (len == 0)
 		return ZOC_VNET_DROP_ZERO_LEN;
-	if (len > vn->mtu + VNET_ETH_HLEN + 2 * VNET_VLAN_HLEN || len > ZOC_PKT_MAX_FRAME)
+	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		uint8_t base = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+		unsigned need;
+
+		if (len > ZOC_PKT_GSO_MAX_FRAME)
+			return ZOC_VNET_DROP_OVERSIZE;
+		if (base == VIRTIO_NET_HDR_GSO_TCPV4)
+			need = VIRTIO_NET_F_HOST_TSO4;
+		else if (base == VIRTIO_NET_HDR_GSO_TCPV6)
+			need = VIRTIO_NET_F_HOST_TSO6;
+		else if (base == VIRTIO_NET_HDR_GSO_UDP_L4)
+			need = VIRTIO_NET_F_HOST_USO;
+		else
+			return ZOC_VNET_DROP_BAD_GSO; /* UFO or unknown */
+		if (!has_feat(vn, need))
+			return ZOC_VNET_DROP_BAD_GSO;
+		if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) &&
+		    (base == VIRTIO_NET_HDR_GSO_UDP_L4 || !has_feat(vn, VIRTIO_NET_F_HOST_ECN)))
+			return ZOC_VNET_DROP_BAD_GSO;
+		/* 5.1.6.2.1: a GSO packet also asks for the checksum. */
+		if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || h->gso_size == 0 ||
+		    h->gso_size > vn->mtu || h->hdr_len > len)
+			return ZOC_VNET_DROP_BAD_GSO;
+	} else if (len > vn->mtu + VNET_ETH_HLEN + 2 * VNET_VLAN_HLEN || len > ZOC_PKT_MAX_FRAME) {
 		return ZOC_VNET_DROP_OVERSIZE;
-	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
-		return ZOC_VNET_DROP_BAD_HDR; /* no HOST_TSO/USO offered */
+	}
 	if (h->flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
 		return ZOC_VNET_DROP_BAD_HDR;
 	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
@@ -212,6 +250,23 @@ static int tx_check(const struct zoc_vnet *vn, const struct virtio_net_hdr *h, u
 		if ((uint32_t)h->csum_start + h->csum_offset + 2 > len)
 			return ZOC_VNET_DROP_BAD_HDR;
 	}
+	return -1;
+}
+
+/* The frame of a GSO header (already in p): TCP/UDP over IPv4/IPv6 as
+ * gso_type says, the checksum request pointing at that L4 header's
+ * checksum field, each segment's IP datagram within the MTU. */
+static int tx_check_gso(const struct zoc_vnet *vn, const struct virtio_net_hdr *h,
+			const struct zoc_pkt *p)
+{
+	struct zoc_gso_info gi;
+
+	if (zoc_gso_parse(zoc_pkt_cdata(p), p->len, h->gso_type, &gi))
+		return ZOC_VNET_DROP_BAD_GSO;
+	if (h->csum_start != (uint32_t)gi.l2_len + gi.l3_len || h->csum_offset != gi.l4_csum_off)
+		return ZOC_VNET_DROP_BAD_GSO;
+	if ((uint32_t)gi.l3_len + gi.l4_len + h->gso_size > vn->mtu)
+		return ZOC_VNET_DROP_BAD_GSO;
 	return -1;
 }
 
@@ -258,6 +313,15 @@ static int tx_poll(struct vnet_queue *q)
 			goto drop;
 		}
 		iov_read(e->iov, e->out_num, VNET_HDR_LEN, zoc_pkt_data(p), len);
+		if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+			why = tx_check_gso(vn, &h, p);
+			if (why >= 0) {
+				zoc_pkt_free(p);
+				goto drop;
+			}
+			p->gso_type = h.gso_type; /* same values, ECN flag included */
+			p->gso_size = h.gso_size;
+		}
 		if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
 			p->flags |= ZOC_PKT_F_CSUM_NEEDED;
 			p->csum_start = h.csum_start;
@@ -330,28 +394,104 @@ static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
 	f[start + off + 1] = (uint8_t)c;
 }
 
+/* Writes header h and frame p into el[0..nb) (together big enough, the
+ * first one holding at least the header) and completes them. */
+static void rx_write(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
+		     const struct virtio_net_hdr *h, const struct zoc_pkt *p)
+{
+	const uint8_t *src = zoc_pkt_cdata(p);
+	uint32_t left = p->len, off = 0;
+
+	for (unsigned i = 0; i < nb; i++) {
+		struct zoc_vq_elem *e = &el[i];
+		struct iovec *iov = e->iov + e->out_num;
+		uint32_t skip = 0, room = e->in_len, k;
+
+		if (i == 0) {
+			iov_write(iov, e->in_num, 0, h, VNET_HDR_LEN);
+			skip = VNET_HDR_LEN;
+			room -= VNET_HDR_LEN;
+		}
+		k = ZOC_MIN(room, left);
+		iov_write(iov, e->in_num, skip, src + off, k);
+		off += k;
+		left -= k;
+		zoc_vq_push(q->vq, e, skip + k);
+	}
+	q->stats.packets++;
+	q->stats.bytes += p->len;
+}
+
+/* A super-frame did not fit the mergeable buffers popped so far
+ * (rx_elems[0..nb), the ring ran dry): rather than return them all empty,
+ * cut the frame and fill whole segments into them; buffers left over go
+ * back empty, segments that did not fit are dropped (one short_rxbuf). */
+static void rx_gso_partial(struct vnet_queue *q, struct zoc_pkt *p, unsigned nb)
+{
+	struct zoc_vnet *vn = q->vn;
+	struct zoc_vq_elem *el = vn->rx_elems;
+	struct zoc_pkt *segs[ZOC_GSO_MAX_SEGS];
+	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
+	int k = zoc_gso_segment(p, vn->mtu, zoc_pktpool_local(), segs, ZOC_GSO_MAX_SEGS);
+	unsigned i = 0, s = 0;
+
+	for (; k > 0 && s < (unsigned)k && i < nb; s++) {
+		struct virtio_net_hdr h = {0};
+		uint64_t need = VNET_HDR_LEN + segs[s]->len, have = 0;
+		unsigned j = i;
+
+		if (el[i].in_len < VNET_HDR_LEN)
+			break;
+		while (j < nb && have < need)
+			have += el[j++].in_len;
+		if (have < need)
+			break;
+		if (gcsum)
+			h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+		h.num_buffers = (uint16_t)(j - i);
+		rx_write(q, el + i, j - i, &h, segs[s]);
+		i = j;
+	}
+	if (k > 0)
+		zoc_pkt_free_bulk(segs, (unsigned)k);
+	for (; i < nb; i++)
+		zoc_vq_push(q->vq, &el[i], 0);
+	if (k <= 0 || s < (unsigned)k)
+		q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
+}
+
 /* Delivers one frame on q. Returns false when the queue had no buffer (the
  * caller stops the burst); the packet is never freed here. */
-static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p)
+static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi)
 {
 	struct zoc_vnet *vn = q->vn;
 	struct virtio_net_hdr h = {0};
 	uint32_t need = VNET_HDR_LEN + p->len;
 	bool mrg = has_feat(vn, VIRTIO_NET_F_MRG_RXBUF);
+	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
 	struct zoc_vq_elem *el = vn->rx_elems;
 	unsigned nb = 0;
-	uint32_t have = 0, off = 0;
+	uint32_t have = 0;
 	int rc;
 
-	if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
-		if (has_feat(vn, VIRTIO_NET_F_GUEST_CSUM)) {
+	if (gi) {
+		/* A super-frame the guest negotiated: the checksum stays partial
+		 * (the field holds the sender's pseudo-header seed). */
+		h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		h.gso_type = p->gso_type;
+		h.gso_size = p->gso_size;
+		h.hdr_len = gi->hdr_len;
+		h.csum_start = (uint16_t)(gi->l2_len + gi->l3_len);
+		h.csum_offset = gi->l4_csum_off;
+	} else if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
+		if (gcsum) {
 			h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 			h.csum_start = p->csum_start;
 			h.csum_offset = p->csum_offset;
 		} else {
 			fill_csum(zoc_pkt_data(p), p->len, p->csum_start, p->csum_offset);
 		}
-	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && has_feat(vn, VIRTIO_NET_F_GUEST_CSUM)) {
+	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && gcsum) {
 		h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
 	}
 
@@ -384,6 +524,10 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p)
 		if (have < e->in_len) /* overflow */
 			have = UINT32_MAX;
 	}
+	if (gi && mrg && have < need && el[0].in_len >= VNET_HDR_LEN) {
+		rx_gso_partial(q, p, nb);
+		return true;
+	}
 	if (have < need || (nb > 0 && el[0].in_len < VNET_HDR_LEN)) {
 		for (unsigned i = 0; i < nb; i++)
 			zoc_vq_push(q->vq, &el[i], 0);
@@ -394,29 +538,57 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p)
 	}
 	h.num_buffers = (uint16_t)nb;
 	/* The header goes at the start of the first buffer, then the frame. */
-	{
-		const uint8_t *src = zoc_pkt_cdata(p);
-		uint32_t left = p->len;
+	rx_write(q, el, nb, &h, p);
+	return true;
+}
 
-		for (unsigned i = 0; i < nb; i++) {
-			struct zoc_vq_elem *e = &el[i];
-			struct iovec *iov = e->iov + e->out_num;
-			uint32_t skip = 0, room = e->in_len, k;
+/* The ZOC_GSO_CAP_* a guest with these offloads takes whole. */
+static uint32_t gso_caps_of(uint64_t off)
+{
+	uint32_t caps = 0;
 
-			if (i == 0) {
-				iov_write(iov, e->in_num, 0, &h, VNET_HDR_LEN);
-				skip = VNET_HDR_LEN;
-				room -= VNET_HDR_LEN;
-			}
-			k = ZOC_MIN(room, left);
-			iov_write(iov, e->in_num, skip, src + off, k);
-			off += k;
-			left -= k;
-			zoc_vq_push(q->vq, e, skip + k);
-		}
+	if (!(off & F(GUEST_CSUM)))
+		return 0;
+	if (off & F(GUEST_TSO4))
+		caps |= ZOC_GSO_CAP_TCPV4;
+	if (off & F(GUEST_TSO6))
+		caps |= ZOC_GSO_CAP_TCPV6;
+	if ((off & F(GUEST_ECN)) && (off & (F(GUEST_TSO4) | F(GUEST_TSO6))))
+		caps |= ZOC_GSO_CAP_ECN;
+	if (off & F(GUEST_USO4))
+		caps |= ZOC_GSO_CAP_USO4;
+	if (off & F(GUEST_USO6))
+		caps |= ZOC_GSO_CAP_USO6;
+	return caps;
+}
+
+/* A super-frame for the guest: whole when its offloads allow (the switch
+ * already segmented it otherwise, unless the offloads changed on the way),
+ * else segmented here to the device MTU. false: no receive buffer (the
+ * caller stops and the switch frees p). */
+static bool rx_gso(struct vnet_queue *q, struct zoc_pkt *p)
+{
+	struct zoc_vnet *vn = q->vn;
+	uint32_t caps = gso_caps_of(__atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED));
+	struct zoc_pkt *segs[ZOC_GSO_MAX_SEGS];
+	struct zoc_gso_info gi;
+	int k;
+
+	if (zoc_gso_accepts(caps, p) && !zoc_gso_parse(zoc_pkt_cdata(p), p->len, p->gso_type, &gi))
+		return rx_one(q, p, &gi);
+	k = zoc_gso_segment(p, vn->mtu, zoc_pktpool_local(), segs, ZOC_GSO_MAX_SEGS);
+	if (k < 0) {
+		q->stats.drops[ZOC_VNET_DROP_OFFLOAD]++;
+		return true;
 	}
-	q->stats.packets++;
-	q->stats.bytes += p->len;
+	for (int i = 0; i < k; i++) {
+		if (!rx_one(q, segs[i], NULL)) {
+			q->stats.drops[ZOC_VNET_DROP_NO_RXBUF] += (uint64_t)(k - i - 1);
+			zoc_pkt_free_bulk(segs + i, (unsigned)(k - i));
+			return i > 0; /* the first went nowhere: stop like rx_one */
+		}
+		zoc_pkt_free(segs[i]);
+	}
 	return true;
 }
 
@@ -443,11 +615,12 @@ static unsigned vnet_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsi
 			continue;
 		}
 		if (p->gso_type != ZOC_PKT_GSO_NONE) {
-			q->stats.drops[ZOC_VNET_DROP_OFFLOAD]++;
+			if (!rx_gso(q, p))
+				break;
 			zoc_pkt_free(p);
 			continue;
 		}
-		if (!rx_one(q, p))
+		if (!rx_one(q, p, NULL))
 			break;
 		zoc_pkt_free(p);
 	}
@@ -587,6 +760,25 @@ static uint8_t ctrl_cmd(struct zoc_vnet *vn, const struct zoc_vq_elem *e, uint32
 		if (pairs < 1 || pairs > vn->max_pairs)
 			return VIRTIO_NET_ERR;
 		vn->cur_pairs = pairs;
+		return VIRTIO_NET_OK;
+	}
+	case VIRTIO_NET_CTRL_GUEST_OFFLOADS: {
+		uint64_t off;
+
+		if (!has_feat(vn, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) ||
+		    cls_cmd[1] != VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET || dlen != 8)
+			return VIRTIO_NET_ERR;
+		iov_read(e->iov, e->out_num, 2, &off, 8);
+		/* Only negotiated offload bits, with the same dependencies. */
+		if (off & ~(vn->features & GUEST_OFFLOAD_BITS))
+			return VIRTIO_NET_ERR;
+		if (!(off & F(GUEST_CSUM)) &&
+		    (off & (F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_USO4) | F(GUEST_USO6))))
+			return VIRTIO_NET_ERR;
+		if ((off & F(GUEST_ECN)) && !(off & (F(GUEST_TSO4) | F(GUEST_TSO6))))
+			return VIRTIO_NET_ERR;
+		__atomic_store_n(&vn->guest_offloads, off, __ATOMIC_RELAXED);
+		zoc_port_set_gso_caps(vn->port, gso_caps_of(off));
 		return VIRTIO_NET_OK;
 	}
 	default:
@@ -813,7 +1005,9 @@ static uint64_t vnet_get_features(struct zoc_virtio_dev *dev)
 		     ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF) | ZOC_BIT(VIRTIO_NET_F_MTU) |
 		     ZOC_BIT(VIRTIO_NET_F_CTRL_VQ) | ZOC_BIT(VIRTIO_NET_F_CTRL_RX) |
 		     ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) | ZOC_BIT(VIRTIO_NET_F_CSUM) |
-		     ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM);
+		     ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) | F(CTRL_GUEST_OFFLOADS) | F(HOST_TSO4) |
+		     F(HOST_TSO6) | F(HOST_ECN) | F(HOST_USO) | F(GUEST_TSO4) | F(GUEST_TSO6) |
+		     F(GUEST_ECN) | F(GUEST_USO4) | F(GUEST_USO6);
 
 	if (vn->max_pairs > 1)
 		f |= ZOC_BIT(VIRTIO_NET_F_MQ);
@@ -841,9 +1035,23 @@ static int vnet_set_features(struct zoc_virtio_dev *dev, uint64_t f)
 	/* Control-queue features need the control queue. */
 	if (!(f & ZOC_BIT(VIRTIO_NET_F_CTRL_VQ)) &&
 	    (f & (ZOC_BIT(VIRTIO_NET_F_CTRL_RX) | ZOC_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) |
-		  ZOC_BIT(VIRTIO_NET_F_MQ))))
+		  ZOC_BIT(VIRTIO_NET_F_MQ) | F(CTRL_GUEST_OFFLOADS))))
+		return -EINVAL;
+	/* 5.1.3.1: segmentation offloads need the checksum offload of the same
+	 * direction, ECN needs TSO. */
+	if (!(f & F(CSUM)) && (f & (F(HOST_TSO4) | F(HOST_TSO6) | F(HOST_USO))))
+		return -EINVAL;
+	if ((f & F(HOST_ECN)) && !(f & (F(HOST_TSO4) | F(HOST_TSO6))))
+		return -EINVAL;
+	if (!(f & F(GUEST_CSUM)) &&
+	    (f & (F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_USO4) | F(GUEST_USO6))))
+		return -EINVAL;
+	if ((f & F(GUEST_ECN)) && !(f & (F(GUEST_TSO4) | F(GUEST_TSO6))))
 		return -EINVAL;
 	vn->features = f;
+	__atomic_store_n(&vn->guest_offloads, f & GUEST_OFFLOAD_BITS, __ATOMIC_RELAXED);
+	if (vn->port)
+		zoc_port_set_gso_caps(vn->port, gso_caps_of(f & GUEST_OFFLOAD_BITS));
 	zoc_reactor_send_msg(vn->owner, reset_filter_on_owner, vn);
 	return 0;
 }

@@ -5,9 +5,12 @@
  *
  * Queues: rx0, tx0, rx1, tx1, ... rx(N-1), tx(N-1), then the control queue
  * (index 2N). Features offered: VERSION_1, MAC, STATUS, MRG_RXBUF, MTU,
- * CTRL_VQ, CTRL_RX, CTRL_MAC_ADDR, MQ (when N > 1), CSUM, GUEST_CSUM, and the
- * ring features INDIRECT_DESC, EVENT_IDX, RING_PACKED. No TSO/USO/UFO (host
- * or guest): the switch has no segmentation, so they are not offered.
+ * CTRL_VQ, CTRL_RX, CTRL_MAC_ADDR, MQ (when N > 1), CSUM, GUEST_CSUM,
+ * HOST_TSO4/TSO6/ECN/USO, GUEST_TSO4/TSO6/ECN/USO4/USO6, CTRL_GUEST_OFFLOADS
+ * and the ring features INDIRECT_DESC, EVENT_IDX, RING_PACKED. No UFO (IP
+ * fragmentation offload) either way. Super-frames the guest sends travel the
+ * switch whole; a port that cannot take them gets them segmented (net/gso.h,
+ * docs/virtio-net.md "Offloads").
  *
  * Threads: control calls run on reactor 0. Every queue of the device runs on
  * the port's owner reactor (one owner per port, port.h): with MQ all pairs
@@ -46,12 +49,20 @@
 #define VIRTIO_NET_F_GUEST_ANNOUNCE 21
 #define VIRTIO_NET_F_MQ 22
 #define VIRTIO_NET_F_CTRL_MAC_ADDR 23
+#define VIRTIO_NET_F_GUEST_USO4 54
+#define VIRTIO_NET_F_GUEST_USO6 55
+#define VIRTIO_NET_F_HOST_USO 56
 
 #define VIRTIO_NET_S_LINK_UP 1
 
 #define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
 #define VIRTIO_NET_HDR_F_DATA_VALID 2
 #define VIRTIO_NET_HDR_GSO_NONE 0
+#define VIRTIO_NET_HDR_GSO_TCPV4 1
+#define VIRTIO_NET_HDR_GSO_UDP 3
+#define VIRTIO_NET_HDR_GSO_TCPV6 4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#define VIRTIO_NET_HDR_GSO_ECN 0x80
 
 #define VIRTIO_NET_OK 0
 #define VIRTIO_NET_ERR 1
@@ -63,6 +74,8 @@
 #define VIRTIO_NET_CTRL_MAC_ADDR_SET 1
 #define VIRTIO_NET_CTRL_MQ 4
 #define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 0
+#define VIRTIO_NET_CTRL_GUEST_OFFLOADS 5
+#define VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET 0
 
 #define ZOC_VNET_MAX_PAIRS 8
 #define ZOC_VNET_QUEUE_SIZE_MAX 1024
@@ -98,7 +111,10 @@ enum zoc_vnet_drop {
 	ZOC_VNET_DROP_SHORT_RXBUF,   /* rx: receive buffer(s) too small */
 	ZOC_VNET_DROP_NO_RXBUF,      /* rx: no receive buffer posted / queue down */
 	ZOC_VNET_DROP_FILTERED,      /* rx: not for our MAC (rx mode / MAC table) */
-	ZOC_VNET_DROP_OFFLOAD,       /* rx: GSO frame the guest cannot take */
+	ZOC_VNET_DROP_OFFLOAD,       /* rx: GSO frame the guest cannot take and
+				      * that could not be segmented */
+	ZOC_VNET_DROP_BAD_GSO,       /* tx: GSO header not negotiated / not
+				      * matching the frame (see docs) */
 	ZOC_VNET_DROP__COUNT
 };
 

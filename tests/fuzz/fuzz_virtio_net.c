@@ -14,7 +14,10 @@
  * Input:
  *   byte 0   flags: bit0 packed, bit1 indirect, bit2 A negotiates CSUM,
  *            bit3 B negotiates MRG_RXBUF, bit4 B negotiates GUEST_CSUM,
- *            bit5 raw addresses/lengths (no steering)
+ *            bit5 raw addresses/lengths (no steering), bit6 A negotiates
+ *            HOST_TSO4/TSO6/ECN/USO (with CSUM), bit7 B negotiates
+ *            GUEST_CSUM/TSO4/TSO6/ECN/USO4/USO6 (GSO headers are then
+ *            checked, super-frames carried whole to B or segmented)
  *   byte 1   queue size (split: 1 << (b % 5); packed: 1 + b % 16)
  *   byte 2   split: avail->idx; packed: how many descriptors are marked
  *            available (the rest not)
@@ -199,7 +202,10 @@ static void pool_fn(struct call *c)
 	uint32_t s, l;
 
 	zoc_pktpool_available(zoc_pktpool_local(), &s, &l);
-	c->rc = s == 256 && l == 32 ? 0 : -1;
+	c->rc = s == 256 && l == 32 &&
+			zoc_pktpool_available_giant(zoc_pktpool_local()) == ZOC_PKT_GIANT_DEFAULT
+		? 0
+		: -1;
 }
 
 struct input {
@@ -299,11 +305,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	g_call.fa = ZOC_BIT(VIRTIO_F_VERSION_1) | ZOC_BIT(VIRTIO_NET_F_MAC) |
 		    ((hdr[0] & 4) ? ZOC_BIT(VIRTIO_NET_F_CSUM) : 0) |
+		    ((hdr[0] & 0x40) ? ZOC_BIT(VIRTIO_NET_F_CSUM) | ZOC_BIT(VIRTIO_NET_F_HOST_TSO4) |
+					       ZOC_BIT(VIRTIO_NET_F_HOST_TSO6) |
+					       ZOC_BIT(VIRTIO_NET_F_HOST_ECN) |
+					       ZOC_BIT(VIRTIO_NET_F_HOST_USO)
+				     : 0) |
 		    (packed ? ZOC_BIT(VIRTIO_F_RING_PACKED) : 0) |
 		    ((hdr[0] & 2) ? ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC) : 0);
 	g_call.fb = ZOC_BIT(VIRTIO_F_VERSION_1) | ZOC_BIT(VIRTIO_NET_F_MAC) |
 		    ((hdr[0] & 8) ? ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF) : 0) |
-		    ((hdr[0] & 16) ? ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) : 0);
+		    ((hdr[0] & 16) ? ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) : 0) |
+		    ((hdr[0] & 0x80) ? ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+					       ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4) |
+					       ZOC_BIT(VIRTIO_NET_F_GUEST_TSO6) |
+					       ZOC_BIT(VIRTIO_NET_F_GUEST_ECN) |
+					       ZOC_BIT(VIRTIO_NET_F_GUEST_USO4) |
+					       ZOC_BIT(VIRTIO_NET_F_GUEST_USO6)
+				     : 0);
 	g_call.txc = (struct zoc_vq_config){
 		.size = qsize, .packed = packed, .indirect = hdr[0] & 2,
 		.desc = g_rings + (packed ? R_PDESC : R_DESC),

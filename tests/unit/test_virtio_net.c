@@ -29,6 +29,7 @@
 
 #include "core/log.h"
 #include "core/reactor.h"
+#include "net/gso.h"
 #include "net/pkt.h"
 #include "net/port.h"
 #include "net/vswitch.h"
@@ -557,13 +558,15 @@ static void test_malformed_tx(void **state)
 	/* zero-length frame */
 	send_raw(a, &h, HDR, NULL, 0, 1);
 	assert_int_equal(drops(a, "zero_len"), 1);
-	/* bad gso type (no TSO offered) */
+	/* GSO types not negotiated (a has no HOST_TSO/USO) or unknown */
+	h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 	h.gso_type = 1;
 	h.gso_size = 1448;
 	send_raw(a, &h, HDR, f, 200, 1);
 	h.gso_type = 0x42;
 	send_raw(a, &h, HDR, f, 200, 2);
-	assert_int_equal(drops(a, "bad_hdr"), 2);
+	assert_int_equal(drops(a, "bad_gso"), 2);
+	assert_int_equal(drops(a, "bad_hdr"), 0);
 	h = (struct virtio_net_hdr){0};
 	/* unknown flags; csum offsets beyond the frame */
 	h.flags = 0x80;
@@ -575,7 +578,7 @@ static void test_malformed_tx(void **state)
 	h.csum_start = 0xffff;
 	h.csum_offset = 0xffff;
 	send_raw(a, &h, HDR, f, 200, 1);
-	assert_int_equal(drops(a, "bad_hdr"), 5);
+	assert_int_equal(drops(a, "bad_hdr"), 3);
 	/* over the MTU (1500 + 14 + tags) */
 	h = (struct virtio_net_hdr){0};
 	send_raw(a, &h, HDR, f, 1600, 3);
@@ -723,6 +726,387 @@ static void test_csum(void **state)
 	nic_free(c);
 }
 
+/* A TCP/IPv4 super-frame (Ethernet + 20 + 20 + payload), PSH|ACK, seq 1000;
+ * the checksum field holds a seed the device must not trust. */
+static uint32_t make_tcp4(uint8_t *f, uint32_t payload, const uint8_t *dst, const uint8_t *src)
+{
+	uint32_t tl = 40 + payload;
+
+	make_frame(f, 54 + payload, dst, src, 9);
+	memset(f + 14, 0, 40);
+	f[14] = 0x45;
+	f[16] = (uint8_t)(tl >> 8);
+	f[17] = (uint8_t)tl;
+	f[18] = 0x12;
+	f[20] = 0x40;
+	f[22] = 64;
+	f[23] = 6;
+	memcpy(f + 26, (uint8_t[8]){10, 0, 0, 1, 10, 0, 0, 2}, 8);
+	f[34] = 0x30;
+	f[36] = 0x14;
+	f[41] = 0xe8; /* seq 1000 */
+	f[40] = 0x03;
+	f[46] = 0x50;
+	f[47] = 0x18;
+	f[50] = 0xab;
+	return 54 + payload;
+}
+
+/* A segment as the wire wants it: IPv4 header and TCP checksums valid. */
+static void check_tcp4_segment(const uint8_t *g, uint32_t len, uint32_t seq, uint32_t payload)
+{
+	uint8_t ph[4] = {0, 6, (uint8_t)((len - 34) >> 8), (uint8_t)(len - 34)};
+	uint32_t sum;
+
+	assert_int_equal(len, 54 + payload);
+	assert_int_equal(g[16] << 8 | g[17], 40 + payload);
+	assert_int_equal(ip_csum(g + 14, 20), 0xffff);
+	assert_int_equal((uint32_t)g[38] << 24 | (uint32_t)g[39] << 16 | (uint32_t)g[40] << 8 | g[41],
+			 seq);
+	sum = ip_csum(g + 26, 8);
+	sum += ip_csum(ph, 4);
+	sum += ip_csum(g + 34, len - 34);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	assert_int_equal(sum, 0xffff);
+}
+
+#define GSO_HOST                                                                     \
+	(ZOC_BIT(VIRTIO_NET_F_HOST_TSO4) | ZOC_BIT(VIRTIO_NET_F_HOST_TSO6) |          \
+	 ZOC_BIT(VIRTIO_NET_F_HOST_ECN) | ZOC_BIT(VIRTIO_NET_F_HOST_USO) |            \
+	 ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF))
+#define GSO_GUEST                                                                    \
+	(ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) | ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4) |        \
+	 ZOC_BIT(VIRTIO_NET_F_GUEST_TSO6) | ZOC_BIT(VIRTIO_NET_F_GUEST_ECN) |         \
+	 ZOC_BIT(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF))
+
+/* TSO from a: b (no guest offloads) gets MSS-sized segments with valid
+ * checksums, c (GUEST_TSO4) the super-frame whole with a GSO header. */
+static void test_tso(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *b = nic_new("b", 2, 1500, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), false);
+	struct nic *c = nic_new("c", 3, 1500, GSO_GUEST, false);
+	static uint8_t f[4000], got[4000];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .gso_size = 1448,
+				   .hdr_len = 54, .csum_start = 34, .csum_offset = 16};
+	struct virtio_net_hdr r;
+	uint32_t flen, len, off = 0;
+	uint16_t id;
+	uint64_t offl;
+	int ids[6];
+
+	(void)state;
+	flen = make_tcp4(f, 3000, b->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 3; i++)
+		ids[i] = post_rx(b, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		uint32_t seg = i < 2 ? 1448 : 104;
+		uint8_t *g = rx_buf(b, i);
+
+		wait_used(b, 0, &id, &len);
+		assert_int_equal(id, ids[i]);
+		memcpy(&r, g, HDR);
+		assert_int_equal(r.gso_type, 0);
+		assert_int_equal(r.flags, 0); /* no GUEST_CSUM: nothing to say */
+		assert_int_equal(r.num_buffers, 1);
+		check_tcp4_segment(g + HDR, len - HDR, 1000 + 1448 * i, seg);
+		assert_int_equal(g[HDR + 47], i < 2 ? 0x10 : 0x18); /* PSH on the last */
+		assert_memory_equal(g + HDR + 54, f + 54 + 1448 * i, seg);
+	}
+	/* c takes it whole: two mergeable buffers, one GSO header */
+	make_tcp4(f, 3000, c->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 3; i++)
+		ids[i] = post_rx(c, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 1);
+	for (unsigned i = 0; i < 2; i++) {
+		uint8_t *g = rx_buf(c, i);
+
+		wait_used(c, 0, &id, &len);
+		assert_int_equal(id, ids[i]);
+		if (i == 0) {
+			memcpy(&r, g, HDR);
+			g += HDR;
+			len -= HDR;
+		}
+		memcpy(got + off, g, len);
+		off += len;
+	}
+	assert_int_equal(r.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_int_equal(r.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+	assert_int_equal(r.gso_size, 1448);
+	assert_int_equal(r.hdr_len, 54);
+	assert_int_equal(r.csum_start, 34);
+	assert_int_equal(r.csum_offset, 16);
+	assert_int_equal(r.num_buffers, 2);
+	assert_int_equal(off, flen);
+	assert_memory_equal(got, f, flen);
+	/* c switches TSO off (CTRL_GUEST_OFFLOADS): now segmented, DATA_VALID */
+	offl = ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_OK);
+	for (unsigned i = 3; i < 6; i++)
+		ids[i] = post_rx(c, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 2);
+	for (unsigned i = 0; i < 3; i++) {
+		uint8_t *g;
+		unsigned slot = 2 + i; /* slot 2 was left over */
+
+		wait_used(c, 0, &id, &len);
+		assert_int_equal(id, ids[slot]);
+		g = rx_buf(c, slot);
+		memcpy(&r, g, HDR);
+		assert_int_equal(r.gso_type, 0);
+		assert_int_equal(r.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+		check_tcp4_segment(g + HDR, len - HDR, 1000 + 1448 * i, i < 2 ? 1448 : 104);
+	}
+	/* offload sets that break the rules or were not negotiated */
+	offl = ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_ERR);
+	offl = ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) | ZOC_BIT(VIRTIO_NET_F_GUEST_USO4);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(c, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 4),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(b, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, &offl, 8),
+			 VIRTIO_NET_ERR); /* b did not negotiate the command */
+	nic_free(a);
+	nic_free(b);
+	nic_free(c);
+}
+
+/* A UDP/IPv6 super-frame (Ethernet + 40 + 8 + payload). */
+static uint32_t make_udp6(uint8_t *f, uint32_t payload, const uint8_t *dst, const uint8_t *src)
+{
+	make_frame(f, 62 + payload, dst, src, 4);
+	f[12] = 0x86;
+	f[13] = 0xdd;
+	memset(f + 14, 0, 48);
+	f[14] = 0x60;
+	f[18] = (uint8_t)((8 + payload) >> 8);
+	f[19] = (uint8_t)(8 + payload);
+	f[20] = 17;
+	f[21] = 64;
+	for (int i = 0; i < 32; i++)
+		f[22 + i] = (uint8_t)(0xfd + i);
+	f[54] = 0x13;
+	f[56] = 0x14;
+	f[58] = 0xff; /* a length the device must rewrite per segment */
+	return 62 + payload;
+}
+
+/* USO: a UDP/IPv6 super-frame becomes datagrams of gso_size for a vNIC
+ * without GUEST_USO6 and stays whole for one with it. */
+static void test_uso(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *b = nic_new("b", 2, 1500, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), false);
+	struct nic *c = nic_new("c", 3, 1500, GSO_GUEST | ZOC_BIT(VIRTIO_NET_F_GUEST_USO6), false);
+	static uint8_t f[3000];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_UDP_L4, .gso_size = 1000,
+				   .hdr_len = 62, .csum_start = 54, .csum_offset = 6};
+	struct virtio_net_hdr r;
+	uint32_t flen, len;
+	uint16_t id;
+	int ids[3];
+
+	(void)state;
+	flen = make_udp6(f, 2500, b->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 3; i++)
+		ids[i] = post_rx(b, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 2);
+	for (unsigned i = 0; i < 3; i++) {
+		uint32_t seg = i < 2 ? 1000 : 500, sum;
+		uint8_t *g = rx_buf(b, i) + HDR;
+		uint8_t ph[8] = {0, 0, (uint8_t)((8 + seg) >> 8), (uint8_t)(8 + seg), 0, 0, 0, 17};
+
+		wait_used(b, 0, &id, &len);
+		assert_int_equal(id, ids[i]);
+		assert_int_equal(len, HDR + 62 + seg);
+		assert_int_equal(g[18] << 8 | g[19], 8 + seg); /* IPv6 payload length */
+		assert_int_equal(g[58] << 8 | g[59], 8 + seg); /* UDP length */
+		sum = ip_csum(g + 22, 32);
+		sum += ip_csum(ph, 8);
+		sum += ip_csum(g + 54, 8 + seg);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		assert_int_equal(sum, 0xffff);
+		assert_memory_equal(g + 62, f + 62 + 1000 * i, seg);
+	}
+	make_udp6(f, 2500, c->o.mac, a->o.mac);
+	for (unsigned i = 0; i < 2; i++)
+		ids[i] = post_rx(c, i, 2048);
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(id, ids[0]);
+	memcpy(&r, rx_buf(c, 0), HDR);
+	assert_int_equal(r.gso_type, VIRTIO_NET_HDR_GSO_UDP_L4);
+	assert_int_equal(r.gso_size, 1000);
+	assert_int_equal(r.hdr_len, 62);
+	assert_int_equal(r.csum_start, 54);
+	assert_int_equal(r.csum_offset, 6);
+	assert_int_equal(r.num_buffers, 2);
+	assert_memory_equal(rx_buf(c, 0) + HDR, f, 2048 - HDR);
+	nic_free(a);
+	nic_free(b);
+	nic_free(c);
+}
+
+/* A super-frame for a GUEST_TSO guest whose ring holds too few mergeable
+ * buffers: the buffers there get whole segments instead of nothing. */
+static void test_tso_partial(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *c = nic_new("c", 3, 1500, GSO_GUEST, false);
+	static uint8_t f[4000];
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .gso_size = 1448,
+				   .hdr_len = 54, .csum_start = 34, .csum_offset = 16};
+	struct virtio_net_hdr r;
+	uint32_t flen, len;
+	uint16_t id;
+	int want;
+
+	(void)state;
+	flen = make_tcp4(f, 3000, c->o.mac, a->o.mac);
+	/* one 2 KiB buffer: the first segment */
+	want = post_rx(c, 0, 2048);
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(id, want);
+	assert_int_equal(len, HDR + 54 + 1448);
+	memcpy(&r, rx_buf(c, 0), HDR);
+	assert_int_equal(r.gso_type, 0);
+	assert_int_equal(r.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+	assert_int_equal(r.num_buffers, 1);
+	check_tcp4_segment(rx_buf(c, 0) + HDR, len - HDR, 1000, 1448);
+	assert_int_equal(drops(c, "short_rxbuf"), 1);
+	/* two 1 KiB buffers: one segment across both */
+	post_rx(c, 1, 1024);
+	post_rx(c, 2, 1024);
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(len, 1024);
+	memcpy(&r, rx_buf(c, 1), HDR);
+	assert_int_equal(r.num_buffers, 2);
+	wait_used(c, 0, &id, &len);
+	assert_int_equal(len, HDR + 54 + 1448 - 1024);
+	assert_int_equal(drops(c, "short_rxbuf"), 2);
+	nic_free(a);
+	nic_free(c);
+}
+
+/* Malformed GSO headers from a driver that negotiated TSO/USO. */
+static void test_tso_malformed(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, GSO_HOST, false);
+	struct nic *b = nic_new("b", 2, 1500, GSO_GUEST, false);
+	static uint8_t f[4000];
+	const struct virtio_net_hdr good = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+					    .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+					    .gso_size = 1448, .hdr_len = 54, .csum_start = 34,
+					    .csum_offset = 16};
+	struct virtio_net_hdr h;
+	uint32_t flen, len;
+	uint16_t id;
+	long n = 0;
+
+	(void)state;
+	flen = make_tcp4(f, 3000, b->o.mac, a->o.mac);
+#define BAD(field, val)                                   \
+	do {                                              \
+		h = good;                                 \
+		h.field = (val);                          \
+		send_raw(a, &h, HDR, f, flen, 1);          \
+		assert_int_equal(drops(a, "bad_gso"), ++n); \
+	} while (0)
+	BAD(flags, 0);                           /* GSO without NEEDS_CSUM */
+	BAD(gso_size, 0);
+	BAD(gso_size, 1501);                     /* over the MTU */
+	BAD(gso_size, 1461);                     /* 20 + 20 + 1461 > 1500 */
+	BAD(csum_start, 14);                     /* not the TCP header */
+	BAD(csum_offset, 6);                     /* not TCP's checksum field */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_TCPV6); /* the frame is IPv4 */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_UDP_L4); /* ... and TCP */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_UDP);   /* UFO: never offered */
+	BAD(gso_type, VIRTIO_NET_HDR_GSO_UDP_L4 | VIRTIO_NET_HDR_GSO_ECN);
+	BAD(hdr_len, 0xffff);                    /* past the frame */
+	/* a fragment, an IP length that lies, a truncated TCP header */
+	f[20] = 0x20;
+	BAD(gso_size, 1448);
+	f[20] = 0x40;
+	f[16] = 0x7f;
+	BAD(gso_size, 1448);
+	f[16] = (uint8_t)((40 + 3000) >> 8);
+	h = good;
+	send_raw(a, &h, HDR, f, 40, 1);
+	assert_int_equal(drops(a, "bad_gso"), ++n);
+	expect_nothing(b);
+	/* and a good one still passes, ECN flag included (HOST_ECN) */
+	f[47] |= 0x80;
+	post_rx(b, 0, 2048);
+	post_rx(b, 1, 2048);
+	h = good;
+	h.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+	send_raw(a, &h, HDR, f, flen, 1);
+	wait_used(b, 0, &id, &len);
+	assert_int_equal(rx_buf(b, 0)[1], VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN);
+	nic_free(a);
+	nic_free(b);
+#undef BAD
+}
+
+static void feat_rules_fn(void *arg)
+{
+	struct nic *n = arg;
+	struct zoc_virtio_dev *d = zoc_vnet_to_virtio(n->vn);
+	uint64_t base = ZOC_BIT(VIRTIO_F_VERSION_1) | ZOC_BIT(VIRTIO_NET_F_CTRL_VQ);
+
+	/* virtio 1.2 5.1.3.1 dependencies */
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_TSO4)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_USO6)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+							 ZOC_BIT(VIRTIO_NET_F_GUEST_ECN)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_HOST_USO)), -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_CSUM) |
+							 ZOC_BIT(VIRTIO_NET_F_HOST_ECN)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, ZOC_BIT(VIRTIO_F_VERSION_1) |
+							 ZOC_BIT(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS)),
+			 -EINVAL);
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_GUEST_UFO)),
+			 -EINVAL); /* not offered */
+	assert_true((d->ops->get_features(d) & (GSO_HOST | GSO_GUEST)) == (GSO_HOST | GSO_GUEST));
+	assert_int_equal(d->ops->set_features(d, base | ZOC_BIT(VIRTIO_NET_F_CSUM) |
+							 ZOC_BIT(VIRTIO_NET_F_HOST_USO) |
+							 GSO_GUEST),
+			 0);
+	n->err = (int)zoc_port_gso_caps(zoc_vnet_port(n->vn));
+	assert_int_equal(d->ops->set_features(d, n->features), 0);
+}
+
+static void test_feature_rules(void **state)
+{
+	struct nic *a = nic_new("a", 1, 1500, 0, false);
+
+	(void)state;
+	on_reactor(feat_rules_fn, a);
+	assert_int_equal(a->err, ZOC_GSO_CAP_TCPV4 | ZOC_GSO_CAP_TCPV6 | ZOC_GSO_CAP_ECN);
+	nic_free(a);
+}
+
 static void link_fn(void *arg)
 {
 	struct nic *n = arg;
@@ -835,6 +1219,11 @@ int main(void)
 		cmocka_unit_test(test_mergeable_jumbo),
 		cmocka_unit_test(test_csum),
 		cmocka_unit_test(test_ctrl),
+		cmocka_unit_test(test_tso),
+		cmocka_unit_test(test_tso_malformed),
+		cmocka_unit_test(test_uso),
+		cmocka_unit_test(test_tso_partial),
+		cmocka_unit_test(test_feature_rules),
 	};
 
 	const struct CMUnitTest two[] = {
@@ -842,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_exchange_packed),
 		cmocka_unit_test(test_mergeable_jumbo),
 		cmocka_unit_test(test_ctrl),
+		cmocka_unit_test(test_tso),
 	};
 	int rc = cmocka_run_group_tests_name("one reactor", tests, setup, teardown);
 

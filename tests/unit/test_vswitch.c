@@ -22,6 +22,7 @@
 #include "core/reactor.h"
 #include "core/util.h"
 #include "net/fdb.h"
+#include "net/gso.h"
 #include "net/pkt.h"
 #include "net/ring.h"
 #include "net/vswitch.h"
@@ -35,6 +36,7 @@ struct fport {
 	unsigned calls;
 	unsigned n;             /* packets recorded */
 	uint16_t len[MAXREC];
+	uint16_t csum_start[MAXREC];
 	uint8_t frame[MAXREC][64];
 	atomic_uint total;
 	atomic_int wrong_thread;
@@ -57,7 +59,8 @@ static unsigned fake_tx(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n
 		atomic_fetch_add(&f->after_removed, 1);
 	for (unsigned i = 0; i < k; i++) {
 		if (f->n < MAXREC) {
-			f->len[f->n] = pkts[i]->len;
+			f->len[f->n] = (uint16_t)pkts[i]->len;
+			f->csum_start[f->n] = pkts[i]->csum_start;
 			memcpy(f->frame[f->n], zoc_pkt_data(pkts[i]),
 			       pkts[i]->len < 64 ? pkts[i]->len : 64);
 			f->n++;
@@ -744,6 +747,151 @@ static void test_malformed_frames(void **state)
 	remove_port(b);
 }
 
+/* A TCP/IPv4 (or UDP) super-frame dst <- src: payload bytes in segments of
+ * mss; NEEDS_CSUM as a virtio driver sends it. */
+static struct zoc_pkt *mk_gso(const uint8_t *dst, const uint8_t *src, uint32_t payload,
+			      uint16_t mss, bool udp)
+{
+	uint32_t l4 = udp ? 8 : 20, len = 34 + l4 + payload, tl = 20 + l4 + payload;
+	struct zoc_pkt *p = mk(dst, src, -1, len);
+	uint8_t *d = zoc_pkt_data(p);
+
+	memset(d + 14, 0, 20 + l4);
+	d[14] = 0x45;
+	d[16] = (uint8_t)(tl >> 8);
+	d[17] = (uint8_t)tl;
+	d[22] = 64;
+	d[23] = udp ? 17 : 6;
+	memcpy(d + 26, (uint8_t[8]){10, 0, 0, 1, 10, 0, 0, 2}, 8);
+	if (!udp) {
+		d[46] = 0x50;
+		d[47] = 0x19; /* FIN|PSH|ACK */
+	}
+	p->gso_type = udp ? ZOC_PKT_GSO_UDP_L4 : ZOC_PKT_GSO_TCPV4;
+	p->gso_size = mss;
+	p->flags |= ZOC_PKT_F_CSUM_NEEDED;
+	p->csum_start = 34;
+	p->csum_offset = udp ? 6 : 16;
+	return p;
+}
+
+static uint32_t seq_of(const uint8_t *f)
+{
+	return (uint32_t)f[38] << 24 | (uint32_t)f[39] << 16 | (uint32_t)f[40] << 8 | f[41];
+}
+
+/* Delivery of GSO super-frames: whole to a port whose caps take them,
+ * segmented to the port's MTU for the others, dropped and counted when
+ * they cannot be segmented. */
+static void test_gso_delivery(void **state)
+{
+	struct env *e = *state;
+	struct fport *a = add_simple(e->sw, "a", ZOC_VLAN_NONE, 0);
+	struct fport *b = add_simple(e->sw, "b", ZOC_VLAN_NONE, 0);
+	struct fport *c = add_simple(e->sw, "c", ZOC_VLAN_NONE, 0);
+	struct zoc_port_config cfg;
+	struct fport *d;
+	struct zoc_pkt *p;
+
+	zoc_port_config_init(&cfg, "d");
+	cfg.mtu = 1000;
+	d = add_port(e->sw, &cfg);
+	zoc_port_set_gso_caps(b->port, ZOC_GSO_CAP_TCPV4);
+	assert_int_equal(zoc_port_gso_caps(b->port), ZOC_GSO_CAP_TCPV4);
+	assert_int_equal(zoc_port_gso_caps(c->port), 0);
+	/* flooded (unknown destination): one copy per port */
+	send1(e->sw, a, mk_gso(MAC_X, MAC_A, 3000, 960, false));
+	assert_int_equal(b->n, 1);
+	assert_int_equal(b->len[0], 34 + 20 + 3000);
+	assert_int_equal(c->n, 4); /* 960 * 3 + 120 */
+	for (unsigned i = 0; i < c->n; i++) {
+		assert_int_equal(c->len[i], 54 + (i < 3 ? 960 : 120));
+		assert_int_equal(seq_of(c->frame[i]), 960 * i);
+		assert_int_equal(c->frame[i][47], i < 3 ? 0x10 : 0x19);
+	}
+	assert_int_equal(d->n, 4);
+	/* an MSS over a port's MTU: lowered for TCP (d: 1000 - 40 = 960 max) */
+	fport_reset(b);
+	fport_reset(c);
+	fport_reset(d);
+	send1(e->sw, a, mk_gso(MAC_X, MAC_A, 2900, 1460, false));
+	assert_int_equal(b->n, 1);
+	assert_int_equal(c->n, 2);
+	assert_int_equal(d->n, 0); /* gso_size 1460 > d's MTU: egress MTU drop */
+	assert_int_equal(drops(d, ZOC_DROP_MTU), 1);
+	/* UDP: a segment size the MTU cannot carry cannot be changed */
+	zoc_port_set_gso_caps(b->port, 0);
+	fport_reset(b);
+	send1(e->sw, a, mk_gso(MAC_X, MAC_A, 3000, 1000, true));
+	assert_int_equal(b->n, 3);
+	assert_int_equal(b->len[0], 34 + 8 + 1000);
+	assert_int_equal(drops(d, ZOC_DROP_MTU), 2); /* 20 + 8 + 1000 > 1000 */
+	/* malformed super-frames: dropped as invalid where they need cutting */
+	zoc_port_set_gso_caps(b->port, ZOC_GSO_CAP_TCPV4);
+	fport_reset(b);
+	fport_reset(c);
+	p = mk_gso(MAC_X, MAC_A, 3000, 1000, false);
+	zoc_pkt_data(p)[46] = 0x20; /* doff 2 */
+	send1(e->sw, a, p);
+	assert_int_equal(b->n, 1); /* b said it takes TCPv4 whole */
+	assert_int_equal(c->n, 0);
+	assert_int_equal(drops(c, ZOC_DROP_INVALID), 1);
+	p = mk_gso(MAC_X, MAC_A, 3000, 1000, false);
+	p->gso_type = 0x33;
+	send1(e->sw, a, p);
+	assert_int_equal(drops(c, ZOC_DROP_INVALID), 2);
+	/* an ordinary frame is untouched */
+	fport_reset(c);
+	send1(e->sw, a, mk(MAC_X, MAC_A, -1, 60));
+	assert_int_equal(c->n, 1);
+	assert_int_equal(c->len[0], 60);
+	remove_port(a);
+	remove_port(b);
+	remove_port(c);
+	remove_port(d);
+	assert_int_equal(zoc_pktpool_available_giant(zoc_pktpool_local()), ZOC_PKT_GIANT_DEFAULT);
+}
+
+/* 802.1Q on the way: the checksum offset moves with the tag. */
+static void test_gso_vlan(void **state)
+{
+	struct env *e = *state;
+	struct fport *a = add_simple(e->sw, "a", ZOC_VLAN_ACCESS, 20);
+	struct zoc_port_config cfg;
+	struct fport *t;
+	struct zoc_pkt *p;
+
+	zoc_port_config_init(&cfg, "t");
+	cfg.vlan_mode = ZOC_VLAN_TRUNK;
+	assert_int_equal(zoc_port_config_trunk_allow(&cfg, 20, true), 0);
+	t = add_port(e->sw, &cfg);
+	/* segmented with the tag in front of every segment */
+	send1(e->sw, a, mk_gso(MAC_X, MAC_A, 2000, 1000, false));
+	assert_int_equal(t->n, 2);
+	assert_int_equal(t->len[0], 18 + 40 + 1000);
+	assert_int_equal(t->frame[1][12], 0x81);
+	assert_int_equal(t->frame[1][15], 20);
+	/* a tagged frame into the access port loses its tag: csum_start - 4 */
+	fport_reset(a);
+	p = mk(MAC_A, MAC_X, 20, 100);
+	p->flags |= ZOC_PKT_F_CSUM_NEEDED;
+	p->csum_start = 38;
+	p->csum_offset = 16;
+	send1(e->sw, t, p);
+	assert_int_equal(a->n, 1);
+	assert_int_equal(a->len[0], 96);
+	assert_int_equal(a->csum_start[0], 34);
+	/* and an untagged one into the trunk port gains it: + 4 */
+	zoc_port_set_gso_caps(t->port, ZOC_GSO_CAP_TCPV4);
+	fport_reset(t);
+	send1(e->sw, a, mk_gso(MAC_X, MAC_A, 2000, 1000, false));
+	assert_int_equal(t->n, 1);
+	assert_int_equal(t->len[0], 18 + 40 + 2000);
+	assert_int_equal(t->csum_start[0], 38);
+	remove_port(a);
+	remove_port(t);
+}
+
 static void test_drop_reasons(void **state)
 {
 	struct env *e = *state;
@@ -1280,6 +1428,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vlans, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_malformed_frames, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_drop_reasons, setup1, teardown1),
+		cmocka_unit_test_setup_teardown(test_gso_delivery, setup1, teardown1),
+		cmocka_unit_test_setup_teardown(test_gso_vlan, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_flow_cache, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_nested_rx_refused, setup1, teardown1),
 		cmocka_unit_test_setup_teardown(test_config_and_registry, setup1, teardown1),
