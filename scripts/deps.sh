@@ -20,6 +20,7 @@ PKGS=(
 	util-linux                                                 # taskset, fallocate, flock
 	jq                                                         # tests read zocctl --json
 	nvme-cli                                                   # nvme id-ctrl / smart-log in the e2e guest
+	dpdk-dev                                                   # dpdk-testpmd: vnet_testpmd e2e, bench/net.sh
 )
 PKGS+=("$@")
 
