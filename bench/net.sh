@@ -174,7 +174,7 @@ server_start() { # SERVER
 		ctl virtio_net_create name=dpdkp1 socket="$SOCK1" switch=sw0 || return 1
 		;;
 	peer)
-		tp_launch SERVER_PID SERVER_FD "$SERVER_LOG" "$SRV_CPU" -m 256 \
+		tp_launch SERVER_PID SERVER_FD "$SERVER_LOG" "$SRV_CPU" -m 128 \
 			--vdev "net_vhost0,iface=$SOCK0,queues=1" --vdev "net_vhost1,iface=$SOCK1,queues=1" \
 			-- -i --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --rxd="$RING" --txd="$RING" \
 			--total-num-mbufs=16384 --no-flush-rx || return 1
@@ -205,12 +205,12 @@ server_stop() {
 	SERVER_FD=""
 }
 
-client_start() { # SIZE
-	local eal=(-m 256
+client_start() {
+	local eal=(-m 128
 		--vdev "net_virtio_user0,path=$SOCK0,queues=1,queue_size=$RING,mac=$MAC0"
 		--vdev "net_virtio_user1,path=$SOCK1,queues=1,queue_size=$RING,mac=$MAC1")
 	local app=(-i --forward-mode=mac --nb-cores=1 --rxq=1 --txq=1 --rxd="$RING" --txd="$RING"
-		--total-num-mbufs=16384 --txpkts="$1" --eth-peer=0,$MAC1 --eth-peer=1,$MAC0 --no-flush-rx)
+		--total-num-mbufs=16384 --eth-peer=0,$MAC1 --eth-peer=1,$MAC0)
 	tp_launch CLIENT_PID CLIENT_FD "$CLIENT_LOG" "$CLI_CPU" "${eal[@]}" -- "${app[@]}" || return 1
 	grep -q 'Port 1: ' <(tail -n 40 "$CLIENT_LOG") || { log "error: the client has no port 1 (log: $CLIENT_LOG)"; return 1; }
 }
@@ -221,7 +221,7 @@ client_stop() {
 	for _ in $(seq 100); do kill -0 "$CLIENT_PID" 2>/dev/null || break; sleep 0.1; done
 	kill -KILL "$CLIENT_PID" 2>/dev/null && log "warning: the client did not quit within 10 s; killed"
 	wait "$CLIENT_PID" 2>/dev/null
-	exec {CLIENT_FD}>&-
+	[ -n "$CLIENT_FD" ] && exec {CLIENT_FD}>&-
 	CLIENT_PID=""
 	CLIENT_FD=""
 }
@@ -252,10 +252,13 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 	echo $((${12} + ${13}))
 }
 
-one_run() { # SIZE -> "pps frames cpu_s wall_s"
+# one_run SIZE: frames of SIZE bytes circle for WARMUP + SECS s on the running client;
+# sets RUN_RESULT="pps frames cpu_s wall_s". Between sizes the client stops and starts again
+# (`start` flushes its RX queues, so the previous size's frames do not circle on).
+one_run() {
 	local size=$1 c0 c1 w0 w1 a b perf_pid=""
-	client_start "$size" || return 1
-	printf 'start tx_first %s\n' "$TX_FIRST" >&"$CLIENT_FD"
+	RUN_RESULT=""
+	printf 'set txpkts %s\nstart tx_first %s\n' "$size" "$TX_FIRST" >&"$CLIENT_FD"
 	sleep "$WARMUP"
 	a=$(client_stats)
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
@@ -269,11 +272,12 @@ one_run() { # SIZE -> "pps frames cpu_s wall_s"
 	c1=$(cpu_ticks "$SERVER_PID") || { log "error: the server died (log: $SERVER_LOG)"; return 1; }
 	w1=${EPOCHREALTIME/[.,]/}
 	[ -n "$perf_pid" ] && wait "$perf_pid"
-	client_stop
+	printf 'stop\n' >&"$CLIENT_FD"
+	sleep 0.5
 	set -- $a $b
 	[ $# = 4 ] || { log "error: no port statistics from the client (log: $CLIENT_LOG)"; return 1; }
-	awk -v pps="$3" -v n=$(($4 - $2)) -v c=$((c1 - c0)) -v hz="$HZ" -v w=$((w1 - w0)) \
-		'BEGIN { printf "%d %d %.3f %.3f\n", pps, n, c / hz, w / 1e6 }'
+	RUN_RESULT=$(awk -v pps="$3" -v n=$(($4 - $2)) -v c=$((c1 - c0)) -v hz="$HZ" -v w=$((w1 - w0)) \
+		'BEGIN { printf "%d %d %.3f %.3f\n", pps, n, c / hz, w / 1e6 }')
 }
 
 {
@@ -296,17 +300,21 @@ for rep in $(seq "$REPEATS"); do
 			FAILED+=("$srv"); log "  $srv could not be set up: skipping it from now on"; server_stop; continue
 		fi
 		log "rep $rep/$REPEATS: $srv (pid $SERVER_PID)"
+		if ! client_start; then
+			client_stop; server_stop
+			FAILED+=("$srv"); log "  the client could not attach to $srv: skipping it from now on"; continue
+		fi
 		for size in $SIZES; do
-			if ! r=$(one_run "$size"); then
-				client_stop
+			if ! one_run "$size"; then
 				FAILED+=("$srv"); log "  $srv failed: skipping it from now on"; break
 			fi
-			read -r pps n cpu wall <<<"$r"
+			read -r pps n cpu wall <<<"$RUN_RESULT"
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$size" "$rep" "$pps" "$n" "$cpu" "$wall" >>"$RAW"
 			log "$(awk -v s="$srv" -v z="$size" -v p="$pps" -v n="$n" -v c="$cpu" -v w="$wall" \
 				'BEGIN { printf "  %-5s %5s B %10.0f pps (%.2f Gbit/s)  server cpu %3.0f%%  %10.0f pps/core", s, z, p, p * z * 8 / 1e9, (w > 0 ? 100 * c / w : 0), (c > 0 ? n / c : 0) }')"
 			[ "$pps" -gt 0 ] || log "  warning: no frames circled: see $CLIENT_LOG and $SERVER_LOG"
 		done
+		client_stop
 		if [ "$srv" = zocd ]; then
 			"$ZOCCTL" -s "$WORK/zocd.sock" switch_list name=sw0 >"$OUT/net-$STAMP-zocd-ports-$rep.txt" 2>&1
 		fi
