@@ -170,8 +170,8 @@ server_start() { # SERVER
 		SERVER_PID=$!
 		wait_sock "$WORK/zocd.sock" "$SERVER_PID" zocd "$SERVER_LOG" || return 1
 		ctl switch_create name=sw0 || return 1
-		ctl virtio_net_create name=dpdkp0 socket="$SOCK0" switch=sw0 || return 1
-		ctl virtio_net_create name=dpdkp1 socket="$SOCK1" switch=sw0 || return 1
+		ctl virtio_net_create name=dpdkp0 socket="$SOCK0" switch=sw0 mac=$MAC0 || return 1
+		ctl virtio_net_create name=dpdkp1 socket="$SOCK1" switch=sw0 mac=$MAC1 || return 1
 		;;
 	peer)
 		tp_launch SERVER_PID SERVER_FD "$SERVER_LOG" "$SRV_CPU" -m 128 \
