@@ -33,6 +33,9 @@
 #   BENCH_SRV_CPU=0  BENCH_CLI_CPU=1
 #   BENCH_TX_FIRST=32 (bursts of 32 frames seeded per port)  BENCH_RING=256 (ring entries)
 #   BENCH_NICE=-10 (as root; ignored otherwise)
+#   BENCH_CLIENT_DEVARGS= extra net_virtio_user devargs, e.g. in_order=0 (the peer's vhost PMD
+#                       offers VIRTIO_F_IN_ORDER, zocd does not: in_order=0 gives both the
+#                       same client path)
 #   BENCH_PERF=1 (perf record -g on zocd in the last 64 B run; report in the output dir)
 #   BENCH_OUT=<build>/bench  (raw runs .tsv, the table .md, logs)
 #   ZOC_BUILD, ZOCD, ZOCCTL (default <repo>/build/...)
@@ -53,6 +56,7 @@ TX_FIRST=${BENCH_TX_FIRST:-32}
 RING=${BENCH_RING:-256}
 NICE=${BENCH_NICE:--10}
 PERF=${BENCH_PERF:-0}
+CLI_DEVARGS=${BENCH_CLIENT_DEVARGS:+,$BENCH_CLIENT_DEVARGS}
 OUT=${BENCH_OUT:-$ZOC_BUILD/bench}
 HZ=$(getconf CLK_TCK)
 MAC0=02:dd:00:00:01:00
@@ -207,8 +211,8 @@ server_stop() {
 
 client_start() {
 	local eal=(-m 128
-		--vdev "net_virtio_user0,path=$SOCK0,queues=1,queue_size=$RING,mac=$MAC0"
-		--vdev "net_virtio_user1,path=$SOCK1,queues=1,queue_size=$RING,mac=$MAC1")
+		--vdev "net_virtio_user0,path=$SOCK0,queues=1,queue_size=$RING,mac=$MAC0$CLI_DEVARGS"
+		--vdev "net_virtio_user1,path=$SOCK1,queues=1,queue_size=$RING,mac=$MAC1$CLI_DEVARGS")
 	local app=(-i --forward-mode=mac --nb-cores=1 --rxq=1 --txq=1 --rxd="$RING" --txd="$RING"
 		--total-num-mbufs=16384 --eth-peer=0,$MAC1 --eth-peer=1,$MAC0)
 	tp_launch CLIENT_PID CLIENT_FD "$CLIENT_LOG" "$CLI_CPU" "${eal[@]}" -- "${app[@]}" || return 1
@@ -283,7 +287,7 @@ one_run() {
 {
 	echo "# bench/net.sh $(date -Is) host $(uname -r), $ncpu CPUs, $(dpdk-testpmd -v 2>&1 | grep -o 'DPDK [0-9.]*' | head -1)"
 	echo "# load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "# server CPU $SRV_CPU, client CPU $CLI_CPU, tx_first $TX_FIRST, ring $RING, repeats $REPEATS, ${SECS}s per run"
+	echo "# server CPU $SRV_CPU, client CPU $CLI_CPU, tx_first $TX_FIRST, ring $RING, repeats $REPEATS, ${SECS}s per run, client devargs '${CLI_DEVARGS#,}'"
 	printf 'server\tsize\trep\tpps\tframes\tsrv_cpu_s\twall_s\n'
 } >"$RAW"
 
