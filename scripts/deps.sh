@@ -22,6 +22,7 @@ PKGS=(
 	nvme-cli                                                   # nvme id-ctrl / smart-log in the e2e guest
 	libxdp-dev libbpf-dev                                      # AF_XDP uplink (meson -Daf_xdp)
 	iproute2 ethtool iperf3                                    # netns + veth uplink e2e, iperf3 in the guest
+	dpdk-dev                                                   # dpdk-testpmd: vnet_testpmd e2e, bench/net.sh
 )
 PKGS+=("$@")
 
