@@ -497,10 +497,14 @@ static void ent_delete(struct zoc_ct *ct, uint32_t idx)
 	ct->st.deleted++;
 }
 
+/* Evictable under pressure: embryonic (half-open TCP, unreplied UDP /
+ * other) and closing sessions whose connection is over (TIME_WAIT,
+ * CLOSE). */
 static bool embryonic(const struct entry *e)
 {
 	return e->state == ZOC_CT_S_SYN_SENT || e->state == ZOC_CT_S_SYN_RECV ||
-	       (e->state == ZOC_CT_S_UNREPLIED && e->t.proto != ZOC_IPPROTO_TCP);
+	       e->state == ZOC_CT_S_TIME_WAIT || e->state == ZOC_CT_S_CLOSE ||
+	       e->state == ZOC_CT_S_UNREPLIED;
 }
 
 /* Under pressure: evict an embryonic session (the key's own buckets first,

@@ -754,6 +754,13 @@ static void test_caps_and_syn_flood(void **state)
 	assert_int_equal(ndrop(ct, ZOC_CT_DROP_FULL), 1);
 	k = tcp(A4, B4, 30005, 80, ZOC_TCP_ACK, 1001, 5001, 0);
 	assert_int_equal(P(ct, EG, k, T0), ZOC_CT_EST);
+	/* A closed one (RST) may be evicted again. */
+	k = tcp(A4, B4, 30005, 80, ZOC_TCP_RST, 1001, 0, 0);
+	assert_int_equal(P(ct, EG, k, T0), ZOC_CT_EST);
+	k = tcp(A4, B4, 29999, 80, ZOC_TCP_SYN, 1, 0, 0);
+	assert_int_equal(P(ct, EG, k, T0), ZOC_CT_NEW);
+	assert_int_equal(nstate(ct, ZOC_CT_S_CLOSE), 0);
+	assert_int_equal(nstate(ct, ZOC_CT_S_ESTABLISHED), 63);
 	zoc_ct_destroy(ct);
 }
 

@@ -13,12 +13,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+#include "ctl/jsonrpc.h"
 #include "net/conntrack.h"
 #include "net/flowkey.h"
 #include "net/secgroup.h"
+#include "zocd/rpc_methods.h"
 
 #define SEC 1000000000ull
 
@@ -257,6 +261,103 @@ static void test_change_applies_to_new_connections(void **state)
 	zoc_sg_destroy(sg);
 }
 
+/* One request through the JSON-RPC layer; returns the response object. */
+static json_t *rpc(const char *method, const char *params)
+{
+	char buf[1024];
+	char *out;
+	json_t *v;
+
+	snprintf(buf, sizeof(buf), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\",\"params\":%s}",
+		 method, params);
+	out = zoc_rpc_process_buffer(buf, strlen(buf));
+	assert_non_null(out);
+	v = json_loads(out, 0, NULL);
+	if (!v)
+		fail_msg("not JSON: %s", out);
+	free(out);
+	return v;
+}
+
+static const char *rpc_err(json_t *r)
+{
+	return json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+}
+
+static void test_rpc_methods(void **state)
+{
+	json_t *r, *cfg;
+	int id;
+
+	zoc_zocd_register_secgroup_methods();
+	r = rpc("secgroup_create", "{\"name\":\"web\"}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	r = rpc("secgroup_create", "{\"name\":\"web\"}");
+	assert_non_null(strstr(rpc_err(r), "already exists"));
+	json_decref(r);
+	r = rpc("secgroup_rule_add", "{\"secgroup\":\"web\",\"direction\":\"ingress\","
+				     "\"protocol\":\"tcp\",\"port_min\":443,\"cidr\":\"10.0.0.0/8\"}");
+	assert_null(json_object_get(r, "error"));
+	id = (int)json_integer_value(json_object_get(json_object_get(r, "result"), "id"));
+	assert_true(id > 0);
+	json_decref(r);
+	r = rpc("secgroup_rule_add", "{\"secgroup\":\"web\",\"direction\":\"ingress\","
+				     "\"protocol\":\"udp\",\"cidr\":\"10.0.0.0/40\"}");
+	assert_non_null(strstr(rpc_err(r), "cidr must be"));
+	json_decref(r);
+	r = rpc("secgroup_rule_add", "{\"secgroup\":\"nope\",\"direction\":\"ingress\"}");
+	assert_non_null(strstr(rpc_err(r), "no secgroup 'nope'"));
+	json_decref(r);
+	r = rpc("secgroup_list", "{}");
+	assert_int_equal(json_array_size(json_object_get(r, "result")), 1);
+	json_decref(r);
+	cfg = zoc_rpc_save_config();
+	{
+		bool saw_rule = false;
+		size_t i;
+		json_t *m;
+
+		json_array_foreach(cfg, i, m)
+			if (!strcmp(json_string_value(json_object_get(m, "method")),
+				    "secgroup_rule_add"))
+				saw_rule = json_integer_value(json_object_get(
+						   json_object_get(m, "params"), "port_max")) == 443;
+		assert_true(saw_rule);
+	}
+	json_decref(cfg);
+	r = rpc("conntrack_stats", "{}");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"),
+							    "capacity")),
+			 65536);
+	json_decref(r);
+	r = rpc("conntrack_list", "{\"protocol\":\"tcp\",\"count\":10}");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"),
+							    "count")),
+			 0);
+	json_decref(r);
+	r = rpc("conntrack_list", "{\"protocol\":\"sctp\"}");
+	assert_non_null(strstr(rpc_err(r), "protocol must be"));
+	json_decref(r);
+	r = rpc("secgroup_rule_delete", "{\"secgroup\":\"web\",\"id\":999}");
+	assert_non_null(strstr(rpc_err(r), "no rule 999"));
+	json_decref(r);
+	{
+		char p[64];
+
+		snprintf(p, sizeof(p), "{\"secgroup\":\"web\",\"id\":%d}", id);
+		r = rpc("secgroup_rule_delete", p);
+		assert_null(json_object_get(r, "error"));
+		json_decref(r);
+	}
+	r = rpc("secgroup_delete", "{\"name\":\"web\"}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	r = rpc("secgroup_delete", "{\"name\":\"web\"}");
+	assert_non_null(strstr(rpc_err(r), "no secgroup"));
+	json_decref(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -265,6 +366,7 @@ int main(void)
 		cmocka_unit_test(test_ports_and_icmp),
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_change_applies_to_new_connections),
+		cmocka_unit_test(test_rpc_methods),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
