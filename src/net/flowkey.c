@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/util.h"
+
 static inline uint16_t rd16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
@@ -183,9 +185,10 @@ static int parse_l4(const uint8_t *p, uint32_t n, struct zoc_flowkey *k, bool in
 		if (!inner && k->proto == ZOC_IPPROTO_UDP) {
 			uint16_t ulen = rd16(p + 4);
 
-			if (ulen < 8 || ulen > n)
+			/* A first fragment holds only part of the datagram. */
+			if (ulen < 8 || (ulen > n && !(k->flags & ZOC_FLOWKEY_F_FRAG)))
 				return -EINVAL;
-			k->l4_len = (uint16_t)(ulen - 8);
+			k->l4_len = (uint16_t)(ZOC_MIN(ulen, n) - 8);
 		}
 		return 0;
 	case ZOC_IPPROTO_ICMP:

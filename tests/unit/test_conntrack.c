@@ -212,7 +212,8 @@ static void test_flowkey_v4_frag_and_bad(void **state)
 
 	ip = ip4(f + o, 17, 8, 0, 0x2000); /* MF, offset 0: first fragment */
 	memset(f + o + ip, 0, 8);
-	f[o + ip + 1] = 53, f[o + ip + 3] = 99, f[o + ip + 5] = 8;
+	/* The UDP length covers the whole datagram, more than this fragment. */
+	f[o + ip + 1] = 53, f[o + ip + 3] = 99, f[o + ip + 4] = 0x05, f[o + ip + 5] = 0xdc;
 	assert_int_equal(zoc_flowkey_parse(f, (uint32_t)(o + ip + 8), &k), 0);
 	assert_true(k.flags & ZOC_FLOWKEY_F_FRAG);
 	assert_false(k.flags & ZOC_FLOWKEY_F_LATER_FRAG);
@@ -229,6 +230,7 @@ static void test_flowkey_v4_frag_and_bad(void **state)
 	f[o + 3] = 200;
 	assert_int_equal(zoc_flowkey_parse(f, (uint32_t)(o + 28), &k), -EINVAL);
 	ip4(f + o, 17, 8, 0, 0);
+	f[o + ip + 4] = 0;
 	f[o + ip + 5] = 9;
 	assert_int_equal(zoc_flowkey_parse(f, (uint32_t)(o + 28), &k), -EINVAL);
 	/* Three VLAN tags. */
