@@ -104,7 +104,6 @@ struct zoc_ct_config {
 	uint16_t max_ports;     /* zones 0..max_ports-1 (0 = 4096) */
 	uint32_t port_cap;      /* default per-port session cap (0 = none) */
 	bool frag_pass;         /* later fragments pass untracked instead of dropped */
-	bool tcp_pickup;        /* (not yet) */
 	const struct zoc_ct_timeouts *timeouts; /* NULL = defaults */
 };
 
@@ -115,7 +114,7 @@ struct zoc_ct_stats {
 	uint64_t per_state[ZOC_CT_S_COUNT];
 	uint64_t drops[ZOC_CT_N_DROPS];
 	uint64_t index_buckets, arena_entries; /* touched entries (high-water mark) */
-	uint64_t bytes;                        /* memory reserved by index + touched arena */
+	uint64_t bytes;        /* index (mapped, both during a migration) + touched arena */
 };
 
 /* A session as listed. */
@@ -129,7 +128,7 @@ struct zoc_ct_session {
 };
 
 const char *zoc_ct_state_name(enum zoc_ct_state s);
-/* "NONE"... -EINVAL style: returns -1 when unknown. */
+/* State from its name (case-insensitive, e.g. "ESTABLISHED"); -1 if unknown. */
 int zoc_ct_state_parse(const char *name);
 const char *zoc_ct_verdict_name(enum zoc_ct_verdict v);
 

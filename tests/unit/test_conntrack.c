@@ -321,6 +321,23 @@ static void test_hash_symmetry(void **state)
 	assert_true(zoc_ct_partition(0xffffffffu, 4) < 4);
 }
 
+/* Two partitions: both directions of every connection land in the same
+ * one, and the split is roughly even. */
+static void test_partitions(void **state)
+{
+	unsigned count[2] = {0, 0};
+
+	for (uint32_t i = 0; i < 10000; i++) {
+		struct zoc_flowkey a = key4(6, A4 + i, B4, (uint16_t)(1000 + i), 80);
+		struct zoc_flowkey b = key4(6, B4, A4 + i, 80, (uint16_t)(1000 + i));
+		unsigned pa = zoc_ct_partition(zoc_flowkey_sym_hash(&a), 2);
+
+		assert_int_equal(pa, zoc_ct_partition(zoc_flowkey_sym_hash(&b), 2));
+		count[pa]++;
+	}
+	assert_true(count[0] > 4500 && count[1] > 4500);
+}
+
 /* ---- TCP ---- */
 
 static void handshake(struct zoc_ct *ct, uint16_t sp, uint64_t now)
@@ -894,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_flowkey_v6_ext_icmp),
 		cmocka_unit_test(test_flowkey_icmp_error),
 		cmocka_unit_test(test_hash_symmetry),
+		cmocka_unit_test(test_partitions),
 		cmocka_unit_test(test_tcp_client_walk),
 		cmocka_unit_test(test_tcp_server_walk),
 		cmocka_unit_test(test_tcp_simultaneous_close),
