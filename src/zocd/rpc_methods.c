@@ -336,6 +336,7 @@ void zoc_zocd_register_methods(void)
 	zoc_zocd_register_virtio_methods();
 	zoc_zocd_register_net_methods();
 	zoc_zocd_register_uplink_methods();
+	zoc_zocd_register_secgroup_methods();
 	zoc_rpc_register_config_writer(bdev_config_writer);
 	zoc_rpc_register_config_writer(device_config_writer);
 }

@@ -17,6 +17,10 @@ void zoc_zocd_register_virtio_methods(void);
 void zoc_zocd_register_net_methods(void);
 /* Uplinks on switches (rpc_uplink.c); they are devices too. */
 void zoc_zocd_register_uplink_methods(void);
+/* Security groups and conntrack methods (rpc_secgroup.c); the group named
+ * name, NULL if none (reactor 0). */
+void zoc_zocd_register_secgroup_methods(void);
+struct zoc_sg *zoc_zocd_secgroup_get(const char *name);
 /* The switch named name (registry of the vSwitch), NULL if none. For method
  * files that attach ports (uplinks). Reactor 0. */
 struct zoc_vswitch;
