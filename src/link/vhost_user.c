@@ -974,10 +974,8 @@ static int h_SET_VRING_ENABLE(struct zoc_vu_conn *c, struct vu_msg *m)
 
 static int h_GET_CONFIG(struct zoc_vu_conn *c, struct vu_msg *m)
 {
-	struct {
-		struct vu_config cfg;
-		uint8_t data[VU_CONFIG_MAX];
-	} r;
+	/* The reply: the request's header, then the bytes. */
+	uint8_t r[sizeof(struct vu_config) + VU_CONFIG_MAX];
 	const struct vu_config *req = (const struct vu_config *)m->payload;
 
 	if (m->hdr.size < sizeof(*req) || req->size > VU_CONFIG_MAX ||
@@ -985,15 +983,15 @@ static int h_GET_CONFIG(struct zoc_vu_conn *c, struct vu_msg *m)
 		ZOC_WARN_RL("%s: malformed GET_CONFIG (%u bytes)", conn_name(c), m->hdr.size);
 		return -EINVAL;
 	}
-	memset(&r, 0, sizeof(r));
-	r.cfg = *req;
+	memset(r, 0, sizeof(r));
+	memcpy(r, req, sizeof(*req));
 	/* Bytes past our config space read as zero. */
 	if (req->offset < c->dev->config_size) {
 		uint32_t n = ZOC_MIN(req->size, c->dev->config_size - req->offset);
 
-		c->dev->ops->get_config(c->dev, r.data, req->offset, n);
+		c->dev->ops->get_config(c->dev, r + sizeof(*req), req->offset, n);
 	}
-	return send_reply(c, &m->hdr, &r, (uint32_t)sizeof(r.cfg) + req->size, -1);
+	return send_reply(c, &m->hdr, r, (uint32_t)sizeof(*req) + req->size, -1);
 }
 
 static int h_SET_CONFIG(struct zoc_vu_conn *c, struct vu_msg *m)

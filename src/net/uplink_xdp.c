@@ -111,7 +111,8 @@ struct xdp_uplink {
 	uint64_t fill_wakeups;
 };
 
-static int xdp_log(enum libxdp_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int xdp_log(enum libxdp_print_level level,
+							 const char *fmt, va_list ap)
 {
 	char buf[256];
 	size_t n;
@@ -127,7 +128,8 @@ static int xdp_log(enum libxdp_print_level level, const char *fmt, va_list ap)
 	return 0;
 }
 
-static int bpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int bpf_log(enum libbpf_print_level level,
+							 const char *fmt, va_list ap)
 {
 	return xdp_log(level == LIBBPF_WARN ? LIBXDP_WARN : LIBXDP_DEBUG, fmt, ap);
 }
