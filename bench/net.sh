@@ -33,9 +33,9 @@
 #   BENCH_SRV_CPU=0  BENCH_CLI_CPU=1
 #   BENCH_TX_FIRST=32 (bursts of 32 frames seeded per port)  BENCH_RING=256 (ring entries)
 #   BENCH_NICE=-10 (as root; ignored otherwise)
-#   BENCH_CLIENT_DEVARGS= extra net_virtio_user devargs, e.g. in_order=0 (the peer's vhost PMD
-#                       offers VIRTIO_F_IN_ORDER, zocd does not: in_order=0 gives both the
-#                       same client path)
+#   BENCH_CLIENT_DEVARGS= extra net_virtio_user devargs, e.g. in_order=0 (both servers offer
+#                       VIRTIO_F_IN_ORDER; in_order=0 turns the client's in-order paths off
+#                       for both)
 #   BENCH_PERF=1 (perf record -g on zocd in the last 64 B run; report in the output dir)
 #   BENCH_OUT=<build>/bench  (raw runs .tsv, the table .md, logs)
 #   ZOC_BUILD, ZOCD, ZOCCTL (default <repo>/build/...)

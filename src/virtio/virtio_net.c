@@ -1009,6 +1009,12 @@ static uint64_t vnet_get_features(struct zoc_virtio_dev *dev)
 		     F(HOST_TSO6) | F(HOST_ECN) | F(HOST_USO) | F(GUEST_TSO4) | F(GUEST_TSO6) |
 		     F(GUEST_ECN) | F(GUEST_USO4) | F(GUEST_USO6);
 
+	/* Every queue returns its buffers in the order it took them: a TX
+	 * chain is done (or dropped) before the next is popped, RX buffers
+	 * are filled (or returned empty) in ring order, the control queue
+	 * answers one command at a time. So IN_ORDER costs nothing here, and
+	 * drivers that have an in-order path (DPDK's) take it. */
+	f |= ZOC_BIT(VIRTIO_F_IN_ORDER);
 	if (vn->max_pairs > 1)
 		f |= ZOC_BIT(VIRTIO_NET_F_MQ);
 	return f;
