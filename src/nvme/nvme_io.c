@@ -259,6 +259,7 @@ struct bounce_park {
 	uint64_t prp1, prp2; /* prp2 UINT64_MAX: SGL (in cmd) */
 	uint64_t bytes, off;
 	bool is_read;
+	void *src;           /* admin: the data for the guest (malloc'd), else NULL */
 	struct nvme_sqe cmd;
 };
 
@@ -556,10 +557,10 @@ static void bounce_copy_done(struct zoc_mem_io *io, int status)
 			bounce_end(b, (uint16_t)rc);
 			return;
 		}
-		b->phase = b->is_read ? BP_BDEV : BP_IN;
+		b->phase = b->admin ? BP_OUT : b->is_read ? BP_BDEV : BP_IN;
 		b->cur = 0;
 		b->buf_off = 0;
-		if (b->is_read) {
+		if (b->is_read && !b->admin) {
 			b->r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
 			b->r->iovcnt = 1;
 			io_submit_cb(b->r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
@@ -602,6 +603,11 @@ static void bounce_next(struct nvme_bounce *b)
 	int rc;
 
 	memcpy(&park, r->iov, sizeof(park));
+	b->admin = park.src != NULL;
+	if (b->admin) {
+		memcpy(b->buf, park.src, park.bytes);
+		free(park.src);
+	}
 	b->prp1 = park.prp1;
 	b->prp2 = park.prp2;
 	b->bytes = park.bytes;
@@ -627,6 +633,11 @@ static void bounce_next(struct nvme_bounce *b)
 		ZOC_WARN_RL("%s: sq %u cid %u: bad data pointer (status 0x%x)", b->g->c->name,
 			    r->sq->qid, r->cid, rc);
 		bounce_end(b, (uint16_t)rc);
+		return;
+	}
+	if (b->admin) {
+		b->phase = BP_OUT; /* the data is in the slot already */
+		bounce_data(b);
 		return;
 	}
 	if (b->is_read) {
@@ -703,6 +714,7 @@ static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct 
 	park->bytes = bytes;
 	park->off = slba << ns->lbads;
 	park->is_read = is_read;
+	park->src = NULL;
 	b = g->bounce_free;
 	if (!b) {
 		/* every slot busy: wait in order */
@@ -715,6 +727,49 @@ static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct 
 	b->r = r;
 	r->bounce = b;
 	bounce_next(b);
+}
+
+uint16_t nvme_admin_bounce_out(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
+			       const struct nvme_sqe *cmd, const void *buf, uint32_t len)
+{
+	struct nvme_group *g = &c->groups[0];
+	struct bounce_park *park;
+	struct nvme_bounce *b;
+	void *copy;
+
+	if (!c->mem || len == 0 || len > NVME_MAX_XFER)
+		return NVME_SC_DATA_XFER_ERROR;
+	if (!g->bounce && bounce_alloc(g))
+		return NVME_SC_INTERNAL;
+	copy = malloc(len); /* the scratch buffer serves the next command */
+	if (!copy)
+		return NVME_SC_INTERNAL;
+	memcpy(copy, buf, len);
+	r->g = g;
+	r->ns = NULL;
+	r->ns_counted = false;
+	g->busy++;
+	g->bounced++;
+	park = (struct bounce_park *)r->iov;
+	park->prp1 = cmd->prp1;
+	park->prp2 = cmd->prp2; /* admin commands: PRPs only */
+	park->cmd = *cmd;
+	park->bytes = len;
+	park->off = 0;
+	park->is_read = true; /* data to the guest */
+	park->src = copy;
+	b = g->bounce_free;
+	if (!b) {
+		r->next = NULL;
+		*g->bounce_wait_tail = r;
+		g->bounce_wait_tail = &r->next;
+		return NVME_SC_ASYNC;
+	}
+	g->bounce_free = b->next_free;
+	b->r = r;
+	r->bounce = b;
+	bounce_next(b);
+	return NVME_SC_ASYNC;
 }
 
 /* ------------------------------------------------------ the fast path */

@@ -54,6 +54,10 @@
 #define NVEC 5
 #define MSIX_OFF 0x70
 #define WAIT_MS 10000
+/* memory reachable only through the fake link (see drv_add_remote) */
+#define RGPA 0x40000000ull
+#define RSIZE (1u << 20)
+static uint8_t *g_remote;
 
 /* src/nvme/nvme_internal.h: fail the n-th allocation from now */
 extern unsigned zoc_nvme_fail_alloc;
@@ -333,6 +337,8 @@ struct drv {
 
 static void *g2h(struct drv *d, uint64_t gpa)
 {
+	if (g_remote && gpa >= RGPA && gpa < RGPA + RSIZE)
+		return g_remote + (gpa - RGPA); /* the fake link's "client memory" */
 	assert_true(gpa >= GPA && gpa < GPA + MEM_SIZE);
 	return d->mem + (gpa - GPA);
 }
@@ -700,14 +706,6 @@ static uint16_t create_cq(struct drv *d, uint16_t qid, uint32_t size, uint16_t i
 {
 	struct nvme_sqe c = {.opc = NVME_ADM_CREATE_CQ, .prp1 = GPA + OFF_IOQ(qid) + 0x10000,
 			     .cdw10 = qid | ((size - 1) << 16), .cdw11 = flags | ((uint32_t)iv << 16)};
-
-	return admin(d, &c, NULL);
-}
-
-static uint16_t create_cq_at(struct drv *d, uint16_t qid, uint64_t gpa)
-{
-	struct nvme_sqe c = {.opc = NVME_ADM_CREATE_CQ, .prp1 = gpa,
-			     .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | ((uint32_t)qid << 16)};
 
 	return admin(d, &c, NULL);
 }
@@ -2185,23 +2183,35 @@ static void test_create_args(void **state)
 /* ------------------------------------------------------------------ */
 /* memory without a mapping (vfio-user DMA_MAP without an fd)           */
 
-#define RGPA 0x40000000ull
-#define RSIZE (1u << 20)
-
-static uint8_t *g_remote;
-static int g_remote_mode; /* 0: answer, 1: fail every copy */
+static int g_remote_mode; /* 0: answer, 1: fail every copy, 2: hold, 3: fail -EAGAIN */
 static atomic_int g_remote_calls;
+#define HELD_MAX 16
+static struct zoc_mem_io *g_held[HELD_MAX]; /* reactor 0 */
+static atomic_int g_nheld;
 
 /* A fake link: the "client's" memory is g_remote; 4 KiB per message. */
 static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
 {
 	uint64_t off = io->gpa + io->done - RGPA;
 	uint64_t n = io->chunk > 4096 ? 4096 : io->chunk;
+	int mode = __atomic_load_n(&g_remote_mode, __ATOMIC_ACQUIRE);
 
 	(void)ctx;
 	atomic_fetch_add(&g_remote_calls, 1);
 	io->chunk = n;
-	if (g_remote_mode == 1 || off + n > RSIZE) {
+	if (mode == 2) {
+		int k = atomic_load(&g_nheld);
+
+		assert_true(k < HELD_MAX);
+		g_held[k] = io;
+		atomic_store(&g_nheld, k + 1);
+		return;
+	}
+	if (mode == 3) {
+		zoc_mem_io_remote_done(io, -EAGAIN);
+		return;
+	}
+	if (mode == 1 || off + n > RSIZE) {
 		zoc_mem_io_remote_done(io, -EIO);
 		return;
 	}
@@ -2210,6 +2220,29 @@ static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
 	else
 		memcpy((uint8_t *)io->buf + io->done, g_remote + off, n);
 	zoc_mem_io_remote_done(io, 0);
+}
+
+/* Reactor 0: answers the held copies (mode must not be 2 any more). */
+static void release_held_fn(void *arg)
+{
+	int n = atomic_exchange(&g_nheld, 0);
+
+	(void)arg;
+	for (int i = 0; i < n; i++)
+		fake_remote_rw(NULL, g_held[i]);
+}
+
+static bool wait_held(int n)
+{
+	for (int i = 0; i < 2000 && atomic_load(&g_nheld) < n; i++)
+		usleep(1000);
+	return atomic_load(&g_nheld) >= n;
+}
+
+static void release_held(void)
+{
+	__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+	on_reactor(release_held_fn, NULL);
 }
 
 static const struct zoc_mem_remote_ops fake_remote_ops = {.rw = fake_remote_rw};
@@ -2372,8 +2405,279 @@ static void test_io_remote(void **state)
 	/* the link is gone: copies fail */
 	zoc_mem_remote_detach(ep);
 	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 20, 2, RGPA + 0x9000, 0), NVME_SC_DATA_XFER_ERROR);
-	/* queues in memory without a mapping are refused */
-	assert_int_equal(create_cq_at(d, 2, RGPA + 0x80000), NVME_SC_INVALID_FIELD);
+	zoc_mem_remote_put(ep);
+	drv_free(d);
+	free(g_remote);
+	g_remote = NULL;
+}
+
+/* Admin queues at RGPA, their data buffer at RGPA + 0x2000 (2 pages). */
+#define R_ASQ (RGPA + 0x0)
+#define R_ACQ (RGPA + 0x1000)
+#define R_BUF (RGPA + 0x2000)
+#define R_SQ(q) (RGPA + 0x10000 + 0x20000ull * (q))
+#define R_CQ(q) (R_SQ(q) + 0x10000)
+
+static void enable_remote_admin(struct drv *d)
+{
+	d->adm = (struct q){.qid = 0, .size = ADM_SIZE, .sq_gpa = R_ASQ, .cq_gpa = R_ACQ,
+			    .phase = 1};
+	memset(g2h(d, R_ACQ), 0, PAGE);
+	bar_wr(d, NVME_REG_AQA, ((ADM_SIZE - 1) << 16) | (ADM_SIZE - 1), 4);
+	bar_wr(d, NVME_REG_ASQ, R_ASQ, 8);
+	bar_wr(d, NVME_REG_ACQ, R_ACQ, 8);
+	bar_wr(d, NVME_REG_CC, CC_OK, 4);
+	assert_true(wait_csts(d, NVME_CSTS_RDY | NVME_CSTS_CFS, NVME_CSTS_RDY));
+}
+
+/* I/O pair qid with both rings in remote memory. */
+static struct q *remote_pair(struct drv *d, uint16_t qid)
+{
+	struct q *q = &d->io[qid];
+	struct nvme_sqe cq = {.opc = NVME_ADM_CREATE_CQ, .prp1 = R_CQ(qid),
+			      .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 3 | ((uint32_t)qid << 16)};
+	struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = R_SQ(qid),
+			      .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | ((uint32_t)qid << 16)};
+
+	memset(g2h(d, R_SQ(qid)), 0, 0x20000);
+	assert_int_equal(admin(d, &cq, NULL), 0);
+	assert_int_equal(admin(d, &sq, NULL), 0);
+	*q = (struct q){.qid = qid, .size = IOQ_SIZE, .sq_gpa = R_SQ(qid), .cq_gpa = R_CQ(qid),
+			.phase = 1};
+	return q;
+}
+
+static void put_sqe(struct drv *d, struct q *q, struct nvme_sqe *cmd)
+{
+	cmd->cid = ++d->cid;
+	memcpy(g2h(d, q->sq_gpa + 64ull * q->tail), cmd, 64);
+	q->tail = (q->tail + 1) % q->size;
+}
+
+static void test_queues_remote(void **state)
+{
+	struct drv *d = drv_new();
+	struct zoc_mem_remote *ep;
+	struct nvme_cqe e;
+	struct q *q;
+	uint8_t *ram = g_ram_data;
+	uint32_t dw0;
+
+	(void)state;
+	g_remote = calloc(1, RSIZE);
+	assert_non_null(g_remote);
+	g_remote_mode = 0;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	ep = drv_add_remote(d);
+
+	/* admin queues and admin data in memory without an fd */
+	enable_remote_admin(d);
+	{
+		struct nvme_sqe c = {.opc = NVME_ADM_IDENTIFY, .prp1 = R_BUF + 0x800,
+				     .prp2 = R_BUF + PAGE, .cdw10 = NVME_CNS_CTRL};
+
+		memset(g2h(d, R_BUF), 0xcc, 2 * PAGE);
+		assert_int_equal(admin(d, &c, NULL), 0);
+		assert_int_equal(*(uint16_t *)g2h(d, R_BUF + 0x800), 0x5a4f);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF + 0x800))[NVME_IDC_MDTS], 5);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[0], 0xcc); /* before PRP1: untouched */
+	}
+	{
+		/* SMART log, 512 bytes, and a log page read past its end (zeros) */
+		struct nvme_sqe c = {.opc = NVME_ADM_GET_LOG_PAGE, .nsid = NVME_NSID_ALL,
+				     .prp1 = R_BUF, .cdw10 = NVME_LOG_SMART | (127u << 16)};
+
+		memset(g2h(d, R_BUF), 0xcc, 2 * PAGE);
+		assert_int_equal(admin(d, &c, NULL), 0);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[511], 0);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[512], 0xcc);
+		c.cdw10 = NVME_LOG_FW_SLOT | (1023u << 16);
+		c.prp2 = R_BUF + PAGE;
+		memset(g2h(d, R_BUF), 0xcc, 2 * PAGE);
+		assert_int_equal(admin(d, &c, NULL), 0);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[0], 1);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[PAGE - 1], 0);
+		/* data pointing nowhere: Data Transfer Error, not a hang */
+		c.prp1 = GPA_HOLE;
+		assert_int_equal(admin(d, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+	}
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+
+	/* I/O queues there too; data mapped and remote */
+	q = remote_pair(d, 1);
+	fill(d, GPA + OFF_DATA, 4096, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	assert_memory_equal(ram, g2h(d, GPA + OFF_DATA), 4096);
+	rfill(RGPA + 0xc0000, 1024, 5);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 30, 2, RGPA + 0xc0000, 0), 0);
+	assert_memory_equal(ram + 30 * 512, g_remote + 0xc0000, 1024);
+	assert_true(irq_count(d, 1) > 0);
+
+	/* wrap-around, one at a time: both rings go round three times */
+	for (unsigned i = 0; i < 3 * IOQ_SIZE + 5; i++)
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, i % 64, 1, GPA + OFF_DATA, 0), 0);
+	/* a batch across the ring's end with one doorbell, then another */
+	for (int round = 0; round < 3; round++) {
+		unsigned n = round == 2 ? IOQ_SIZE - 1 : 40;
+
+		for (unsigned i = 0; i < n; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+					     .prp1 = GPA + OFF_DATA + 4096ull * (i % 16),
+					     .cdw10 = i};
+
+			put_sqe(d, q, &c);
+		}
+		db_write(d, 2u * q->qid, q->tail);
+		for (unsigned i = 0; i < n; i++) {
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+			assert_int_equal(st_of(&e), 0);
+			assert_int_equal(e.sqid, 1);
+		}
+		assert_false(poll_cqe(d, q, &e, 20)); /* no completion twice */
+	}
+
+	/* doorbells in odd orders: the tail rung twice for the same entries,
+	 * the CQ head rung late, an SQ tail out of range (ignored: error event) */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+
+		put_sqe(d, q, &c);
+		db_write(d, 2u * q->qid, q->tail);
+		db_write(d, 2u * q->qid, q->tail);
+		db_write(d, 2u * q->qid, IOQ_SIZE + 3);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, d->cid);
+		db_write(d, 2u * q->qid, q->tail);
+		/* a CQ head past what was written: ignored */
+		db_write(d, 2u * q->qid + 1, (q->head + 5) % IOQ_SIZE);
+		db_write(d, 2u * q->qid + 1, q->head);
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	}
+
+	/* a quiesce fails copies with -EAGAIN: retried, nothing lost */
+	__atomic_store_n(&g_remote_mode, 3, __ATOMIC_RELEASE);
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &c);
+		usleep(20000);
+		__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, c.cid);
+		assert_false(poll_cqe(d, q, &e, 20));
+	}
+
+	/* delete SQ with its fetch in flight, then CQ with its write in flight */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+		struct q *q2 = remote_pair(d, 2);
+		struct nvme_sqe del = {.opc = NVME_ADM_DELETE_SQ, .cdw10 = 2};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q2, &c);
+		assert_true(wait_held(1));
+		/* the admin queue's own copies are held too: answer them as they come */
+		push(d, &d->adm, &del);
+		for (int i = 0; i < 3; i++) {
+			usleep(20000);
+			assert_true(atomic_load(&g_nheld) >= 1);
+		}
+		release_held();
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, del.cid);
+		assert_int_equal(st_of(&e), 0);
+		/* CQ 2: a completion's write held */
+		{
+			struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = R_SQ(2),
+					      .cdw10 = 2 | ((IOQ_SIZE - 1) << 16),
+					      .cdw11 = 1 | (2u << 16)};
+
+			assert_int_equal(admin(d, &sq, NULL), 0);
+			q2->tail = 0;
+		}
+		{
+			int calls = atomic_load(&g_remote_calls);
+
+			push(d, q2, &c);
+			/* fetch, then the CQ write: hold from the second copy on */
+			for (int i = 0; i < 2000 && atomic_load(&g_remote_calls) < calls + 1; i++)
+				usleep(500);
+			__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		}
+		usleep(50000);
+		if (atomic_load(&g_nheld) == 0) {
+			/* the write came before the hold: just check its result */
+			assert_true(poll_cqe(d, q2, &e, WAIT_MS));
+			__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+		}
+		release_held();
+		assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 2), 0);
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		{
+			struct nvme_sqe c2 = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+
+			push(d, q, &c2); /* queue 1's fetch held */
+			assert_true(wait_held(1));
+			release_held();
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		}
+		assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 2), 0);
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	}
+
+	/* disable with a fetch in flight: RDY drops only after its answer */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		bar_wr(d, NVME_REG_CC, 0, 4);
+		usleep(50000);
+		assert_int_equal(csts(d) & NVME_CSTS_RDY, NVME_CSTS_RDY);
+		release_held();
+		assert_true(wait_csts(d, NVME_CSTS_RDY | NVME_CSTS_CFS, 0));
+	}
+
+	/* the client answers a queue copy with an error: controller fatal;
+	 * a reset brings it back */
+	enable_remote_admin(d);
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+	q = remote_pair(d, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+	__atomic_store_n(&g_remote_mode, 1, __ATOMIC_RELEASE);
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &c);
+		assert_true(wait_csts(d, NVME_CSTS_CFS, NVME_CSTS_CFS));
+	}
+	__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+	disable(d);
+	enable_remote_admin(d);
+	assert_int_equal(identify(d, NVME_CNS_CTRL, 0), 0);
+
+	/* a ring partly outside everything is still refused */
+	{
+		struct nvme_sqe cq = {.opc = NVME_ADM_CREATE_CQ, .prp1 = R_CQ(3),
+				      .cdw10 = 3 | (255u << 16), .cdw11 = 1 | (3u << 16)};
+		struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = RGPA + RSIZE - PAGE,
+				      .cdw10 = 3 | (255u << 16), .cdw11 = 1 | (3u << 16)};
+
+		assert_int_equal(admin(d, &cq, NULL), 0);
+		assert_int_equal(admin(d, &sq, NULL), NVME_SC_INVALID_FIELD);
+		sq.prp1 = GPA + MEM_SIZE - PAGE; /* half mapped, half nothing */
+		assert_int_equal(admin(d, &sq, NULL), NVME_SC_INVALID_FIELD);
+	}
+	/* the link goes away with the queues in use: fatal, no hang */
+	zoc_mem_remote_detach(ep);
+	{
+		struct nvme_sqe c = {.opc = NVME_ADM_KEEP_ALIVE};
+
+		push(d, &d->adm, &c);
+		assert_true(wait_csts(d, NVME_CSTS_CFS, NVME_CSTS_CFS));
+	}
 	zoc_mem_remote_put(ep);
 	drv_free(d);
 	free(g_remote);
@@ -2391,6 +2695,7 @@ int main(void)
 		cmocka_unit_test(test_io_prp),
 		cmocka_unit_test(test_io_sgl),
 		cmocka_unit_test(test_io_remote),
+		cmocka_unit_test(test_queues_remote),
 		cmocka_unit_test(test_logs_and_events),
 		cmocka_unit_test(test_deleted_queue),
 		cmocka_unit_test(test_interrupts),
