@@ -523,12 +523,7 @@ static void cq_update_head(struct zoc_nvme_ctrlr *c, struct nvme_cq *cq)
 
 	if (db == cq->head)
 		goto check;
-	{
-		/* a remote CQ's entries count once written to the client */
-		uint32_t t = ZOC_UNLIKELY(cq->remote) ? cq->wtail : cq->tail;
-
-		used = t >= cq->head ? t - cq->head : t + cq->size - cq->head;
-	}
+	used = cq->tail >= cq->head ? cq->tail - cq->head : cq->tail + cq->size - cq->head;
 	k = db >= cq->head ? db - cq->head : db + cq->size - cq->head;
 	if (db >= cq->size || k > used) {
 		if (db != cq->bad_db) {
@@ -536,6 +531,16 @@ static void cq_update_head(struct zoc_nvme_ctrlr *c, struct nvme_cq *cq)
 			report_bad_db(c, cq->qid, NVME_AER_ERR_INVALID_DB_VALUE);
 		}
 		goto check;
+	}
+	if (ZOC_UNLIKELY(cq->remote)) {
+		/* A remote CQ's entries count once their write is answered: the
+		 * client may see them (and ring) before the answer reaches us;
+		 * such a head is taken when it comes. */
+		uint32_t w = cq->wtail >= cq->head ? cq->wtail - cq->head
+						    : cq->wtail + cq->size - cq->head;
+
+		if (k > w)
+			goto check;
 	}
 	cq->head = db;
 check:

@@ -2189,24 +2189,12 @@ static atomic_int g_remote_calls;
 static struct zoc_mem_io *g_held[HELD_MAX]; /* reactor 0 */
 static atomic_int g_nheld;
 
-/* A fake link: the "client's" memory is g_remote; 4 KiB per message. */
-static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
+/* Answers one message of a copy as mode says (0, 1 or 3). */
+static void fake_answer(struct zoc_mem_io *io, int mode)
 {
 	uint64_t off = io->gpa + io->done - RGPA;
-	uint64_t n = io->chunk > 4096 ? 4096 : io->chunk;
-	int mode = __atomic_load_n(&g_remote_mode, __ATOMIC_ACQUIRE);
+	uint64_t n = io->chunk;
 
-	(void)ctx;
-	atomic_fetch_add(&g_remote_calls, 1);
-	io->chunk = n;
-	if (mode == 2) {
-		int k = atomic_load(&g_nheld);
-
-		assert_true(k < HELD_MAX);
-		g_held[k] = io;
-		atomic_store(&g_nheld, k + 1);
-		return;
-	}
 	if (mode == 3) {
 		zoc_mem_io_remote_done(io, -EAGAIN);
 		return;
@@ -2222,14 +2210,37 @@ static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
 	zoc_mem_io_remote_done(io, 0);
 }
 
-/* Reactor 0: answers the held copies (mode must not be 2 any more). */
+/* A fake link: the "client's" memory is g_remote; 4 KiB per message. */
+static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
+{
+	int mode = __atomic_load_n(&g_remote_mode, __ATOMIC_ACQUIRE);
+
+	(void)ctx;
+	atomic_fetch_add(&g_remote_calls, 1);
+	io->chunk = io->chunk > 4096 ? 4096 : io->chunk;
+	if (mode == 2) {
+		int k = atomic_load(&g_nheld);
+
+		assert_true(k < HELD_MAX);
+		g_held[k] = io;
+		atomic_store(&g_nheld, k + 1);
+		return;
+	}
+	fake_answer(io, mode);
+}
+
+/* Reactor 0: answers the messages held so far (successfully while the mode
+ * is 2 = hold, else as the mode says); later ones are held again in mode 2. */
 static void release_held_fn(void *arg)
 {
+	struct zoc_mem_io *held[HELD_MAX];
 	int n = atomic_exchange(&g_nheld, 0);
+	int mode = __atomic_load_n(&g_remote_mode, __ATOMIC_ACQUIRE);
 
 	(void)arg;
+	memcpy(held, g_held, sizeof(held[0]) * (size_t)n);
 	for (int i = 0; i < n; i++)
-		fake_remote_rw(NULL, g_held[i]);
+		fake_answer(held[i], mode == 2 ? 0 : mode);
 }
 
 static bool wait_held(int n)
@@ -2684,6 +2695,129 @@ static void test_queues_remote(void **state)
 	g_remote = NULL;
 }
 
+/* Admin queues in shared memory, I/O queues without an fd: deleting a queue
+ * waits for its copy in flight; nothing is posted twice or after. */
+static void test_queues_remote_delete(void **state)
+{
+	struct drv *d = drv_new();
+	struct zoc_mem_remote *ep;
+	struct nvme_cqe e;
+	struct q *q;
+	uint32_t dw0;
+
+	(void)state;
+	g_remote = calloc(1, RSIZE);
+	assert_non_null(g_remote);
+	g_remote_mode = 0;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	ep = drv_add_remote(d);
+	enable(d);
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+	q = remote_pair(d, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+
+	/* Delete SQ while its fetch is held: no completion until the answer */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+		struct nvme_sqe del = {.opc = NVME_ADM_DELETE_SQ, .cdw10 = 1};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		push(d, &d->adm, &del);
+		assert_false(poll_cqe(d, &d->adm, &e, 100));
+		release_held();
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, del.cid);
+		assert_int_equal(st_of(&e), 0);
+		/* the fetched command of a deleted queue never completes */
+		assert_false(poll_cqe(d, q, &e, 50));
+	}
+	/* Delete CQ while a completion's write is held */
+	{
+		struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = R_SQ(1),
+				      .cdw10 = 1 | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | (1u << 16)};
+		struct nvme_sqe c = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+		struct nvme_sqe del = {.opc = NVME_ADM_DELETE_CQ, .cdw10 = 1};
+		int k;
+
+		memset(g2h(d, R_SQ(1)), 0, 0x10000);
+		assert_int_equal(admin(d, &sq, NULL), 0);
+		q->tail = 0;
+		/* hold every copy: the fetch (1), answered; then the CQ write (2) */
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		on_reactor(release_held_fn, NULL); /* mode stays 2 */
+		assert_true(wait_held(1));
+		k = atomic_load(&g_nheld);
+		assert_int_equal(k, 1);
+		assert_true(g_held[0]->to_guest); /* the CQ entry's write */
+		assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), 0);
+		push(d, &d->adm, &del);
+		assert_false(poll_cqe(d, &d->adm, &e, 100));
+		release_held();
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, del.cid);
+		assert_int_equal(st_of(&e), 0);
+		/* the entry was written once, before the queue went */
+		assert_true(poll_cqe(d, q, &e, 10));
+		assert_int_equal(e.cid, c.cid);
+		assert_false(poll_cqe(d, q, &e, 20));
+	}
+	/* a new pair on the same ids works */
+	q = remote_pair(d, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+	/* reset (disable) with a CQ write held */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		on_reactor(release_held_fn, NULL);
+		assert_true(wait_held(1));
+		bar_wr(d, NVME_REG_CC, 0, 4);
+		usleep(50000);
+		assert_int_equal(csts(d) & NVME_CSTS_RDY, NVME_CSTS_RDY);
+		release_held();
+		assert_true(wait_csts(d, NVME_CSTS_RDY | NVME_CSTS_CFS, 0));
+	}
+	/* a quiesce (DMA_MAP/UNMAP) with a copy held: waits; the link fails
+	 * copies with -EAGAIN there in real life: the queue retries after */
+	enable(d);
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+	q = remote_pair(d, 1);
+	{
+		struct ctl cl = {.d = d};
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		sem_init(&cl.sem, 0, 0);
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		on_reactor(quiesce_fn, &cl);
+		assert_int_not_equal(sem_wait_ms(&cl.sem, 100), 0);
+		/* fail it like the link does */
+		__atomic_store_n(&g_remote_mode, 3, __ATOMIC_RELEASE);
+		on_reactor(release_held_fn, NULL);
+		ctl_wait(&cl);
+		__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+		on_reactor(resume_fn, &cl);
+		sem_destroy(&cl.sem);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, c.cid);
+		assert_int_equal(st_of(&e), 0);
+		assert_false(poll_cqe(d, q, &e, 20));
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	}
+	zoc_mem_remote_detach(ep);
+	zoc_mem_remote_put(ep);
+	drv_free(d);
+	free(g_remote);
+	g_remote = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2696,6 +2830,7 @@ int main(void)
 		cmocka_unit_test(test_io_sgl),
 		cmocka_unit_test(test_io_remote),
 		cmocka_unit_test(test_queues_remote),
+		cmocka_unit_test(test_queues_remote_delete),
 		cmocka_unit_test(test_logs_and_events),
 		cmocka_unit_test(test_deleted_queue),
 		cmocka_unit_test(test_interrupts),
