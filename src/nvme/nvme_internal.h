@@ -159,6 +159,8 @@ struct nvme_group_ns {
  * goes through a bounce buffer, copied with zoc_mem_io_submit(). A few per
  * group, allocated on first use; requests wait for a free one in order.
  */
+enum { BK_RW, BK_ADMIN, BK_DSM };
+
 struct nvme_bounce {
 	struct zoc_mem_io io;      /* the copy in progress */
 	struct nvme_group *g;
@@ -168,8 +170,13 @@ struct nvme_bounce {
 	uint64_t prp1, prp2;
 	uint64_t bytes, off;       /* transfer size; bdev offset */
 	bool is_read;
-	bool admin;                /* admin data for the guest (in buf from the start) */
+	uint8_t kind;              /* BK_RW, BK_ADMIN (data for the guest in buf from the
+				      start), BK_DSM (range list copied in, then discards) */
 	uint8_t phase;
+	/* SGL walk */
+	struct nvme_sgl_desc sgl_d;
+	uint64_t sgl_total;
+	unsigned sgl_seen;
 	/* guest segments of the transfer */
 	uint64_t seg_gpa[NVME_BOUNCE_SEGS];
 	uint32_t seg_len[NVME_BOUNCE_SEGS];

@@ -2357,6 +2357,65 @@ static void test_io_remote(void **state)
 	assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 60, 3, &s1), 0);
 	assert_memory_equal(ram + 60 * 512, g_remote + 0x60003, 1536);
 
+	/* an SGL whose segment lists lie in remote memory (a segment, then a
+	 * last segment), data blocks mapped and remote */
+	{
+		struct nvme_sgl_desc seg[3], seg2[2];
+
+		rfill(RGPA + 0xa0000, 4096, 17);
+		fill(d, GPA + OFF_DATA + 0x8000, 4096, 18);
+		sgl(&seg[0], RGPA + 0xa0000, 1000, NVME_SGL_DATA_BLOCK);
+		sgl(&seg[1], GPA + OFF_DATA + 0x8000, 2000, NVME_SGL_DATA_BLOCK);
+		sgl(&seg[2], RGPA + 0xb1000, 32, NVME_SGL_LAST_SEGMENT);
+		sgl(&seg2[0], RGPA + 0xa0000 + 1000, 48, NVME_SGL_DATA_BLOCK);
+		sgl(&seg2[1], GPA + OFF_DATA + 0x8000 + 2000, 1048, NVME_SGL_DATA_BLOCK);
+		memcpy(g_remote + 0xb0010, seg, sizeof(seg));
+		memcpy(g_remote + 0xb1000, seg2, sizeof(seg2));
+		sgl(&s1, RGPA + 0xb0010, sizeof(seg), NVME_SGL_SEGMENT);
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 70, 8, &s1), 0);
+		assert_memory_equal(ram + 70 * 512, g_remote + 0xa0000, 1000);
+		assert_memory_equal(ram + 70 * 512 + 1000, g2h(d, GPA + OFF_DATA + 0x8000), 2000);
+		assert_memory_equal(ram + 70 * 512 + 3000, g_remote + 0xa0000 + 1000, 48);
+		assert_memory_equal(ram + 70 * 512 + 3048, g2h(d, GPA + OFF_DATA + 0x8000 + 2000), 1048);
+		/* read back through the same lists */
+		memset(g_remote + 0xa0000, 0, 4096);
+		memset(g2h(d, GPA + OFF_DATA + 0x8000), 0, 4096);
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_READ, 70, 8, &s1), 0);
+		assert_memory_equal(g_remote + 0xa0000, ram + 70 * 512, 1000);
+		assert_memory_equal(g_remote + 0xa0000 + 1000, ram + 70 * 512 + 3000, 48);
+		/* a bad descriptor type in a remote list; a list pointing nowhere */
+		seg2[1].id = 0x50;
+		memcpy(g_remote + 0xb1000, seg2, sizeof(seg2));
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 70, 8, &s1), NVME_SC_SGL_INVALID_TYPE);
+		sgl(&s1, GPA_HOLE, 32, NVME_SGL_SEGMENT);
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 70, 8, &s1), NVME_SC_DATA_XFER_ERROR);
+	}
+	/* DSM with its range list in remote memory */
+	{
+		struct nvme_dsm_range rr[3] = {{.nlb = 2, .slba = 5000}, {.nlb = 0, .slba = 0},
+					       {.nlb = 3, .slba = 5010}};
+		struct nvme_sqe c = {.opc = NVME_CMD_DSM, .nsid = 1, .prp1 = RGPA + 0xb2000 + 8,
+				     .cdw10 = 2, .cdw11 = NVME_DSM_AD};
+
+		memset(ram + 5000 * 512, 0xcd, 16 * 512);
+		memcpy(g_remote + 0xb2008, rr, sizeof(rr));
+		atomic_store(&g_ram_discards, 0);
+		assert_int_equal(run(d, q, &c, NULL), 0);
+		assert_int_equal(atomic_load(&g_ram_discards), 2);
+		assert_int_equal(ram[5001 * 512 + 511], 0);
+		assert_int_equal(ram[5002 * 512], 0xcd);
+		assert_int_equal(ram[5012 * 512 + 511], 0);
+		assert_int_equal(ram[5013 * 512], 0xcd);
+		rr[2].slba = RAM_BLOCKS - 1;
+		memcpy(g_remote + 0xb2008, rr, sizeof(rr));
+		atomic_store(&g_ram_discards, 0);
+		assert_int_equal(run(d, q, &c, NULL), NVME_SC_LBA_RANGE);
+		assert_int_equal(atomic_load(&g_ram_discards), 0); /* checked before any */
+		g_remote_mode = 1;
+		assert_int_equal(run(d, q, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+		g_remote_mode = 0;
+	}
+
 	/* 10 bounced writes at once (4 slots per group: the rest wait in order),
 	 * then 10 reads back */
 	{
