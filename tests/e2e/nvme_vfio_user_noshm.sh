@@ -24,8 +24,9 @@
 #   1 vCPU): every queue entry, PRP list and data byte goes through DMA_READ/DMA_WRITE. Its
 #   nvme driver enables the controller, /dev/nvme0n1 appears with the file's size, `nvme
 #   id-ctrl` and `nvme smart-log` answer (admin data bounced), fio 4 KiB random writes
-#   (16 MiB, QD 8) pass --verify=crc32c, the guest powers off cleanly (CC.SHN) and QEMU
-#   exits 0; zocd logged the fd-less queues.
+#   (16 MiB, QD 8) pass --verify=crc32c, 2 MiB of 1 MiB direct writes (PRP lists) read
+#   back, a blkdiscard (DSM range list) succeeds, the guest powers off cleanly (CC.SHN) and
+#   QEMU exits 0; zocd logged the fd-less queues.
 # Part 3 - the controller comes back for the next client: a short zoc-perf verify (shared
 #   memory). zocd_shutdown exits 0; no sanitizer report, no crash in zocd's log.
 #
@@ -158,6 +159,19 @@ echo "ZOC-FIO rc=$frc uptime=$(zoc_up) $(grep -o 'write: IOPS=[^,]*' /tmp/fio | 
 if [ $frc != 0 ] || grep -qiE 'verify: bad|crc32c: verify failed|io_u error' /tmp/fio; then
 	zoc_fail "fio randwrite + crc32c verify (16 MiB, QD 8) failed (rc=$frc)"
 	grep -iE 'error|bad|verify|fio:' /tmp/fio | head -20
+fi
+# 2 MiB at 40 MiB in 1 MiB direct writes (128 KiB commands: PRP lists in unshared memory),
+# read back; then a discard (DSM range list in unshared memory)
+dd if=/dev/urandom of=/tmp/pat bs=1M count=2 2>/dev/null
+want=$(md5sum </tmp/pat | cut -d' ' -f1)
+dd if=/tmp/pat of=/dev/nvme0n1 bs=1M seek=40 oflag=direct 2>/tmp/dd.err || zoc_fail "dd write: $(cat /tmp/dd.err)"
+got=$(dd if=/dev/nvme0n1 bs=1M skip=40 count=2 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+echo "ZOC-PATTERN want=$want got=$got"
+[ "$got" = "$want" ] || zoc_fail "2 MiB written with 1 MiB direct writes read back as md5 $got, expected $want"
+if blkdiscard -o $((48 << 20)) -l $((1 << 20)) /dev/nvme0n1 2>/tmp/bd.err; then
+	echo "ZOC-DISCARD ok"
+else
+	zoc_fail "blkdiscard of 1 MiB failed: $(cat /tmp/bd.err)"
 fi
 zoc_check_dmesg
 if dmesg | grep -iE 'nvme' | grep -iE 'timeout|abort|controller is down|failed|Removing after|Device not ready|I/O [0-9]+ QID'; then
