@@ -40,7 +40,8 @@
  *
  * The seeds in tests/fuzz/corpus/nvme/ are small scripts made by hand:
  * identify, queue creation and deletion, reads/writes with PRP lists and
- * SGL segments, bad doorbells.
+ * SGL segments, bad doorbells; remote_hold and remote_fail put queues in
+ * the remote region with copies held, then failing.
  */
 #include <errno.h>
 #include <pthread.h>
