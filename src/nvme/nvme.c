@@ -386,7 +386,7 @@ static void req_release(struct nvme_req *r)
 
 	zoc_pool_put(sq->pool, r);
 	sq->inflight--;
-	if (ZOC_UNLIKELY(sq->deleting) && sq->inflight == 0)
+	if (ZOC_UNLIKELY(sq->deleting) && sq->inflight == 0 && !sq->fbusy)
 		sq_delete_finish(sq);
 	if (g && ZOC_UNLIKELY(g->waiters != NULL))
 		nvme_group_check(g);
@@ -532,6 +532,16 @@ static void cq_update_head(struct zoc_nvme_ctrlr *c, struct nvme_cq *cq)
 		}
 		goto check;
 	}
+	if (ZOC_UNLIKELY(cq->remote)) {
+		/* A remote CQ's entries count once their write is answered: the
+		 * client may see them (and ring) before the answer reaches us;
+		 * such a head is taken when it comes. */
+		uint32_t w = cq->wtail >= cq->head ? cq->wtail - cq->head
+						    : cq->wtail + cq->size - cq->head;
+
+		if (k > w)
+			goto check;
+	}
 	cq->head = db;
 check:
 	if (cq->outstanding && cq->head == cq->tail) {
@@ -560,14 +570,16 @@ static void sq_update_tail(struct zoc_nvme_ctrlr *c, struct nvme_sq *sq)
 
 /* ---------------------------------------------------------------- fetch */
 
-static int sq_fetch(struct nvme_group *g, struct nvme_sq *sq, int budget)
+/* Executes the entries [head, end) of the ring (at most budget). */
+static inline __attribute__((always_inline)) int sq_consume(struct nvme_group *g,
+							   struct nvme_sq *sq, uint32_t end,
+							   int budget)
 {
 	struct zoc_nvme_ctrlr *c = g->c;
 	uint64_t now = 0;
 	int n = 0;
 
-	sq_update_tail(c, sq);
-	while (sq->head != sq->tail && n < budget) {
+	while (sq->head != end && n < budget) {
 		struct nvme_req *r = zoc_pool_get(sq->pool);
 		struct nvme_sqe cmd;
 
@@ -600,6 +612,182 @@ static int sq_fetch(struct nvme_group *g, struct nvme_sq *sq, int budget)
 		n++;
 	}
 	return n;
+}
+
+static int sq_fetch(struct nvme_group *g, struct nvme_sq *sq, int budget)
+{
+	sq_update_tail(g->c, sq);
+	return sq_consume(g, sq, sq->tail, budget);
+}
+
+/* ------------------------------------------- queues in remote memory */
+
+/*
+ * A queue whose ring lies in memory the link reaches only with messages
+ * (src/link/dma.h remote regions) has a local shadow ring, chosen once at
+ * creation (the fast path above never looks at it):
+ *   SQ: when the tail doorbell moves, the new entries are fetched into the
+ *       shadow with one copy (up to the ring's end; the rest with the next
+ *       one); the poller executes only entries that have arrived.
+ *   CQ: entries are built in the shadow as usual (phase bit, head
+ *       accounting) and written to the client with a copy; the vector is
+ *       signalled only once the write is answered. The head doorbell may not
+ *       pass the entries written so far.
+ * One copy per queue in flight, counted in the group's busy, so a quiesce,
+ * disable or destroy waits for it (the link fails copies at a quiesce with
+ * -EAGAIN: the queue retries after the resume). Any other failure (the
+ * client answered with an error, a timeout, the link gone) is fatal to the
+ * controller (CSTS.CFS): the commands or completions cannot be moved.
+ */
+#define SQ_FETCH_MAX 256           /* entries per fetch (16 KiB) */
+
+static void queue_copy_failed(struct zoc_nvme_ctrlr *c, const char *what, uint16_t qid,
+			      int status)
+{
+	ZOC_WARN_RL("%s: %s %u in memory without an fd: copy through the link failed (%s): "
+		    "controller fatal status", c->name, what, qid, strerror(-status));
+	__atomic_or_fetch(&c->csts, NVME_CSTS_CFS, __ATOMIC_RELEASE);
+}
+
+static void sq_fetch_done(struct zoc_mem_io *io, int status)
+{
+	struct nvme_sq *sq = io->arg;
+	struct nvme_group *g = sq->fg;
+	uint32_t got = (uint32_t)(io->done / sizeof(struct nvme_sqe));
+
+	sq->fbusy = false;
+	g->busy--;
+	if (!status) {
+		sq->avail = sq->fend == sq->size ? 0 : sq->fend;
+	} else {
+		/* keep what arrived whole (a quiesce may cut a copy) */
+		sq->avail = (sq->avail + got) % sq->size;
+		if (status != -EAGAIN && !g->discard && !g->quiesced) {
+			sq->dead = true;
+			queue_copy_failed(g->c, "SQ", sq->qid, status);
+		}
+	}
+	if (ZOC_UNLIKELY(sq->deleting) && sq->inflight == 0)
+		sq_delete_finish(sq);
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
+}
+
+static void sq_fetch_start(struct nvme_group *g, struct nvme_sq *sq)
+{
+	uint32_t end = sq->tail > sq->avail ? sq->tail : sq->size;
+	int rc;
+
+	if (end - sq->avail > SQ_FETCH_MAX)
+		end = sq->avail + SQ_FETCH_MAX;
+	sq->fend = end;
+	sq->fbusy = true;
+	sq->fg = g;
+	g->busy++;
+	sq->fio = (struct zoc_mem_io){
+		.gpa = sq->gpa + (uint64_t)sq->avail * sizeof(struct nvme_sqe),
+		.buf = &sq->shadow[sq->avail],
+		.len = (uint64_t)(end - sq->avail) * sizeof(struct nvme_sqe),
+		.to_guest = false,
+		.cb = sq_fetch_done,
+		.arg = sq,
+	};
+	rc = zoc_mem_io_submit(g->c->mem, &sq->fio);
+	if (rc) {
+		sq->fbusy = false;
+		g->busy--;
+		sq->dead = true;
+		queue_copy_failed(g->c, "SQ", sq->qid, rc);
+	}
+}
+
+static int sq_fetch_remote(struct nvme_group *g, struct nvme_sq *sq, int budget)
+{
+	if (sq->dead)
+		return 0;
+	sq_update_tail(g->c, sq);
+	if (!sq->fbusy && sq->avail != sq->tail) {
+		uint32_t size = sq->size;
+		uint32_t na = (sq->avail + size - sq->head) % size;
+		uint32_t nt = (sq->tail + size - sq->head) % size;
+
+		if (nt <= na)
+			sq->avail = sq->tail; /* the tail went back: those are here */
+		else
+			sq_fetch_start(g, sq);
+	}
+	return sq_consume(g, sq, sq->avail, budget);
+}
+
+static void cq_remote_sync(struct nvme_group *g, struct nvme_cq *cq, uint64_t *now);
+
+static void cq_deleted_on_r0(void *arg);
+
+static void cq_write_done(struct zoc_mem_io *io, int status)
+{
+	struct nvme_cq *cq = io->arg;
+	struct nvme_group *g = cq->wg;
+	uint32_t put = (uint32_t)(io->done / sizeof(struct nvme_cqe));
+
+	cq->wbusy = false;
+	g->busy--;
+	if (cq->wdel) {
+		/* deleted meanwhile: unlinked already, reactor 0 may free it now */
+		cq->wdel = false;
+		send_msg_retry(zoc_reactor_get(0), cq_deleted_on_r0, cq);
+	} else if (!status) {
+		cq->wtail = cq->wend == cq->size ? 0 : cq->wend;
+		if (!g->discard && !g->quiesced) {
+			uint64_t now = 0;
+
+			cq_remote_sync(g, cq, &now);
+		}
+	} else {
+		cq->wtail = (cq->wtail + put) % cq->size;
+		if (status != -EAGAIN && !g->discard && !g->quiesced) {
+			cq->dead = true;
+			queue_copy_failed(g->c, "CQ", cq->qid, status);
+		}
+	}
+	if (ZOC_UNLIKELY(g->waiters != NULL))
+		nvme_group_check(g);
+}
+
+static void cq_write_start(struct nvme_group *g, struct nvme_cq *cq)
+{
+	uint32_t end = cq->tail > cq->wtail ? cq->tail : cq->size;
+	int rc;
+
+	cq->wend = end;
+	cq->wbusy = true;
+	cq->wg = g;
+	g->busy++;
+	cq->wio = (struct zoc_mem_io){
+		.gpa = cq->gpa + (uint64_t)cq->wtail * sizeof(struct nvme_cqe),
+		.buf = &cq->shadow[cq->wtail],
+		.len = (uint64_t)(end - cq->wtail) * sizeof(struct nvme_cqe),
+		.to_guest = true,
+		.cb = cq_write_done,
+		.arg = cq,
+	};
+	rc = zoc_mem_io_submit(g->c->mem, &cq->wio);
+	if (rc) {
+		cq->wbusy = false;
+		g->busy--;
+		cq->dead = true;
+		queue_copy_failed(g->c, "CQ", cq->qid, rc);
+	}
+}
+
+/* Writes what was posted, then signals. */
+static void cq_remote_sync(struct nvme_group *g, struct nvme_cq *cq, uint64_t *now)
+{
+	if (cq->wbusy || cq->dead || !cq->ring || !may_dma(g->c))
+		return;
+	if (cq->wtail != cq->tail)
+		cq_write_start(g, cq);
+	if (!cq->wbusy && cq->wtail == cq->tail && cq->unsig)
+		cq_signal(g->c, cq, now);
 }
 
 #define DB_SCAN_EVERY 64          /* polls of reactor 0 */
@@ -658,9 +846,13 @@ static int group_poll(void *arg)
 		if (!g->stopped) {
 			for (struct nvme_sq *sq = cq->sqs; sq; sq = sq->next)
 				if (!sq->deleting && sq->ring)
-					work += sq_fetch(g, sq, NVME_BATCH);
+					work += ZOC_UNLIKELY(sq->remote)
+							? sq_fetch_remote(g, sq, NVME_BATCH)
+							: sq_fetch(g, sq, NVME_BATCH);
 		}
-		if (cq->unsig)
+		if (ZOC_UNLIKELY(cq->remote))
+			cq_remote_sync(g, cq, &now);
+		else if (cq->unsig)
 			cq_signal(c, cq, &now);
 	}
 	if (g->idx == 0)
@@ -678,15 +870,32 @@ static int group_arm(void *arg)
 	for (struct nvme_cq *cq = g->cqs; cq; cq = cq->next) {
 		if (!cq->ring)
 			continue;
-		if (cq->unsig || (cq->held && db_load(c, 2u * cq->qid + 1) != cq->head))
+		if (cq->remote) {
+			/* a write in flight wakes us with its reply */
+			if (!cq->wbusy && !cq->dead && (cq->unsig || cq->wtail != cq->tail))
+				return 1;
+		} else if (cq->unsig) {
+			return 1;
+		}
+		if (cq->held && db_load(c, 2u * cq->qid + 1) != cq->head)
 			return 1;
 		if (g->stopped)
 			continue;
 		for (struct nvme_sq *sq = cq->sqs; sq; sq = sq->next) {
 			uint32_t db = db_load(c, 2u * sq->qid);
 
-			if (!sq->deleting && sq->ring &&
-			    (sq->head != sq->tail || (db != sq->tail && db < sq->size)))
+			if (sq->deleting || !sq->ring)
+				continue;
+			if (sq->remote) {
+				if (sq->dead)
+					continue;
+				if (sq->head != sq->avail ||
+				    (!sq->fbusy && (sq->avail != sq->tail ||
+						    (db != sq->tail && db < sq->size))))
+					return 1;
+				continue;
+			}
+			if (sq->head != sq->tail || (db != sq->tail && db < sq->size))
 				return 1;
 		}
 	}
@@ -779,6 +988,34 @@ static void cq_reset_owner_state(struct nvme_cq *cq)
 	cq->first_unsig_ns = 0;
 	cq->sqs = NULL;
 	cq->next = NULL;
+	cq->wtail = 0;
+	cq->wend = 0;
+	cq->wbusy = false;
+	cq->wdel = false;
+	cq->dead = false;
+}
+
+/* Reactor 0: a remote ring's shadow, or NULL (queue outside guest memory,
+ * or no memory for it). */
+static void *shadow_new(struct zoc_nvme_ctrlr *c, const char *what, uint16_t qid, uint64_t gpa,
+			uint64_t bytes, bool write)
+{
+	void *p;
+
+	if (!c->mem || !zoc_mem_is_remote(c->mem, gpa, bytes, write))
+		return NULL;
+	p = nvme_calloc(1, bytes);
+	if (p)
+		ZOC_LOG_RL(ZOC_LOG_INFO, "%s: %s %u at 0x%llx lies in memory without an fd: "
+			   "served through copies", c->name, what, qid, (unsigned long long)gpa);
+	return p;
+}
+
+/* Reactor 0 (set_dma): can a remote ring be reached in this space? */
+static bool remote_reachable(const struct zoc_mem *m, uint64_t gpa, uint64_t bytes, bool write)
+{
+	return m && (zoc_mem_gpa_to_hva(m, gpa, bytes, write) ||
+		     zoc_mem_is_remote(m, gpa, bytes, write));
 }
 
 int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_t size,
@@ -786,14 +1023,17 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 {
 	struct nvme_cq *cq = &c->cq[qid];
 	void *ring = c->mem ? zoc_mem_gpa_to_hva(c->mem, gpa, (uint64_t)size * 16, true) : NULL;
+	void *shadow = NULL;
 
 	if (!ring) {
-		if (zoc_mem_is_remote(c->mem, gpa, (uint64_t)size * 16, true))
-			ZOC_WARN_RL("%s: CQ %u at 0x%llx lies in memory the client did not share "
-				    "(no fd): queues must be in shared memory", c->name, qid,
-				    (unsigned long long)gpa);
-		return -EFAULT;
+		shadow = shadow_new(c, "CQ", qid, gpa, (uint64_t)size * 16, true);
+		if (!shadow)
+			return -EFAULT;
+		ring = shadow;
 	}
+	free(cq->shadow); /* NULL: freed when it was deleted */
+	cq->shadow = shadow;
+	cq->remote = shadow != NULL;
 	cq_reset_owner_state(cq);
 	cq->c = c;
 	cq->qid = qid;
@@ -816,6 +1056,9 @@ int nvme_cq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 		cq->exists = false;
 		cq->ring = NULL;
 		cq->g = NULL;
+		free(cq->shadow);
+		cq->shadow = NULL;
+		cq->remote = false;
 		return -ENOMEM;
 	}
 	return 0;
@@ -827,19 +1070,29 @@ int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 	struct nvme_sq *sq = &c->sq[qid];
 	struct nvme_cq *cq = &c->cq[cqid];
 	void *ring = c->mem ? zoc_mem_gpa_to_hva(c->mem, gpa, (uint64_t)size * 64, false) : NULL;
+	void *shadow = NULL;
 	char name[32];
 
 	if (!ring) {
-		if (zoc_mem_is_remote(c->mem, gpa, (uint64_t)size * 64, false))
-			ZOC_WARN_RL("%s: SQ %u at 0x%llx lies in memory the client did not share "
-				    "(no fd): queues must be in shared memory", c->name, qid,
-				    (unsigned long long)gpa);
-		return -EFAULT;
+		shadow = shadow_new(c, "SQ", qid, gpa, (uint64_t)size * 64, false);
+		if (!shadow)
+			return -EFAULT;
+		ring = shadow;
 	}
 	snprintf(name, sizeof(name), "nvme-sq%u", qid);
 	sq->pool = zoc_pool_create(name, size, sizeof(struct nvme_req));
-	if (!sq->pool)
+	if (!sq->pool) {
+		free(shadow);
 		return -ENOMEM;
+	}
+	free(sq->shadow); /* NULL: freed when it was deleted */
+	sq->shadow = shadow;
+	sq->remote = shadow != NULL;
+	sq->avail = 0;
+	sq->fend = 0;
+	sq->fbusy = false;
+	sq->dead = false;
+	sq->fg = NULL;
 	sq->c = c;
 	sq->qid = qid;
 	sq->cqid = cqid;
@@ -868,6 +1121,9 @@ int nvme_sq_create(struct zoc_nvme_ctrlr *c, uint16_t qid, uint64_t gpa, uint32_
 		sq->cq = NULL;
 		zoc_pool_destroy(sq->pool);
 		sq->pool = NULL;
+		free(sq->shadow);
+		sq->shadow = NULL;
+		sq->remote = false;
 		return -ENOMEM;
 	}
 	return 0;
@@ -880,6 +1136,9 @@ static void sq_free_r0(struct zoc_nvme_ctrlr *c, struct nvme_sq *sq)
 	zoc_pool_destroy(sq->pool);
 	sq->pool = NULL;
 	sq->ring = NULL;
+	free(sq->shadow);
+	sq->shadow = NULL;
+	sq->remote = false;
 	sq->exists = false;
 	sq->del_req = NULL;
 	if (sq->cq && sq->cq->nsq)
@@ -933,8 +1192,8 @@ static void sq_delete_msg(void *arg)
 		return;
 	}
 	sq->deleting = true;
-	if (sq->inflight == 0)
-		sq_delete_finish(sq);
+	if (sq->inflight == 0 && !sq->fbusy)
+		sq_delete_finish(sq); /* else the last request's or the fetch's end */
 }
 
 int nvme_sq_delete(struct zoc_nvme_ctrlr *c, uint16_t qid, struct nvme_req *r)
@@ -957,6 +1216,9 @@ static void cq_deleted_on_r0(void *arg)
 	if (r && r->gen == c->gen) {
 		cq->exists = false;
 		cq->ring = NULL;
+		free(cq->shadow);
+		cq->shadow = NULL;
+		cq->remote = false;
 		db_store(c, 2u * cq->qid + 1, 0);
 	}
 	if (r)
@@ -981,6 +1243,11 @@ static void cq_delete_msg(void *arg)
 		}
 		cq->g = NULL;
 		cq->next = NULL;
+		if (cq->wbusy) {
+			/* its write's end tells reactor 0 (the shadow stays till then) */
+			cq->wdel = true;
+			return;
+		}
 	}
 	send_msg_retry(zoc_reactor_get(0), cq_deleted_on_r0, cq);
 }
@@ -1089,6 +1356,9 @@ static void disable_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 	for (unsigned q = 0; q <= NVME_MAX_QID; q++) {
 		c->cq[q].exists = false;
 		c->cq[q].ring = NULL;
+		free(c->cq[q].shadow);
+		c->cq[q].shadow = NULL;
+		c->cq[q].remote = false;
 		c->cq[q].g = NULL;
 		c->cq[q].nsq = 0;
 		c->cq[q].del_req = NULL;
@@ -1441,13 +1711,24 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 		struct nvme_sq *sq = &c->sq[q];
 		struct nvme_cq *cq = &c->cq[q];
 
-		if (cq->exists) {
+		if (cq->exists && cq->remote) {
+			/* stays remote (copies reach mapped bytes too) */
+			cq->ring = remote_reachable(mem, cq->gpa, (uint64_t)cq->size * 16, true)
+					   ? cq->shadow
+					   : NULL;
+			lost += !cq->ring;
+		} else if (cq->exists) {
 			cq->ring = mem ? zoc_mem_gpa_to_hva(mem, cq->gpa, (uint64_t)cq->size * 16,
 							    true)
 				       : NULL;
 			lost += !cq->ring;
 		}
-		if (sq->exists) {
+		if (sq->exists && sq->remote) {
+			sq->ring = remote_reachable(mem, sq->gpa, (uint64_t)sq->size * 64, false)
+					   ? sq->shadow
+					   : NULL;
+			lost += !sq->ring;
+		} else if (sq->exists) {
 			sq->ring = mem ? zoc_mem_gpa_to_hva(mem, sq->gpa, (uint64_t)sq->size * 64,
 							    false)
 				       : NULL;
@@ -1663,6 +1944,10 @@ static void ctrlr_free(struct zoc_nvme_ctrlr *c)
 {
 	for (unsigned i = 0; c->groups && i < c->ngroups; i++)
 		nvme_bounce_free(&c->groups[i]);
+	for (unsigned q = 0; q <= NVME_MAX_QID; q++) {
+		free(c->sq[q].shadow);
+		free(c->cq[q].shadow);
+	}
 	free(c->iv_cd);
 	free(c->groups);
 	free(c->bc_state);

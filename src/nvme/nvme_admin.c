@@ -78,6 +78,8 @@ static uint16_t xfer_out(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const str
 {
 	uint16_t st = nvme_map_data(c, r, cmd, len, true, false);
 
+	if (ZOC_UNLIKELY(st == NVME_SC_DATA_XFER_ERROR) && c->mem && c->mem->nremote)
+		return nvme_admin_bounce_out(c, r, cmd, buf, len); /* memory without an fd */
 	if (st)
 		return st;
 	nvme_iov_copy(r->iov, r->iovcnt, 0, (void *)buf, len, true);
@@ -483,6 +485,20 @@ static uint16_t adm_get_log(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
 	if (off >= size)
 		return NVME_SC_INVALID_FIELD;
 	st = nvme_map_data(c, r, cmd, len, true, false);
+	if (ZOC_UNLIKELY(st == NVME_SC_DATA_XFER_ERROR) && c->mem && c->mem->nremote) {
+		/* memory without an fd: the page (and zeros past its end) goes
+		 * through a copy */
+		uint8_t *tmp = calloc(1, len);
+
+		if (!tmp)
+			return NVME_SC_INTERNAL;
+		memcpy(tmp, b + off, ZOC_MIN(len, size - off));
+		st = nvme_admin_bounce_out(c, r, cmd, tmp, (uint32_t)len);
+		free(tmp);
+		if (st != NVME_SC_ASYNC)
+			return st;
+		goto read;
+	}
 	if (st)
 		return st;
 	nvme_iov_copy(r->iov, r->iovcnt, 0, b + off, ZOC_MIN(len, size - off), true);
@@ -497,6 +513,8 @@ static uint16_t adm_get_log(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
 			done += k;
 		}
 	}
+	st = NVME_SC_SUCCESS;
+read:
 	if (!rae && mask_type >= 0) {
 		if (lid == NVME_LOG_CHANGED_NS) {
 			c->nchanged = 0;
@@ -505,7 +523,7 @@ static uint16_t adm_get_log(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
 		c->aen_masked &= ~(1u << mask_type);
 		c->aen_kick = true; /* after this command's completion */
 	}
-	return NVME_SC_SUCCESS;
+	return st;
 }
 
 /* ------------------------------------------------------------ dispatch */
@@ -573,7 +591,8 @@ void nvme_admin_exec(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct 
 		st = NVME_SC_INVALID_OPCODE;
 		break;
 	}
-	nvme_req_complete(r, st);
+	if (st != NVME_SC_ASYNC)
+		nvme_req_complete(r, st); /* else the copy's end completes it */
 	if (c->aen_kick) {
 		c->aen_kick = false;
 		nvme_aen_kick(c);

@@ -97,6 +97,15 @@ struct nvme_sq {
 	struct nvme_req *del_req;  /* the Delete I/O SQ command (reactor 0's) */
 	struct nvme_sq *next;      /* CQ's SQ list */
 	struct zoc_io_stats stats;
+	/* remote (ring in memory without a mapping; chosen at creation):
+	 * ring is the local shadow, entries [head, avail) have arrived */
+	bool remote;
+	bool fbusy;                /* a fetch is in flight (counted in g->busy) */
+	bool dead;                 /* a fetch failed: controller fatal */
+	uint32_t avail, fend;
+	struct nvme_group *fg;     /* group of the fetch in flight */
+	struct nvme_sqe *shadow;   /* reactor 0 allocates and frees it */
+	struct zoc_mem_io fio;
 	/* reactor 0 */
 	bool exists;
 	uint16_t qprio;
@@ -123,6 +132,16 @@ struct nvme_cq {
 	struct nvme_sq *sqs;
 	struct nvme_cq *next;      /* group's CQ list */
 	struct nvme_req *del_req;
+	/* remote (see nvme_sq): ring is the local shadow; entries
+	 * [wtail, tail) are not written to the client yet */
+	bool remote;
+	bool wbusy;                /* a write is in flight (counted in g->busy) */
+	bool wdel;                 /* deleted while writing: tell reactor 0 at its end */
+	bool dead;
+	uint32_t wtail, wend;
+	struct nvme_group *wg;
+	struct nvme_cqe *shadow;
+	struct zoc_mem_io wio;
 	/* reactor 0 */
 	bool exists;
 	uint32_t nsq;              /* SQs using it */
@@ -140,6 +159,8 @@ struct nvme_group_ns {
  * goes through a bounce buffer, copied with zoc_mem_io_submit(). A few per
  * group, allocated on first use; requests wait for a free one in order.
  */
+enum { BK_RW, BK_ADMIN, BK_DSM };
+
 struct nvme_bounce {
 	struct zoc_mem_io io;      /* the copy in progress */
 	struct nvme_group *g;
@@ -149,7 +170,13 @@ struct nvme_bounce {
 	uint64_t prp1, prp2;
 	uint64_t bytes, off;       /* transfer size; bdev offset */
 	bool is_read;
+	uint8_t kind;              /* BK_RW, BK_ADMIN (data for the guest in buf from the
+				      start), BK_DSM (range list copied in, then discards) */
 	uint8_t phase;
+	/* SGL walk */
+	struct nvme_sgl_desc sgl_d;
+	uint64_t sgl_total;
+	unsigned sgl_seen;
 	/* guest segments of the transfer */
 	uint64_t seg_gpa[NVME_BOUNCE_SEGS];
 	uint32_t seg_len[NVME_BOUNCE_SEGS];
@@ -316,6 +343,15 @@ static inline struct nvme_ns *nvme_ns_get(struct zoc_nvme_ctrlr *c, uint32_t nsi
 		return NULL;
 	return __atomic_load_n(&c->ns[nsid - 1], __ATOMIC_ACQUIRE);
 }
+
+/* An admin command's status meaning "completed later". */
+#define NVME_SC_ASYNC 0xffffu
+/* Admin data for the guest that nvme_map_data() could not map but that lies
+ * (partly) in memory without a mapping: copies len bytes of buf (len <=
+ * NVME_MAX_XFER, PRPs) through a bounce slot of group 0 and completes r.
+ * Returns NVME_SC_ASYNC, or a status (r not completed). */
+uint16_t nvme_admin_bounce_out(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
+			       const struct nvme_sqe *cmd, const void *buf, uint32_t len);
 
 /* nvme_admin.c: reactor 0; completes r (now or later). */
 void nvme_admin_exec(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct nvme_sqe *cmd);

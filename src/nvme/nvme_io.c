@@ -251,7 +251,7 @@ static void bounce_io_done(struct zoc_bdev_io *io, int status);
  * here, so a quiesce or disable waits for it (the link fails copies in
  * flight when it quiesces, so that wait is short).
  */
-enum { BP_LIST, BP_IN, BP_BDEV, BP_OUT };
+enum { BP_LIST, BP_SGL, BP_IN, BP_BDEV, BP_OUT };
 
 /* What the walk needs of the command, kept in the request's iov array
  * (unused on this path) from submission until a slot takes it. */
@@ -259,10 +259,13 @@ struct bounce_park {
 	uint64_t prp1, prp2; /* prp2 UINT64_MAX: SGL (in cmd) */
 	uint64_t bytes, off;
 	bool is_read;
+	uint8_t kind;        /* BK_* */
+	void *src;           /* admin: the data for the guest (malloc'd), else NULL */
 	struct nvme_sqe cmd;
 };
 
 static void bounce_next(struct nvme_bounce *b);
+static bool lba_ok(const struct nvme_ns *ns, uint64_t slba, uint64_t nlb);
 
 static void bounce_release(struct nvme_group *g, struct nvme_bounce *b)
 {
@@ -444,71 +447,88 @@ static int prp_walk(struct nvme_bounce *b, const struct zoc_mem *m, bool resume)
 	}
 }
 
-/* Data segments of an SGL (its segment descriptors must be mapped). */
-static uint16_t sgl_walk(struct nvme_bounce *b, const struct zoc_mem *m, const struct nvme_sqe *cmd)
+/* Walks an SGL into data segments; a segment list in memory without a
+ * mapping is fetched into the slot's buffer first (unused until the walk
+ * ends). 0 = done, 1 = waiting for a list copy, else a status. */
+static int sgl_walk(struct nvme_bounce *b, const struct zoc_mem *m, const struct nvme_sqe *cmd,
+		    bool resume)
 {
-	struct nvme_sgl_desc d;
-	uint64_t total = 0;
-	unsigned seen = 0;
-
-	memcpy(&d, &cmd->prp1, sizeof(d));
+	if (!resume) {
+		memcpy(&b->sgl_d, &cmd->prp1, sizeof(b->sgl_d));
+		b->sgl_total = 0;
+		b->sgl_seen = 0;
+	}
 	for (;;) {
+		struct nvme_sgl_desc d = b->sgl_d;
 		uint8_t type = NVME_SGL_TYPE(d.id);
 		const struct nvme_sgl_desc *list;
 		uint32_t count;
 		bool last_seg, next = false;
 
-		if (type != NVME_SGL_SEGMENT && type != NVME_SGL_LAST_SEGMENT) {
-			if (NVME_SGL_SUBTYPE(d.id) != 0 || type != NVME_SGL_DATA_BLOCK)
+		if (resume) {
+			/* d's list arrived in the buffer (checked before the copy) */
+			resume = false;
+			list = (const struct nvme_sgl_desc *)b->buf;
+		} else {
+			if (type != NVME_SGL_SEGMENT && type != NVME_SGL_LAST_SEGMENT) {
+				if (NVME_SGL_SUBTYPE(d.id) != 0 || type != NVME_SGL_DATA_BLOCK)
+					return NVME_SC_SGL_INVALID_TYPE;
+				if (b->sgl_total + d.len > b->bytes)
+					return NVME_SC_SGL_INVALID_DATA_LEN;
+				b->sgl_total += d.len;
+				if (seg_add(b, m, d.addr, d.len))
+					return NVME_SC_DATA_XFER_ERROR;
+				break;
+			}
+			if (NVME_SGL_SUBTYPE(d.id) != 0)
 				return NVME_SC_SGL_INVALID_TYPE;
-			if (total + d.len > b->bytes)
-				return NVME_SC_SGL_INVALID_DATA_LEN;
-			total += d.len;
-			if (seg_add(b, m, d.addr, d.len))
-				return NVME_SC_DATA_XFER_ERROR;
-			break;
+			if (d.len == 0 || d.len % 16)
+				return NVME_SC_SGL_INVALID_LAST;
+			if (d.len > SGL_MAX_SEG_BYTES)
+				return NVME_SC_SGL_INVALID_COUNT;
+			list = zoc_mem_gpa_to_hva(m, d.addr, d.len, false);
+			if (!list) {
+				if (!zoc_mem_is_remote(m, d.addr, d.len, false))
+					return NVME_SC_DATA_XFER_ERROR;
+				b->phase = BP_SGL;
+				bounce_copy(b, d.addr, b->buf, d.len, false);
+				return 1;
+			}
 		}
-		if (NVME_SGL_SUBTYPE(d.id) != 0)
-			return NVME_SC_SGL_INVALID_TYPE;
 		last_seg = type == NVME_SGL_LAST_SEGMENT;
-		if (d.len == 0 || d.len % 16)
-			return NVME_SC_SGL_INVALID_LAST;
-		if (d.len > SGL_MAX_SEG_BYTES)
-			return NVME_SC_SGL_INVALID_COUNT;
 		count = d.len / 16;
-		list = zoc_mem_gpa_to_hva(m, d.addr, d.len, false);
-		if (!list)
-			return NVME_SC_DATA_XFER_ERROR; /* segment lists must be in shared memory */
 		for (uint32_t i = 0; i < count; i++) {
 			struct nvme_sgl_desc e;
 			uint8_t t;
 
 			memcpy(&e, &list[i], sizeof(e));
-			if (++seen > SGL_MAX_DESCS)
+			if (++b->sgl_seen > SGL_MAX_DESCS)
 				return NVME_SC_SGL_INVALID_COUNT;
 			t = NVME_SGL_TYPE(e.id);
 			if (t == NVME_SGL_SEGMENT || t == NVME_SGL_LAST_SEGMENT) {
 				if (i != count - 1 || last_seg)
 					return NVME_SC_SGL_INVALID_LAST;
-				d = e;
+				b->sgl_d = e;
 				next = true;
 				break;
 			}
 			if (NVME_SGL_SUBTYPE(e.id) != 0 || t != NVME_SGL_DATA_BLOCK)
 				return NVME_SC_SGL_INVALID_TYPE;
-			if (total + e.len > b->bytes)
+			if (b->sgl_total + e.len > b->bytes)
 				return NVME_SC_SGL_INVALID_DATA_LEN;
-			total += e.len;
+			b->sgl_total += e.len;
 			if (seg_add(b, m, e.addr, e.len))
 				return NVME_SC_DATA_XFER_ERROR;
 		}
 		if (!next)
 			break;
 	}
-	if (total != b->bytes)
+	if (b->sgl_total != b->bytes)
 		return NVME_SC_SGL_INVALID_DATA_LEN;
 	return NVME_SC_SUCCESS;
 }
+
+static void bounce_dsm_start(struct nvme_bounce *b);
 
 /* Copies the next segment (in or out), or moves to the next phase. */
 static void bounce_data(struct nvme_bounce *b)
@@ -525,6 +545,10 @@ static void bounce_data(struct nvme_bounce *b)
 		bounce_copy(b, b->seg_gpa[i], p, b->seg_len[i], b->phase == BP_OUT);
 		return;
 	}
+	if (b->phase == BP_IN && b->kind == BK_DSM) {
+		bounce_dsm_start(b);
+		return;
+	}
 	if (b->phase == BP_IN) {
 		struct nvme_req *r = b->r;
 
@@ -537,6 +561,29 @@ static void bounce_data(struct nvme_bounce *b)
 	bounce_end(b, NVME_SC_SUCCESS); /* BP_OUT: all copied to the guest */
 }
 
+/* The data pointer is walked into segments: start the transfer. */
+static void bounce_walked(struct nvme_bounce *b)
+{
+	struct nvme_req *r = b->r;
+
+	b->cur = 0;
+	b->buf_off = 0;
+	if (b->kind == BK_ADMIN) {
+		b->phase = BP_OUT; /* the data is in the slot already */
+		bounce_data(b);
+		return;
+	}
+	if (b->is_read) {
+		b->phase = BP_BDEV;
+		r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
+		r->iovcnt = 1;
+		io_submit_cb(r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
+		return;
+	}
+	b->phase = BP_IN;
+	bounce_data(b);
+}
+
 static void bounce_copy_done(struct zoc_mem_io *io, int status)
 {
 	struct nvme_bounce *b = io->arg;
@@ -547,8 +594,9 @@ static void bounce_copy_done(struct zoc_mem_io *io, int status)
 		bounce_end(b, NVME_SC_DATA_XFER_ERROR);
 		return;
 	}
-	if (b->phase == BP_LIST) {
-		int rc = prp_walk(b, b->g->c->mem, true);
+	if (b->phase == BP_LIST || b->phase == BP_SGL) {
+		int rc = b->phase == BP_LIST ? prp_walk(b, b->g->c->mem, true)
+					     : sgl_walk(b, b->g->c->mem, NULL, true);
 
 		if (rc == 1)
 			return;
@@ -556,15 +604,8 @@ static void bounce_copy_done(struct zoc_mem_io *io, int status)
 			bounce_end(b, (uint16_t)rc);
 			return;
 		}
-		b->phase = b->is_read ? BP_BDEV : BP_IN;
-		b->cur = 0;
-		b->buf_off = 0;
-		if (b->is_read) {
-			b->r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
-			b->r->iovcnt = 1;
-			io_submit_cb(b->r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
-			return;
-		}
+		bounce_walked(b);
+		return;
 	}
 	bounce_data(b);
 }
@@ -602,6 +643,11 @@ static void bounce_next(struct nvme_bounce *b)
 	int rc;
 
 	memcpy(&park, r->iov, sizeof(park));
+	b->kind = park.kind;
+	if (park.src) {
+		memcpy(b->buf, park.src, park.bytes);
+		free(park.src);
+	}
 	b->prp1 = park.prp1;
 	b->prp2 = park.prp2;
 	b->bytes = park.bytes;
@@ -617,7 +663,7 @@ static void bounce_next(struct nvme_bounce *b)
 		return;
 	}
 	if (b->prp2 == UINT64_MAX) {
-		rc = sgl_walk(b, m, &park.cmd);
+		rc = sgl_walk(b, m, &park.cmd, false);
 	} else {
 		rc = prp_walk(b, m, false);
 	}
@@ -629,14 +675,74 @@ static void bounce_next(struct nvme_bounce *b)
 		bounce_end(b, (uint16_t)rc);
 		return;
 	}
-	if (b->is_read) {
-		b->phase = BP_BDEV;
-		r->iov[0] = (struct iovec){b->buf, (size_t)b->bytes};
-		r->iovcnt = 1;
-		io_submit_cb(r, ZOC_BDEV_READ, b->off, b->bytes, bounce_io_done, b);
+	bounce_walked(b);
+}
+
+/* DSM (deallocate) whose range list was copied into the slot: the ranges are
+ * checked first (LBA Out of Range before any discard), then discarded one at
+ * a time; the slot is held until the last one. */
+static void bounce_dsm_next(struct nvme_bounce *b);
+
+static void bounce_dsm_done(struct zoc_bdev_io *io, int status)
+{
+	struct nvme_req *r = io->cb_arg;
+	struct nvme_bounce *b = r->bounce;
+	struct nvme_group *g = b->g;
+
+	g->busy--; /* the bdev's count; the slot keeps its own */
+	if (status) {
+		ZOC_WARN_RL("%s: sq %u: back-end I/O failed: %s", g->c->name, r->sq->qid,
+			    strerror(-status));
+		bounce_end(b, NVME_SC_INTERNAL);
 		return;
 	}
-	bounce_data(b);
+	bounce_dsm_next(b);
+}
+
+static void bounce_dsm_next(struct nvme_bounce *b)
+{
+	struct nvme_req *r = b->r;
+	const struct nvme_ns *ns = r->ns;
+
+	if (ZOC_UNLIKELY(b->g->discard)) {
+		bounce_end(b, NVME_SC_SUCCESS);
+		return;
+	}
+	while (r->dsm_idx < r->dsm_nr) {
+		struct nvme_dsm_range rg;
+
+		memcpy(&rg, b->buf + (size_t)r->dsm_idx * sizeof(rg), sizeof(rg));
+		r->dsm_idx++;
+		if (rg.nlb == 0)
+			continue;
+		b->phase = BP_BDEV;
+		io_submit_cb(r, ZOC_BDEV_DISCARD, rg.slba << ns->lbads,
+			     (uint64_t)rg.nlb << ns->lbads, bounce_dsm_done, b);
+		return;
+	}
+	bounce_end(b, NVME_SC_SUCCESS);
+}
+
+static void bounce_dsm_start(struct nvme_bounce *b)
+{
+	struct nvme_req *r = b->r;
+	const struct nvme_ns *ns = r->ns;
+
+	for (uint32_t i = 0; i < r->dsm_nr; i++) {
+		struct nvme_dsm_range rg;
+
+		memcpy(&rg, b->buf + (size_t)i * sizeof(rg), sizeof(rg));
+		if (rg.nlb && !lba_ok(ns, rg.slba, rg.nlb)) {
+			bounce_end(b, NVME_SC_LBA_RANGE);
+			return;
+		}
+	}
+	if (!ns->bdev->supports_discard) {
+		bounce_end(b, NVME_SC_SUCCESS); /* deallocation is advisory */
+		return;
+	}
+	r->dsm_idx = 0;
+	bounce_dsm_next(b);
 }
 
 static int bounce_alloc(struct nvme_group *g)
@@ -674,9 +780,10 @@ void nvme_bounce_free(struct nvme_group *g)
 	g->bounce_free = NULL;
 }
 
-/* io_rw's slow path. */
+/* io_rw's slow path (and io_dsm's: kind BK_DSM, bytes of ranges). */
 static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct nvme_sqe *cmd,
-			 const struct nvme_ns *ns, bool is_read, uint64_t slba, uint64_t bytes)
+			 const struct nvme_ns *ns, bool is_read, uint64_t slba, uint64_t bytes,
+			 uint8_t kind)
 {
 	struct nvme_bounce *b;
 	struct bounce_park *park;
@@ -693,8 +800,8 @@ static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct 
 	}
 	g->busy++; /* until the slot is released */
 	g->bounced++;
-	r->bytes = bytes;
-	r->fua = !is_read && ns->bdev->supports_flush &&
+	r->bytes = kind == BK_RW ? bytes : 0;
+	r->fua = kind == BK_RW && !is_read && ns->bdev->supports_flush &&
 		 (((cmd->cdw12 >> 30) & 1) || !__atomic_load_n(&g->c->wce, __ATOMIC_RELAXED));
 	park = (struct bounce_park *)r->iov; /* unused until the data is bounced */
 	park->prp1 = cmd->prp1;
@@ -703,6 +810,8 @@ static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct 
 	park->bytes = bytes;
 	park->off = slba << ns->lbads;
 	park->is_read = is_read;
+	park->kind = kind;
+	park->src = NULL;
 	b = g->bounce_free;
 	if (!b) {
 		/* every slot busy: wait in order */
@@ -715,6 +824,50 @@ static void io_rw_bounce(struct nvme_group *g, struct nvme_req *r, const struct 
 	b->r = r;
 	r->bounce = b;
 	bounce_next(b);
+}
+
+uint16_t nvme_admin_bounce_out(struct zoc_nvme_ctrlr *c, struct nvme_req *r,
+			       const struct nvme_sqe *cmd, const void *buf, uint32_t len)
+{
+	struct nvme_group *g = &c->groups[0];
+	struct bounce_park *park;
+	struct nvme_bounce *b;
+	void *copy;
+
+	if (!c->mem || len == 0 || len > NVME_MAX_XFER)
+		return NVME_SC_DATA_XFER_ERROR;
+	if (!g->bounce && bounce_alloc(g))
+		return NVME_SC_INTERNAL;
+	copy = malloc(len); /* the scratch buffer serves the next command */
+	if (!copy)
+		return NVME_SC_INTERNAL;
+	memcpy(copy, buf, len);
+	r->g = g;
+	r->ns = NULL;
+	r->ns_counted = false;
+	g->busy++;
+	g->bounced++;
+	park = (struct bounce_park *)r->iov;
+	park->prp1 = cmd->prp1;
+	park->prp2 = cmd->prp2; /* admin commands: PRPs only */
+	park->cmd = *cmd;
+	park->bytes = len;
+	park->off = 0;
+	park->is_read = true; /* data to the guest */
+	park->kind = BK_ADMIN;
+	park->src = copy;
+	b = g->bounce_free;
+	if (!b) {
+		r->next = NULL;
+		*g->bounce_wait_tail = r;
+		g->bounce_wait_tail = &r->next;
+		return NVME_SC_ASYNC;
+	}
+	g->bounce_free = b->next_free;
+	b->r = r;
+	r->bounce = b;
+	bounce_next(b);
+	return NVME_SC_ASYNC;
 }
 
 /* ------------------------------------------------------ the fast path */
@@ -866,7 +1019,7 @@ static void io_rw(struct nvme_group *g, struct nvme_req *r, const struct nvme_sq
 	st = nvme_map_data(c, r, cmd, bytes, is_read, true);
 	if (ZOC_UNLIKELY(st == NVME_SC_DATA_XFER_ERROR) && c->mem && c->mem->nremote) {
 		/* some of it lies in memory without a mapping: the slow path */
-		io_rw_bounce(g, r, cmd, ns, is_read, slba, bytes);
+		io_rw_bounce(g, r, cmd, ns, is_read, slba, bytes, BK_RW);
 		return;
 	}
 	if (st) {
@@ -900,6 +1053,13 @@ static void io_dsm(struct nvme_group *g, struct nvme_req *r, const struct nvme_s
 		return;
 	}
 	st = nvme_map_data(g->c, r, cmd, (uint64_t)nr * sizeof(struct nvme_dsm_range), false, true);
+	if (ZOC_UNLIKELY(st == NVME_SC_DATA_XFER_ERROR) && g->c->mem && g->c->mem->nremote) {
+		/* the range list lies in memory without a mapping: copy it */
+		r->dsm_nr = (uint16_t)nr;
+		io_rw_bounce(g, r, cmd, ns, false, 0, (uint64_t)nr * sizeof(struct nvme_dsm_range),
+			     BK_DSM);
+		return;
+	}
 	if (st) {
 		io_finish(r, st);
 		return;

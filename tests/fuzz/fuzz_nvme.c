@@ -18,19 +18,30 @@
  *       DSM ranges, queue entries)
  *     4 register write: 1 byte offset (4-aligned, < 0x40), 4 bytes value
  *     5 consume completions on every CQ (head doorbells)
- *     6 let the reactor run (message round trips)
+ *     6 let the reactor run (message round trips); raw: the fake link's
+ *       next mode (answer, fail every copy, hold copies until the mode
+ *       changes, a function reset or the end of the input)
  *     7 function reset; raw: flip the PCI command register's bus master bit
  *       (no DMA while it is off; set again at the end of the input)
  *
+ * Memory without an fd: a second 64 KiB region at GPA_R is "remote", reached
+ * only through a fake link (zoc_mem_io_submit copies, answered on reactor 0
+ * from its own buffer between guard pages). The input's size picks where
+ * the queues live: size % 3 == 0 all in mapped memory, 1 I/O pair 2 in
+ * remote memory, 2 the admin queues and both I/O pairs there (the shadow
+ * rings of src/nvme/nvme.c).
+ *
  * Steering (unless raw): PRP1/PRP2 and SGL addresses are folded into guest
- * memory (with a chance of the hole after it), the NSID into 0..3. At the end
+ * memory or the remote region (with a chance of the hole after each), the
+ * NSID into 0..3. At the end
  * the harness disables the controller and waits for CSTS.RDY to clear: a
  * controller that does not quiesce in 5 s is a hang (abort). The guard
  * pages catch device accesses next to guest memory; ASan the rest.
  *
  * The seeds in tests/fuzz/corpus/nvme/ are small scripts made by hand:
  * identify, queue creation and deletion, reads/writes with PRP lists and
- * SGL segments, bad doorbells.
+ * SGL segments, bad doorbells; remote_hold and remote_fail put queues in
+ * the remote region with copies held, then failing.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -61,14 +72,18 @@
 #define ADM_SIZE 8
 #define IO_SIZE 16
 #define MAX_OPS 64
+#define GPA_R 0x400000ull /* the remote region, MEM_SIZE bytes */
 
 static uint8_t *g_map, *g_mem;
+static uint8_t *g_rmap, *g_rmem; /* the remote region's "client memory" */
 static struct zoc_mem *g_zm;
 static struct zoc_nvme_ctrlr *g_c;
 static struct zoc_pci_func *g_f;
 static pthread_t g_thread;
 
 struct q {
+	uint8_t *base; /* g_mem or g_rmem */
+	uint64_t gpa;  /* of base */
 	uint16_t qid;
 	uint32_t size;
 	uint32_t sq_off, cq_off;
@@ -79,6 +94,46 @@ struct q {
 static struct q g_adm, g_io[3];
 static uint16_t g_cid;
 static bool g_bm_off; /* bus mastering cleared by the input */
+
+/* ---- the fake link (reactor 0) ---- */
+
+#define HELD_MAX 64
+static int g_rmode; /* 0 answer, 1 fail (-EIO), 2 hold */
+static struct zoc_mem_io *g_held[HELD_MAX];
+static unsigned g_nheld;
+
+static void fake_answer(struct zoc_mem_io *io, int mode)
+{
+	uint64_t gpa = io->gpa + io->done, n = io->chunk;
+
+	if (gpa < GPA_R || n > MEM_SIZE || gpa - GPA_R > MEM_SIZE - n) {
+		fprintf(stderr, "fuzz_nvme: a copy outside the remote region\n");
+		abort();
+	}
+	if (mode == 1) {
+		zoc_mem_io_remote_done(io, -EIO);
+		return;
+	}
+	if (io->to_guest)
+		memcpy(g_rmem + (gpa - GPA_R), (uint8_t *)io->buf + io->done, n);
+	else
+		memcpy((uint8_t *)io->buf + io->done, g_rmem + (gpa - GPA_R), n);
+	zoc_mem_io_remote_done(io, 0);
+}
+
+static void fake_rw(void *ctx, struct zoc_mem_io *io)
+{
+	(void)ctx;
+	if (io->chunk > 4096)
+		io->chunk = 4096;
+	if (g_rmode == 2 && g_nheld < HELD_MAX) {
+		g_held[g_nheld++] = io;
+		return;
+	}
+	fake_answer(io, g_rmode == 2 ? 0 : g_rmode);
+}
+
+static const struct zoc_mem_remote_ops g_fake_ops = {.rw = fake_rw};
 
 /* ---- reactor 0 calls ---- */
 
@@ -135,6 +190,29 @@ static void reg_wr(uint64_t off, uint32_t v)
 static void noop_fn(struct call *c)
 {
 	(void)c;
+}
+
+/* Sets the fake link's mode (val); leaving "hold" answers what was held. */
+static void rmode_fn(struct call *c)
+{
+	struct zoc_mem_io *held[HELD_MAX];
+	unsigned n = 0;
+
+	g_rmode = (int)c->val;
+	if (g_rmode != 2) {
+		n = g_nheld;
+		memcpy(held, g_held, sizeof(held[0]) * n);
+		g_nheld = 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		fake_answer(held[i], g_rmode);
+}
+
+static void rmode_set(int mode)
+{
+	struct call c = {.fn = rmode_fn, .val = (uint32_t)mode};
+
+	on_reactor(&c);
 }
 
 struct reset_wait {
@@ -213,9 +291,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	g_mem = g_map + PAGE;
 	if (mprotect(g_mem, MEM_SIZE, PROT_READ | PROT_WRITE))
 		abort();
-	g_zm = zoc_mem_create();
-	if (!g_zm || zoc_mem_add_region_hva(g_zm, GPA, MEM_SIZE, GPA, g_mem, true))
+	g_rmap = mmap(NULL, MEM_SIZE + 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (g_rmap == MAP_FAILED)
 		abort();
+	g_rmem = g_rmap + PAGE;
+	if (mprotect(g_rmem, MEM_SIZE, PROT_READ | PROT_WRITE))
+		abort();
+	g_zm = zoc_mem_create();
+	if (!g_zm || zoc_mem_add_region_hva(g_zm, GPA, MEM_SIZE, GPA, g_mem, true) ||
+	    zoc_mem_add_remote(g_zm, GPA_R, MEM_SIZE, true))
+		abort();
+	{
+		struct zoc_mem_remote *ep = zoc_mem_remote_create(&g_fake_ops, (void *)1);
+
+		if (!ep)
+			abort();
+		zoc_mem_set_remote(g_zm, ep);
+		zoc_mem_remote_put(ep); /* the table holds it */
+	}
 	sem_init(&g_reset_sem, 0, 0);
 	if (zoc_reactors_init(&o) || pthread_create(&g_thread, NULL, reactor_main, NULL))
 		abort();
@@ -235,7 +328,7 @@ static void db(unsigned idx, uint32_t v)
 
 static void push(struct q *q, const void *sqe)
 {
-	memcpy(g_mem + q->sq_off + 64u * q->tail, sqe, 64);
+	memcpy(q->base + q->sq_off + 64u * q->tail, sqe, 64);
 	q->tail = (q->tail + 1) % q->size;
 	db(2u * q->qid, q->tail);
 }
@@ -245,7 +338,7 @@ static void consume(struct q *q)
 	unsigned n = 0;
 
 	for (;;) {
-		struct nvme_cqe *e = (struct nvme_cqe *)(g_mem + q->cq_off + 16u * q->head);
+		struct nvme_cqe *e = (struct nvme_cqe *)(q->base + q->cq_off + 16u * q->head);
 
 		if ((__atomic_load_n(&e->status, __ATOMIC_ACQUIRE) & 1) != q->phase || n++ > q->size)
 			break;
@@ -273,15 +366,20 @@ static void admin_setup_cmd(uint8_t opc, uint32_t cdw10, uint32_t cdw11, uint64_
 	push(&g_adm, &s);
 }
 
-static bool enable(void)
+/* layout: 0 all mapped, 1 I/O pair 2 remote, 2 admin and I/O queues remote */
+static bool enable(unsigned layout)
 {
+	uint8_t *abase = layout == 2 ? g_rmem : g_mem;
+	uint64_t agpa = layout == 2 ? GPA_R : GPA;
+
 	memset(g_mem, 0, MEM_SIZE);
-	g_adm = (struct q){.qid = 0, .size = ADM_SIZE, .sq_off = ASQ_OFF, .cq_off = ACQ_OFF,
-			   .phase = 1};
+	memset(g_rmem, 0, MEM_SIZE);
+	g_adm = (struct q){.base = abase, .gpa = agpa, .qid = 0, .size = ADM_SIZE,
+			   .sq_off = ASQ_OFF, .cq_off = ACQ_OFF, .phase = 1};
 	reg_wr(NVME_REG_AQA, ((ADM_SIZE - 1) << 16) | (ADM_SIZE - 1));
-	reg_wr(NVME_REG_ASQ, (uint32_t)(GPA + ASQ_OFF));
+	reg_wr(NVME_REG_ASQ, (uint32_t)(agpa + ASQ_OFF));
 	reg_wr(NVME_REG_ASQ + 4, 0);
-	reg_wr(NVME_REG_ACQ, (uint32_t)(GPA + ACQ_OFF));
+	reg_wr(NVME_REG_ACQ, (uint32_t)(agpa + ACQ_OFF));
 	reg_wr(NVME_REG_ACQ + 4, 0);
 	reg_wr(NVME_REG_CC, NVME_CC_EN | (6u << 16) | (4u << 20));
 	for (int i = 0; i < 1000; i++) {
@@ -292,12 +390,15 @@ static bool enable(void)
 	if (!(reg_rd(NVME_REG_CSTS) & NVME_CSTS_RDY))
 		return false;
 	for (uint16_t q = 1; q <= 2; q++) {
-		g_io[q] = (struct q){.qid = q, .size = IO_SIZE, .sq_off = SQ_OFF(q),
+		bool r = layout == 2 || (layout == 1 && q == 2);
+
+		g_io[q] = (struct q){.base = r ? g_rmem : g_mem, .gpa = r ? GPA_R : GPA, .qid = q,
+				     .size = IO_SIZE, .sq_off = SQ_OFF(q),
 				     .cq_off = SQ_OFF(q) + 0x1000, .phase = 1};
 		admin_setup_cmd(NVME_ADM_CREATE_CQ, q | ((IO_SIZE - 1u) << 16), 3 | ((uint32_t)q << 16),
-				GPA + g_io[q].cq_off);
+				g_io[q].gpa + g_io[q].cq_off);
 		admin_setup_cmd(NVME_ADM_CREATE_SQ, q | ((IO_SIZE - 1u) << 16), 1 | ((uint32_t)q << 16),
-				GPA + g_io[q].sq_off);
+				g_io[q].gpa + g_io[q].sq_off);
 	}
 	settle();
 	consume(&g_adm);
@@ -318,10 +419,11 @@ static void disable(void)
 
 static uint64_t steer(uint64_t a)
 {
-	/* mostly inside guest memory, sometimes just after it (the hole) */
+	/* mostly inside guest memory or the remote region, sometimes just
+	 * after one of them (the hole) */
 	uint64_t span = MEM_SIZE + PAGE;
 
-	return GPA + (a % span);
+	return ((a / span) & 3) == 3 ? GPA_R + (a % span) : GPA + (a % span);
 }
 
 static void steer_cmd(struct nvme_sqe *s)
@@ -347,7 +449,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			goto done;  \
 	} while (0)
 
-	if (!enable()) {
+	g_rmode = 0;
+	if (!enable((unsigned)(size % 3))) {
 		disable();
 		return 0;
 	}
@@ -414,6 +517,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			consume(&g_io[2]);
 			break;
 		case 6:
+			if (raw)
+				rmode_set((g_rmode + 1) % 3);
 			settle();
 			break;
 		case 7: {
@@ -428,6 +533,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			}
 
+			rmode_set(0); /* the reset waits for held copies */
 			on_reactor(&c);
 			wait_sem_or_die(&g_reset_sem, "function reset");
 			{
@@ -441,6 +547,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 done:
+	rmode_set(0); /* answers the held copies: the disable waits for them */
 	if (g_bm_off) {
 		struct call cmd = {.fn = bar_fn, .off = 4, .val = 0x6, .is_write = true, .cfg = true};
 

@@ -54,6 +54,10 @@
 #define NVEC 5
 #define MSIX_OFF 0x70
 #define WAIT_MS 10000
+/* memory reachable only through the fake link (see drv_add_remote) */
+#define RGPA 0x40000000ull
+#define RSIZE (1u << 20)
+static uint8_t *g_remote;
 
 /* src/nvme/nvme_internal.h: fail the n-th allocation from now */
 extern unsigned zoc_nvme_fail_alloc;
@@ -333,6 +337,8 @@ struct drv {
 
 static void *g2h(struct drv *d, uint64_t gpa)
 {
+	if (g_remote && gpa >= RGPA && gpa < RGPA + RSIZE)
+		return g_remote + (gpa - RGPA); /* the fake link's "client memory" */
 	assert_true(gpa >= GPA && gpa < GPA + MEM_SIZE);
 	return d->mem + (gpa - GPA);
 }
@@ -700,14 +706,6 @@ static uint16_t create_cq(struct drv *d, uint16_t qid, uint32_t size, uint16_t i
 {
 	struct nvme_sqe c = {.opc = NVME_ADM_CREATE_CQ, .prp1 = GPA + OFF_IOQ(qid) + 0x10000,
 			     .cdw10 = qid | ((size - 1) << 16), .cdw11 = flags | ((uint32_t)iv << 16)};
-
-	return admin(d, &c, NULL);
-}
-
-static uint16_t create_cq_at(struct drv *d, uint16_t qid, uint64_t gpa)
-{
-	struct nvme_sqe c = {.opc = NVME_ADM_CREATE_CQ, .prp1 = gpa,
-			     .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | ((uint32_t)qid << 16)};
 
 	return admin(d, &c, NULL);
 }
@@ -2185,23 +2183,23 @@ static void test_create_args(void **state)
 /* ------------------------------------------------------------------ */
 /* memory without a mapping (vfio-user DMA_MAP without an fd)           */
 
-#define RGPA 0x40000000ull
-#define RSIZE (1u << 20)
-
-static uint8_t *g_remote;
-static int g_remote_mode; /* 0: answer, 1: fail every copy */
+static int g_remote_mode; /* 0: answer, 1: fail every copy, 2: hold, 3: fail -EAGAIN */
 static atomic_int g_remote_calls;
+#define HELD_MAX 16
+static struct zoc_mem_io *g_held[HELD_MAX]; /* reactor 0 */
+static atomic_int g_nheld;
 
-/* A fake link: the "client's" memory is g_remote; 4 KiB per message. */
-static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
+/* Answers one message of a copy as mode says (0, 1 or 3). */
+static void fake_answer(struct zoc_mem_io *io, int mode)
 {
 	uint64_t off = io->gpa + io->done - RGPA;
-	uint64_t n = io->chunk > 4096 ? 4096 : io->chunk;
+	uint64_t n = io->chunk;
 
-	(void)ctx;
-	atomic_fetch_add(&g_remote_calls, 1);
-	io->chunk = n;
-	if (g_remote_mode == 1 || off + n > RSIZE) {
+	if (mode == 3) {
+		zoc_mem_io_remote_done(io, -EAGAIN);
+		return;
+	}
+	if (mode == 1 || off + n > RSIZE) {
 		zoc_mem_io_remote_done(io, -EIO);
 		return;
 	}
@@ -2210,6 +2208,52 @@ static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
 	else
 		memcpy((uint8_t *)io->buf + io->done, g_remote + off, n);
 	zoc_mem_io_remote_done(io, 0);
+}
+
+/* A fake link: the "client's" memory is g_remote; 4 KiB per message. */
+static void fake_remote_rw(void *ctx, struct zoc_mem_io *io)
+{
+	int mode = __atomic_load_n(&g_remote_mode, __ATOMIC_ACQUIRE);
+
+	(void)ctx;
+	atomic_fetch_add(&g_remote_calls, 1);
+	io->chunk = io->chunk > 4096 ? 4096 : io->chunk;
+	if (mode == 2) {
+		int k = atomic_load(&g_nheld);
+
+		assert_true(k < HELD_MAX);
+		g_held[k] = io;
+		atomic_store(&g_nheld, k + 1);
+		return;
+	}
+	fake_answer(io, mode);
+}
+
+/* Reactor 0: answers the messages held so far (successfully while the mode
+ * is 2 = hold, else as the mode says); later ones are held again in mode 2. */
+static void release_held_fn(void *arg)
+{
+	struct zoc_mem_io *held[HELD_MAX];
+	int n = atomic_exchange(&g_nheld, 0);
+	int mode = __atomic_load_n(&g_remote_mode, __ATOMIC_ACQUIRE);
+
+	(void)arg;
+	memcpy(held, g_held, sizeof(held[0]) * (size_t)n);
+	for (int i = 0; i < n; i++)
+		fake_answer(held[i], mode == 2 ? 0 : mode);
+}
+
+static bool wait_held(int n)
+{
+	for (int i = 0; i < 2000 && atomic_load(&g_nheld) < n; i++)
+		usleep(1000);
+	return atomic_load(&g_nheld) >= n;
+}
+
+static void release_held(void)
+{
+	__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+	on_reactor(release_held_fn, NULL);
 }
 
 static const struct zoc_mem_remote_ops fake_remote_ops = {.rw = fake_remote_rw};
@@ -2313,6 +2357,65 @@ static void test_io_remote(void **state)
 	assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 60, 3, &s1), 0);
 	assert_memory_equal(ram + 60 * 512, g_remote + 0x60003, 1536);
 
+	/* an SGL whose segment lists lie in remote memory (a segment, then a
+	 * last segment), data blocks mapped and remote */
+	{
+		struct nvme_sgl_desc seg[3], seg2[2];
+
+		rfill(RGPA + 0xa0000, 4096, 17);
+		fill(d, GPA + OFF_DATA + 0x8000, 4096, 18);
+		sgl(&seg[0], RGPA + 0xa0000, 1000, NVME_SGL_DATA_BLOCK);
+		sgl(&seg[1], GPA + OFF_DATA + 0x8000, 2000, NVME_SGL_DATA_BLOCK);
+		sgl(&seg[2], RGPA + 0xb1000, 32, NVME_SGL_LAST_SEGMENT);
+		sgl(&seg2[0], RGPA + 0xa0000 + 1000, 48, NVME_SGL_DATA_BLOCK);
+		sgl(&seg2[1], GPA + OFF_DATA + 0x8000 + 2000, 1048, NVME_SGL_DATA_BLOCK);
+		memcpy(g_remote + 0xb0010, seg, sizeof(seg));
+		memcpy(g_remote + 0xb1000, seg2, sizeof(seg2));
+		sgl(&s1, RGPA + 0xb0010, sizeof(seg), NVME_SGL_SEGMENT);
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 70, 8, &s1), 0);
+		assert_memory_equal(ram + 70 * 512, g_remote + 0xa0000, 1000);
+		assert_memory_equal(ram + 70 * 512 + 1000, g2h(d, GPA + OFF_DATA + 0x8000), 2000);
+		assert_memory_equal(ram + 70 * 512 + 3000, g_remote + 0xa0000 + 1000, 48);
+		assert_memory_equal(ram + 70 * 512 + 3048, g2h(d, GPA + OFF_DATA + 0x8000 + 2000), 1048);
+		/* read back through the same lists */
+		memset(g_remote + 0xa0000, 0, 4096);
+		memset(g2h(d, GPA + OFF_DATA + 0x8000), 0, 4096);
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_READ, 70, 8, &s1), 0);
+		assert_memory_equal(g_remote + 0xa0000, ram + 70 * 512, 1000);
+		assert_memory_equal(g_remote + 0xa0000 + 1000, ram + 70 * 512 + 3000, 48);
+		/* a bad descriptor type in a remote list; a list pointing nowhere */
+		seg2[1].id = 0x50;
+		memcpy(g_remote + 0xb1000, seg2, sizeof(seg2));
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 70, 8, &s1), NVME_SC_SGL_INVALID_TYPE);
+		sgl(&s1, GPA_HOLE, 32, NVME_SGL_SEGMENT);
+		assert_int_equal(rw_sgl(d, q, NVME_CMD_WRITE, 70, 8, &s1), NVME_SC_DATA_XFER_ERROR);
+	}
+	/* DSM with its range list in remote memory */
+	{
+		struct nvme_dsm_range rr[3] = {{.nlb = 2, .slba = 5000}, {.nlb = 0, .slba = 0},
+					       {.nlb = 3, .slba = 5010}};
+		struct nvme_sqe c = {.opc = NVME_CMD_DSM, .nsid = 1, .prp1 = RGPA + 0xb2000 + 8,
+				     .cdw10 = 2, .cdw11 = NVME_DSM_AD};
+
+		memset(ram + 5000 * 512, 0xcd, 16 * 512);
+		memcpy(g_remote + 0xb2008, rr, sizeof(rr));
+		atomic_store(&g_ram_discards, 0);
+		assert_int_equal(run(d, q, &c, NULL), 0);
+		assert_int_equal(atomic_load(&g_ram_discards), 2);
+		assert_int_equal(ram[5001 * 512 + 511], 0);
+		assert_int_equal(ram[5002 * 512], 0xcd);
+		assert_int_equal(ram[5012 * 512 + 511], 0);
+		assert_int_equal(ram[5013 * 512], 0xcd);
+		rr[2].slba = RAM_BLOCKS - 1;
+		memcpy(g_remote + 0xb2008, rr, sizeof(rr));
+		atomic_store(&g_ram_discards, 0);
+		assert_int_equal(run(d, q, &c, NULL), NVME_SC_LBA_RANGE);
+		assert_int_equal(atomic_load(&g_ram_discards), 0); /* checked before any */
+		g_remote_mode = 1;
+		assert_int_equal(run(d, q, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+		g_remote_mode = 0;
+	}
+
 	/* 10 bounced writes at once (4 slots per group: the rest wait in order),
 	 * then 10 reads back */
 	{
@@ -2372,8 +2475,402 @@ static void test_io_remote(void **state)
 	/* the link is gone: copies fail */
 	zoc_mem_remote_detach(ep);
 	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 20, 2, RGPA + 0x9000, 0), NVME_SC_DATA_XFER_ERROR);
-	/* queues in memory without a mapping are refused */
-	assert_int_equal(create_cq_at(d, 2, RGPA + 0x80000), NVME_SC_INVALID_FIELD);
+	zoc_mem_remote_put(ep);
+	drv_free(d);
+	free(g_remote);
+	g_remote = NULL;
+}
+
+/* Admin queues at RGPA, their data buffer at RGPA + 0x2000 (2 pages). */
+#define R_ASQ (RGPA + 0x0)
+#define R_ACQ (RGPA + 0x1000)
+#define R_BUF (RGPA + 0x2000)
+#define R_SQ(q) (RGPA + 0x10000 + 0x20000ull * (q))
+#define R_CQ(q) (R_SQ(q) + 0x10000)
+
+static void enable_remote_admin(struct drv *d)
+{
+	d->adm = (struct q){.qid = 0, .size = ADM_SIZE, .sq_gpa = R_ASQ, .cq_gpa = R_ACQ,
+			    .phase = 1};
+	memset(g2h(d, R_ACQ), 0, PAGE);
+	bar_wr(d, NVME_REG_AQA, ((ADM_SIZE - 1) << 16) | (ADM_SIZE - 1), 4);
+	bar_wr(d, NVME_REG_ASQ, R_ASQ, 8);
+	bar_wr(d, NVME_REG_ACQ, R_ACQ, 8);
+	bar_wr(d, NVME_REG_CC, CC_OK, 4);
+	assert_true(wait_csts(d, NVME_CSTS_RDY | NVME_CSTS_CFS, NVME_CSTS_RDY));
+}
+
+/* I/O pair qid with both rings in remote memory. */
+static struct q *remote_pair(struct drv *d, uint16_t qid)
+{
+	struct q *q = &d->io[qid];
+	struct nvme_sqe cq = {.opc = NVME_ADM_CREATE_CQ, .prp1 = R_CQ(qid),
+			      .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 3 | ((uint32_t)qid << 16)};
+	struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = R_SQ(qid),
+			      .cdw10 = qid | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | ((uint32_t)qid << 16)};
+
+	memset(g2h(d, R_SQ(qid)), 0, 0x20000);
+	assert_int_equal(admin(d, &cq, NULL), 0);
+	assert_int_equal(admin(d, &sq, NULL), 0);
+	*q = (struct q){.qid = qid, .size = IOQ_SIZE, .sq_gpa = R_SQ(qid), .cq_gpa = R_CQ(qid),
+			.phase = 1};
+	return q;
+}
+
+static void put_sqe(struct drv *d, struct q *q, struct nvme_sqe *cmd)
+{
+	cmd->cid = ++d->cid;
+	memcpy(g2h(d, q->sq_gpa + 64ull * q->tail), cmd, 64);
+	q->tail = (q->tail + 1) % q->size;
+}
+
+static void test_queues_remote(void **state)
+{
+	struct drv *d = drv_new();
+	struct zoc_mem_remote *ep;
+	struct nvme_cqe e;
+	struct q *q;
+	uint8_t *ram = g_ram_data;
+	uint32_t dw0;
+
+	(void)state;
+	g_remote = calloc(1, RSIZE);
+	assert_non_null(g_remote);
+	g_remote_mode = 0;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	ep = drv_add_remote(d);
+
+	/* admin queues and admin data in memory without an fd */
+	enable_remote_admin(d);
+	{
+		struct nvme_sqe c = {.opc = NVME_ADM_IDENTIFY, .prp1 = R_BUF + 0x800,
+				     .prp2 = R_BUF + PAGE, .cdw10 = NVME_CNS_CTRL};
+
+		memset(g2h(d, R_BUF), 0xcc, 2 * PAGE);
+		assert_int_equal(admin(d, &c, NULL), 0);
+		assert_int_equal(*(uint16_t *)g2h(d, R_BUF + 0x800), 0x5a4f);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF + 0x800))[NVME_IDC_MDTS], 5);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[0], 0xcc); /* before PRP1: untouched */
+	}
+	{
+		/* SMART log, 512 bytes, and a log page read past its end (zeros) */
+		struct nvme_sqe c = {.opc = NVME_ADM_GET_LOG_PAGE, .nsid = NVME_NSID_ALL,
+				     .prp1 = R_BUF, .cdw10 = NVME_LOG_SMART | (127u << 16)};
+
+		memset(g2h(d, R_BUF), 0xcc, 2 * PAGE);
+		assert_int_equal(admin(d, &c, NULL), 0);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[511], 0);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[512], 0xcc);
+		c.cdw10 = NVME_LOG_FW_SLOT | (1023u << 16);
+		c.prp2 = R_BUF + PAGE;
+		memset(g2h(d, R_BUF), 0xcc, 2 * PAGE);
+		assert_int_equal(admin(d, &c, NULL), 0);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[0], 1);
+		assert_int_equal(((uint8_t *)g2h(d, R_BUF))[PAGE - 1], 0);
+		/* data pointing nowhere: Data Transfer Error, not a hang */
+		c.prp1 = GPA_HOLE;
+		assert_int_equal(admin(d, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+	}
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+
+	/* I/O queues there too; data mapped and remote */
+	q = remote_pair(d, 1);
+	fill(d, GPA + OFF_DATA, 4096, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	assert_memory_equal(ram, g2h(d, GPA + OFF_DATA), 4096);
+	rfill(RGPA + 0xc0000, 1024, 5);
+	assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, 30, 2, RGPA + 0xc0000, 0), 0);
+	assert_memory_equal(ram + 30 * 512, g_remote + 0xc0000, 1024);
+	assert_true(irq_count(d, 1) > 0);
+
+	/* wrap-around, one at a time: both rings go round three times */
+	for (unsigned i = 0; i < 3 * IOQ_SIZE + 5; i++)
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, i % 64, 1, GPA + OFF_DATA, 0), 0);
+	/* a batch across the ring's end with one doorbell, then another */
+	for (int round = 0; round < 3; round++) {
+		unsigned n = round == 2 ? IOQ_SIZE - 1 : 40;
+
+		for (unsigned i = 0; i < n; i++) {
+			struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1,
+					     .prp1 = GPA + OFF_DATA + 4096ull * (i % 16),
+					     .cdw10 = i};
+
+			put_sqe(d, q, &c);
+		}
+		db_write(d, 2u * q->qid, q->tail);
+		for (unsigned i = 0; i < n; i++) {
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+			assert_int_equal(st_of(&e), 0);
+			assert_int_equal(e.sqid, 1);
+		}
+		assert_false(poll_cqe(d, q, &e, 20)); /* no completion twice */
+	}
+
+	/* doorbells in odd orders: the tail rung twice for the same entries,
+	 * the CQ head rung late, an SQ tail out of range (ignored: error event) */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+
+		put_sqe(d, q, &c);
+		db_write(d, 2u * q->qid, q->tail);
+		db_write(d, 2u * q->qid, q->tail);
+		db_write(d, 2u * q->qid, IOQ_SIZE + 3);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, d->cid);
+		db_write(d, 2u * q->qid, q->tail);
+		/* a CQ head past what was written: ignored */
+		db_write(d, 2u * q->qid + 1, (q->head + 5) % IOQ_SIZE);
+		db_write(d, 2u * q->qid + 1, q->head);
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	}
+
+	/* a quiesce fails copies with -EAGAIN: retried, nothing lost */
+	__atomic_store_n(&g_remote_mode, 3, __ATOMIC_RELEASE);
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &c);
+		usleep(20000);
+		__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, c.cid);
+		assert_false(poll_cqe(d, q, &e, 20));
+	}
+
+	/* delete SQ with its fetch in flight, then CQ with its write in flight */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+		struct q *q2 = remote_pair(d, 2);
+		struct nvme_sqe del = {.opc = NVME_ADM_DELETE_SQ, .cdw10 = 2};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q2, &c);
+		assert_true(wait_held(1));
+		/* the admin queue's own copies are held too: answer them as they come */
+		push(d, &d->adm, &del);
+		for (int i = 0; i < 3; i++) {
+			usleep(20000);
+			assert_true(atomic_load(&g_nheld) >= 1);
+		}
+		release_held();
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, del.cid);
+		assert_int_equal(st_of(&e), 0);
+		/* CQ 2: a completion's write held */
+		{
+			struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = R_SQ(2),
+					      .cdw10 = 2 | ((IOQ_SIZE - 1) << 16),
+					      .cdw11 = 1 | (2u << 16)};
+
+			assert_int_equal(admin(d, &sq, NULL), 0);
+			q2->tail = 0;
+		}
+		{
+			int calls = atomic_load(&g_remote_calls);
+
+			push(d, q2, &c);
+			/* fetch, then the CQ write: hold from the second copy on */
+			for (int i = 0; i < 2000 && atomic_load(&g_remote_calls) < calls + 1; i++)
+				usleep(500);
+			__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		}
+		usleep(50000);
+		if (atomic_load(&g_nheld) == 0) {
+			/* the write came before the hold: just check its result */
+			assert_true(poll_cqe(d, q2, &e, WAIT_MS));
+			__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+		}
+		release_held();
+		assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 2), 0);
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		{
+			struct nvme_sqe c2 = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+
+			push(d, q, &c2); /* queue 1's fetch held */
+			assert_true(wait_held(1));
+			release_held();
+			assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		}
+		assert_int_equal(delete_q(d, NVME_ADM_DELETE_CQ, 2), 0);
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	}
+
+	/* disable with a fetch in flight: RDY drops only after its answer */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		bar_wr(d, NVME_REG_CC, 0, 4);
+		usleep(50000);
+		assert_int_equal(csts(d) & NVME_CSTS_RDY, NVME_CSTS_RDY);
+		release_held();
+		assert_true(wait_csts(d, NVME_CSTS_RDY | NVME_CSTS_CFS, 0));
+	}
+
+	/* the client answers a queue copy with an error: controller fatal;
+	 * a reset brings it back */
+	enable_remote_admin(d);
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+	q = remote_pair(d, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+	__atomic_store_n(&g_remote_mode, 1, __ATOMIC_RELEASE);
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		push(d, q, &c);
+		assert_true(wait_csts(d, NVME_CSTS_CFS, NVME_CSTS_CFS));
+	}
+	__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+	disable(d);
+	enable_remote_admin(d);
+	assert_int_equal(identify(d, NVME_CNS_CTRL, 0), 0);
+
+	/* a ring partly outside everything is still refused */
+	{
+		struct nvme_sqe cq = {.opc = NVME_ADM_CREATE_CQ, .prp1 = R_CQ(3),
+				      .cdw10 = 3 | (255u << 16), .cdw11 = 1 | (3u << 16)};
+		struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = RGPA + RSIZE - PAGE,
+				      .cdw10 = 3 | (255u << 16), .cdw11 = 1 | (3u << 16)};
+
+		assert_int_equal(admin(d, &cq, NULL), 0);
+		assert_int_equal(admin(d, &sq, NULL), NVME_SC_INVALID_FIELD);
+		sq.prp1 = GPA + MEM_SIZE - PAGE; /* half mapped, half nothing */
+		assert_int_equal(admin(d, &sq, NULL), NVME_SC_INVALID_FIELD);
+	}
+	/* the link goes away with the queues in use: fatal, no hang */
+	zoc_mem_remote_detach(ep);
+	{
+		struct nvme_sqe c = {.opc = NVME_ADM_KEEP_ALIVE};
+
+		push(d, &d->adm, &c);
+		assert_true(wait_csts(d, NVME_CSTS_CFS, NVME_CSTS_CFS));
+	}
+	zoc_mem_remote_put(ep);
+	drv_free(d);
+	free(g_remote);
+	g_remote = NULL;
+}
+
+/* Admin queues in shared memory, I/O queues without an fd: deleting a queue
+ * waits for its copy in flight; nothing is posted twice or after. */
+static void test_queues_remote_delete(void **state)
+{
+	struct drv *d = drv_new();
+	struct zoc_mem_remote *ep;
+	struct nvme_cqe e;
+	struct q *q;
+	uint32_t dw0;
+
+	(void)state;
+	g_remote = calloc(1, RSIZE);
+	assert_non_null(g_remote);
+	g_remote_mode = 0;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	ep = drv_add_remote(d);
+	enable(d);
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+	q = remote_pair(d, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+
+	/* Delete SQ while its fetch is held: no completion until the answer */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+		struct nvme_sqe del = {.opc = NVME_ADM_DELETE_SQ, .cdw10 = 1};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		push(d, &d->adm, &del);
+		assert_false(poll_cqe(d, &d->adm, &e, 100));
+		release_held();
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, del.cid);
+		assert_int_equal(st_of(&e), 0);
+		/* the fetched command of a deleted queue never completes */
+		assert_false(poll_cqe(d, q, &e, 50));
+	}
+	/* Delete CQ while a completion's write is held */
+	{
+		struct nvme_sqe sq = {.opc = NVME_ADM_CREATE_SQ, .prp1 = R_SQ(1),
+				      .cdw10 = 1 | ((IOQ_SIZE - 1) << 16), .cdw11 = 1 | (1u << 16)};
+		struct nvme_sqe c = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+		struct nvme_sqe del = {.opc = NVME_ADM_DELETE_CQ, .cdw10 = 1};
+		int k;
+
+		memset(g2h(d, R_SQ(1)), 0, 0x10000);
+		assert_int_equal(admin(d, &sq, NULL), 0);
+		q->tail = 0;
+		/* hold every copy: the fetch (1), answered; then the CQ write (2) */
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		on_reactor(release_held_fn, NULL); /* mode stays 2 */
+		assert_true(wait_held(1));
+		k = atomic_load(&g_nheld);
+		assert_int_equal(k, 1);
+		assert_true(g_held[0]->to_guest); /* the CQ entry's write */
+		assert_int_equal(delete_q(d, NVME_ADM_DELETE_SQ, 1), 0);
+		push(d, &d->adm, &del);
+		assert_false(poll_cqe(d, &d->adm, &e, 100));
+		release_held();
+		assert_true(poll_cqe(d, &d->adm, &e, WAIT_MS));
+		assert_int_equal(e.cid, del.cid);
+		assert_int_equal(st_of(&e), 0);
+		/* the entry was written once, before the queue went */
+		assert_true(poll_cqe(d, q, &e, 10));
+		assert_int_equal(e.cid, c.cid);
+		assert_false(poll_cqe(d, q, &e, 20));
+	}
+	/* a new pair on the same ids works */
+	q = remote_pair(d, 1);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 1, GPA + OFF_DATA, 0), 0);
+	/* reset (disable) with a CQ write held */
+	{
+		struct nvme_sqe c = {.opc = NVME_CMD_FLUSH, .nsid = 1};
+
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		on_reactor(release_held_fn, NULL);
+		assert_true(wait_held(1));
+		bar_wr(d, NVME_REG_CC, 0, 4);
+		usleep(50000);
+		assert_int_equal(csts(d) & NVME_CSTS_RDY, NVME_CSTS_RDY);
+		release_held();
+		assert_true(wait_csts(d, NVME_CSTS_RDY | NVME_CSTS_CFS, 0));
+	}
+	/* a quiesce (DMA_MAP/UNMAP) with a copy held: waits; the link fails
+	 * copies with -EAGAIN there in real life: the queue retries after */
+	enable(d);
+	assert_int_equal(set_feat(d, NVME_FEAT_NUM_QUEUES, 0x00030003, &dw0), 0);
+	q = remote_pair(d, 1);
+	{
+		struct ctl cl = {.d = d};
+		struct nvme_sqe c = {.opc = NVME_CMD_READ, .nsid = 1, .prp1 = GPA + OFF_DATA};
+
+		sem_init(&cl.sem, 0, 0);
+		__atomic_store_n(&g_remote_mode, 2, __ATOMIC_RELEASE);
+		push(d, q, &c);
+		assert_true(wait_held(1));
+		on_reactor(quiesce_fn, &cl);
+		assert_int_not_equal(sem_wait_ms(&cl.sem, 100), 0);
+		/* fail it like the link does */
+		__atomic_store_n(&g_remote_mode, 3, __ATOMIC_RELEASE);
+		on_reactor(release_held_fn, NULL);
+		ctl_wait(&cl);
+		__atomic_store_n(&g_remote_mode, 0, __ATOMIC_RELEASE);
+		on_reactor(resume_fn, &cl);
+		sem_destroy(&cl.sem);
+		assert_true(poll_cqe(d, q, &e, WAIT_MS));
+		assert_int_equal(e.cid, c.cid);
+		assert_int_equal(st_of(&e), 0);
+		assert_false(poll_cqe(d, q, &e, 20));
+		assert_int_equal(csts(d) & NVME_CSTS_CFS, 0);
+	}
+	zoc_mem_remote_detach(ep);
 	zoc_mem_remote_put(ep);
 	drv_free(d);
 	free(g_remote);
@@ -2391,6 +2888,8 @@ int main(void)
 		cmocka_unit_test(test_io_prp),
 		cmocka_unit_test(test_io_sgl),
 		cmocka_unit_test(test_io_remote),
+		cmocka_unit_test(test_queues_remote),
+		cmocka_unit_test(test_queues_remote_delete),
 		cmocka_unit_test(test_logs_and_events),
 		cmocka_unit_test(test_deleted_queue),
 		cmocka_unit_test(test_interrupts),

@@ -48,7 +48,7 @@ struct opts {
 	double time_s;
 	uint64_t size_mb;
 	int cpu;
-	bool irq_eventfd, json, no_mmap, wait_writes, dma_nofd, verbose;
+	bool irq_eventfd, json, no_mmap, wait_writes, dma_nofd, queues_nofd, verbose;
 	int timeout_ms;
 	uint64_t seed;
 	uint32_t mem_mb;
@@ -119,7 +119,9 @@ static void usage(FILE *f)
 		"  --seed N            seed for offsets and verify patterns (default 1)\n"
 		"  --dma-nofd          put data buffers and PRP lists in a second region mapped\n"
 		"                      without an fd (as QEMU maps unshared guest RAM): the server\n"
-		"                      copies them with DMA_READ/DMA_WRITE, served by this client"
+		"                      copies them with DMA_READ/DMA_WRITE, served by this client\n"
+		"  --queues-nofd       put the admin and I/O queues and the admin data buffer there\n"
+		"                      too (the server keeps shadow rings, moved with copies)\n"
 		"  -v, --verbose       describe the controller on stderr\n",
 		g_prog);
 }
@@ -562,7 +564,7 @@ static int wait_irq(struct run *r, int timeout_ms)
 
 	for (uint32_t i = 0; i < n; i++)
 		pfd[i] = (struct pollfd){ .fd = r->q[i].qp->irq_fd, .events = POLLIN };
-	if (r->o->dma_nofd && n < 64) {
+	if ((r->o->dma_nofd || r->o->queues_nofd) && n < 64) {
 		/* the server's DMA requests wake us too (served by the loop) */
 		pfd[n] = (struct pollfd){ .fd = zoc_nvmed_socket_fd(r->d), .events = POLLIN };
 		pr = poll(pfd, n + 1, timeout_ms);
@@ -614,7 +616,7 @@ static void run_loop(struct run *r)
 				r->stopping = true;
 			}
 		}
-		if (o->dma_nofd && zoc_nvmed_service(r->d)) {
+		if ((o->dma_nofd || o->queues_nofd) && zoc_nvmed_service(r->d)) {
 			r->failed = false;
 			r->fatal = true;
 			run_fail(r, "%s", zoc_nvmed_error(r->d));
@@ -684,7 +686,7 @@ static void print_results(const struct run *r, double cpu_user, double cpu_sys, 
 		       r->verified, iops, mibs, mean, hist_pct(&r->lat, 50) / 1000.0,
 		       hist_pct(&r->lat, 99) / 1000.0, hist_pct(&r->lat, 99.9) / 1000.0,
 		       (double)r->lat.max / 1000.0, cpu_user, cpu_sys, cpu, dbw, in->mn, in->sn, in->fr);
-		if (o->dma_nofd)
+		if (o->dma_nofd || o->queues_nofd)
 			printf(", \"dma_served\": %" PRIu64, r->dma_served);
 		if (rc) {
 			printf(", \"error\": ");
@@ -707,9 +709,10 @@ static void print_results(const struct run *r, double cpu_user, double cpu_sys, 
 	printf("  client CPU: %.1f%% (user %.2f s, sys %.2f s)%s; doorbell writes %.3f per I/O\n",
 	       100 * cpu, cpu_user, cpu_sys, o->cpu >= 0 ? "" : " unpinned",
 	       r->ios ? (double)dbw / (double)r->ios : 0);
-	if (o->dma_nofd)
-		printf("  data without an fd: %" PRIu64 " DMA_READ/DMA_WRITE requests served\n",
-		       r->dma_served);
+	if (o->dma_nofd || o->queues_nofd)
+		printf("  %s without an fd: %" PRIu64 " DMA_READ/DMA_WRITE requests served\n",
+		       o->dma_nofd && o->queues_nofd ? "data and queues" :
+		       o->dma_nofd ? "data" : "queues", r->dma_served);
 }
 
 /* What setup_job() allocated (any part of it), and r itself. */
@@ -744,6 +747,7 @@ static int cmd_nvme(int argc, char **argv)
 		{ "mem-mb", required_argument, NULL, 'm' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "dma-nofd", no_argument, NULL, 'D' },
+		{ "queues-nofd", no_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -796,6 +800,7 @@ static int cmd_nvme(int argc, char **argv)
 		case 'T': o.timeout_ms = (int)parse_u64("--timeout-ms", optarg, 1, 3600000); break;
 		case 'N': o.no_mmap = true; break;
 		case 'D': o.dma_nofd = true; break;
+		case 'R': o.queues_nofd = true; break;
 		case 'W': o.wait_writes = true; break;
 		case 'm': o.mem_mb = (uint32_t)parse_u64("--mem-mb", optarg, 1, 4095); break;
 		case 'e': o.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
@@ -832,6 +837,7 @@ static int cmd_nvme(int argc, char **argv)
 	dopts.no_mmap = o.no_mmap;
 	dopts.wait_writes = o.wait_writes;
 	dopts.data_nofd = o.dma_nofd;
+	dopts.queues_nofd = o.queues_nofd;
 	dopts.verbose = o.verbose;
 	{
 		uint64_t per_slot = ((uint64_t)(o.bs + PAGE - 1) / PAGE) * PAGE + (o.bs > 2 * PAGE ? PAGE : 0);

@@ -138,11 +138,30 @@ void *zoc_nvmed_dma_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova)
 	return d->mem + off;
 }
 
+static void *nofd_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova)
+{
+	size_t off = (d->nofd_used + PAGE - 1) & ~(size_t)(PAGE - 1);
+
+	if (size > d->mem_size || off > d->mem_size - size)
+		return NULL;
+	d->nofd_used = off + size;
+	*iova = IOVA_NOFD + off;
+	return d->nofd + off;
+}
+
+/* Queues and admin buffers: in the fd-less region with opts.queues_nofd. */
+static void *ring_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova)
+{
+	if (d->nofd && d->opts.queues_nofd)
+		return nofd_alloc(d, size, iova);
+	return zoc_nvmed_dma_alloc(d, size, iova);
+}
+
 void *zoc_nvmed_data_alloc(struct zoc_nvmed *d, size_t size, uint64_t *iova)
 {
 	size_t off = (d->nofd_used + PAGE - 1) & ~(size_t)(PAGE - 1);
 
-	if (!d->nofd)
+	if (!d->nofd || !d->opts.data_nofd)
 		return zoc_nvmed_dma_alloc(d, size, iova);
 	if (size > d->mem_size || off > d->mem_size - size)
 		return NULL;
@@ -341,6 +360,12 @@ static int admin_cmd(struct zoc_nvmed *d, struct nvme_sqe *cmd, uint32_t *dw0)
 			return fail(d, n, "%s: %s", admin_name(cmd->opc), aq->err);
 		if (n == 1)
 			break;
+		if (d->nofd) {
+			/* the server may need our fd-less memory to answer */
+			ret = zoc_nvmed_service(d);
+			if (ret)
+				return ret;
+		}
 		if (ms_now() - t0 > (uint64_t)d->opts.timeout_ms) {
 			uint32_t csts = zoc_nvmed_csts(d);
 
@@ -625,7 +650,7 @@ static int identify(struct zoc_nvmed *d)
 {
 	struct nvme_sqe cmd;
 	uint64_t iova;
-	uint8_t *buf = zoc_nvmed_dma_alloc(d, PAGE, &iova), flbas, nlbaf, lbads, mdts;
+	uint8_t *buf = ring_alloc(d, PAGE, &iova), flbas, nlbaf, lbads, mdts;
 	uint32_t lbaf;
 	uint16_t ms;
 	int ret;
@@ -720,8 +745,8 @@ static int create_queues(struct zoc_nvmed *d)
 	d->info.io_queues = nq;
 	for (uint16_t i = 0; i < nq; i++) {
 		uint64_t sq_iova = 0, cq_iova = 0;
-		void *sq = zoc_nvmed_dma_alloc(d, (size_t)qsize * 64, &sq_iova);
-		void *cq = zoc_nvmed_dma_alloc(d, (size_t)qsize * 16, &cq_iova);
+		void *sq = ring_alloc(d, (size_t)qsize * 64, &sq_iova);
+		void *cq = ring_alloc(d, (size_t)qsize * 16, &cq_iova);
 
 		if (!sq || !cq)
 			return fail(d, -ENOMEM, "DMA memory too small for %u queues of %u entries", nq, qsize);
@@ -827,8 +852,8 @@ static int bring_up(struct zoc_nvmed *d)
 	if (ret)
 		return ret;
 
-	asq = zoc_nvmed_dma_alloc(d, ADMIN_QSIZE * 64, &asq_iova);
-	acq = zoc_nvmed_dma_alloc(d, ADMIN_QSIZE * 16, &acq_iova);
+	asq = ring_alloc(d, ADMIN_QSIZE * 64, &asq_iova);
+	acq = ring_alloc(d, ADMIN_QSIZE * 16, &acq_iova);
 	if (!asq || !acq)
 		return fail(d, -ENOMEM, "DMA memory too small for the admin queue");
 	qp_init(d, &d->aq, 0, ADMIN_QSIZE, ADMIN_QSIZE, asq, acq);
@@ -896,7 +921,7 @@ struct zoc_nvmed *zoc_nvmed_open(const struct zoc_nvmed_opts *opts, const char *
 		snprintf(whybuf, sizeof(whybuf), "mmap of the %zu-byte memfd: %s", d->mem_size, strerror(errno));
 		goto err;
 	}
-	if (opts->data_nofd) {
+	if (opts->data_nofd || opts->queues_nofd) {
 		d->nofd = mmap(NULL, d->mem_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		if (d->nofd == MAP_FAILED) {

@@ -93,6 +93,8 @@ struct zoc_nvmed_opts {
 	bool data_nofd;        /* data memory (zoc_nvmed_data_alloc) is a second region of
 				  mem_bytes mapped WITHOUT an fd: the server reaches it only
 				  with DMA_READ/DMA_WRITE, served by zoc_nvmed_service() */
+	bool queues_nofd;      /* the admin and I/O queues and the admin data buffer live in
+				  that fd-less region too (served the same way) */
 	bool verbose;
 };
 

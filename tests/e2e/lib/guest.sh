@@ -27,6 +27,8 @@
 #   ZOC_KERNEL_PKG            e.g. linux-image-6.1.0-56-cloud-amd64 (default: resolved with apt-cache)
 #   ZOC_QEMU_CPU, ZOC_ZOCD_CPU  host CPUs for QEMU and zocd (default: first and second allowed CPU)
 #   ZOC_GUEST_MEM_MB          guest RAM (default 512)
+#   ZOC_GUEST_MEM_SHARED=0    guest RAM not shared (memory-backend-ram: vfio-user DMA_MAP
+#                             without an fd); default 1 (a shared memfd)
 #   ZOC_ZOCD_ARGS             extra zocd arguments
 #   ZOC_VHOST_BLK_PROPS       extra vhost-user-blk-pci properties (e.g. packed=on)
 #   ZOC_GUEST_BINS            extra host programs (names on PATH or absolute paths) copied with
@@ -435,7 +437,12 @@ zoc_guest_start() {
 	ZOC_GUEST_LOG=$ZOC_ARTIFACTS/$name.console.log
 	ZOC_GUEST_TIMEOUT=$tmo
 	ZOC_GUEST_UP=0
-	local mem=$ZOC_GUEST_MEM_MB
+	local mem=$ZOC_GUEST_MEM_MB memobj="memory-backend-memfd,id=mem,size=${ZOC_GUEST_MEM_MB}M,share=on"
+	local memdesc="shared memfd RAM"
+	if [ "${ZOC_GUEST_MEM_SHARED:-1}" = 0 ]; then
+		memobj="memory-backend-ram,id=mem,size=${mem}M"
+		memdesc="unshared RAM"
+	fi
 	# The host's QEMU, or the root's (zoc_guest_use_root): there it sees ZOC_WORK as
 	# /tmp/zoc, so the kernel is copied into ZOC_WORK once.
 	local qemu=(qemu-system-x86_64) machine=(-machine q35 -numa "node,memdev=mem")
@@ -449,14 +456,14 @@ zoc_guest_start() {
 		machine=(-machine "q35,memory-backend=mem")
 		where="QEMU $ZOC_GUEST_ROOT_QEMU_VERSION of the Debian 13 root"
 	fi
-	zoc_log "booting guest $name ($where, TCG, $smp vCPU, $mem MiB shared memfd RAM, timeout ${tmo}s)..."
+	zoc_log "booting guest $name ($where, TCG, $smp vCPU, $mem MiB $memdesc, timeout ${tmo}s)..."
 	{
 		echo "# qemu-system-x86_64 (${where}) -smp $smp -m $mem $*"
 	} >"$ZOC_GUEST_LOG"
 	ZOC_GUEST_T0=$(zoc__now_ms)
 	timeout -k 5 "$tmo" taskset -c "$ZOC_QEMU_CPU" "${qemu[@]}" \
 		-accel tcg "${machine[@]}" -cpu max -smp "$smp" -m "${mem}M" \
-		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" \
+		-object "$memobj" \
 		-nodefaults -no-user-config -display none -vga none -monitor none -serial stdio -no-reboot \
 		-kernel "$kernel" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=4 ${ZOC_GUEST_APPEND:-}" \
