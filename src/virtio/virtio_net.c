@@ -96,6 +96,7 @@ struct zoc_vnet {
 	void *destroy_arg;
 	struct vnet_queue *queues; /* 2 * max_pairs + 1 */
 	struct zoc_vq_elem *rx_elems; /* mergeable RX scratch, owner reactor */
+	struct zoc_vq_elem *tx_elems; /* a TX burst (ZOC_PKT_BURST), owner reactor */
 };
 
 static const struct zoc_virtio_dev_ops vnet_ops;
@@ -275,16 +276,15 @@ static int tx_poll(struct vnet_queue *q)
 	struct zoc_vnet *vn = q->vn;
 	struct zoc_pktpool *pool = zoc_pktpool_local();
 	struct zoc_pkt *pkts[ZOC_PKT_BURST];
-	struct zoc_vq_elem *e = &q->elem;
-	unsigned n = 0;
-	int done = 0;
+	struct zoc_vq_elem *el = vn->tx_elems;
+	int rcs[ZOC_PKT_BURST];
+	unsigned n = 0, m = 0;
 
-	while (n < ZOC_PKT_BURST) {
-		struct virtio_net_hdr h;
-		struct zoc_pkt *p;
-		uint32_t len;
-		int rc = zoc_vq_pop(q->vq, e);
-		int why;
+	/* Take the whole burst off the ring first and start fetching every
+	 * frame: descriptors and buffers are lines the driver's CPU just
+	 * wrote, and misses taken one chain at a time queue up; then copy. */
+	while (m < ZOC_PKT_BURST) {
+		int rc = zoc_vq_pop(q->vq, &el[m]);
 
 		if (rc == 0)
 			break;
@@ -292,9 +292,20 @@ static int tx_poll(struct vnet_queue *q)
 			note_broken(q);
 			break;
 		}
-		done++;
+		if (rc > 0 && el[m].out_num)
+			__builtin_prefetch(el[m].iov[0].iov_base);
+		rcs[m++] = rc;
+	}
+	if (m)
 		q->need_notify = true;
-		if (rc < 0) {
+	for (unsigned i = 0; i < m; i++) {
+		struct zoc_vq_elem *e = &el[i];
+		struct virtio_net_hdr h;
+		struct zoc_pkt *p;
+		uint32_t len;
+		int why;
+
+		if (rcs[i] < 0) {
 			why = ZOC_VNET_DROP_FAULT;
 			goto drop;
 		}
@@ -343,7 +354,7 @@ drop:
 	flush_notify(q);
 	if (n)
 		zoc_vswitch_rx_burst(vn->sw, vn->port, pkts, n);
-	return done;
+	return (int)m;
 }
 
 /* ------------------------------------------------------------------- RX */
@@ -1097,6 +1108,7 @@ static const struct zoc_virtio_dev_ops vnet_ops = {
 static void vnet_free(struct zoc_vnet *vn)
 {
 	free(vn->rx_elems);
+	free(vn->tx_elems);
 	free(vn->queues);
 	free(vn);
 }
@@ -1120,7 +1132,8 @@ struct zoc_vnet *zoc_vnet_create(const struct zoc_vnet_opts *o)
 	vn = calloc(1, sizeof(*vn));
 	nq = 2u * pairs + 1;
 	if (!vn || !(vn->queues = calloc(nq, sizeof(*vn->queues))) ||
-	    !(vn->rx_elems = calloc(VNET_RX_MAX_BUFS, sizeof(*vn->rx_elems)))) {
+	    !(vn->rx_elems = calloc(VNET_RX_MAX_BUFS, sizeof(*vn->rx_elems))) ||
+	    !(vn->tx_elems = calloc(ZOC_PKT_BURST, sizeof(*vn->tx_elems)))) {
 		if (vn)
 			vnet_free(vn);
 		errno = ENOMEM;
