@@ -43,6 +43,7 @@
 #include "core/reactor.h"
 #include "core/util.h"
 #include "link/dma.h"
+#include "link/usock.h"
 #include "link/vfio_user_proto.h"
 #include "pci/pci.h"
 
@@ -51,6 +52,7 @@
 
 /* What we advertise in VERSION. */
 #define VFU_MAX_FDS 16                    /* max_msg_fds (QEMU accepts <= 16) */
+_Static_assert(VFU_MAX_FDS <= ZOC_USOCK_MAX_FDS, "zoc_usock_recv() takes at most ZOC_USOCK_MAX_FDS fds");
 #define VFU_MAX_XFER (1u << 20)           /* max_data_xfer_size */
 #define VFU_PGSIZES 4096u                 /* pgsizes */
 #define VFU_MAX_DMA_MAPS ZOC_MEM_MAX_REGIONS /* max_dma_maps */
@@ -225,29 +227,14 @@ static const char *conn_name(const struct zoc_vfu_conn *c)
 	return c->srv ? c->srv->path : "vfio-user(test)";
 }
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
 static void msg_close_fds(struct vfu_msg *m)
 {
-	for (size_t i = 0; i < m->nfds; i++)
-		close_fd(&m->fds[i]);
-	m->nfds = 0;
+	zoc_fds_close(m->fds, &m->nfds);
 }
 
 static int msg_take_fd(struct vfu_msg *m, size_t i)
 {
-	int fd;
-
-	if (i >= m->nfds)
-		return -1;
-	fd = m->fds[i];
-	m->fds[i] = -1;
-	return fd;
+	return zoc_fds_take(m->fds, m->nfds, i);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -364,24 +351,6 @@ static int reply_ok(struct zoc_vfu_conn *c, const struct vfu_hdr *req, const voi
 
 /* ------------------------------------------------------------------- DMA */
 
-/* A shared mapping past the end of its file raises SIGBUS on first touch,
- * so a regular file must cover [off, off + len). */
-static int fd_covers(int fd, uint64_t off, uint64_t len)
-{
-	struct stat st;
-	uint64_t end;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (__builtin_add_overflow(off, len, &end) || end > (uint64_t)INT64_MAX)
-		return -EINVAL;
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	if (end > (uint64_t)st.st_size)
-		return -EINVAL;
-	return 0;
-}
-
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
 	return a < b + blen && b < a + alen;
@@ -390,13 +359,13 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 static void maps_clear(struct zoc_vfu_conn *c)
 {
 	for (unsigned i = 0; i < c->nmaps; i++)
-		close_fd(&c->maps[i].fd);
+		zoc_fd_close(&c->maps[i].fd);
 	c->nmaps = 0;
 }
 
 static void map_remove(struct zoc_vfu_conn *c, unsigned i)
 {
-	close_fd(&c->maps[i].fd);
+	zoc_fd_close(&c->maps[i].fd);
 	c->maps[i] = c->maps[c->nmaps - 1];
 	c->nmaps--;
 }
@@ -497,7 +466,7 @@ static void dma_timer_arm(struct zoc_vfu_conn *c, bool on)
 		if (c->tfd < 0)
 			return;
 		if (zoc_reactor_add_fd(zoc_reactor_get(0), c->tfd, EPOLLIN, dma_tick, c)) {
-			close_fd(&c->tfd);
+			zoc_fd_close(&c->tfd);
 			return;
 		}
 	}
@@ -975,7 +944,7 @@ static int h_DMA_MAP(struct zoc_vfu_conn *c, struct vfu_msg *m)
 	}
 	fd = msg_take_fd(m, 0);
 	if (fd >= 0) {
-		rc = fd_covers(fd, r.offset, r.size);
+		rc = zoc_fd_covers(fd, r.offset, r.size);
 		if (rc) {
 			ZOC_WARN_RL("%s: DMA_MAP fd does not cover [0x%llx, +0x%llx)",
 				    conn_name(c), (unsigned long long)r.offset,
@@ -1517,40 +1486,16 @@ static int conn_read(struct zoc_vfu_conn *c)
 	struct vfu_msg *m = &c->msg;
 
 	if (c->got < sizeof(m->hdr)) {
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * VFU_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {(uint8_t *)&m->hdr + c->got, sizeof(m->hdr) - c->got};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				    .msg_controllen = sizeof(u.buf)};
-		ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		ssize_t n = zoc_usock_recv(c->fd, (uint8_t *)&m->hdr + c->got,
+					   sizeof(m->hdr) - c->got, m->fds, &m->nfds, VFU_MAX_FDS);
 
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0)
-			return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			size_t k;
-
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < k; i++) {
-				int fd;
-
-				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-				if (m->nfds < VFU_MAX_FDS)
-					m->fds[m->nfds++] = fd;
-				else
-					close(fd);
-			}
-		}
-		if (mh.msg_flags & MSG_CTRUNC) {
+		if (n == -EMSGSIZE) {
 			ZOC_WARN_RL("%s: more than %d fds in one message", conn_name(c),
 				    VFU_MAX_FDS);
 			return -EINVAL;
 		}
+		if (n <= 0)
+			return (int)n;
 		c->got += (size_t)n;
 		if (c->got < sizeof(m->hdr))
 			return 0;
@@ -1669,7 +1614,7 @@ static void conn_free(struct zoc_vfu_conn *c)
 	zoc_mem_remote_put(c->ep);
 	if (c->tfd >= 0) {
 		zoc_reactor_del_fd(zoc_reactor_get(0), c->tfd);
-		close_fd(&c->tfd);
+		zoc_fd_close(&c->tfd);
 	}
 	maps_clear(c);
 	if (c->mem)
@@ -1743,7 +1688,7 @@ static void conn_close(struct zoc_vfu_conn *c)
 	zoc_mem_remote_detach(c->ep);
 	if (c->fd >= 0) {
 		zoc_reactor_del_fd(zoc_reactor_get(0), c->fd);
-		close_fd(&c->fd);
+		zoc_fd_close(&c->fd);
 	}
 	zoc_pci_func_reset(c->f, close_reset_done, c);
 }
@@ -1788,43 +1733,28 @@ static void server_listen(struct zoc_vfu_server *s)
 
 struct zoc_vfu_server *zoc_vfu_server_create(const char *path, struct zoc_pci_func *f)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct zoc_vfu_server *s;
-	struct stat st;
-	int fd, err;
+	int fd;
 
 	if (!f) {
 		errno = EINVAL;
 		return NULL;
 	}
-	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
+	/* 0600 before anyone can connect. */
+	fd = zoc_usock_listen(path, 0600);
+	if (fd < 0) {
+		errno = -fd;
 		return NULL;
-	}
-	if (stat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			errno = EEXIST;
-			return NULL;
-		}
-		unlink(path); /* stale socket of an earlier run */
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		close(fd);
+		unlink(path);
+		errno = ENOMEM;
 		return NULL;
+	}
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	s->f = f;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = errno;
-		goto fail;
-	}
-	/* 0600 before anyone can connect (listen comes after). */
-	if (chmod(path, 0600) < 0 || listen(fd, 4) < 0) {
-		err = errno;
-		unlink(path);
-		goto fail;
-	}
 	s->listen_fd = fd;
 	server_listen(s);
 	if (!s->listening) {
@@ -1836,12 +1766,6 @@ struct zoc_vfu_server *zoc_vfu_server_create(const char *path, struct zoc_pci_fu
 	}
 	ZOC_INFO("%s: vfio-user server listening", s->path);
 	return s;
-fail:
-	if (fd >= 0)
-		close(fd);
-	free(s);
-	errno = err;
-	return NULL;
 }
 
 void zoc_vfu_server_destroy(struct zoc_vfu_server *s, void (*done)(void *arg), void *arg)

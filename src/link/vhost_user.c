@@ -31,6 +31,7 @@
 #include "core/reactor.h"
 #include "core/util.h"
 #include "link/dma.h"
+#include "link/usock.h"
 #include "virtio/virtio.h"
 #include "virtio/virtio_dev.h"
 #include "virtio/virtqueue.h"
@@ -58,6 +59,7 @@
 	 ZOC_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
 #define VU_MAX_FDS 8
+_Static_assert(VU_MAX_FDS <= ZOC_USOCK_MAX_FDS, "zoc_usock_recv() takes at most ZOC_USOCK_MAX_FDS fds");
 #define VU_MAX_PAYLOAD 4096
 #define VU_MAX_MEM_REGIONS 8   /* per SET_MEM_TABLE message */
 #define VU_MAX_MEM_SLOTS 32    /* with ADD_MEM_REG */
@@ -259,30 +261,15 @@ static const char *conn_name(const struct zoc_vu_conn *c)
 	return c->dev && c->dev->name ? c->dev->name : "?";
 }
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
 static void msg_close_fds(struct vu_msg *m)
 {
-	for (size_t i = 0; i < m->nfds; i++)
-		close_fd(&m->fds[i]);
-	m->nfds = 0;
+	zoc_fds_close(m->fds, &m->nfds);
 }
 
 /* Takes fd i of the message (the message no longer owns it). */
 static int msg_take_fd(struct vu_msg *m, size_t i)
 {
-	int fd;
-
-	if (i >= m->nfds)
-		return -1;
-	fd = m->fds[i];
-	m->fds[i] = -1;
-	return fd;
+	return zoc_fds_take(m->fds, m->nfds, i);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -357,9 +344,9 @@ static void vring_init(struct vu_vring *v)
 
 static void vring_release(struct vu_vring *v)
 {
-	close_fd(&v->kickfd);
-	close_fd(&v->callfd);
-	close_fd(&v->errfd);
+	zoc_fd_close(&v->kickfd);
+	zoc_fd_close(&v->callfd);
+	zoc_fd_close(&v->errfd);
 	vring_init(v);
 }
 
@@ -598,23 +585,6 @@ static void mem_swap_cont(struct zoc_vu_conn *c)
 	c->astatus = vrings_try_start_all(c);
 }
 
-/* A shared mapping past the end of its file raises SIGBUS on first touch, so
- * the front end's file must cover [off, off + len). Only regular files
- * (memfd, tmpfs, hugetlbfs) have a size to check. */
-static int fd_covers(int fd, uint64_t off, uint64_t len)
-{
-	struct stat st;
-	uint64_t end;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	if (__builtin_add_overflow(off, len, &end) || end > (uint64_t)st.st_size)
-		return -EINVAL;
-	return 0;
-}
-
 /* Builds a table from c->regs and swaps it in once the queues are quiet. */
 static int mem_rebuild(struct zoc_vu_conn *c, const struct vu_hdr *h)
 {
@@ -627,7 +597,7 @@ static int mem_rebuild(struct zoc_vu_conn *c, const struct vu_hdr *h)
 		const struct vu_mem_region *r = &c->regs[i];
 		int fd = fcntl(c->reg_fds[i], F_DUPFD_CLOEXEC, 0);
 
-		rc = fd < 0 ? -errno : fd_covers(fd, r->mmap_offset, r->size);
+		rc = fd < 0 ? -errno : zoc_fd_covers(fd, r->mmap_offset, r->size);
 		if (rc && fd >= 0)
 			close(fd);
 		else if (!rc)
@@ -651,7 +621,7 @@ static int mem_rebuild(struct zoc_vu_conn *c, const struct vu_hdr *h)
 static void regs_clear(struct zoc_vu_conn *c)
 {
 	for (unsigned i = 0; i < c->nregs; i++)
-		close_fd(&c->reg_fds[i]);
+		zoc_fd_close(&c->reg_fds[i]);
 	c->nregs = 0;
 }
 
@@ -696,7 +666,7 @@ static int h_ADD_MEM_REG(struct zoc_vu_conn *c, struct vu_msg *m)
 	rc = mem_rebuild(c, &m->hdr);
 	if (rc < 0) {
 		c->nregs--;
-		close_fd(&c->reg_fds[c->nregs]);
+		zoc_fd_close(&c->reg_fds[c->nregs]);
 	}
 	return rc;
 }
@@ -711,7 +681,7 @@ static int h_REM_MEM_REG(struct zoc_vu_conn *c, struct vu_msg *m)
 		if (c->regs[i].gpa != r->region.gpa || c->regs[i].size != r->region.size ||
 		    c->regs[i].uva != r->region.uva)
 			continue;
-		close_fd(&c->reg_fds[i]);
+		zoc_fd_close(&c->reg_fds[i]);
 		c->regs[i] = c->regs[c->nregs - 1];
 		c->reg_fds[i] = c->reg_fds[c->nregs - 1];
 		c->nregs--;
@@ -811,7 +781,7 @@ static void get_base_cont(struct zoc_vu_conn *c)
 	struct vu_vring_state s = {.index = c->aindex, .num = v->base};
 
 	/* The ring is stopped; the next start needs a new kick. */
-	close_fd(&v->kickfd);
+	zoc_fd_close(&v->kickfd);
 	v->kick_set = false;
 	send_reply(c, &c->ahdr, &s, sizeof(s), -1);
 }
@@ -859,7 +829,7 @@ static void kick_swap_cont(struct zoc_vu_conn *c)
 {
 	struct vu_vring *v = &c->vrings[c->aindex];
 
-	close_fd(&v->kickfd);
+	zoc_fd_close(&v->kickfd);
 	v->kickfd = c->afd;
 	v->kick_set = true;
 	c->afd = -1;
@@ -870,7 +840,7 @@ static void call_swap_cont(struct zoc_vu_conn *c)
 {
 	struct vu_vring *v = &c->vrings[c->aindex];
 
-	close_fd(&v->callfd);
+	zoc_fd_close(&v->callfd);
 	v->callfd = c->afd;
 	c->afd = -1;
 	restart_cont(c);
@@ -898,7 +868,7 @@ static int vring_swap_fd(struct zoc_vu_conn *c, struct vu_msg *m, bool kick)
 		kick_swap_cont(c);
 		return c->astatus;
 	}
-	close_fd(&v->callfd);
+	zoc_fd_close(&v->callfd);
 	v->callfd = fd;
 	c->afd = -1;
 	return 0;
@@ -921,7 +891,7 @@ static int h_SET_VRING_ERR(struct zoc_vu_conn *c, struct vu_msg *m)
 
 	if (vring_fd_msg(c, m, "SET_VRING_ERR", &idx, &fd))
 		return -EINVAL;
-	close_fd(&c->vrings[idx].errfd);
+	zoc_fd_close(&c->vrings[idx].errfd);
 	c->vrings[idx].errfd = fd;
 	return 0;
 }
@@ -1109,7 +1079,7 @@ static int h_SET_INFLIGHT_FD(struct zoc_vu_conn *c, struct vu_msg *m)
 		return -EINVAL;
 	}
 	fd = msg_take_fd(m, 0);
-	rc = fd_covers(fd, in.mmap_offset, in.mmap_size);
+	rc = zoc_fd_covers(fd, in.mmap_offset, in.mmap_size);
 	p = rc ? MAP_FAILED
 	       : mmap(NULL, in.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 		      (off_t)in.mmap_offset);
@@ -1200,38 +1170,15 @@ static int conn_read(struct zoc_vu_conn *c)
 	struct vu_msg *m = &c->msg;
 
 	if (c->got < sizeof(m->hdr)) {
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {(uint8_t *)&m->hdr + c->got, sizeof(m->hdr) - c->got};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				    .msg_controllen = sizeof(u.buf)};
-		ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		ssize_t n = zoc_usock_recv(c->fd, (uint8_t *)&m->hdr + c->got,
+					   sizeof(m->hdr) - c->got, m->fds, &m->nfds, VU_MAX_FDS);
 
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0)
-			return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			for (size_t i = 0; i < k; i++) {
-				int fd;
-
-				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-				if (m->nfds < VU_MAX_FDS)
-					m->fds[m->nfds++] = fd;
-				else
-					close(fd);
-			}
-		}
-		if (mh.msg_flags & MSG_CTRUNC) {
+		if (n == -EMSGSIZE) {
 			ZOC_WARN_RL("%s: too many fds in one message", conn_name(c));
 			return -EINVAL;
 		}
+		if (n <= 0)
+			return (int)n;
 		c->got += (size_t)n;
 		if (c->got < sizeof(m->hdr))
 			return 0;
@@ -1322,7 +1269,7 @@ static void conn_free(struct zoc_vu_conn *c)
 	inflight_unmap(c);
 	regs_clear(c);
 	msg_close_fds(&c->msg);
-	close_fd(&c->afd);
+	zoc_fd_close(&c->afd);
 	free(c);
 }
 
@@ -1413,37 +1360,22 @@ static void server_listen(struct zoc_vu_server *s)
 
 struct zoc_vu_server *zoc_vu_server_create(const char *path, struct zoc_virtio_dev *dev)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct zoc_vu_server *s;
-	struct stat st;
-	int fd, err;
+	int fd = zoc_usock_listen(path, 0);
 
-	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
+	if (fd < 0) {
+		errno = -fd;
 		return NULL;
-	}
-	if (stat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			errno = EEXIST;
-			return NULL;
-		}
-		unlink(path); /* stale socket of an earlier run */
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
-	snprintf(s->path, sizeof(s->path), "%s", path);
-	s->dev = dev;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
-		err = errno;
-		if (fd >= 0)
-			close(fd);
-		free(s);
-		errno = err;
+	if (!s) {
+		close(fd);
+		unlink(path);
+		errno = ENOMEM;
 		return NULL;
 	}
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	s->dev = dev;
 	s->listen_fd = fd;
 	server_listen(s);
 	if (!s->listening) {
