@@ -38,6 +38,7 @@
 #include "nvme/nvme.h"
 #include "nvme/nvme_spec.h"
 #include "pci/pci.h"
+#include "harness.h"
 
 #define GPA 0x10000000ull
 #define MEM_SIZE (16u << 20)
@@ -69,51 +70,10 @@ extern unsigned zoc_nvme_fail_alloc;
 
 static pthread_t g_thread;
 
-static void *reactor_main(void *arg)
-{
-	(void)arg;
-	return (void *)(intptr_t)zoc_reactors_run();
-}
-
-struct sync_call {
-	void (*fn)(void *);
-	void *arg;
-	sem_t done;
-};
-
-static void sync_trampoline(void *arg)
-{
-	struct sync_call *c = arg;
-
-	c->fn(c->arg);
-	sem_post(&c->done);
-}
-
-static int sem_wait_ms(sem_t *s, int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	while (sem_timedwait(s, &ts) != 0)
-		if (errno != EINTR)
-			return -1;
-	return 0;
-}
-
+/* Runs fn(arg) on reactor 0 and waits for it. */
 static void on_reactor(void (*fn)(void *), void *arg)
 {
-	struct sync_call c = {.fn = fn, .arg = arg};
-
-	sem_init(&c.done, 0, 0);
-	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(0), sync_trampoline, &c), 0);
-	assert_int_equal(sem_wait_ms(&c.done, WAIT_MS), 0);
-	sem_destroy(&c.done);
+	zt_on_reactor(0, fn, arg, WAIT_MS);
 }
 
 static uint64_t now_ms(void)
@@ -274,7 +234,7 @@ static int setup_mode(bool interrupt_mode)
 	g_ram_data = calloc(1, (size_t)RAM_BLOCKS * 512);
 	if (!g_ram_data || zoc_reactors_init(&o))
 		return -1;
-	if (pthread_create(&g_thread, NULL, reactor_main, NULL))
+	if (pthread_create(&g_thread, NULL, zt_reactor_main, NULL))
 		return -1;
 	on_reactor(create_bdevs_fn, rc);
 	return rc[0] || rc[1] ? -1 : 0;
@@ -499,7 +459,7 @@ static void info_fn(void *arg)
 
 static void ctl_wait(struct ctl *c)
 {
-	assert_int_equal(sem_wait_ms(&c->sem, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&c->sem, WAIT_MS), 0);
 }
 
 static int ns_add(struct drv *d, const char *bdev, uint32_t nsid)
@@ -1745,7 +1705,7 @@ static void test_quiesce(void **state)
 		usleep(1000);
 	assert_int_equal(atomic_load(&g_ram_queued), 1);
 	on_reactor(quiesce_fn, &c);
-	assert_int_not_equal(sem_wait_ms(&c.sem, 100), 0); /* I/O still in the back end */
+	assert_int_not_equal(zt_sem_wait_ms(&c.sem, 100), 0); /* I/O still in the back end */
 	atomic_store(&g_ram_hold, false);
 	ctl_wait(&c);
 	/* quiesced: the completion is held back, new commands wait */
@@ -2856,7 +2816,7 @@ static void test_queues_remote_delete(void **state)
 		push(d, q, &c);
 		assert_true(wait_held(1));
 		on_reactor(quiesce_fn, &cl);
-		assert_int_not_equal(sem_wait_ms(&cl.sem, 100), 0);
+		assert_int_not_equal(zt_sem_wait_ms(&cl.sem, 100), 0);
 		/* fail it like the link does */
 		__atomic_store_n(&g_remote_mode, 3, __ATOMIC_RELEASE);
 		on_reactor(release_held_fn, NULL);

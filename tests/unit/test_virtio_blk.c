@@ -43,6 +43,7 @@
 #include "virtio/virtio_blk.h"
 #include "virtio/virtqueue.h"
 #include "vq_driver.h"
+#include "harness.h"
 
 /* ------------------------------------------------------------------ */
 /* guest memory                                                        */
@@ -306,53 +307,10 @@ static pthread_t g_reactor_thread;
 static bool g_have_uring;
 static int g_uring_fd = -1; /* our own view of the uring bdev's file */
 
-static void *reactor_main(void *arg)
-{
-	(void)arg;
-	return (void *)(intptr_t)zoc_reactors_run();
-}
-
-struct sync_call {
-	void (*fn)(void *);
-	void *arg;
-	sem_t done;
-};
-
-static void sync_trampoline(void *arg)
-{
-	struct sync_call *c = arg;
-
-	c->fn(c->arg);
-	sem_post(&c->done);
-}
-
-static int sem_wait_ms(sem_t *s, int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	while (sem_timedwait(s, &ts) != 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	return 0;
-}
-
 /* Runs fn(arg) on reactor idx and waits for it. */
 static void on_reactor_n(unsigned idx, void (*fn)(void *), void *arg)
 {
-	struct sync_call c = {.fn = fn, .arg = arg};
-
-	sem_init(&c.done, 0, 0);
-	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(idx), sync_trampoline, &c), 0);
-	assert_int_equal(sem_wait_ms(&c.done, WAIT_MS), 0);
-	sem_destroy(&c.done);
+	zt_on_reactor(idx, fn, arg, WAIT_MS);
 }
 
 static void on_reactor(void (*fn)(void *), void *arg)
@@ -532,7 +490,7 @@ static int start_reactors(unsigned ncores, bool interrupt_mode)
 	zoc_log_set_level(getenv("ZOC_TEST_LOG") ? ZOC_LOG_DEBUG : ZOC_LOG_ERR);
 	if (zoc_reactors_init(&o))
 		return -1;
-	if (pthread_create(&g_reactor_thread, NULL, reactor_main, NULL)) {
+	if (pthread_create(&g_reactor_thread, NULL, zt_reactor_main, NULL)) {
 		zoc_reactors_fini();
 		return -1;
 	}
@@ -750,7 +708,7 @@ static uint32_t q_stop(struct drv *d, struct zoc_vblk *vb, uint16_t qidx)
 	stopper_init(&s, vb, qidx);
 	on_reactor(queue_stop_fn, &s);
 	assert_int_equal(s.rc, 0);
-	assert_int_equal(sem_wait_ms(&s.sem, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&s.sem, WAIT_MS), 0);
 	assert_int_equal(atomic_load(&s.ncalls), 1);
 	assert_true(atomic_load(&s.on_r0));
 	sem_destroy(&s.sem);
@@ -1896,7 +1854,7 @@ static void check_stop_inflight(bool packed)
 	drv_wait_call(d, 0); /* drop earlier signals */
 
 	atomic_store(&g_gate_hold, false);
-	assert_int_equal(sem_wait_ms(&s.sem, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&s.sem, WAIT_MS), 0);
 	assert_int_equal(atomic_load(&s.ncalls), 1);
 	assert_true(atomic_load(&s.on_r0));
 	/* every request came back before done, and the driver was told */
@@ -2024,7 +1982,7 @@ static void test_restart_while_stopping(void **state)
 	assert_int_equal(c.start.rc, -EBUSY);
 	zoc_vq_destroy(c.start.vq);
 	atomic_store(&g_gate_hold, false);
-	assert_int_equal(sem_wait_ms(&c.s.sem, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&c.s.sem, WAIT_MS), 0);
 	sem_destroy(&c.s.sem);
 	{
 		uint16_t id;
@@ -2404,7 +2362,7 @@ static void test_interrupt_kicks(void **state)
 		/* nothing but a message wakes the sleeping reactor to see the
 		 * open gate */
 		on_reactor(noop_fn, NULL);
-		assert_int_equal(sem_wait_ms(&s.sem, WAIT_MS), 0);
+		assert_int_equal(zt_sem_wait_ms(&s.sem, WAIT_MS), 0);
 		sem_destroy(&s.sem);
 		assert_true(drv_get_used(d, &id, &len));
 		d->base = s.base;

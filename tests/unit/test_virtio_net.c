@@ -37,6 +37,7 @@
 #include "virtio/virtio_net.h"
 #include "virtio/virtqueue.h"
 #include "vq_driver.h"
+#include "harness.h"
 
 #define GPA_BASE 0x100000000ull
 #define ARENA_SIZE (4u << 20)
@@ -59,26 +60,6 @@ static pthread_t g_thread;
 static struct zoc_vswitch *g_sw;
 static unsigned g_owner_b; /* reactor of the second vNIC ("b") */
 
-static void *reactor_main(void *arg)
-{
-	(void)arg;
-	return (void *)(intptr_t)zoc_reactors_run();
-}
-
-struct sync_call {
-	void (*fn)(void *);
-	void *arg;
-	sem_t done;
-};
-
-static void trampoline(void *arg)
-{
-	struct sync_call *c = arg;
-
-	c->fn(c->arg);
-	sem_post(&c->done);
-}
-
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -87,22 +68,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Runs fn(arg) on reactor idx and waits for it. Messages to one reactor run
- * in the order they were sent, so this also waits for everything sent to
- * that reactor before. */
+/* Runs fn(arg) on reactor idx and waits for it (and for everything sent to
+ * that reactor before). */
 static void on_reactor_idx(unsigned idx, void (*fn)(void *), void *arg)
 {
-	struct sync_call c = {.fn = fn, .arg = arg};
-	uint64_t end = now_ms() + WAIT_MS;
-
-	sem_init(&c.done, 0, 0);
-	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(idx), trampoline, &c), 0);
-	while (sem_trywait(&c.done)) {
-		if (now_ms() > end)
-			fail_msg("reactor did not answer");
-		usleep(50);
-	}
-	sem_destroy(&c.done);
+	zt_on_reactor(idx, fn, arg, WAIT_MS);
 }
 
 static void on_reactor(void (*fn)(void *), void *arg)
@@ -135,7 +105,7 @@ static int setup_n(unsigned ncores)
 	zoc_log_set_level(getenv("ZOC_TEST_LOG") ? ZOC_LOG_DEBUG : ZOC_LOG_ERR);
 	if (zoc_reactors_init(&o) || zoc_pktpools_init(1024, 64))
 		return -1;
-	if (pthread_create(&g_thread, NULL, reactor_main, NULL))
+	if (pthread_create(&g_thread, NULL, zt_reactor_main, NULL))
 		return -1;
 	on_reactor(sw_create, NULL);
 	g_owner_b = ncores - 1;

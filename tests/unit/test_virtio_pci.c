@@ -43,6 +43,7 @@
 #include "virtio/virtio_dev.h"
 #include "virtio/virtio_pci.h"
 #include "vq_driver.h"
+#include "harness.h"
 
 #define WAIT_MS 30000
 
@@ -81,53 +82,10 @@ static uint64_t now_ms(void)
 
 static pthread_t g_reactor_thread;
 
-static void *reactor_main(void *arg)
-{
-	(void)arg;
-	return (void *)(intptr_t)zoc_reactors_run();
-}
-
-struct sync_call {
-	void (*fn)(void *);
-	void *arg;
-	sem_t done;
-};
-
-static void sync_trampoline(void *arg)
-{
-	struct sync_call *c = arg;
-
-	c->fn(c->arg);
-	sem_post(&c->done);
-}
-
-static int sem_wait_ms(sem_t *s, int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	while (sem_timedwait(s, &ts) != 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	return 0;
-}
-
 /* Runs fn(arg) on reactor 0 and waits for it. */
 static void on_reactor(void (*fn)(void *), void *arg)
 {
-	struct sync_call c = {.fn = fn, .arg = arg};
-
-	sem_init(&c.done, 0, 0);
-	assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(0), sync_trampoline, &c), 0);
-	assert_int_equal(sem_wait_ms(&c.done, WAIT_MS), 0);
-	sem_destroy(&c.done);
+	zt_on_reactor(0, fn, arg, WAIT_MS);
 }
 
 /* ---- the gate bdev: completions held back at will ----------------- */
@@ -251,7 +209,7 @@ static int start_reactors(unsigned ncores, bool interrupt_mode)
 	zoc_log_set_level(getenv("ZOC_TEST_LOG") ? ZOC_LOG_DEBUG : ZOC_LOG_ERR);
 	if (zoc_reactors_init(&o))
 		return -1;
-	if (pthread_create(&g_reactor_thread, NULL, reactor_main, NULL)) {
+	if (pthread_create(&g_reactor_thread, NULL, zt_reactor_main, NULL)) {
 		zoc_reactors_fini();
 		return -1;
 	}
@@ -478,7 +436,7 @@ static void link_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 
 	sem_init(&s.quiet, 0, 0);
 	on_reactor(quiesce_fn, &s);
-	assert_int_equal(sem_wait_ms(&s.quiet, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&s.quiet, WAIT_MS), 0);
 	assert_true(s.quiesced);
 	on_reactor(swap_resume_fn, &s);
 	sem_destroy(&s.quiet);
@@ -557,7 +515,7 @@ static void link_reset(struct zoc_pci_func *f)
 
 	sem_init(&w.done, 0, 0);
 	on_reactor(func_reset_fn, &w);
-	assert_int_equal(sem_wait_ms(&w.done, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&w.done, WAIT_MS), 0);
 	sem_destroy(&w.done);
 }
 
@@ -1108,9 +1066,9 @@ static void test_quiesce_resume(void **state)
 	s.mem = t->g.mem;
 	sem_init(&s.quiet, 0, 0);
 	on_reactor(quiesce_fn, &s);
-	assert_int_not_equal(sem_wait_ms(&s.quiet, 50), 0); /* not quiet yet */
+	assert_int_not_equal(zt_sem_wait_ms(&s.quiet, 50), 0); /* not quiet yet */
 	atomic_store(&g_gate_hold, false);
-	assert_int_equal(sem_wait_ms(&s.quiet, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&s.quiet, WAIT_MS), 0);
 	assert_true(vqd_get_used(&t->q[0], &id, &len));
 	/* a request made while quiesced is served after resume */
 	submit(t, 0, 2, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES);
@@ -1552,11 +1510,11 @@ static void test_function_reset(void **state)
 	w.f = t->f;
 	sem_init(&w.done, 0, 0);
 	on_reactor(func_reset_fn, &w);
-	assert_int_not_equal(sem_wait_ms(&w.done, 50), 0);
+	assert_int_not_equal(zt_sem_wait_ms(&w.done, 50), 0);
 	/* a driver reset on top of it */
 	cwr(t, VIRTIO_PCI_COMMON_STATUS, 0, 1);
 	atomic_store(&g_gate_hold, false);
-	assert_int_equal(sem_wait_ms(&w.done, WAIT_MS), 0);
+	assert_int_equal(zt_sem_wait_ms(&w.done, WAIT_MS), 0);
 	sem_destroy(&w.done);
 	assert_int_equal(status(t), 0);
 	wait_used(t, 0, &id, &len);
