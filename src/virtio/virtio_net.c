@@ -283,6 +283,7 @@ static int tx_poll(struct vnet_queue *q)
 	/* Take the whole burst off the ring first and start fetching every
 	 * frame: descriptors and buffers are lines the driver's CPU just
 	 * wrote, and misses taken one chain at a time queue up; then copy. */
+	zoc_vq_prefetch(q->vq, ZOC_PKT_BURST);
 	while (m < ZOC_PKT_BURST) {
 		int rc = zoc_vq_pop(q->vq, &el[m]);
 
@@ -339,7 +340,7 @@ static int tx_poll(struct vnet_queue *q)
 			p->csum_offset = h.csum_offset;
 		}
 		p->hdr_len = h.hdr_len;
-		zoc_vq_push(q->vq, e, 0);
+		zoc_vq_push_deferred(q->vq, e, 0);
 		q->stats.packets++;
 		q->stats.bytes += len;
 		pkts[n++] = p;
@@ -348,7 +349,7 @@ drop:
 		q->stats.drops[why]++;
 		ZOC_WARN_RL("%s: tx queue %u: frame dropped (%s)", vn->name, q->idx,
 			    drop_names[why]);
-		zoc_vq_push(q->vq, e, 0);
+		zoc_vq_push_deferred(q->vq, e, 0);
 	}
 	/* Return the chains before the switch runs (it may call our tx_burst). */
 	flush_notify(q);
@@ -427,7 +428,7 @@ static void rx_write(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
 		iov_write(iov, e->in_num, skip, src + off, k);
 		off += k;
 		left -= k;
-		zoc_vq_push(q->vq, e, skip + k);
+		zoc_vq_push_deferred(q->vq, e, skip + k);
 	}
 	q->stats.packets++;
 	q->stats.bytes += p->len;
@@ -466,46 +467,59 @@ static void rx_gso_partial(struct vnet_queue *q, struct zoc_pkt *p, unsigned nb)
 	if (k > 0)
 		zoc_pkt_free_bulk(segs, (unsigned)k);
 	for (; i < nb; i++)
-		zoc_vq_push(q->vq, &el[i], 0);
+		zoc_vq_push_deferred(q->vq, &el[i], 0);
 	if (k <= 0 || s < (unsigned)k)
 		q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
 }
 
-/* Delivers one frame on q. Returns false when the queue had no buffer (the
+/* The receive header of frame p (gi: a super-frame the guest takes whole);
+ * completes a partial checksum the guest did not offer to take. */
+static void rx_hdr(const struct zoc_vnet *vn, struct zoc_pkt *p, const struct zoc_gso_info *gi,
+		   struct virtio_net_hdr *h)
+{
+	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
+
+	memset(h, 0, sizeof(*h));
+	if (gi) {
+		/* The checksum stays partial (the field holds the sender's
+		 * pseudo-header seed). */
+		h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		h->gso_type = p->gso_type;
+		h->gso_size = p->gso_size;
+		h->hdr_len = gi->hdr_len;
+		h->csum_start = (uint16_t)(gi->l2_len + gi->l3_len);
+		h->csum_offset = gi->l4_csum_off;
+	} else if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
+		if (gcsum) {
+			h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+			h->csum_start = p->csum_start;
+			h->csum_offset = p->csum_offset;
+		} else {
+			fill_csum(zoc_pkt_data(p), p->len, p->csum_start, p->csum_offset);
+		}
+	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && gcsum) {
+		h->flags = VIRTIO_NET_HDR_F_DATA_VALID;
+	}
+}
+
+/* Delivers one frame on q; el[0..nb0) are buffers already popped for it
+ * (device-writable only). Returns false when the queue had no buffer (the
  * caller stops the burst); the packet is never freed here. */
-static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi)
+static bool rx_one_from(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi,
+			unsigned nb0)
 {
 	struct zoc_vnet *vn = q->vn;
-	struct virtio_net_hdr h = {0};
+	struct virtio_net_hdr h;
 	uint32_t need = VNET_HDR_LEN + p->len;
 	bool mrg = has_feat(vn, VIRTIO_NET_F_MRG_RXBUF);
-	bool gcsum = __atomic_load_n(&vn->guest_offloads, __ATOMIC_RELAXED) & F(GUEST_CSUM);
 	struct zoc_vq_elem *el = vn->rx_elems;
 	unsigned nb = 0;
 	uint32_t have = 0;
 	int rc;
 
-	if (gi) {
-		/* A super-frame the guest negotiated: the checksum stays partial
-		 * (the field holds the sender's pseudo-header seed). */
-		h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-		h.gso_type = p->gso_type;
-		h.gso_size = p->gso_size;
-		h.hdr_len = gi->hdr_len;
-		h.csum_start = (uint16_t)(gi->l2_len + gi->l3_len);
-		h.csum_offset = gi->l4_csum_off;
-	} else if (p->flags & ZOC_PKT_F_CSUM_NEEDED) {
-		if (gcsum) {
-			h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-			h.csum_start = p->csum_start;
-			h.csum_offset = p->csum_offset;
-		} else {
-			fill_csum(zoc_pkt_data(p), p->len, p->csum_start, p->csum_offset);
-		}
-	} else if ((p->flags & ZOC_PKT_F_CSUM_VALID) && gcsum) {
-		h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
-	}
-
+	rx_hdr(vn, p, gi, &h);
+	for (; nb < nb0; nb++)
+		have += el[nb].in_len;
 	/* Gather buffers until the frame fits. */
 	while (have < need) {
 		struct zoc_vq_elem *e = &el[nb];
@@ -527,7 +541,7 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso
 		if (rc < 0 || e->out_num) {
 			/* unmapped buffer or device-readable parts: unusable */
 			for (unsigned i = 0; i < nb; i++)
-				zoc_vq_push(q->vq, &el[i], 0);
+				zoc_vq_push_deferred(q->vq, &el[i], 0);
 			q->stats.drops[ZOC_VNET_DROP_FAULT]++;
 			return true;
 		}
@@ -541,7 +555,7 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso
 	}
 	if (have < need || (nb > 0 && el[0].in_len < VNET_HDR_LEN)) {
 		for (unsigned i = 0; i < nb; i++)
-			zoc_vq_push(q->vq, &el[i], 0);
+			zoc_vq_push_deferred(q->vq, &el[i], 0);
 		q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
 		ZOC_WARN_RL("%s: rx queue %u: receive buffers too short for %u bytes", vn->name,
 			    q->idx, need);
@@ -551,6 +565,110 @@ static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso
 	/* The header goes at the start of the first buffer, then the frame. */
 	rx_write(q, el, nb, &h, p);
 	return true;
+}
+
+static bool rx_one(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi)
+{
+	return rx_one_from(q, p, gi, 0);
+}
+
+/* Copies a popped element's fields and the iovecs it uses. */
+static void elem_move(struct zoc_vq_elem *dst, const struct zoc_vq_elem *src)
+{
+	memcpy(dst, src, offsetof(struct zoc_vq_elem, iov));
+	memcpy(dst->iov, src->iov, (size_t)(src->out_num + src->in_num) * sizeof(src->iov[0]));
+}
+
+/* A burst of ordinary frames to queue q, in two passes: a receive buffer
+ * for each frame first (starting the fetch of every buffer line for
+ * writing: the driver's CPU last touched them), then the copies. Frames
+ * that need more than one buffer, or carry GSO, end the fast pass and go
+ * through rx_one. Returns the frames taken (freed or delivered) from the
+ * start of pkts; stops early when the queue has no buffer left (*dry_out)
+ * or before a GSO frame (which passed the receive filter). */
+static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n, bool *dry_out)
+{
+	struct zoc_vnet *vn = q->vn;
+	struct zoc_vq_elem *el = vn->rx_elems;
+	unsigned slot[ZOC_PKT_BURST];
+	unsigned i, nel = 0, nfit = 0;
+	bool mrg = has_feat(vn, VIRTIO_NET_F_MRG_RXBUF), pending = false, dry = false;
+
+	_Static_assert(ZOC_PKT_BURST <= VNET_RX_MAX_BUFS, "rx_elems holds a burst");
+	zoc_vq_prefetch(q->vq, n);
+	for (i = 0; i < n; i++) {
+		struct zoc_pkt *p = pkts[i];
+		struct zoc_vq_elem *e = &el[nel];
+		uint32_t need = VNET_HDR_LEN + p->len;
+		int rc;
+
+		if (p->len < VNET_ETH_HLEN || !rx_accept(vn, zoc_pkt_cdata(p))) {
+			q->stats.drops[ZOC_VNET_DROP_FILTERED]++;
+			zoc_pkt_free(p);
+			pkts[i] = NULL;
+			continue;
+		}
+		if (p->gso_type != ZOC_PKT_GSO_NONE)
+			break;
+		rc = zoc_vq_pop(q->vq, e);
+		if (rc == 0 || rc == -EIO) {
+			if (rc == -EIO)
+				note_broken(q);
+			q->stats.drops[ZOC_VNET_DROP_NO_RXBUF]++;
+			dry = true;
+			break;
+		}
+		q->need_notify = true;
+		if (rc < 0 || e->out_num) {
+			zoc_vq_push_deferred(q->vq, e, 0);
+			q->stats.drops[ZOC_VNET_DROP_FAULT]++;
+			zoc_pkt_free(p);
+			pkts[i] = NULL;
+			continue;
+		}
+		if (e->in_len < need) {
+			if (mrg && e->in_len >= VNET_HDR_LEN) {
+				pending = true; /* more buffers: rx_one_from */
+				break;
+			}
+			zoc_vq_push_deferred(q->vq, e, 0);
+			q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
+			ZOC_WARN_RL("%s: rx queue %u: receive buffers too short for %u bytes",
+				    vn->name, q->idx, need);
+			zoc_pkt_free(p);
+			pkts[i] = NULL;
+			continue;
+		}
+		__builtin_prefetch(e->iov[0].iov_base, 1);
+		if (need > ZOC_CACHELINE && e->iov[0].iov_len > ZOC_CACHELINE)
+			__builtin_prefetch((uint8_t *)e->iov[0].iov_base + ZOC_CACHELINE, 1);
+		slot[i] = nel++;
+		nfit = i + 1;
+	}
+	/* Second pass: frames [0, nfit) that got a buffer. */
+	for (unsigned j = 0; j < nfit; j++) {
+		struct zoc_pkt *p = pkts[j];
+		struct virtio_net_hdr h;
+
+		if (!p)
+			continue;
+		rx_hdr(vn, p, NULL, &h);
+		h.num_buffers = 1;
+		rx_write(q, &el[slot[j]], 1, &h, p);
+		zoc_pkt_free(p);
+	}
+	*dry_out = dry;
+	if (dry)
+		return i;
+	if (pending) {
+		/* frame i has its first buffer in el[nel]; the others are done */
+		if (nel)
+			elem_move(&el[0], &el[nel]);
+		rx_one_from(q, pkts[i], NULL, 1);
+		zoc_pkt_free(pkts[i]);
+		i++;
+	}
+	return i;
 }
 
 /* The ZOC_GSO_CAP_* a guest with these offloads takes whole. */
@@ -606,12 +724,32 @@ static bool rx_gso(struct vnet_queue *q, struct zoc_pkt *p)
 static unsigned vnet_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n)
 {
 	struct zoc_vnet *vn = zoc_port_ctx(port);
-	unsigned k;
+	unsigned pairs = vn->cur_pairs ? vn->cur_pairs : 1;
+	unsigned k = 0;
 
-	for (k = 0; k < n; k++) {
+	/* One queue pair in use: the two-pass burst, with the one-frame path
+	 * for the GSO frames it leaves. */
+	if (pairs == 1 && vn->queues[0].vq) {
+		struct vnet_queue *q = &vn->queues[0];
+
+		while (k < n) {
+			bool dry = false;
+
+			k += rx_burst(q, pkts + k, n - k, &dry);
+			if (dry || k == n)
+				break;
+			if (pkts[k]->gso_type == ZOC_PKT_GSO_NONE)
+				continue; /* after a frame that took several buffers */
+			if (!rx_gso(q, pkts[k]))
+				break;
+			zoc_pkt_free(pkts[k++]);
+		}
+		goto out;
+	}
+	for (; k < n; k++) {
 		struct zoc_pkt *p = pkts[k];
 		struct vnet_queue *q;
-		unsigned pairs = vn->cur_pairs ? vn->cur_pairs : 1, qp = 0;
+		unsigned qp = 0;
 
 		if (pairs > 1)
 			qp = (p->hash ? p->hash : zoc_pkt_flow_hash(p)) % pairs;
@@ -635,6 +773,7 @@ static unsigned vnet_tx_burst(struct zoc_port *port, struct zoc_pkt **pkts, unsi
 			break;
 		zoc_pkt_free(p);
 	}
+out:
 	for (unsigned i = 0; i < vn->max_pairs; i++)
 		flush_notify(&vn->queues[2 * i]);
 	return k;

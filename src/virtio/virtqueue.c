@@ -98,6 +98,7 @@ struct zoc_vq {
 	bool kick_enabled;      /* what we last told the driver */
 	bool restored;          /* created from a used inflight region */
 	bool kick_state_known;
+	bool used_unpublished;  /* split: push_deferred ran since the last notify */
 	/* --- cold --- */
 	struct zoc_vq_stats stats;
 };
@@ -418,7 +419,8 @@ static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	return 1;
 }
 
-static bool split_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+static bool split_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len,
+		       bool defer)
 {
 	struct zoc_vq_inflight *inf = vq->inflight;
 	struct virtq_used_elem *ue;
@@ -437,8 +439,14 @@ static bool split_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32
 	store32(&ue->id, id);
 	store32(&ue->len, len);
 	idx++;
-	store_rel16(&vq->used->idx, idx);
 	vq->used_idx = idx;
+	if (defer && !inf) {
+		/* zoc_vq_notify() publishes the index once for the batch: one
+		 * store to the line the driver polls instead of one per entry. */
+		vq->used_unpublished = true;
+		return true;
+	}
+	store_rel16(&vq->used->idx, idx);
 	if (inf) {
 		atomic_signal_fence(memory_order_seq_cst);
 		__atomic_store_n(&inf->desc[id].inflight, 0, __ATOMIC_RELAXED);
@@ -1150,7 +1158,8 @@ int zoc_vq_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	return vq->packed ? packed_pop(vq, elem) : split_pop(vq, elem);
 }
 
-void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+static inline void vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len,
+			   bool defer)
 {
 	/* More pushes than pops would hand the driver slots it still owns. */
 	if (ZOC_UNLIKELY(vq->inflight_cnt == 0)) {
@@ -1163,12 +1172,52 @@ void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len
 			return;
 		vq->pending_used += elem->ndescs;
 	} else {
-		if (!split_push(vq, elem, len))
+		if (!split_push(vq, elem, len, defer))
 			return;
 		vq->pending_used++;
 	}
 	vq->inflight_cnt--;
 	vq->stats.pushes++;
+}
+
+void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+{
+	vq_push(vq, elem, len, false);
+}
+
+void zoc_vq_push_deferred(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
+{
+	vq_push(vq, elem, len, true);
+}
+
+void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n)
+{
+	if (vq->broken || vq->resubmit_pos < vq->resubmit_num)
+		return;
+	if (vq->packed) {
+		/* Descriptors are read in ring order: one prefetch per line. */
+		uint32_t pos = vq->last_avail;
+
+		n = ZOC_MIN(n, vq->size);
+		for (unsigned i = 0; i < n; i += ZOC_CACHELINE / DESC_SIZE) {
+			__builtin_prefetch(vq->desc + (size_t)pos * DESC_SIZE);
+			pos += ZOC_CACHELINE / DESC_SIZE;
+			if (pos >= vq->size)
+				pos -= vq->size;
+		}
+		return;
+	}
+	/* Split: the heads of the next n available chains. A hint only: an
+	 * out-of-range head is skipped here and caught by pop. */
+	uint16_t avail = (uint16_t)(load16(&vq->avail->idx) - vq->last_avail);
+
+	n = ZOC_MIN(n, ZOC_MIN(avail, vq->size));
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t head = load16(&vq->avail->ring[(uint16_t)(vq->last_avail + i) & vq->mask]);
+
+		if (head < vq->size)
+			__builtin_prefetch(vq->desc + (size_t)head * DESC_SIZE);
+	}
 }
 
 int zoc_vq_notify(struct zoc_vq *vq)
@@ -1177,6 +1226,10 @@ int zoc_vq_notify(struct zoc_vq *vq)
 
 	if (vq->pending_used == 0)
 		return 0;
+	if (vq->used_unpublished) {
+		vq->used_unpublished = false;
+		store_rel16(&vq->used->idx, vq->used_idx);
+	}
 	/* Used entries must be visible before we read what the driver wants. */
 	atomic_thread_fence(memory_order_seq_cst);
 	need = vq->packed ? packed_need_notify(vq) : split_need_notify(vq);

@@ -169,6 +169,14 @@ int zoc_vq_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem);
 /* Returns a buffer to the driver with `len` bytes written. Completion may be
  * out of order. Does not signal: call zoc_vq_notify() once per batch. */
 void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len);
+/* Like zoc_vq_push(), but on a split ring the driver sees the entry only at
+ * the next zoc_vq_notify() (one used-index store per batch); the caller
+ * must call it before returning to its poller. Same as zoc_vq_push() on a
+ * packed ring or with an inflight region. */
+void zoc_vq_push_deferred(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len);
+/* A hint before popping a burst: starts fetching the descriptors of the
+ * next n available chains (lines the driver's CPU wrote). */
+void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n);
 /* Signals callfd if anything was pushed since the last call and the driver
  * wants it (flags or EVENT_IDX). Returns 1 if signalled, else 0. */
 int zoc_vq_notify(struct zoc_vq *vq);

@@ -638,6 +638,72 @@ static void test_mergeable_jumbo(void **state)
 	nic_free(b);
 }
 
+/* Several frames put on the TX ring at once, so that the switch hands the
+ * receiver a burst: small frames, frames that need two mergeable buffers,
+ * one flooded (unknown destination; the new device is promiscuous); all
+ * arrive whole and in order. */
+static void test_mixed_burst(void **state)
+{
+	struct nic *a = nic_new("a", 1, 9000, 0, false);
+	struct nic *b = nic_new("b", 2, 9000, ZOC_BIT(VIRTIO_NET_F_MRG_RXBUF), false);
+	static const uint32_t lens[] = {60, 3000, 60, 100, 1400, 3000, 60, 1510};
+	static const uint8_t other[6] = {0x02, 0, 0, 0, 0, 0x77};
+	static uint8_t f[8][3000];
+	const unsigned nf = sizeof(lens) / sizeof(lens[0]), flooded = 3;
+	uint8_t *tx = g2h(a, GPA_BASE + OFF_TXBUF);
+	unsigned slot = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < 16; i++)
+		post_rx(b, i, 1536);
+	for (unsigned i = 0; i < nf; i++) {
+		struct virtio_net_hdr h = {0};
+		struct vqd_seg sg = {GPA_BASE + OFF_TXBUF + (uint64_t)i * 0x4000 / 2,
+				     HDR + lens[i], false};
+
+		make_frame(f[i], lens[i], i == flooded ? other : b->o.mac, a->o.mac,
+			   (uint8_t)(i + 1));
+		memcpy(tx + i * 0x2000, &h, HDR);
+		memcpy(tx + i * 0x2000 + HDR, f[i], lens[i]);
+		assert_true(vqd_add(&a->q[1], &sg, 1, false) >= 0);
+	}
+	for (unsigned i = 0; i < nf; i++) {
+		uint16_t id;
+		uint32_t len;
+
+		wait_used(a, 1, &id, &len);
+	}
+	for (unsigned i = 0; i < nf; i++) {
+		struct virtio_net_hdr h;
+		uint8_t got[3000];
+		uint32_t off = 0, need;
+
+		need = lens[i];
+		for (unsigned k = 0, nb = 1; k < nb; k++, slot++) {
+			uint16_t id;
+			uint32_t len;
+			uint8_t *p = rx_buf(b, slot);
+
+			wait_used(b, 0, &id, &len);
+			assert_int_equal(id, slot);
+			if (k == 0) {
+				memcpy(&h, p, HDR);
+				nb = h.num_buffers;
+				assert_int_equal(nb, (HDR + need + 1535) / 1536);
+				p += HDR;
+				len -= HDR;
+			}
+			assert_true(off + len <= need);
+			memcpy(got + off, p, len);
+			off += len;
+		}
+		assert_int_equal(off, need);
+		assert_memory_equal(got, f[i], need);
+	}
+	nic_free(a);
+	nic_free(b);
+}
+
 static uint16_t ip_csum(const uint8_t *p, uint32_t len)
 {
 	uint32_t sum = 0;
@@ -1187,6 +1253,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_tx),
 		cmocka_unit_test(test_short_rx),
 		cmocka_unit_test(test_mergeable_jumbo),
+		cmocka_unit_test(test_mixed_burst),
 		cmocka_unit_test(test_csum),
 		cmocka_unit_test(test_ctrl),
 		cmocka_unit_test(test_tso),
