@@ -146,6 +146,24 @@ static long rss_bytes(void)
 	return res < 0 ? -1 : res * sysconf(_SC_PAGESIZE);
 }
 
+/* Resident memory of another process (VmRSS), bytes; -1 if unreadable. */
+static long proc_rss_bytes(int pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb < 0 ? -1 : kb * 1024;
+}
+
 /* utime + stime of a process (all threads), seconds; -1 if unreadable. */
 static double proc_cpu_s(int pid)
 {
@@ -788,12 +806,47 @@ static int cmd_ifaces(const struct copts *o)
 	res.wall_s = (double)(t1 - t0) / 1e9;
 	res.cpu_s = c1 - c0;
 	res.peer_cpu_s = p1 - p0;
-	print_result(o, &res);
+	if (o->n)
+		print_result(o, &res);
 	if (res.lost) {
 		err("%" PRIu64 " of %" PRIu64 " connections did not complete (a segment did not "
 		    "cross within %d ms); %" PRIu64 " stray frames",
 		    res.lost, o->n, o->timeout_ms, r.stray);
 		rc = EXIT_FAIL;
+	}
+	if (o->hold && rc == 0) {
+		long p_before = o->peer_pid > 0 ? proc_rss_bytes(o->peer_pid) : -1, p_after;
+		uint64_t held = 0;
+
+		t0 = zoc_now_ns();
+		for (uint64_t c = 0; c < o->hold && rc == 0; c += o->window) {
+			uint32_t w = (uint32_t)(o->hold - c < o->window ? o->hold - c : o->window);
+			uint64_t cb = o->base + o->n + c;
+
+			memset(r.got, 0, w);
+			for (int st = 0; st < 3; st++) {
+				if (if_send(&r, cb, w, st)) {
+					rc = EXIT_FAIL;
+					break;
+				}
+				if_recv(&r, cb, w, st);
+			}
+			for (uint32_t i = 0; i < w; i++)
+				held += r.got[i] == 7;
+		}
+		t1 = zoc_now_ns();
+		p_after = o->peer_pid > 0 ? proc_rss_bytes(o->peer_pid) : -1;
+		printf("hold: sessions=%" PRIu64 " opened=%" PRIu64 " open_s=%.3f", o->hold, held,
+		       (double)(t1 - t0) / 1e9);
+		if (p_before >= 0 && p_after >= 0)
+			printf(" peer_rss_mib=%.1f peer_bytes_per_session=%.1f",
+			       (p_after - p_before) / 1048576.0,
+			       (double)(p_after - p_before) / (double)(held ? held : 1));
+		printf("\n");
+		if (held != o->hold) {
+			err("hold: %" PRIu64 " of %" PRIu64 " sessions opened", held, o->hold);
+			rc = EXIT_FAIL;
+		}
 	}
 	close(r.side[0].fd);
 	close(r.side[1].fd);
@@ -822,8 +875,9 @@ static void usage(FILE *f)
 		"                    ifaces)\n"
 		"  --ct on|off       conntrack + security group on port A (switch; default on)\n"
 		"  --ipv6            IPv6 instead of IPv4\n"
-		"  --hold N          (switch) then open N more sessions and keep them\n"
-		"                    ESTABLISHED: resident memory growth per session\n"
+		"  --hold N          then open N more sessions and keep them ESTABLISHED:\n"
+		"                    resident memory growth per session (switch: this\n"
+		"                    process, in a fresh table; ifaces: --peer-pid's)\n"
 		"  --base N          number of the first connection (distinct tuples per run)\n"
 		"  --if-a IF         (ifaces) side A interface (the VM side)\n"
 		"  --if-b IF         (ifaces) side B interface (the uplink side)\n"
