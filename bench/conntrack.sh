@@ -40,6 +40,8 @@
 #   BENCH_LIVE=16777216  BENCH_PEER_LIVE=500000  (0 = skip the memory part)
 #   BENCH_PEERS="ovs" ("" = zocd only)  BENCH_SRV_CPU=0  BENCH_CLI_CPU=1
 #   BENCH_IPV6=1 (IPv6 frames instead of IPv4)
+#   BENCH_WINDOW=256 (connections in flight per step through OVS; more overflows the veth
+#                    backlog, netdev_max_backlog 1000)
 #   BENCH_OUT=<build>/bench (raw runs .tsv, the table .md, logs)   ZOC_BUILD, ZOC_PERF
 set -uo pipefail
 
@@ -52,6 +54,7 @@ PEER_CONNS=${BENCH_PEER_CONNS:-200000}
 LIVE=${BENCH_LIVE:-16777216}
 PEER_LIVE=${BENCH_PEER_LIVE:-500000}
 PEERS=${BENCH_PEERS-ovs}
+WINDOW=${BENCH_WINDOW:-256}
 SRV_CPU=${BENCH_SRV_CPU:-0}
 CLI_CPU=${BENCH_CLI_CPU:-1}
 FAM=()
@@ -229,8 +232,10 @@ peer_runs() { # ct(on|off)
 	local ct=$1 line r
 	ovs_flows "$ct"
 	for r in $(seq "$REPEATS"); do
+		# each run starts from an empty table, as zocd's (a fresh process)
+		ovs-appctl -t "$WORK/vswitchd.ctl" dpctl/flush-conntrack >/dev/null 2>&1
 		line=$(ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
-			--peer-pid "$OVS_PID" "${FAM[@]}" -n "$PEER_CONNS" --base "$BASE" 2>>"$LOGF") ||
+			--peer-pid "$OVS_PID" "${FAM[@]}" -n "$PEER_CONNS" --base "$BASE" --window "$WINDOW" 2>>"$LOGF") ||
 			die "zoc-perf conn --target ifaces (OVS, ct $ct) failed: $(tail -3 "$LOGF")"
 		echo "$line" >>"$LOGF"
 		BASE=$((BASE + PEER_CONNS))
@@ -248,7 +253,7 @@ if [[ " $PEERS " == *" ovs "* ]]; then
 		ovs_flows on
 		log "peer OVS: opening $PEER_LIVE sessions and holding them ESTABLISHED ..."
 		PEER_LIVE_LINE=$(ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
-			--peer-pid "$OVS_PID" "${FAM[@]}" -n 0 --hold "$PEER_LIVE" --base "$BASE" --timeout-ms 1000 2>>"$LOGF" | grep '^hold:') ||
+			--peer-pid "$OVS_PID" "${FAM[@]}" -n 0 --hold "$PEER_LIVE" --base "$BASE" --window "$WINDOW" --timeout-ms 1000 2>>"$LOGF" | grep '^hold:') ||
 			log "warning: not every OVS session opened: $(tail -1 "$LOGF")"
 		BASE=$((BASE + PEER_LIVE))
 		echo "$PEER_LIVE_LINE" >>"$LOGF"
