@@ -15,7 +15,8 @@
 #          subtracted for the "switch only" figure.
 #   peer   ovs-vswitchd + ovsdb-server started here (private db, sockets, logs in a tmp dir;
 #          no systemd) in a network namespace, bridge datapath_type=netdev, two veth ends as
-#          ports (A = ofport 1, B = 2); ovs-vswitchd pinned to BENCH_SRV_CPU. ct on:
+#          ports (A = ofport 1, B = 2); ovs-vswitchd pinned to BENCH_SRV_CPU. ct on (ipv6,
+#          tcp6 with BENCH_IPV6=1):
 #            table 0  ip, -trk          -> ct(table=1)
 #            table 1  in 1, tcp +new    -> ct(commit), output 2
 #                     in 1, ip +est     -> output 2;   in 2, ip +est -> output 1; else drop
@@ -207,13 +208,15 @@ ovs_up() {
 }
 
 ovs_flows() { # on|off
+	local ip=ip tcp=tcp
+	[ ${#FAM[@]} -gt 0 ] && { ip=ipv6; tcp=tcp6; }
 	if [ "$1" = on ]; then
-		cat >"$WORK/flows" <<-'EOF'
-			table=0,priority=10,ip,ct_state=-trk,actions=ct(table=1)
+		cat >"$WORK/flows" <<-EOF
+			table=0,priority=10,$ip,ct_state=-trk,actions=ct(table=1)
 			table=0,priority=0,actions=drop
-			table=1,priority=10,in_port=1,tcp,ct_state=+trk+new,actions=ct(commit),output:2
-			table=1,priority=10,in_port=1,ip,ct_state=+trk+est,actions=output:2
-			table=1,priority=10,in_port=2,ip,ct_state=+trk+est,actions=output:1
+			table=1,priority=10,in_port=1,$tcp,ct_state=+trk+new,actions=ct(commit),output:2
+			table=1,priority=10,in_port=1,$ip,ct_state=+trk+est,actions=output:2
+			table=1,priority=10,in_port=2,$ip,ct_state=+trk+est,actions=output:1
 			table=1,priority=0,actions=drop
 		EOF
 	else
@@ -242,6 +245,8 @@ peer_runs() { # ct(on|off)
 		rec ovs "$ct" "$r" "$(field "$line" cps)" "$(field "$line" peer_cps_per_core)" "$(field "$line" peer_us_per_conn)"
 		log "OVS ct=$ct run $r/$REPEATS: $(field "$line" cps) conn/s, $(field "$line" peer_cps_per_core) per OVS core, $(field "$line" peer_us_per_conn) us OVS CPU/conn"
 	done
+	# where OVS's packets went (megaflow hits vs upcalls): for the notes
+	{ echo "# OVS ct=$ct after $REPEATS runs:"; ovs-appctl -t "$WORK/vswitchd.ctl" dpif-netdev/pmd-stats-show; ovs-appctl -t "$WORK/vswitchd.ctl" dpctl/dump-flows; } >>"$LOGF" 2>&1
 }
 
 PEER_LIVE_LINE=""
