@@ -41,6 +41,7 @@
 #   BENCH_LIVE=16777216  BENCH_PEER_LIVE=500000  (0 = skip the memory part)
 #   BENCH_PEERS="ovs" ("" = zocd only)  BENCH_SRV_CPU=0  BENCH_CLI_CPU=1
 #   BENCH_IPV6=1 (IPv6 frames instead of IPv4)
+#   BENCH_PEER_TIMEOUT_MS=2000 (a step through OVS waits this long for its last frame)
 #   BENCH_WINDOW=256 (connections in flight per step through OVS; more overflows the veth
 #                    backlog, netdev_max_backlog 1000)
 #   BENCH_OUT=<build>/bench (raw runs .tsv, the table .md, logs)   ZOC_BUILD, ZOC_PERF
@@ -56,6 +57,7 @@ LIVE=${BENCH_LIVE:-16777216}
 PEER_LIVE=${BENCH_PEER_LIVE:-500000}
 PEERS=${BENCH_PEERS-ovs}
 WINDOW=${BENCH_WINDOW:-256}
+PEER_TIMEOUT=${BENCH_PEER_TIMEOUT_MS:-2000}
 SRV_CPU=${BENCH_SRV_CPU:-0}
 CLI_CPU=${BENCH_CLI_CPU:-1}
 FAM=()
@@ -238,8 +240,14 @@ peer_runs() { # ct(on|off)
 		# each run starts from an empty table, as zocd's (a fresh process)
 		ovs-appctl -t "$WORK/vswitchd.ctl" dpctl/flush-conntrack >/dev/null 2>&1
 		line=$(ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
-			--peer-pid "$OVS_PID" "${FAM[@]}" -n "$PEER_CONNS" --base "$BASE" --window "$WINDOW" 2>>"$LOGF") ||
-			die "zoc-perf conn --target ifaces (OVS, ct $ct) failed: $(tail -3 "$LOGF")"
+			--peer-pid "$OVS_PID" "${FAM[@]}" -n "$PEER_CONNS" --base "$BASE" --window "$WINDOW" \
+			--timeout-ms "$PEER_TIMEOUT" 2>>"$LOGF")
+		if [ $? != 0 ]; then
+			# a connection whose segment did not come out within the timeout counts as
+			# not completed; the rates use completed connections only
+			[[ $line == conn:* ]] || die "zoc-perf conn --target ifaces (OVS, ct $ct) failed: $(tail -3 "$LOGF")"
+			log "warning: OVS ct=$ct run $r: $(field "$line" lost) of $PEER_CONNS connections lost: $(tail -1 "$LOGF")"
+		fi
 		echo "$line" >>"$LOGF"
 		BASE=$((BASE + PEER_CONNS))
 		rec ovs "$ct" "$r" "$(field "$line" cps)" "$(field "$line" peer_cps_per_core)" "$(field "$line" peer_us_per_conn)"
@@ -258,7 +266,7 @@ if [[ " $PEERS " == *" ovs "* ]]; then
 		ovs_flows on
 		log "peer OVS: opening $PEER_LIVE sessions and holding them ESTABLISHED ..."
 		PEER_LIVE_LINE=$(ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
-			--peer-pid "$OVS_PID" "${FAM[@]}" -n 0 --hold "$PEER_LIVE" --base "$BASE" --window "$WINDOW" --timeout-ms 1000 2>>"$LOGF" | grep '^hold:') ||
+			--peer-pid "$OVS_PID" "${FAM[@]}" -n 0 --hold "$PEER_LIVE" --base "$BASE" --window "$WINDOW" --timeout-ms "$PEER_TIMEOUT" 2>>"$LOGF" | grep '^hold:') ||
 			log "warning: not every OVS session opened: $(tail -1 "$LOGF")"
 		BASE=$((BASE + PEER_LIVE))
 		echo "$PEER_LIVE_LINE" >>"$LOGF"
@@ -304,5 +312,8 @@ awk -v p="${PERCORE[zocd,on]}" 'BEGIN { exit !(p >= 200000) }' || { log "below t
 if [ -n "$ZOC_LIVE_LINE" ]; then
 	awk -v g="$(field "$ZOC_LIVE_LINE" gib_for_16m)" 'BEGIN { exit !(g <= 2.0) }' || { log "above target: 16M sessions would take $(field "$ZOC_LIVE_LINE" gib_for_16m) GiB (> 2)"; pass=0; }
 fi
-[ "$pass" = 1 ] && log "targets met: >= 200K new conn/s per core, 16M sessions <= 2 GiB"
+if [ "$pass" = 1 ]; then
+	if [ -n "$ZOC_LIVE_LINE" ]; then log "targets met: >= 200K new conn/s per core, 16M sessions <= 2 GiB"
+	else log "target met: >= 200K new conn/s per core (memory not measured: BENCH_LIVE=0)"; fi
+fi
 exit 0
