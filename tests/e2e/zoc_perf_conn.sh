@@ -12,13 +12,21 @@
 #   3. --hold: sessions opened and kept ESTABLISHED, the memory line printed
 #   4. the check can fail: connections to a port the group does not allow (--dport 81)
 #      must make zoc-perf exit 1 with "frames lost"
+#   5. (as root) --target ifaces over a bare veth pair in a private namespace: every frame
+#      written on one end must be read back on the other
 #
-# Usage: tests/e2e/zoc_perf_conn.sh   (ZOC_BUILD, default <repo>/build; ZOC_PERF)
+# Usage: tests/e2e/zoc_perf_conn.sh   (ZOC_BUILD, default <repo>/build; ZOC_PERF; with ZOCD
+# set, as in the runner's ASan pass, the zoc-perf of ZOCD's build)
 # Exit status: 0 pass, 1 fail with what went wrong. Takes well under a second of CPU.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ZOC_BUILD=${ZOC_BUILD:-$REPO/build}
+# The runner's ASan pass sets ZOCD to build-asan's zocd: use that build's zoc-perf then
+# (the switch and conntrack run inside zoc-perf).
+if [ -z "${ZOC_PERF:-}" ] && [ -n "${ZOCD:-}" ] && [ -x "$(dirname "$ZOCD")/../../tools/zoc-perf/zoc-perf" ]; then
+	ZOC_PERF=$(cd "$(dirname "$ZOCD")/../../tools/zoc-perf" && pwd)/zoc-perf
+fi
 ZOC_PERF=${ZOC_PERF:-$ZOC_BUILD/tools/zoc-perf/zoc-perf}
 N=4000
 
@@ -26,6 +34,7 @@ log() { printf '[zoc_perf_conn] %s\n' "$*"; }
 fail() { printf '[zoc_perf_conn] FAIL: %s\n' "$*"; exit 1; }
 
 [ -x "$ZOC_PERF" ] || fail "$ZOC_PERF not built (ninja -C $ZOC_BUILD)"
+log "using $ZOC_PERF"
 
 run() { # expect-rc args...
 	local want=$1 out rc
@@ -50,5 +59,24 @@ run 0 --target switch -n 100 --hold 20000 --verify
 [[ $OUT == *"hold: sessions=20000 "* ]] || fail "no hold line for 20000 sessions"
 run 1 --target switch -n 500 --dport 81 --verify
 [[ $OUT == *"frames lost"* ]] || fail "connections to a denied port were not reported lost"
+# 5. the AF_PACKET target (the one that drives OVS in the bench) over a bare veth pair: a
+#    wire, every frame written on one end comes out of the other
+if [ "$(id -u)" = 0 ] && NS=zpc-$$ && ip netns add "$NS" 2>/dev/null; then
+	trap 'ip netns del "$NS" 2>/dev/null' EXIT
+	ip -n "$NS" link add zpca type veth peer name zpcb || fail "cannot create a veth pair in $NS"
+	for v in zpca zpcb; do
+		ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$v.disable_ipv6=1"
+		ip -n "$NS" link set "$v" up || fail "cannot bring $v up"
+	done
+	OUT=$(ip netns exec "$NS" "$ZOC_PERF" conn --target ifaces --if-a zpca --if-b zpcb -n 3000 \
+		--hold 1000 --peer-pid $$ 2>&1)
+	rc=$?
+	printf '%s\n' "$OUT" | sed 's/^/    /'
+	[ $rc = 0 ] || fail "zoc-perf conn --target ifaces over a veth pair exited $rc"
+	[[ $OUT == *"completed=3000 lost=0"* && $OUT == *"opened=1000"* ]] ||
+		fail "not every connection crossed the veth pair"
+else
+	log "AF_PACKET part not run: needs root and network namespaces"
+fi
 log "PASS"
 exit 0

@@ -197,7 +197,7 @@ static void print_result(const struct copts *o, const struct result *r)
 	printf("conn: target=%s ct=%s family=%s conns=%" PRIu64 " completed=%" PRIu64
 	       " lost=%" PRIu64 " wall_s=%.3f cps=%.0f cpu_s=%.3f cps_per_core=%.0f us_per_conn=%.3f",
 	       o->target == T_SWITCH ? "switch" : o->target == T_IFACES ? "ifaces" : "none",
-	       o->ct ? "on" : "off", o->ipv6 ? "ipv6" : "ipv4", r->conns, r->completed, r->lost,
+	       o->target == T_IFACES ? "peer" : o->ct ? "on" : "off", o->ipv6 ? "ipv6" : "ipv4", r->conns, r->completed, r->lost,
 	       r->wall_s, r->completed / r->wall_s, r->cpu_s,
 	       r->cpu_s > 0 ? r->completed / r->cpu_s : 0.0,
 	       r->completed ? r->cpu_s * 1e6 / r->completed : 0.0);
