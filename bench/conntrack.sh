@@ -101,21 +101,21 @@ LOGF=$OUT/conntrack-$STAMP.log
 : >"$LOGF"
 printf 'side\tct\trun\tcps\tcps_per_core\tus_per_conn\n' >"$RAW"
 OVS_UP=0
+OVS_PID=""
+OVSDB_PID=""
+PERF_PID=""
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 ovs_down() {
 	[ "$OVS_UP" = 1 ] || return 0
 	local p
-	for p in "$WORK/vswitchd.pid" "$WORK/ovsdb.pid"; do
-		[ -s "$p" ] && kill -TERM "$(cat "$p")" 2>/dev/null
-	done
+	# pids kept from start-up: a stopping daemon removes its pidfile before it is gone
+	for p in $OVS_PID $OVSDB_PID; do kill -TERM "$p" 2>/dev/null; done
 	for _ in $(seq 30); do
-		{ [ -s "$WORK/vswitchd.pid" ] && kill -0 "$(cat "$WORK/vswitchd.pid")" 2>/dev/null; } || break
+		kill -0 "$OVS_PID" 2>/dev/null || kill -0 "$OVSDB_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	for p in "$WORK/vswitchd.pid" "$WORK/ovsdb.pid"; do
-		[ -s "$p" ] && kill -KILL "$(cat "$p")" 2>/dev/null
-	done
+	for p in $OVS_PID $OVSDB_PID; do kill -KILL "$p" 2>/dev/null; done
 	ip netns del "$NS" 2>/dev/null
 	OVS_UP=0
 }
@@ -124,12 +124,26 @@ ovs_down() {
 cleanup() {
 	local rc=$?
 	trap - EXIT
+	[ -n "$PERF_PID" ] && kill -TERM "$PERF_PID" 2>/dev/null && wait "$PERF_PID" 2>/dev/null
 	ovs_down
 	rm -rf "$WORK"
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# run_perf CMD...: runs zoc-perf in the background and waits, so that a signal reaches the
+# trap at once (and the trap stops it); its stdout ends up in $PERF_OUT
+run_perf() {
+	local rc
+	"$@" >"$WORK/perf.out" 2>>"$LOGF" &
+	PERF_PID=$!
+	wait "$PERF_PID"
+	rc=$?
+	PERF_PID=""
+	PERF_OUT=$(cat "$WORK/perf.out")
+	return $rc
+}
 
 # key=value field of a zoc-perf line
 field() { sed -n "s/.*[ :]$2=\([^ ]*\).*/\1/p" <<<"$1" | head -1; }
@@ -146,8 +160,9 @@ zoc_runs() { # ct(on|off|none)
 	local -a args=(--ct "$ct")
 	[ "$ct" = none ] && { target=none; args=(); }
 	for r in $(seq "$REPEATS"); do
-		line=$(taskset -c "$SRV_CPU" "$ZOC_PERF" conn --target $target "${args[@]}" "${FAM[@]}" \
-			-n "$CONNS" --base "$BASE" 2>>"$LOGF") || die "zoc-perf conn --target $target --ct $ct failed: $(tail -3 "$LOGF")"
+		run_perf taskset -c "$SRV_CPU" "$ZOC_PERF" conn --target $target "${args[@]}" "${FAM[@]}" \
+			-n "$CONNS" --base "$BASE" || die "zoc-perf conn --target $target --ct $ct failed: $(tail -3 "$LOGF")"
+		line=$PERF_OUT
 		echo "$line" >>"$LOGF"
 		BASE=$((BASE + CONNS))
 		rec zocd "$ct" "$r" "$(field "$line" cps)" "$(field "$line" cps_per_core)" "$(field "$line" us_per_conn)"
@@ -169,8 +184,9 @@ done
 ZOC_LIVE_LINE=""
 if [ "$LIVE" -gt 0 ]; then
 	log "zocd: opening $LIVE sessions and holding them ESTABLISHED (once) ..."
-	ZOC_LIVE_LINE=$(taskset -c "$SRV_CPU" "$ZOC_PERF" conn --target switch -n 0 --hold "$LIVE" "${FAM[@]}" 2>>"$LOGF") ||
+	run_perf taskset -c "$SRV_CPU" "$ZOC_PERF" conn --target switch -n 0 --hold "$LIVE" "${FAM[@]}" ||
 		die "zoc-perf conn --hold $LIVE failed: $(tail -3 "$LOGF")"
+	ZOC_LIVE_LINE=$PERF_OUT
 	echo "$ZOC_LIVE_LINE" >>"$LOGF"
 	log "zocd live: $ZOC_LIVE_LINE"
 fi
@@ -191,6 +207,7 @@ ovs_up() {
 	ip netns exec "$NS" ovsdb-server "$WORK/conf.db" --remote="punix:$WORK/db.sock" \
 		--unixctl="$WORK/ovsdb.ctl" --pidfile="$WORK/ovsdb.pid" --log-file="$WORK/ovsdb.log" --detach 2>>"$LOGF" ||
 		die "ovsdb-server did not start (see $WORK/ovsdb.log)"
+	OVSDB_PID=$(cat "$WORK/ovsdb.pid")
 	VSCTL=(ovs-vsctl --db="unix:$WORK/db.sock" --timeout=10)
 	"${VSCTL[@]}" --no-wait init || die "ovs-vsctl init failed"
 	ip netns exec "$NS" taskset -c "$SRV_CPU" ovs-vswitchd "unix:$WORK/db.sock" --unixctl="$WORK/vswitchd.ctl" \
@@ -234,15 +251,17 @@ ovs_flows() { # on|off
 }
 
 peer_runs() { # ct(on|off)
-	local ct=$1 line r
+	local ct=$1 line r rc
 	ovs_flows "$ct"
 	for r in $(seq "$REPEATS"); do
 		# each run starts from an empty table, as zocd's (a fresh process)
 		ovs-appctl -t "$WORK/vswitchd.ctl" dpctl/flush-conntrack >/dev/null 2>&1
-		line=$(ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
+		run_perf ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
 			--peer-pid "$OVS_PID" "${FAM[@]}" -n "$PEER_CONNS" --base "$BASE" --window "$WINDOW" \
-			--timeout-ms "$PEER_TIMEOUT" 2>>"$LOGF")
-		if [ $? != 0 ]; then
+			--timeout-ms "$PEER_TIMEOUT"
+		rc=$?
+		line=$PERF_OUT
+		if [ $rc != 0 ]; then
 			# a connection whose segment did not come out within the timeout counts as
 			# not completed; the rates use completed connections only
 			[[ $line == conn:* ]] || die "zoc-perf conn --target ifaces (OVS, ct $ct) failed: $(tail -3 "$LOGF")"
@@ -265,9 +284,10 @@ if [[ " $PEERS " == *" ovs "* ]]; then
 	if [ "$PEER_LIVE" -gt 0 ]; then
 		ovs_flows on
 		log "peer OVS: opening $PEER_LIVE sessions and holding them ESTABLISHED ..."
-		PEER_LIVE_LINE=$(ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
-			--peer-pid "$OVS_PID" "${FAM[@]}" -n 0 --hold "$PEER_LIVE" --base "$BASE" --window "$WINDOW" --timeout-ms "$PEER_TIMEOUT" 2>>"$LOGF" | grep '^hold:') ||
+		run_perf ip netns exec "$NS" taskset -c "$CLI_CPU" "$ZOC_PERF" conn --target ifaces --if-a wctA0 --if-b wctB0 \
+			--peer-pid "$OVS_PID" "${FAM[@]}" -n 0 --hold "$PEER_LIVE" --base "$BASE" --window "$WINDOW" --timeout-ms "$PEER_TIMEOUT" ||
 			log "warning: not every OVS session opened: $(tail -1 "$LOGF")"
+		PEER_LIVE_LINE=$(grep '^hold:' <<<"$PERF_OUT")
 		BASE=$((BASE + PEER_LIVE))
 		echo "$PEER_LIVE_LINE" >>"$LOGF"
 		log "OVS live: $PEER_LIVE_LINE (OVS says $(ovs-appctl -t "$WORK/vswitchd.ctl" dpctl/ct-get-nconns 2>&1) connections)"
