@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "core/util.h"
 #include "nvme_drv.h"
 
@@ -90,6 +91,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: %s nvme --socket PATH [options]\n"
+		"       %s conn --target switch|ifaces|none [options] (see conn --help)\n"
 		"\n"
 		"Drives the NVMe controller behind a vfio-user socket with a user-space\n"
 		"driver and reports IOPS, MiB/s, latency and client CPU use.\n"
@@ -123,7 +125,7 @@ static void usage(FILE *f)
 		"  --queues-nofd       put the admin and I/O queues and the admin data buffer there\n"
 		"                      too (the server keeps shadow rings, moved with copies)\n"
 		"  -v, --verbose       describe the controller on stderr\n",
-		g_prog);
+		g_prog, g_prog);
 }
 
 __attribute__((format(printf, 1, 2), noreturn)) static void die_usage(const char *fmt, ...)
@@ -933,5 +935,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "nvme"))
 		return cmd_nvme(argc - 1, argv + 1);
-	die_usage("unknown command '%s' (known: nvme)", argv[1]);
+	if (!strcmp(argv[1], "conn"))
+		return zoc_perf_cmd_conn(argc - 1, argv + 1);
+	die_usage("unknown command '%s' (known: nvme, conn)", argv[1]);
 }
