@@ -1220,18 +1220,13 @@ static void ct_start_on(struct ctl_msg *m)
 		if (!loc->steer_poller)
 			ZOC_ERR("vswitch %s: reactor %u: cannot register the steering poller",
 				sw->name, m->part);
-		if (zoc_reactor_interrupt_mode()) {
-			loc->kick_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-			if (loc->kick_efd >= 0 &&
-			    zoc_reactor_add_fd(r, loc->kick_efd, EPOLLIN, steer_kicked,
-					       part_ref(sw, m->part)) < 0) {
-				close(loc->kick_efd);
-				loc->kick_efd = -1;
-			}
-			if (loc->kick_efd < 0)
-				ZOC_ERR("vswitch %s: reactor %u: no steering kick eventfd", sw->name,
-					m->part);
-		}
+		/* The eventfd itself lives as long as the switch (producers
+		 * may kick it at any time); here it is only watched. */
+		if (loc->kick_efd >= 0 &&
+		    zoc_reactor_add_fd(r, loc->kick_efd, EPOLLIN, steer_kicked,
+				       part_ref(sw, m->part)) < 0)
+			ZOC_ERR("vswitch %s: reactor %u: cannot watch the steering kick eventfd",
+				sw->name, m->part);
 	}
 }
 
@@ -1262,11 +1257,8 @@ static void ct_stop_on(struct ctl_msg *m)
 	if (loc->steer_poller)
 		zoc_poller_unregister(loc->steer_poller);
 	loc->age_poller = loc->steer_poller = NULL;
-	if (loc->kick_efd >= 0) {
+	if (loc->kick_efd >= 0)
 		zoc_reactor_del_fd(zoc_reactor_get(m->part), loc->kick_efd);
-		close(loc->kick_efd);
-		loc->kick_efd = -1;
-	}
 	steer_ring_purge(sw, m->part);
 }
 
@@ -1421,6 +1413,11 @@ static int ct_create(struct zoc_vswitch *sw)
 			if (!sw->steer[i])
 				return -ENOMEM;
 		}
+		for (unsigned i = 0; i < n && zoc_reactor_interrupt_mode(); i++) {
+			sw->local[i].kick_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+			if (sw->local[i].kick_efd < 0)
+				return -ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -1434,6 +1431,11 @@ static void ct_free(struct zoc_vswitch *sw)
 			free(sw->steer[i]);
 	}
 	free(sw->steer);
+	for (unsigned i = 0; sw->local && i < sw->nlocal; i++) {
+		if (sw->local[i].kick_efd >= 0)
+			close(sw->local[i].kick_efd);
+		sw->local[i].kick_efd = -1;
+	}
 	if (sw->ct)
 		for (unsigned i = 0; i < sw->nlocal; i++)
 			zoc_ct_destroy(sw->ct[i]);
