@@ -464,6 +464,49 @@ static void test_table_full_keeps_established(void **state)
 	assert_int_equal(zoc_vswitch_port_set_secgroup(e->a->port, NULL), 0);
 }
 
+static void test_replace_and_remove_with_group(void **state)
+{
+	struct env *e = *state;
+	struct zoc_sg *strict = zoc_sg_create("strict");
+	json_t *j;
+
+	assert_non_null(strict);
+	add_rule(strict, "{\"direction\": \"egress\", \"protocol\": \"udp\", \"port_min\": 53, "
+			 "\"port_max\": 53}");
+	assert_int_equal(zoc_vswitch_port_set_secgroup(e->a->port, e->sg), 0);
+	handshake_out(e, 40000, 80);
+	/* Replacing the group keeps the sessions: the connection goes on,
+	 * a new one follows the new group's rules. */
+	assert_int_equal(zoc_vswitch_port_set_secgroup(e->a->port, strict), 0);
+	assert_int_equal(ct_stats(e).used, 1);
+	a2b(e, 40000, 80, A, 1001, 5001);
+	b2a(e, 80, 40000, A, 5001, 1001);
+	assert_int_equal(e->b->n, 3);
+	assert_int_equal(e->a->n, 2);
+	a2b(e, 40001, 80, S, 1000, 0);
+	assert_int_equal(e->b->n, 3);
+	assert_int_equal(drops(e->a, ZOC_DROP_SECGROUP), 1);
+	/* Removing the port with its group attached flushes its sessions and
+	 * detaches the group; a new port that gets the same id starts clean. */
+	assert_int_equal(zoc_vswitch_port_remove(e->a->port, removed_cb, e->a), 0);
+	assert_true(atomic_load(&e->a->removed));
+	free(e->a);
+	assert_int_equal(ct_stats(e).used, 0);
+	j = zoc_vswitch_to_json(e->sw);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "conntrack"),
+							    "ports_with_secgroup")),
+			 0);
+	json_decref(j);
+	e->a = add_port(e->sw, "vm-a", MAC_A, ZOC_PORT_VNIC, 0);
+	assert_int_equal(zoc_port_id(e->a->port), 0);
+	assert_int_equal(zoc_vswitch_port_set_secgroup(e->a->port, e->sg), 0);
+	b2a(e, 80, 40000, A, 5001, 1001);
+	assert_int_equal(e->a->n, 0);
+	assert_int_equal(drops(e->a, ZOC_DROP_CT_NO_SESSION), 1);
+	assert_int_equal(zoc_vswitch_port_set_secgroup(e->a->port, NULL), 0);
+	zoc_sg_destroy(strict);
+}
+
 /* 64 B TCP segments of 32 established connections, A -> B in bursts of 32,
  * with A's group (egress tracked, flow-cache hits) and without; packet
  * alloc/fill/free included. Printed, not asserted. */
@@ -690,6 +733,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flow_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_full_keeps_established, setup_small,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_replace_and_remove_with_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bench_tracked, setup, teardown),
 		cmocka_unit_test(test_two_reactors_steering),
 		cmocka_unit_test(test_two_reactors_interrupt_mode),
