@@ -837,9 +837,22 @@ static inline void make_tuple(struct tuple *q, const struct zoc_flowkey *k, uint
 	q->zone = zone;
 }
 
-static inline struct fc_ent *fc_slot(const struct zoc_ct *ct, uint64_t h)
+/* Two-way sets (two entries of 16 B, a 32 B pair): the set from the hash,
+ * the way that already holds h, else an empty one, else one picked by
+ * another bit of the hash (two flows that share a set do not evict each
+ * other on every packet). */
+static inline struct fc_ent *fc_set(const struct zoc_ct *ct, uint64_t h)
 {
-	return &ct->fc[(uint32_t)(h >> 24) & ct->fc_mask];
+	return &ct->fc[(uint32_t)(h >> 24) & ct->fc_mask & ~1u];
+}
+
+static inline struct fc_ent *fc_victim(struct fc_ent *set, uint64_t h)
+{
+	if (set[0].h == h || set[0].slot == NO_IDX)
+		return &set[0];
+	if (set[1].h == h || set[1].slot == NO_IDX)
+		return &set[1];
+	return &set[(h >> 40) & 1];
 }
 
 static inline void fc_fill(struct zoc_ct *ct, uint64_t h, uint32_t s, const struct entry *e)
@@ -848,7 +861,7 @@ static inline void fc_fill(struct zoc_ct *ct, uint64_t h, uint32_t s, const stru
 
 	if (!ct->fc)
 		return;
-	c = fc_slot(ct, h);
+	c = fc_victim(fc_set(ct, h), h);
 	c->h = h;
 	c->slot = s;
 	c->gen = e->gen;
@@ -859,15 +872,19 @@ static inline void fc_fill(struct zoc_ct *ct, uint64_t h, uint32_t s, const stru
 static inline uint32_t fc_lookup(struct zoc_ct *ct, uint64_t h, const struct tuple *q,
 				 const struct tuple *qs)
 {
-	struct fc_ent *c;
+	struct fc_ent *set;
 	uint32_t s;
 
 	if (!ct->fc)
 		return lookup(ct, h, q, qs);
-	c = fc_slot(ct, h);
-	if (c->h == h && c->slot != NO_IDX) {
-		const struct entry *e = E(ct, c->slot & SLOT_IDX);
+	set = fc_set(ct, h);
+	for (int w = 0; w < 2; w++) {
+		struct fc_ent *c = &set[w];
+		const struct entry *e;
 
+		if (c->h != h || c->slot == NO_IDX)
+			continue;
+		e = E(ct, c->slot & SLOT_IDX);
 		if (e->state && e->gen == c->gen && tmatch(e, (c->slot & SLOT_DIR) ? qs : q)) {
 			ct->st.fc_hits++;
 			return c->slot;
@@ -875,11 +892,8 @@ static inline uint32_t fc_lookup(struct zoc_ct *ct, uint64_t h, const struct tup
 	}
 	ct->st.fc_misses++;
 	s = lookup(ct, h, q, qs);
-	if (s != NO_IDX) {
-		c->h = h;
-		c->slot = s;
-		c->gen = E(ct, s & SLOT_IDX)->gen;
-	}
+	if (s != NO_IDX)
+		fc_fill(ct, h, s, E(ct, s & SLOT_IDX));
 	return s;
 }
 
@@ -1090,7 +1104,8 @@ struct zoc_ct *zoc_ct_create(const struct zoc_ct_config *cfg)
 	ct->port_cap = calloc(ct->max_ports, sizeof(uint32_t));
 	ct->rnd = 0x2545f491;
 	if (cfg->flow_cache) {
-		if ((cfg->flow_cache & (cfg->flow_cache - 1)) || cfg->flow_cache > (1u << 22)) {
+		if ((cfg->flow_cache & (cfg->flow_cache - 1)) || cfg->flow_cache < 2 ||
+		    cfg->flow_cache > (1u << 22)) {
 			zoc_ct_destroy(ct);
 			errno = EINVAL;
 			return NULL;

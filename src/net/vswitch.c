@@ -1488,6 +1488,7 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 	}
 	if (o.ct_capacity < 64 || o.ct_capacity > (1u << 30) || o.ct_max_capacity < o.ct_capacity ||
 	    o.ct_max_capacity > (1u << 30) || (o.ct_flow_cache & (o.ct_flow_cache - 1)) ||
+	    o.ct_flow_cache < 2 ||
 	    o.ct_flow_cache > (1u << 20))
 		return -EINVAL;
 	if (o.fdb_max > (1u << 22) || o.aging_s > 1000000 || (o.flow_cache & (o.flow_cache - 1)) ||
