@@ -120,6 +120,7 @@ struct sw_local {
 	uint8_t *sqn;                /* [partition] */
 	/* the partition this reactor owns */
 	struct zoc_poller *steer_poller, *age_poller;
+	bool ct_started;
 	int kick_efd;
 	int armed;
 } __attribute__((aligned(ZOC_CACHELINE)));
@@ -1210,10 +1211,13 @@ static void ct_start_on(struct ctl_msg *m)
 	struct sw_local *loc = &sw->local[m->part];
 	struct zoc_reactor *r = zoc_reactor_get(m->part);
 
-	if (!r || loc->age_poller)
+	if (!r || loc->ct_started)
 		return;
-	loc->age_poller = zoc_poller_register(r, &g_age_ops, part_ref(sw, m->part), AGE_PERIOD_US,
-					      "vswitch-ct-age");
+	loc->ct_started = true;
+	/* With manual_aging (tests, fuzzers) sessions age lazily only. */
+	if (!sw->opts.manual_aging)
+		loc->age_poller = zoc_poller_register(r, &g_age_ops, part_ref(sw, m->part),
+						      AGE_PERIOD_US, "vswitch-ct-age");
 	if (sw->nlocal > 1) {
 		loc->steer_poller = zoc_poller_register(r, &g_steer_ops, part_ref(sw, m->part), 0,
 							"vswitch-ct-steer");
@@ -1257,6 +1261,7 @@ static void ct_stop_on(struct ctl_msg *m)
 	if (loc->steer_poller)
 		zoc_poller_unregister(loc->steer_poller);
 	loc->age_poller = loc->steer_poller = NULL;
+	loc->ct_started = false;
 	if (loc->kick_efd >= 0)
 		zoc_reactor_del_fd(zoc_reactor_get(m->part), loc->kick_efd);
 	steer_ring_purge(sw, m->part);

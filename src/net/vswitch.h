@@ -88,7 +88,8 @@ struct zoc_vswitch_opts {
 	uint32_t aging_s;     /* default 300, 1..1000000 */
 	uint32_t flow_cache;  /* entries per reactor, power of two, default 1024 */
 	uint32_t ring_size;   /* cross-reactor ring per (reactor, port), power of two, default 512 */
-	bool manual_aging;    /* no ageing poller: the caller runs zoc_vswitch_age() */
+	bool manual_aging;    /* no ageing poller: the caller runs zoc_vswitch_age();
+			       * conntrack sessions then expire lazily only */
 	/* Connection tracking (totals over the per-reactor partitions). */
 	uint32_t ct_capacity;     /* sessions at start, default 65536, >= 64 */
 	uint32_t ct_max_capacity; /* growth limit (tables double when full),

@@ -4,7 +4,8 @@
  * arbitrary frame sequences into a switch with six fake ports.
  *
  * Per input, a fresh switch "fz" (FDB of 64 entries so eviction and the
- * full table are reachable, flow cache of 16) with ports:
+ * full table are reachable, flow cache of 16, 64 sessions growing to 128,
+ * conntrack flow cache of 8) with ports:
  *   0 none            1 access 10          2 access 20, MTU 9000
  *   3 trunk 10,20,30  4 trunk 10, native 20, flood limit 50/s
  *   5 access 10, accepts nothing (ring full)
@@ -115,8 +116,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void setup(struct zoc_vswitch **swp)
 {
+	/* A small session table (growing once) and flow cache: full tables,
+	 * growth and cache conflicts are reachable. */
 	struct zoc_vswitch_opts opts = {.fdb_max = 64, .flow_cache = 16, .aging_s = 30,
-					 .manual_aging = true};
+					 .manual_aging = true, .ct_capacity = 64,
+					 .ct_max_capacity = 128, .ct_flow_cache = 8};
 	struct zoc_port_config c;
 
 	if (zoc_vswitch_create("fz", &opts, swp))
