@@ -284,6 +284,7 @@ struct ct_job {
 	json_t *sessions;         /* list */
 	struct zoc_ct_filter f;
 	char *port;               /* list: only this switch port (name) */
+	int zone;                 /* list: the zone filter as given */
 	uint32_t left;
 	uint64_t now;
 };
@@ -364,7 +365,7 @@ static void job_next(struct ct_job *j)
 			continue;
 		}
 		if (j->list) {
-			j->f.zone = -1;
+			j->f.zone = j->zone;
 			if (j->port) {
 				struct zoc_port *p = zoc_vswitch_port_find(sw, j->port);
 
@@ -537,6 +538,7 @@ static void rpc_ct_list(struct zoc_rpc_req *req, void *arg)
 		j = job_new(req, true, sw_name);
 		if (j) {
 			zoc_ct_filter_from_json(f, &j->f, err, sizeof(err));
+			j->zone = j->f.zone;
 			j->left = j->f.max ? j->f.max : 1000;
 			j->now = zoc_now_ns();
 			if (port && !(j->port = strdup(port))) {
