@@ -48,7 +48,7 @@ struct entry {
 	uint8_t state;       /* enum zoc_ct_state, 0 = free */
 	uint8_t flags;       /* EF_* */
 	uint8_t wscale;      /* low nibble orig, high reply; 15 = not offered */
-	uint8_t spare;
+	uint8_t gen;         /* bumped when the entry is freed (flow cache) */
 	uint32_t end[2];     /* TCP: highest seq + len sent per direction */
 	uint32_t maxend[2];  /* TCP: highest ack + window the peer allowed */
 };
@@ -60,6 +60,16 @@ struct bucket {
 	uint32_t pad_[4];
 } __attribute__((aligned(ZOC_CACHELINE)));
 _Static_assert(sizeof(struct bucket) == 64, "bucket is one cache line");
+
+/* Flow cache: a direct-mapped exact-match cache of the tuple hash -> slot,
+ * checked against the entry's generation and tuple (so a freed or reused
+ * entry, or a hash collision, is a miss). */
+struct fc_ent {
+	uint64_t h;
+	uint32_t slot; /* NO_IDX = empty */
+	uint8_t gen;
+	uint8_t pad_[3];
+};
 
 struct index {
 	struct bucket *b;
@@ -83,6 +93,8 @@ struct zoc_ct {
 	uint32_t *port_count, *port_cap;
 	uint32_t to_tcp[ZOC_CT_S_COUNT];
 	uint32_t to_udp[2], to_icmp, to_other[2];
+	struct fc_ent *fc;
+	uint32_t fc_mask;
 	struct zoc_ct_stats st;
 };
 
@@ -491,6 +503,7 @@ static void ent_delete(struct zoc_ct *ct, uint32_t idx)
 	if (e->t.zone < ct->max_ports && ct->port_count[e->t.zone])
 		ct->port_count[e->t.zone]--;
 	e->state = ZOC_CT_S_NONE;
+	e->gen++;
 	e->expires = ct->free_head;
 	ct->free_head = idx + 1;
 	ct->used--;
@@ -594,6 +607,7 @@ static uint32_t new_session(struct zoc_ct *ct, const struct tuple *q, uint64_t h
 	uint64_t h1;
 	uint32_t idx;
 	struct entry *e;
+	uint8_t gen;
 
 	if (q->zone < ct->max_ports && ct->port_cap[q->zone] &&
 	    ct->port_count[q->zone] >= ct->port_cap[q->zone]) {
@@ -619,7 +633,9 @@ static uint32_t new_session(struct zoc_ct *ct, const struct tuple *q, uint64_t h
 		return NO_IDX;
 	}
 	e = E(ct, idx);
+	gen = e->gen;
 	memset(e, 0, sizeof(*e));
+	e->gen = gen;
 	e->t = *q;
 	tswap(&sw, q);
 	h1 = thash(&sw);
@@ -645,6 +661,7 @@ static uint32_t new_session(struct zoc_ct *ct, const struct tuple *q, uint64_t h
 	return idx;
 fail:
 	e->state = ZOC_CT_S_NONE;
+	e->gen++;
 	e->expires = ct->free_head;
 	ct->free_head = idx + 1;
 	*why = ZOC_CT_DROP_FULL;
@@ -820,6 +837,66 @@ static inline void make_tuple(struct tuple *q, const struct zoc_flowkey *k, uint
 	q->zone = zone;
 }
 
+/* Two-way sets (two entries of 16 B, a 32 B pair): the set from the hash,
+ * the way that already holds h, else an empty one, else one picked by
+ * another bit of the hash (two flows that share a set do not evict each
+ * other on every packet). */
+static inline struct fc_ent *fc_set(const struct zoc_ct *ct, uint64_t h)
+{
+	return &ct->fc[(uint32_t)(h >> 24) & ct->fc_mask & ~1u];
+}
+
+static inline struct fc_ent *fc_victim(struct fc_ent *set, uint64_t h)
+{
+	if (set[0].h == h || set[0].slot == NO_IDX)
+		return &set[0];
+	if (set[1].h == h || set[1].slot == NO_IDX)
+		return &set[1];
+	return &set[(h >> 40) & 1];
+}
+
+static inline void fc_fill(struct zoc_ct *ct, uint64_t h, uint32_t s, const struct entry *e)
+{
+	struct fc_ent *c;
+
+	if (!ct->fc)
+		return;
+	c = fc_victim(fc_set(ct, h), h);
+	c->h = h;
+	c->slot = s;
+	c->gen = e->gen;
+}
+
+/* The flow cache in front of the index: a hit (same hash, entry live with
+ * the generation it had when cached, same tuple) skips the bucket reads. */
+static inline uint32_t fc_lookup(struct zoc_ct *ct, uint64_t h, const struct tuple *q,
+				 const struct tuple *qs)
+{
+	struct fc_ent *set;
+	uint32_t s;
+
+	if (!ct->fc)
+		return lookup(ct, h, q, qs);
+	set = fc_set(ct, h);
+	for (int w = 0; w < 2; w++) {
+		struct fc_ent *c = &set[w];
+		const struct entry *e;
+
+		if (c->h != h || c->slot == NO_IDX)
+			continue;
+		e = E(ct, c->slot & SLOT_IDX);
+		if (e->state && e->gen == c->gen && tmatch(e, (c->slot & SLOT_DIR) ? qs : q)) {
+			ct->st.fc_hits++;
+			return c->slot;
+		}
+	}
+	ct->st.fc_misses++;
+	s = lookup(ct, h, q, qs);
+	if (s != NO_IDX)
+		fc_fill(ct, h, s, E(ct, s & SLOT_IDX));
+	return s;
+}
+
 static inline bool icmp_echo_req(const struct zoc_flowkey *k)
 {
 	return (k->proto == ZOC_IPPROTO_ICMP && k->icmp_type == 8) ||
@@ -849,7 +926,7 @@ static enum zoc_ct_verdict process_one(struct zoc_ct *ct, const struct zoc_sg_ru
 	if (ct->migrating && migrate_one(ct))
 		migrate_one(ct);
 	tswap(&qs, q);
-	s = lookup(ct, h, q, &qs);
+	s = fc_lookup(ct, h, q, &qs);
 	if (s != NO_IDX) {
 		e = E(ct, s & SLOT_IDX);
 		d = (s & SLOT_DIR) ? 1 : 0;
@@ -913,6 +990,7 @@ static enum zoc_ct_verdict process_one(struct zoc_ct *ct, const struct zoc_sg_ru
 	if (idx == NO_IDX)
 		return why;
 	e = E(ct, idx);
+	fc_fill(ct, h, idx, e);
 	if (dir == ZOC_CT_INGRESS)
 		e->flags |= EF_ORIG_INGRESS;
 	if (k->proto == ZOC_IPPROTO_TCP) {
@@ -1025,7 +1103,21 @@ struct zoc_ct *zoc_ct_create(const struct zoc_ct_config *cfg)
 	ct->port_count = calloc(ct->max_ports, sizeof(uint32_t));
 	ct->port_cap = calloc(ct->max_ports, sizeof(uint32_t));
 	ct->rnd = 0x2545f491;
-	if (!ct->chunks || !ct->port_count || !ct->port_cap ||
+	if (cfg->flow_cache) {
+		if ((cfg->flow_cache & (cfg->flow_cache - 1)) || cfg->flow_cache < 2 ||
+		    cfg->flow_cache > (1u << 22)) {
+			zoc_ct_destroy(ct);
+			errno = EINVAL;
+			return NULL;
+		}
+		ct->fc = malloc((size_t)cfg->flow_cache * sizeof(*ct->fc));
+		if (ct->fc) {
+			for (uint32_t i = 0; i < cfg->flow_cache; i++)
+				ct->fc[i] = (struct fc_ent){.slot = NO_IDX};
+			ct->fc_mask = cfg->flow_cache - 1;
+		}
+	}
+	if (!ct->chunks || !ct->port_count || !ct->port_cap || (cfg->flow_cache && !ct->fc) ||
 	    index_init(&ct->cur, buckets_for(cfg->capacity))) {
 		zoc_ct_destroy(ct);
 		errno = ENOMEM;
@@ -1056,6 +1148,7 @@ void zoc_ct_destroy(struct zoc_ct *ct)
 	free(ct->chunks);
 	free(ct->port_count);
 	free(ct->port_cap);
+	free(ct->fc);
 	free(ct);
 }
 
@@ -1179,6 +1272,10 @@ json_t *zoc_ct_stats_json(const struct zoc_ct *ct)
 		      "deleted", (json_int_t)st.deleted, "expired", (json_int_t)st.expired,
 		      "early_drops", (json_int_t)st.early_drops, "reopened", (json_int_t)st.reopened,
 		      "bytes", (json_int_t)st.bytes, "entry_bytes", (json_int_t)sizeof(struct entry));
+	if (o) {
+		json_object_set_new(o, "flow_cache_hits", json_integer((json_int_t)st.fc_hits));
+		json_object_set_new(o, "flow_cache_misses", json_integer((json_int_t)st.fc_misses));
+	}
 	if (!o) {
 		json_decref(states);
 		json_decref(drops);

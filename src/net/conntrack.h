@@ -104,6 +104,8 @@ struct zoc_ct_config {
 	uint16_t max_ports;     /* zones 0..max_ports-1 (0 = 4096) */
 	uint32_t port_cap;      /* default per-port session cap (0 = none) */
 	bool frag_pass;         /* later fragments pass untracked instead of dropped */
+	uint32_t flow_cache;    /* flow-cache entries (power of two, 2..2^22; 0 = none):
+				 * a hit skips the index lookup (docs/conntrack.md) */
 	const struct zoc_ct_timeouts *timeouts; /* NULL = defaults */
 };
 
@@ -115,6 +117,7 @@ struct zoc_ct_stats {
 	uint64_t drops[ZOC_CT_N_DROPS];
 	uint64_t index_buckets, arena_entries; /* touched entries (high-water mark) */
 	uint64_t bytes;        /* index (mapped, both during a migration) + touched arena */
+	uint64_t fc_hits, fc_misses; /* flow cache (0 without one) */
 };
 
 /* A session as listed. */

@@ -104,6 +104,13 @@ const char *zoc_drop_reason_name(enum zoc_drop_reason why)
 		[ZOC_DROP_FLOOD_LIMIT] = "flood_limit",
 		[ZOC_DROP_PORT_DOWN] = "port_down",
 		[ZOC_DROP_FILTERED] = "filtered",
+		[ZOC_DROP_SECGROUP] = "secgroup",
+		[ZOC_DROP_CT_INVALID] = "ct_invalid",
+		[ZOC_DROP_CT_NO_SESSION] = "ct_no_session",
+		[ZOC_DROP_CT_DIRECTION] = "ct_direction",
+		[ZOC_DROP_CT_FULL] = "ct_full",
+		[ZOC_DROP_CT_PORT_CAP] = "ct_port_cap",
+		[ZOC_DROP_CT_FRAGMENT] = "ct_fragment",
 	};
 
 	return (unsigned)why < ZOC_DROP__COUNT ? names[why] : "?";

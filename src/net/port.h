@@ -122,6 +122,16 @@ enum zoc_drop_reason {
 	ZOC_DROP_FLOOD_LIMIT,   /* over the port's flood rate limit */
 	ZOC_DROP_PORT_DOWN,     /* port disabled or being removed */
 	ZOC_DROP_FILTERED,      /* destination is on the input port */
+	/* Security group / connection tracking (vswitch.h, SECURITY GROUPS):
+	 * egress reasons on the vNIC the frame came from, ingress reasons on
+	 * the vNIC it was going to. */
+	ZOC_DROP_SECGROUP,      /* would open a connection no rule allows */
+	ZOC_DROP_CT_INVALID,    /* malformed IP, or TCP flags/seq/ack out of window */
+	ZOC_DROP_CT_NO_SESSION, /* TCP non-SYN / ICMP reply or error without a session */
+	ZOC_DROP_CT_DIRECTION,  /* matched a session from the wrong side */
+	ZOC_DROP_CT_FULL,       /* session table full, nothing to evict */
+	ZOC_DROP_CT_PORT_CAP,   /* the port's session cap reached */
+	ZOC_DROP_CT_FRAGMENT,   /* later IP fragment (no reassembly) */
 	ZOC_DROP__COUNT
 };
 

@@ -14,6 +14,11 @@
  *    counters. Port counters are per (port, reactor) too.
  *  - port->rings[reactor]: SPSC rings from an input reactor to the port's
  *    owner, drained by a poller on the owner (only with > 1 reactor).
+ *  - sw->ct[reactor]: the conntrack partitions, one per reactor, each
+ *    touched only by its reactor; sw->steer[src * n + dst]: SPSC rings that
+ *    carry a frame to the reactor owning its session's partition (p->user
+ *    holds the input port, the forwarding decision and the ports'
+ *    incarnations meanwhile); port->sg: the RCU-published security group.
  */
 #include "net/vswitch.h"
 
@@ -29,13 +34,26 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "core/util.h"
+#include "net/conntrack.h"
 #include "net/fdb.h"
+#include "net/flowkey.h"
 #include "net/gso.h"
 #include "net/ring.h"
+#include "net/secgroup.h"
 
 #define ETH_HLEN 14
 #define VLAN_HLEN 4
 #define TPID_8021Q 0x8100
+
+/* Key reference of a batched frame (sw_local.okey). */
+#define KEY_NONE 0xff /* not IP or not parsed: passes untracked */
+#define KEY_BAD 0xfe  /* malformed IP: dropped by a port with a group */
+#define OUT_FLOOD 0xffff
+
+/* Conntrack background work per partition: every AGE_PERIOD_US, up to
+ * AGE_BUDGET entries of the expiry sweep (docs/conntrack.md). */
+#define AGE_PERIOD_US 10000
+#define AGE_BUDGET 4096
 
 struct port_conf {
 	struct zoc_port_config c;
@@ -55,6 +73,8 @@ struct zoc_port {
 	void *ctx;
 	struct port_conf *conf;      /* RCU-published */
 	int removing;                /* atomic flag */
+	uint16_t inc;                /* incarnation of the slot (steered frames check it) */
+	struct zoc_sg *sg;           /* security group, RCU-published, NULL = none */
 	uint32_t gso_caps;           /* ZOC_GSO_CAP_*, atomic (owner sets) */
 	/* owner reactor only */
 	double flood_tokens;
@@ -68,6 +88,11 @@ struct zoc_port {
 	struct port_stats_pr *stats; /* [reactor] */
 	void (*done)(void *arg);
 	void *done_arg;
+};
+
+struct part_ref {
+	struct zoc_vswitch *sw;
+	unsigned part;
 };
 
 struct fc_entry {
@@ -86,6 +111,18 @@ struct sw_local {
 	uint16_t touched[ZOC_VSWITCH_MAX_PORTS];
 	uint8_t cnt[ZOC_VSWITCH_MAX_PORTS];
 	struct zoc_pkt *out[ZOC_VSWITCH_MAX_PORTS][ZOC_PKT_BURST];
+	/* conntrack: the burst being switched */
+	bool ct_on;                  /* groups were attached when it started */
+	uint64_t now_ns;
+	struct zoc_flowkey keys[ZOC_PKT_BURST];
+	uint8_t okey[ZOC_VSWITCH_MAX_PORTS][ZOC_PKT_BURST]; /* index in keys / KEY_* */
+	struct zoc_pkt **sq;         /* [partition][ZOC_PKT_BURST]: frames to steer */
+	uint8_t *sqn;                /* [partition] */
+	/* the partition this reactor owns */
+	struct zoc_poller *steer_poller, *age_poller;
+	bool ct_started;
+	int kick_efd;
+	int armed;
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 struct zoc_vswitch {
@@ -100,6 +137,12 @@ struct zoc_vswitch {
 	struct zoc_vswitch *next;
 	struct zoc_port *slots[ZOC_VSWITCH_MAX_PORTS];
 	unsigned nslots; /* ports that exist */
+	uint16_t port_inc[ZOC_VSWITCH_MAX_PORTS];
+	struct zoc_ct **ct;          /* [reactor] */
+	struct part_ref *prefs;      /* [reactor]: poller arguments */
+	struct zoc_spsc **steer;     /* [src * nlocal + dst], NULL with one reactor */
+	int ctl_pending;             /* control messages in flight (atomic) */
+	unsigned n_sg;               /* ports with a group (atomic for the data path) */
 	/* read by the data path */
 	uint64_t gen __attribute__((aligned(ZOC_CACHELINE)));
 	unsigned nports_hi __attribute__((aligned(ZOC_CACHELINE)));
@@ -500,10 +543,11 @@ static void deliver(struct zoc_port *out, unsigned me, struct zoc_pkt **pkts, un
 
 /* ---- the input path --------------------------------------------------- */
 
-static inline void batch_add(struct sw_local *loc, uint16_t out, struct zoc_pkt *p)
+static inline void batch_add(struct sw_local *loc, uint16_t out, struct zoc_pkt *p, uint8_t kidx)
 {
 	if (!loc->cnt[out])
 		loc->touched[loc->ntouched++] = out;
+	loc->okey[out][loc->cnt[out]] = kidx;
 	loc->out[out][loc->cnt[out]++] = p;
 }
 
@@ -573,7 +617,7 @@ static inline int ingress(const struct zoc_port_config *c, struct zoc_pkt *p)
 }
 
 static void flood(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *in,
-		  unsigned me, struct zoc_pkt *p)
+		  unsigned me, struct zoc_pkt *p, uint8_t kidx)
 {
 	struct zoc_port *members[ZOC_VSWITCH_MAX_PORTS];
 	unsigned m = 0, hi = __atomic_load_n(&sw->nports_hi, __ATOMIC_ACQUIRE);
@@ -601,9 +645,9 @@ static void flood(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port 
 			count_drop(members[i], me, ZOC_DROP_NO_BUFFER, 1);
 			continue;
 		}
-		batch_add(loc, members[i]->id, c);
+		batch_add(loc, members[i]->id, c, kidx);
 	}
-	batch_add(loc, members[m - 1]->id, p);
+	batch_add(loc, members[m - 1]->id, p, kidx);
 }
 
 static bool flood_allowed(struct zoc_port *in, const struct zoc_port_config *c, uint64_t now)
@@ -624,6 +668,260 @@ static bool flood_allowed(struct zoc_port *in, const struct zoc_port_config *c, 
 	return true;
 }
 
+/* ---- security groups and connection tracking --------------------------- */
+
+static inline struct zoc_sg *port_sg(const struct zoc_port *p)
+{
+	return __atomic_load_n(&p->sg, __ATOMIC_ACQUIRE);
+}
+
+/* p->user while the switch holds a frame that needs conntrack. */
+static inline uint64_t meta_make(const struct zoc_port *in, const struct zoc_port *out)
+{
+	return (uint64_t)in->id | (uint64_t)in->inc << 16 |
+	       (uint64_t)(out ? out->id : OUT_FLOOD) << 32 | (uint64_t)(out ? out->inc : 0) << 48;
+}
+
+static inline uint16_t meta_in(uint64_t m)
+{
+	return (uint16_t)m;
+}
+
+static inline uint16_t meta_in_inc(uint64_t m)
+{
+	return (uint16_t)(m >> 16);
+}
+
+static inline uint16_t meta_out(uint64_t m)
+{
+	return (uint16_t)(m >> 32);
+}
+
+static inline uint16_t meta_out_inc(uint64_t m)
+{
+	return (uint16_t)(m >> 48);
+}
+
+/* The port of id with incarnation inc, if still published. */
+static inline struct zoc_port *port_live(struct zoc_vswitch *sw, uint16_t id, uint16_t inc)
+{
+	struct zoc_port *p;
+
+	if (id >= ZOC_VSWITCH_MAX_PORTS)
+		return NULL;
+	p = __atomic_load_n(&sw->ports[id], __ATOMIC_ACQUIRE);
+	return p && p->inc == inc ? p : NULL;
+}
+
+static inline enum zoc_drop_reason ct_drop_reason(uint8_t v)
+{
+	switch (v) {
+	case ZOC_CT_DROP_SG:
+		return ZOC_DROP_SECGROUP;
+	case ZOC_CT_DROP_NO_SESSION:
+		return ZOC_DROP_CT_NO_SESSION;
+	case ZOC_CT_DROP_DIRECTION:
+		return ZOC_DROP_CT_DIRECTION;
+	case ZOC_CT_DROP_FULL:
+		return ZOC_DROP_CT_FULL;
+	case ZOC_CT_DROP_PORT_CAP:
+		return ZOC_DROP_CT_PORT_CAP;
+	case ZOC_CT_DROP_FRAG:
+		return ZOC_DROP_CT_FRAGMENT;
+	default:
+		return ZOC_DROP_CT_INVALID;
+	}
+}
+
+static inline void forward(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *in,
+			   unsigned me, struct zoc_pkt *p, struct zoc_port *out, uint8_t kidx)
+{
+	if (out)
+		batch_add(loc, out->id, p, kidx);
+	else
+		flood(sw, loc, in, me, p, kidx);
+}
+
+static void steer_kick(struct zoc_vswitch *sw, unsigned part)
+{
+	struct sw_local *dst = &sw->local[part];
+	uint64_t one = 1;
+
+	if (dst->kick_efd < 0)
+		return;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&dst->armed, __ATOMIC_RELAXED) &&
+	    write(dst->kick_efd, &one, sizeof(one)) < 0)
+		ZOC_WARN_RL("vswitch %s: steering kick: %s", sw->name, strerror(errno));
+}
+
+/* Frames queued for other partitions' reactors go out once per burst. */
+static void steer_flush(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *in,
+			unsigned me)
+{
+	for (unsigned part = 0; part < sw->nlocal; part++) {
+		struct zoc_pkt **q = &loc->sq[part * ZOC_PKT_BURST];
+		unsigned n = loc->sqn[part], acc;
+
+		if (!n)
+			continue;
+		loc->sqn[part] = 0;
+		acc = zoc_spsc_enqueue(sw->steer[me * sw->nlocal + part], (void *const *)q, n);
+		if (ZOC_UNLIKELY(acc < n)) {
+			count_drop(in, me, ZOC_DROP_RING_FULL, n - acc);
+			zoc_pkt_free_bulk(q + acc, n - acc);
+		}
+		if (acc)
+			steer_kick(sw, part);
+	}
+}
+
+/* The input side of conntrack for frames of port in whose forwarding is
+ * decided (p->user): parse, steer to the partition's reactor, track the
+ * egress of a vNIC with a group (one zoc_ct_process_burst), then batch
+ * per output with a reference to the key for the output's ingress check.
+ * steered: the frames arrived through a steering ring (this reactor owns
+ * their partition). */
+static void ct_input(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *in,
+		     unsigned me, struct zoc_pkt **pkts, unsigned n, bool steered)
+{
+	struct zoc_sg *isg = in->kind == ZOC_PORT_VNIC ? port_sg(in) : NULL;
+	const struct zoc_sg_ruleset *irs = isg ? zoc_sg_rules(isg) : NULL;
+	const struct zoc_flowkey *ek[ZOC_PKT_BURST];
+	struct zoc_pkt *ep[ZOC_PKT_BURST];
+	struct zoc_port *eo[ZOC_PKT_BURST];
+	uint8_t ekidx[ZOC_PKT_BURST], v[ZOC_PKT_BURST];
+	unsigned ne = 0, nk = 0;
+	bool steering = false;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct zoc_pkt *p = pkts[i];
+		uint16_t o = meta_out(p->user);
+		struct zoc_port *out = NULL;
+		struct zoc_flowkey *k;
+		int rc;
+
+		if (o != OUT_FLOOD) {
+			out = port_live(sw, o, meta_out_inc(p->user));
+			if (ZOC_UNLIKELY(!out)) {
+				drop(in, me, ZOC_DROP_PORT_DOWN, p);
+				continue;
+			}
+		}
+		/* Tracking needed: the input has a group, or the output has one,
+		 * or a flood may reach one. */
+		if (!isg && out && (out->kind != ZOC_PORT_VNIC || !port_sg(out))) {
+			forward(sw, loc, in, me, p, out, KEY_NONE);
+			continue;
+		}
+		k = &loc->keys[nk];
+		rc = zoc_flowkey_parse(zoc_pkt_cdata(p), p->len, k);
+		if (rc == -ENOENT) {
+			forward(sw, loc, in, me, p, out, KEY_NONE); /* ARP etc. */
+			continue;
+		}
+		if (ZOC_UNLIKELY(rc < 0)) {
+			if (isg)
+				drop(in, me, ZOC_DROP_CT_INVALID, p);
+			else
+				forward(sw, loc, in, me, p, out, KEY_BAD);
+			continue;
+		}
+		if (!steered && sw->nlocal > 1) {
+			unsigned part = zoc_ct_partition(zoc_flowkey_sym_hash(k), sw->nlocal);
+
+			if (part != me) {
+				loc->sq[part * ZOC_PKT_BURST + loc->sqn[part]++] = p;
+				steering = true;
+				continue;
+			}
+		}
+		if (isg) {
+			ep[ne] = p;
+			eo[ne] = out;
+			ek[ne] = k;
+			ekidx[ne++] = (uint8_t)nk;
+		} else {
+			forward(sw, loc, in, me, p, out, (uint8_t)nk);
+		}
+		nk++;
+	}
+	if (steering)
+		steer_flush(sw, loc, in, me);
+	if (!ne)
+		return;
+	zoc_ct_process_burst(sw->ct[me], irs, in->id, ZOC_CT_EGRESS, ek, ne, loc->now_ns, v);
+	for (unsigned i = 0; i < ne; i++) {
+		if (ZOC_UNLIKELY(zoc_ct_is_drop(v[i])))
+			drop(in, me, ct_drop_reason(v[i]), ep[i]);
+		else
+			forward(sw, loc, in, me, ep[i], eo[i], ekidx[i]);
+	}
+}
+
+/* The output side: frames switched toward a vNIC with a group are tracked
+ * as its ingress. Returns how many of pkts[0..n) are left (in order). */
+static unsigned ct_output(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *out,
+			  unsigned me, struct zoc_pkt **pkts, const uint8_t *okey, unsigned n)
+{
+	struct zoc_sg *sg = out->kind == ZOC_PORT_VNIC ? port_sg(out) : NULL;
+	const struct zoc_flowkey *ks[ZOC_PKT_BURST];
+	uint8_t at[ZOC_PKT_BURST], v[ZOC_PKT_BURST], why[ZOC_PKT_BURST];
+	unsigned m = 0, k = 0;
+
+	if (!sg)
+		return n;
+	for (unsigned i = 0; i < n; i++) {
+		why[i] = 0;
+		if (okey[i] == KEY_BAD)
+			why[i] = ZOC_CT_DROP_INVALID;
+		else if (okey[i] != KEY_NONE) {
+			ks[m] = &loc->keys[okey[i]];
+			at[m++] = (uint8_t)i;
+		}
+	}
+	if (m) {
+		zoc_ct_process_burst(sw->ct[me], zoc_sg_rules(sg), out->id, ZOC_CT_INGRESS, ks, m,
+				     loc->now_ns, v);
+		for (unsigned j = 0; j < m; j++)
+			if (zoc_ct_is_drop(v[j]))
+				why[at[j]] = v[j];
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (ZOC_UNLIKELY(why[i]))
+			drop(out, me, ct_drop_reason(why[i]), pkts[i]);
+		else
+			pkts[k++] = pkts[i];
+	}
+	return k;
+}
+
+/* One delivery per output port touched by the burst. */
+static void deliver_touched(struct zoc_vswitch *sw, struct sw_local *loc, struct zoc_port *in,
+			    unsigned me)
+{
+	for (unsigned t = 0; t < loc->ntouched; t++) {
+		uint16_t o = loc->touched[t];
+		struct zoc_port *out = __atomic_load_n(&sw->ports[o], __ATOMIC_ACQUIRE);
+		unsigned cnt = loc->cnt[o];
+
+		loc->cnt[o] = 0;
+		if (ZOC_UNLIKELY(!out)) {
+			/* Unpublished during this burst. */
+			count_drop(in, me, ZOC_DROP_PORT_DOWN, cnt);
+			zoc_pkt_free_bulk(loc->out[o], cnt);
+			continue;
+		}
+		if (loc->ct_on) {
+			cnt = ct_output(sw, loc, out, me, loc->out[o], loc->okey[o], cnt);
+			if (!cnt)
+				continue;
+		}
+		deliver(out, me, loc->out[o], cnt);
+	}
+	loc->ntouched = 0;
+}
+
 static void rx_chunk(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt **pkts,
 		     unsigned n)
 {
@@ -631,9 +929,12 @@ static void rx_chunk(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt
 	struct sw_local *loc = &sw->local[me];
 	struct zoc_port_stats *st = &in->stats[me].s;
 	const struct zoc_port_config *c = &conf_of(in)->c;
+	struct zoc_pkt *ctp[ZOC_PKT_BURST];
+	unsigned nct = 0;
 	uint64_t gen, now_ns = 0;
 	uint32_t now_s;
 	uint64_t bytes = 0;
+	bool ct_on;
 
 	for (unsigned i = 0; i < n; i++)
 		bytes += pkts[i]->len;
@@ -646,9 +947,14 @@ static void rx_chunk(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt
 	}
 	gen = __atomic_load_n(&sw->gen, __ATOMIC_ACQUIRE);
 	now_s = sw_now_s(sw);
+	ct_on = __atomic_load_n(&sw->n_sg, __ATOMIC_ACQUIRE) != 0;
+	loc->ct_on = ct_on;
+	if (ct_on)
+		loc->now_ns = now_ns = sw_now_ns(sw);
 	loc->ntouched = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct zoc_pkt *p = pkts[i];
+		struct zoc_port *op;
 		const uint8_t *d;
 		uint16_t vid;
 		int why, out;
@@ -696,9 +1002,15 @@ static void rx_chunk(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt
 			drop(in, me, ZOC_DROP_FILTERED, p);
 			continue;
 		}
-		if (ZOC_UNLIKELY(!__atomic_load_n(&sw->ports[out], __ATOMIC_ACQUIRE)))
+		op = __atomic_load_n(&sw->ports[out], __ATOMIC_ACQUIRE);
+		if (ZOC_UNLIKELY(!op))
 			goto do_flood; /* a stale entry of a port being removed */
-		batch_add(loc, (uint16_t)out, p);
+		if (ct_on) {
+			p->user = meta_make(in, op);
+			ctp[nct++] = p;
+			continue;
+		}
+		batch_add(loc, (uint16_t)out, p, KEY_NONE);
 		continue;
 do_flood:
 		if (c->flood_limit_pps && !now_ns)
@@ -709,23 +1021,16 @@ do_flood:
 		}
 		stat_add(&st->flooded, 1);
 		stat_add(&loc->floods, 1);
-		flood(sw, loc, in, me, p);
-	}
-	for (unsigned t = 0; t < loc->ntouched; t++) {
-		uint16_t o = loc->touched[t];
-		struct zoc_port *out = __atomic_load_n(&sw->ports[o], __ATOMIC_ACQUIRE);
-		unsigned cnt = loc->cnt[o];
-
-		loc->cnt[o] = 0;
-		if (ZOC_UNLIKELY(!out)) {
-			/* Unpublished during this burst. */
-			count_drop(in, me, ZOC_DROP_PORT_DOWN, cnt);
-			zoc_pkt_free_bulk(loc->out[o], cnt);
+		if (ct_on) {
+			p->user = meta_make(in, NULL);
+			ctp[nct++] = p;
 			continue;
 		}
-		deliver(out, me, loc->out[o], cnt);
+		flood(sw, loc, in, me, p, KEY_NONE);
 	}
-	loc->ntouched = 0;
+	if (nct)
+		ct_input(sw, loc, in, me, ctp, nct, false);
+	deliver_touched(sw, loc, in, me);
 }
 
 void zoc_vswitch_rx_burst(struct zoc_vswitch *sw, struct zoc_port *in, struct zoc_pkt **pkts,
@@ -753,7 +1058,398 @@ void zoc_vswitch_rx_burst(struct zoc_vswitch *sw, struct zoc_port *in, struct zo
 	loc->busy = false;
 }
 
+/* ---- conntrack partitions: steering, ageing, control ------------------ */
+
+/* On the partition's reactor: frames other reactors steered here. Runs of
+ * frames of one input port go through ct_input / deliver_touched as if
+ * they had arrived here. */
+static int steer_drain(void *arg)
+{
+	struct zoc_vswitch *sw = ((struct part_ref *)arg)->sw;
+	unsigned me = ((struct part_ref *)arg)->part;
+	struct sw_local *loc = &sw->local[me];
+	struct zoc_pkt *pkts[ZOC_PKT_BURST];
+	int work = 0;
+
+	for (unsigned src = 0; src < sw->nlocal; src++) {
+		unsigned n, i = 0;
+
+		if (src == me)
+			continue;
+		n = zoc_spsc_dequeue(sw->steer[src * sw->nlocal + me], (void **)pkts, ZOC_PKT_BURST);
+		if (!n)
+			continue;
+		work += (int)n;
+		loc->busy = true;
+		loc->ct_on = true;
+		loc->now_ns = sw_now_ns(sw);
+		while (i < n) {
+			uint64_t m = pkts[i]->user;
+			unsigned j = i + 1;
+			struct zoc_port *in;
+
+			while (j < n && (uint32_t)pkts[j]->user == (uint32_t)m)
+				j++;
+			in = port_live(sw, meta_in(m), meta_in_inc(m));
+			if (!in || __atomic_load_n(&in->removing, __ATOMIC_ACQUIRE)) {
+				zoc_pkt_free_bulk(pkts + i, j - i); /* its port is gone */
+			} else {
+				loc->ntouched = 0;
+				ct_input(sw, loc, in, me, pkts + i, j - i, true);
+				deliver_touched(sw, loc, in, me);
+			}
+			i = j;
+		}
+		loc->busy = false;
+	}
+	return work;
+}
+
+static int steer_arm(void *arg)
+{
+	struct zoc_vswitch *sw = ((struct part_ref *)arg)->sw;
+	unsigned me = ((struct part_ref *)arg)->part;
+
+	__atomic_store_n(&sw->local[me].armed, 1, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (unsigned src = 0; src < sw->nlocal; src++)
+		if (src != me && zoc_spsc_count(sw->steer[src * sw->nlocal + me]))
+			return 1;
+	return 0;
+}
+
+static void steer_disarm(void *arg)
+{
+	struct zoc_vswitch *sw = ((struct part_ref *)arg)->sw;
+
+	__atomic_store_n(&sw->local[((struct part_ref *)arg)->part].armed, 0, __ATOMIC_RELAXED);
+}
+
+static void steer_kicked(void *arg, uint32_t events)
+{
+	struct zoc_vswitch *sw = ((struct part_ref *)arg)->sw;
+	uint64_t v;
+
+	if (read(sw->local[((struct part_ref *)arg)->part].kick_efd, &v, sizeof(v)) < 0)
+		return;
+}
+
+static const struct zoc_poller_ops g_steer_ops = {
+	.poll = steer_drain,
+	.arm = steer_arm,
+	.disarm = steer_disarm,
+};
+
+static int age_poll(void *arg)
+{
+	struct zoc_vswitch *sw = ((struct part_ref *)arg)->sw;
+
+	return (int)zoc_ct_poll(sw->ct[((struct part_ref *)arg)->part], sw_now_ns(sw), AGE_BUDGET);
+}
+
+static const struct zoc_poller_ops g_age_ops = {.poll = age_poll};
+
+/* A control step on a partition's reactor: inline when we are that reactor
+ * (or there is only one), else a message; sw->ctl_pending counts those in
+ * flight (zoc_vswitch_destroy waits for them). */
+struct ctl_msg {
+	struct zoc_vswitch *sw;
+	unsigned part;
+	uint16_t zone;
+	void (*fn)(struct ctl_msg *m);
+};
+
+static void ctl_run(void *arg)
+{
+	struct ctl_msg *m = arg;
+	struct zoc_vswitch *sw = m->sw;
+
+	m->fn(m);
+	free(m);
+	__atomic_fetch_sub(&sw->ctl_pending, 1, __ATOMIC_RELEASE);
+}
+
+static bool on_reactor(unsigned idx)
+{
+	struct zoc_reactor *cur = zoc_reactor_current();
+
+	return zoc_reactor_count() <= 1 || (cur ? zoc_reactor_index(cur) : 0) == idx;
+}
+
+static void send_retry(unsigned idx, zoc_msg_fn fn, void *arg)
+{
+	while (zoc_reactor_send_msg(zoc_reactor_get(idx), fn, arg))
+		usleep(1000);
+}
+
+static void ctl_on(struct zoc_vswitch *sw, unsigned part, uint16_t zone,
+		   void (*fn)(struct ctl_msg *m))
+{
+	struct ctl_msg *m = malloc(sizeof(*m));
+
+	if (!m) {
+		ZOC_ERR("vswitch %s: out of memory for a conntrack control step", sw->name);
+		return;
+	}
+	*m = (struct ctl_msg){.sw = sw, .part = part, .zone = zone, .fn = fn};
+	__atomic_fetch_add(&sw->ctl_pending, 1, __ATOMIC_ACQ_REL);
+	if (on_reactor(part))
+		ctl_run(m);
+	else
+		send_retry(part, ctl_run, m);
+}
+
+static struct part_ref *part_ref(struct zoc_vswitch *sw, unsigned part)
+{
+	return &sw->prefs[part];
+}
+
+/* The partition's pollers run while any port has a group. */
+static void ct_start_on(struct ctl_msg *m)
+{
+	struct zoc_vswitch *sw = m->sw;
+	struct sw_local *loc = &sw->local[m->part];
+	struct zoc_reactor *r = zoc_reactor_get(m->part);
+
+	if (!r || loc->ct_started)
+		return;
+	loc->ct_started = true;
+	/* With manual_aging (tests, fuzzers) sessions age lazily only. */
+	if (!sw->opts.manual_aging)
+		loc->age_poller = zoc_poller_register(r, &g_age_ops, part_ref(sw, m->part),
+						      AGE_PERIOD_US, "vswitch-ct-age");
+	if (sw->nlocal > 1) {
+		loc->steer_poller = zoc_poller_register(r, &g_steer_ops, part_ref(sw, m->part), 0,
+							"vswitch-ct-steer");
+		if (!loc->steer_poller)
+			ZOC_ERR("vswitch %s: reactor %u: cannot register the steering poller",
+				sw->name, m->part);
+		/* The eventfd itself lives as long as the switch (producers
+		 * may kick it at any time); here it is only watched. */
+		if (loc->kick_efd >= 0 &&
+		    zoc_reactor_add_fd(r, loc->kick_efd, EPOLLIN, steer_kicked,
+				       part_ref(sw, m->part)) < 0)
+			ZOC_ERR("vswitch %s: reactor %u: cannot watch the steering kick eventfd",
+				sw->name, m->part);
+	}
+}
+
+static void steer_ring_purge(struct zoc_vswitch *sw, unsigned part)
+{
+	struct zoc_pkt *pkts[ZOC_PKT_BURST];
+
+	if (!sw->steer)
+		return;
+	for (unsigned src = 0; src < sw->nlocal; src++) {
+		unsigned n;
+
+		if (src == part || !sw->steer[src * sw->nlocal + part])
+			continue;
+		while ((n = zoc_spsc_dequeue(sw->steer[src * sw->nlocal + part], (void **)pkts,
+					     ZOC_PKT_BURST)))
+			zoc_pkt_free_bulk(pkts, n);
+	}
+}
+
+static void ct_stop_on(struct ctl_msg *m)
+{
+	struct zoc_vswitch *sw = m->sw;
+	struct sw_local *loc = &sw->local[m->part];
+
+	if (loc->age_poller)
+		zoc_poller_unregister(loc->age_poller);
+	if (loc->steer_poller)
+		zoc_poller_unregister(loc->steer_poller);
+	loc->age_poller = loc->steer_poller = NULL;
+	loc->ct_started = false;
+	if (loc->kick_efd >= 0)
+		zoc_reactor_del_fd(zoc_reactor_get(m->part), loc->kick_efd);
+	steer_ring_purge(sw, m->part);
+}
+
+static void ct_flush_zone_on(struct ctl_msg *m)
+{
+	zoc_ct_flush_zone(m->sw->ct[m->part], m->zone);
+}
+
+/* Reactor 0: a port stops being tracked (group detached, port removed):
+ * its sessions go (on every partition, before the port id can be reused:
+ * these messages precede the removal's barrier), and the partitions'
+ * pollers stop with the last group. */
+static void sg_detached(struct zoc_vswitch *sw, uint16_t zone)
+{
+	for (unsigned i = 0; i < sw->nlocal; i++)
+		ctl_on(sw, i, zone, ct_flush_zone_on);
+	if (__atomic_sub_fetch(&sw->n_sg, 1, __ATOMIC_ACQ_REL) == 0)
+		for (unsigned i = 0; i < sw->nlocal; i++)
+			ctl_on(sw, i, 0, ct_stop_on);
+}
+
+int zoc_vswitch_port_set_secgroup(struct zoc_port *port, struct zoc_sg *sg)
+{
+	struct zoc_vswitch *sw = port->sw;
+	struct zoc_sg *old = port->sg;
+
+	if (__atomic_load_n(&port->removing, __ATOMIC_ACQUIRE))
+		return -ENODEV;
+	if (sg && port->kind != ZOC_PORT_VNIC)
+		return -EINVAL;
+	if (old == sg)
+		return 0;
+	__atomic_store_n(&port->sg, sg, __ATOMIC_RELEASE);
+	if (!old) {
+		if (__atomic_load_n(&sw->n_sg, __ATOMIC_ACQUIRE) == 0)
+			for (unsigned i = 0; i < sw->nlocal; i++)
+				ctl_on(sw, i, 0, ct_start_on);
+		__atomic_add_fetch(&sw->n_sg, 1, __ATOMIC_ACQ_REL);
+	} else if (!sg) {
+		sg_detached(sw, port->id);
+	}
+	ZOC_INFO("vswitch %s: port %s: security group %s", sw->name, port->name,
+		 sg ? zoc_sg_name(sg) : "(none)");
+	return 0;
+}
+
+struct zoc_sg *zoc_vswitch_port_secgroup(const struct zoc_port *port)
+{
+	return port_sg(port);
+}
+
+unsigned zoc_vswitch_ct_partitions(const struct zoc_vswitch *sw)
+{
+	return sw->nlocal;
+}
+
+struct ct_walk {
+	struct zoc_vswitch *sw;
+	void (*fn)(struct zoc_ct *ct, unsigned part, void *arg);
+	void (*done)(void *arg);
+	void *arg;
+	unsigned next;
+};
+
+static void walk_done(void *arg)
+{
+	struct ct_walk *w = arg;
+	struct zoc_vswitch *sw = w->sw;
+
+	if (w->done)
+		w->done(w->arg);
+	free(w);
+	__atomic_fetch_sub(&sw->ctl_pending, 1, __ATOMIC_RELEASE);
+}
+
+static void walk_step(void *arg)
+{
+	struct ct_walk *w = arg;
+	unsigned i = w->next++;
+
+	w->fn(w->sw->ct[i], i, w->arg);
+	if (w->next < w->sw->nlocal) {
+		if (on_reactor(w->next))
+			walk_step(w);
+		else
+			send_retry(w->next, walk_step, w);
+	} else if (on_reactor(0)) {
+		walk_done(w);
+	} else {
+		send_retry(0, walk_done, w);
+	}
+}
+
+int zoc_vswitch_ct_foreach(struct zoc_vswitch *sw,
+			   void (*fn)(struct zoc_ct *ct, unsigned part, void *arg),
+			   void (*done)(void *arg), void *arg)
+{
+	struct ct_walk *w = malloc(sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	*w = (struct ct_walk){.sw = sw, .fn = fn, .done = done, .arg = arg};
+	__atomic_fetch_add(&sw->ctl_pending, 1, __ATOMIC_ACQ_REL);
+	if (on_reactor(0))
+		walk_step(w);
+	else
+		send_retry(0, walk_step, w);
+	return 0;
+}
+
+struct zoc_port *zoc_vswitch_port_by_id(struct zoc_vswitch *sw, uint16_t id)
+{
+	return id < ZOC_VSWITCH_MAX_PORTS ? sw->slots[id] : NULL;
+}
+
 /* ---- switch life cycle ------------------------------------------------ */
+
+/* The partitions (one per reactor) and, with several reactors, the
+ * steering rings between every pair. */
+static int ct_create(struct zoc_vswitch *sw)
+{
+	const struct zoc_vswitch_opts *o = &sw->opts;
+	unsigned n = sw->nlocal;
+	uint32_t cap = (o->ct_capacity + n - 1) / n, maxcap = (o->ct_max_capacity + n - 1) / n;
+	struct zoc_ct_config cfg = {
+		.capacity = cap < 64 ? 64 : cap,
+		.max_ports = ZOC_VSWITCH_MAX_PORTS,
+		.port_cap = o->ct_port_cap ? (o->ct_port_cap + n - 1) / n : 0,
+		.flow_cache = o->ct_flow_cache,
+	};
+
+	cfg.max_capacity = maxcap > cfg.capacity ? maxcap : cfg.capacity;
+	cfg.auto_grow = cfg.max_capacity > cfg.capacity;
+	sw->ct = calloc(n, sizeof(*sw->ct));
+	sw->prefs = calloc(n, sizeof(*sw->prefs));
+	if (!sw->ct || !sw->prefs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		sw->prefs[i] = (struct part_ref){.sw = sw, .part = i};
+		sw->ct[i] = zoc_ct_create(&cfg);
+		if (!sw->ct[i])
+			return -ENOMEM;
+	}
+	if (n > 1) {
+		sw->steer = calloc((size_t)n * n, sizeof(*sw->steer));
+		if (!sw->steer)
+			return -ENOMEM;
+		for (unsigned i = 0; i < n * n; i++) {
+			if (i / n == i % n)
+				continue;
+			sw->steer[i] = zoc_spsc_create(o->ring_size);
+			if (!sw->steer[i])
+				return -ENOMEM;
+		}
+		for (unsigned i = 0; i < n && zoc_reactor_interrupt_mode(); i++) {
+			sw->local[i].kick_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+			if (sw->local[i].kick_efd < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void ct_free(struct zoc_vswitch *sw)
+{
+	if (sw->steer) {
+		for (unsigned i = 0; i < sw->nlocal; i++)
+			steer_ring_purge(sw, i);
+		for (unsigned i = 0; i < sw->nlocal * sw->nlocal; i++)
+			free(sw->steer[i]);
+	}
+	free(sw->steer);
+	for (unsigned i = 0; sw->local && i < sw->nlocal; i++) {
+		if (sw->local[i].kick_efd >= 0)
+			close(sw->local[i].kick_efd);
+		sw->local[i].kick_efd = -1;
+	}
+	if (sw->ct)
+		for (unsigned i = 0; i < sw->nlocal; i++)
+			zoc_ct_destroy(sw->ct[i]);
+	free(sw->ct);
+	free(sw->prefs);
+	sw->steer = NULL;
+	sw->ct = NULL;
+	sw->prefs = NULL;
+}
 
 static int ager_poll(void *arg)
 {
@@ -767,7 +1463,8 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 		       struct zoc_vswitch **out)
 {
 	struct zoc_vswitch_opts o = {.fdb_max = 4096, .aging_s = 300, .flow_cache = 1024,
-				     .ring_size = 512};
+				     .ring_size = 512, .ct_capacity = 65536,
+				     .ct_max_capacity = 1u << 24, .ct_flow_cache = 4096};
 	struct zoc_vswitch *sw;
 
 	if (!name || !name[0] || strlen(name) >= ZOC_VSWITCH_NAME_MAX)
@@ -784,7 +1481,21 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 		if (opts->ring_size)
 			o.ring_size = opts->ring_size;
 		o.manual_aging = opts->manual_aging;
+		if (opts->ct_capacity)
+			o.ct_capacity = opts->ct_capacity;
+		if (opts->ct_max_capacity)
+			o.ct_max_capacity = opts->ct_max_capacity;
+		else if (o.ct_capacity > o.ct_max_capacity)
+			o.ct_max_capacity = o.ct_capacity;
+		o.ct_port_cap = opts->ct_port_cap;
+		if (opts->ct_flow_cache)
+			o.ct_flow_cache = opts->ct_flow_cache;
 	}
+	if (o.ct_capacity < 64 || o.ct_capacity > (1u << 30) || o.ct_max_capacity < o.ct_capacity ||
+	    o.ct_max_capacity > (1u << 30) || (o.ct_flow_cache & (o.ct_flow_cache - 1)) ||
+	    o.ct_flow_cache < 2 ||
+	    o.ct_flow_cache > (1u << 20))
+		return -EINVAL;
 	if (o.fdb_max > (1u << 22) || o.aging_s > 1000000 || (o.flow_cache & (o.flow_cache - 1)) ||
 	    o.flow_cache > (1u << 20) || (o.ring_size & (o.ring_size - 1)) || o.ring_size < 32 ||
 	    o.ring_size > (1u << 16))
@@ -802,12 +1513,18 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 	if (!sw->fdb || !sw->local)
 		goto nomem;
 	memset(sw->local, 0, sizeof(*sw->local) * sw->nlocal);
+	for (unsigned i = 0; i < sw->nlocal; i++)
+		sw->local[i].kick_efd = -1;
 	for (unsigned i = 0; i < sw->nlocal; i++) {
 		sw->local[i].fc = calloc(o.flow_cache, sizeof(struct fc_entry));
-		if (!sw->local[i].fc)
+		sw->local[i].sq = calloc((size_t)sw->nlocal * ZOC_PKT_BURST, sizeof(struct zoc_pkt *));
+		sw->local[i].sqn = calloc(sw->nlocal, 1);
+		if (!sw->local[i].fc || !sw->local[i].sq || !sw->local[i].sqn)
 			goto nomem;
 		sw->local[i].fc_mask = o.flow_cache - 1;
 	}
+	if (ct_create(sw))
+		goto nomem;
 	if (zoc_reactor_get(0) && !o.manual_aging)
 		sw->ager = zoc_poller_register(zoc_reactor_get(0), &g_ager_ops, sw, 1000000,
 					       "vswitch-age");
@@ -818,9 +1535,13 @@ int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 	*out = sw;
 	return 0;
 nomem:
+	ct_free(sw);
 	if (sw->local)
-		for (unsigned i = 0; i < sw->nlocal; i++)
+		for (unsigned i = 0; i < sw->nlocal; i++) {
 			free(sw->local[i].fc);
+			free(sw->local[i].sq);
+			free(sw->local[i].sqn);
+		}
 	free(sw->local);
 	zoc_fdb_destroy(sw->fdb);
 	free(sw);
@@ -831,7 +1552,7 @@ int zoc_vswitch_destroy(struct zoc_vswitch *sw)
 {
 	struct zoc_vswitch **pp;
 
-	if (sw->nslots)
+	if (sw->nslots || __atomic_load_n(&sw->ctl_pending, __ATOMIC_ACQUIRE))
 		return -EBUSY;
 	for (pp = &g_switches; *pp; pp = &(*pp)->next) {
 		if (*pp == sw) {
@@ -841,8 +1562,12 @@ int zoc_vswitch_destroy(struct zoc_vswitch *sw)
 	}
 	if (sw->ager)
 		zoc_poller_unregister(sw->ager);
-	for (unsigned i = 0; i < sw->nlocal; i++)
+	ct_free(sw);
+	for (unsigned i = 0; i < sw->nlocal; i++) {
 		free(sw->local[i].fc);
+		free(sw->local[i].sq);
+		free(sw->local[i].sqn);
+	}
 	free(sw->local);
 	zoc_fdb_destroy(sw->fdb);
 	ZOC_INFO("vswitch %s destroyed", sw->name);
@@ -1029,6 +1754,7 @@ int zoc_vswitch_port_add(struct zoc_vswitch *sw, const struct zoc_port_config *c
 	port->ops = ops;
 	port->ctx = ctx;
 	port->kick_efd = -1;
+	port->inc = ++sw->port_inc[id];
 	port->conf = malloc(sizeof(*port->conf));
 	port->stats = aligned_alloc(ZOC_CACHELINE, sizeof(*port->stats) * sw->nlocal);
 	if (!port->conf || !port->stats)
@@ -1138,6 +1864,12 @@ int zoc_vswitch_port_remove(struct zoc_port *port, void (*done)(void *arg), void
 	__atomic_store_n(&sw->ports[port->id], NULL, __ATOMIC_RELEASE);
 	zoc_fdb_flush_port(sw->fdb, port->id);
 	bump_gen(sw);
+	if (port->sg) {
+		/* Its sessions go before the id can be reused (the flush
+		 * messages precede the barrier's). */
+		__atomic_store_n(&port->sg, NULL, __ATOMIC_RELEASE);
+		sg_detached(sw, port->id);
+	}
 	rc = zoc_reactors_barrier(port_after_grace, port);
 	if (rc) {
 		/* Not started: publish it again so the caller may retry. */
@@ -1261,6 +1993,8 @@ json_t *zoc_port_to_json(struct zoc_port *port)
 	}
 	if (port->removing)
 		json_object_set_new(o, "removing", json_true());
+	if (port->sg)
+		json_object_set_new(o, "secgroup", json_string(zoc_sg_name(port->sg)));
 	if (port->ops->dump_info)
 		port->ops->dump_info(port, o);
 	return o;
@@ -1270,14 +2004,14 @@ json_t *zoc_vswitch_to_json(struct zoc_vswitch *sw)
 {
 	struct zoc_fdb_stats fs;
 	struct zoc_vswitch_cache_stats cs;
-	json_t *ports = json_array();
+	json_t *ports = json_array(), *o;
 
 	zoc_fdb_get_stats(sw->fdb, &fs);
 	zoc_vswitch_cache_stats(sw, &cs);
 	for (unsigned i = 0; i < ZOC_VSWITCH_MAX_PORTS; i++)
 		if (sw->slots[i])
 			json_array_append_new(ports, zoc_port_to_json(sw->slots[i]));
-	return json_pack("{s:s, s:{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:I, s:I, s:I},"
+	o = json_pack("{s:s, s:{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:I, s:I, s:I},"
 			 " s:o}",
 			 "name", sw->name, "fdb", "count", (int)zoc_fdb_count(sw->fdb), "max",
 			 (int)zoc_fdb_max(sw->fdb), "aging_s", (int)sw->opts.aging_s, "learned",
@@ -1286,6 +2020,16 @@ json_t *zoc_vswitch_to_json(struct zoc_vswitch *sw)
 			 (json_int_t)fs.full, "flow_cache", "size", (int)sw->opts.flow_cache,
 			 "hits", (json_int_t)cs.hits, "misses", (json_int_t)cs.misses, "floods",
 			 (json_int_t)cs.floods, "ports", ports);
+	if (o)
+		json_object_set_new(
+			o, "conntrack",
+			json_pack("{s:i, s:i, s:I, s:I, s:I, s:i}", "partitions", (int)sw->nlocal,
+				  "ports_with_secgroup", (int)__atomic_load_n(&sw->n_sg, __ATOMIC_RELAXED),
+				  "capacity", (json_int_t)sw->opts.ct_capacity, "max_capacity",
+				  (json_int_t)sw->opts.ct_max_capacity, "port_cap",
+				  (json_int_t)sw->opts.ct_port_cap, "flow_cache",
+				  (int)sw->opts.ct_flow_cache));
+	return o;
 }
 
 struct fdb_row {

@@ -42,6 +42,25 @@
  *   switch concurrently. The data path takes no lock except the FDB writer
  *   lock when a source is new or moved.
  *
+ * SECURITY GROUPS AND CONNECTION TRACKING (docs/conntrack.md)
+ *   zoc_vswitch_port_set_secgroup() attaches a security group (secgroup.h)
+ *   to a vNIC port. IP frames the port's owner sends are then tracked as
+ *   EGRESS of that port (zone = port id), IP frames switched toward it as
+ *   its INGRESS; a frame between two such ports is tracked twice (one
+ *   session per port). Non-IP frames (ARP...) pass untracked; malformed
+ *   IP is dropped (ct_invalid) at a port with a group. Verdicts that drop
+ *   are counted per port: secgroup, ct_invalid, ct_no_session,
+ *   ct_direction, ct_full, ct_port_cap, ct_fragment (egress reasons on the
+ *   sending vNIC, ingress reasons on the receiving one).
+ *   The switch owns one session-table partition (struct zoc_ct) per
+ *   reactor, sized by opts.ct_* (totals, split evenly). A session lives in
+ *   the partition that the symmetric hash of its 5-tuple selects; a frame
+ *   whose partition belongs to another reactor is handed to that reactor
+ *   through a per-(reactor, reactor) SPSC ring and switched from there, so
+ *   a partition is only ever touched by its reactor. Each partition has a
+ *   flow cache in front of its index (opts.ct_flow_cache) and is aged by a
+ *   timed poller on its reactor while any port has a group.
+ *
  * TIME
  *   The switch reads a clock once per burst; tests inject one with
  *   zoc_vswitch_set_clock().
@@ -61,20 +80,31 @@
 #define ZOC_VSWITCH_MAX_PORTS 256
 
 struct zoc_vswitch;
+struct zoc_sg;
+struct zoc_ct;
 
 struct zoc_vswitch_opts {
 	uint32_t fdb_max;     /* default 4096 */
 	uint32_t aging_s;     /* default 300, 1..1000000 */
 	uint32_t flow_cache;  /* entries per reactor, power of two, default 1024 */
 	uint32_t ring_size;   /* cross-reactor ring per (reactor, port), power of two, default 512 */
-	bool manual_aging;    /* no ageing poller: the caller runs zoc_vswitch_age() */
+	bool manual_aging;    /* no ageing poller: the caller runs zoc_vswitch_age();
+			       * conntrack sessions then expire lazily only */
+	/* Connection tracking (totals over the per-reactor partitions). */
+	uint32_t ct_capacity;     /* sessions at start, default 65536, >= 64 */
+	uint32_t ct_max_capacity; /* growth limit (tables double when full),
+				   * default 16M (2^24), <= 2^30 */
+	uint32_t ct_port_cap;     /* sessions per port, default 0 = no cap */
+	uint32_t ct_flow_cache;   /* flow-cache entries per partition, power of
+				   * two, default 4096 */
 };
 
 /* Reactor 0. Registered by name (unique). 0 or -EEXIST / -EINVAL /
  * -ENOMEM. opts may be NULL (defaults). */
 int zoc_vswitch_create(const char *name, const struct zoc_vswitch_opts *opts,
 		       struct zoc_vswitch **out);
-/* Reactor 0. -EBUSY while the switch has ports (removal pending counts). */
+/* Reactor 0. -EBUSY while the switch has ports (removal pending counts)
+ * or a conntrack control step / walk is in flight. */
 int zoc_vswitch_destroy(struct zoc_vswitch *sw);
 struct zoc_vswitch *zoc_vswitch_find(const char *name);
 /* Iteration over all switches: first with NULL. */
@@ -109,6 +139,32 @@ void zoc_vswitch_fdb_flush(struct zoc_vswitch *sw);
  * pointer is only safe on reactor 0). */
 struct zoc_port *zoc_vswitch_fdb_lookup(struct zoc_vswitch *sw, const uint8_t mac[6],
 					uint16_t vid);
+
+/* Reactor 0. Attaches security group sg to port (a vNIC; -EINVAL for an
+ * uplink), replacing its group; NULL detaches. Takes effect for bursts
+ * that start after the call on every reactor (RCU: the data path loads
+ * the pointer once per burst). Replacing a group keeps the port's
+ * sessions (rule changes apply to new connections only); detaching
+ * flushes them. The caller keeps sg alive until it is detached from every
+ * port (zoc_sg_destroy then waits out the data path). 0, -ENODEV (port
+ * being removed), -EINVAL. Removing the port detaches its group. */
+int zoc_vswitch_port_set_secgroup(struct zoc_port *port, struct zoc_sg *sg);
+/* The port's group, NULL if none (any thread; the pointer is only safe on
+ * reactor 0). */
+struct zoc_sg *zoc_vswitch_port_secgroup(const struct zoc_port *port);
+/* Number of conntrack partitions (= reactors). */
+unsigned zoc_vswitch_ct_partitions(const struct zoc_vswitch *sw);
+/* Reactor 0. Runs fn(ct, part, arg) for every partition on the reactor
+ * that owns it (a message chain, one partition after the other; inline
+ * for partitions of the calling reactor), then done(arg) on reactor 0.
+ * With one reactor it all happens before this returns. The switch cannot
+ * be destroyed meanwhile (-EBUSY). For conntrack_stats / conntrack_list
+ * (zoc_ct_stats_json, zoc_ct_list_json) and tests. 0 or -ENOMEM. */
+int zoc_vswitch_ct_foreach(struct zoc_vswitch *sw,
+			   void (*fn)(struct zoc_ct *ct, unsigned part, void *arg),
+			   void (*done)(void *arg), void *arg);
+/* The port with id (zone) id, NULL if none (reactor 0). */
+struct zoc_port *zoc_vswitch_port_by_id(struct zoc_vswitch *sw, uint16_t id);
 
 struct zoc_vswitch_cache_stats {
 	uint64_t hits, misses, floods;

@@ -339,4 +339,5 @@ void zoc_zocd_register_methods(void)
 	zoc_zocd_register_secgroup_methods();
 	zoc_rpc_register_config_writer(bdev_config_writer);
 	zoc_rpc_register_config_writer(device_config_writer);
+	zoc_rpc_register_config_writer(zoc_zocd_secgroup_attach_writer);
 }

@@ -6,6 +6,8 @@
 #ifndef ZOC_ZOCD_RPC_METHODS_H
 #define ZOC_ZOCD_RPC_METHODS_H
 
+#include <jansson.h>
+
 /* Registers every method and the save_config writers. */
 void zoc_zocd_register_methods(void);
 /* The NVMe-over-vfio-user methods (rpc_nvme.c). */
@@ -21,6 +23,9 @@ void zoc_zocd_register_uplink_methods(void);
  * name, NULL if none (reactor 0). */
 void zoc_zocd_register_secgroup_methods(void);
 struct zoc_sg *zoc_zocd_secgroup_get(const char *name);
+/* save_config writer of the port_set_secgroup calls; registered after the
+ * device writer (the ports must exist). */
+void zoc_zocd_secgroup_attach_writer(json_t *array);
 /* The switch named name (registry of the vSwitch), NULL if none. For method
  * files that attach ports (uplinks). Reactor 0. */
 struct zoc_vswitch;

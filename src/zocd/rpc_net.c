@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rpc_net.c - the switch and virtio-net methods:
- *   switch_create {name, aging_s?, fdb_max?}, switch_delete {name},
+ *   switch_create {name, aging_s?, fdb_max?, ct_capacity?, ct_max_capacity?,
+ *   ct_port_cap?}, switch_delete {name},
  *   switch_list {name?} (ports and their statistics), switch_mac_table {name},
  *   virtio_net_create {name, transport, socket, switch, mac?, num_queue_pairs?,
  *   mtu?, vlan?} (the device and its switch port; deletion, listing and
@@ -65,6 +66,7 @@ struct switch_params {
 	const char *name;
 	uint32_t aging_s;
 	uint32_t fdb_max;
+	uint32_t ct_capacity, ct_max_capacity, ct_port_cap;
 };
 
 static const struct zoc_rpc_param switch_create_params[] = {
@@ -74,6 +76,12 @@ static const struct zoc_rpc_param switch_create_params[] = {
 	  "MAC ageing time in seconds (default 300)"),
 	P("fdb_max", UINT32, struct switch_params, fdb_max, false, 16, 1u << 20,
 	  "MAC table entries (default 4096)"),
+	P("ct_capacity", UINT32, struct switch_params, ct_capacity, false, 64, 1u << 30,
+	  "connection-tracking sessions at start (default 65536)"),
+	P("ct_max_capacity", UINT32, struct switch_params, ct_max_capacity, false, 64, 1u << 30,
+	  "sessions the table may grow to (default 16777216)"),
+	P("ct_port_cap", UINT32, struct switch_params, ct_port_cap, false, 1, 1u << 30,
+	  "sessions per port (default: no cap)"),
 	{NULL},
 };
 
@@ -93,6 +101,7 @@ static const struct zoc_rpc_param switch_list_params[] = {
 struct sw_saved {
 	char name[ZOC_VSWITCH_NAME_MAX];
 	uint32_t aging_s, fdb_max;
+	uint32_t ct_capacity, ct_max_capacity, ct_port_cap;
 	struct sw_saved *next;
 };
 
@@ -101,7 +110,10 @@ static struct sw_saved *g_saved;
 static void rpc_switch_create(struct zoc_rpc_req *req, void *params)
 {
 	struct switch_params *p = params;
-	struct zoc_vswitch_opts o = {.aging_s = p->aging_s, .fdb_max = p->fdb_max};
+	struct zoc_vswitch_opts o = {.aging_s = p->aging_s, .fdb_max = p->fdb_max,
+				     .ct_capacity = p->ct_capacity,
+				     .ct_max_capacity = p->ct_max_capacity,
+				     .ct_port_cap = p->ct_port_cap};
 	struct zoc_vswitch *sw;
 	struct sw_saved *s;
 	int rc;
@@ -132,6 +144,9 @@ static void rpc_switch_create(struct zoc_rpc_req *req, void *params)
 	snprintf(s->name, sizeof(s->name), "%s", p->name);
 	s->aging_s = p->aging_s;
 	s->fdb_max = p->fdb_max;
+	s->ct_capacity = p->ct_capacity;
+	s->ct_max_capacity = p->ct_max_capacity;
+	s->ct_port_cap = p->ct_port_cap;
 	s->next = g_saved;
 	g_saved = s;
 	ZOC_INFO("switch %s created", p->name);
@@ -219,6 +234,13 @@ static void switch_config_writer(json_t *array)
 			json_object_set_new(prm, "aging_s", json_integer(v[n]->aging_s));
 		if (v[n]->fdb_max)
 			json_object_set_new(prm, "fdb_max", json_integer(v[n]->fdb_max));
+		if (v[n]->ct_capacity)
+			json_object_set_new(prm, "ct_capacity", json_integer(v[n]->ct_capacity));
+		if (v[n]->ct_max_capacity)
+			json_object_set_new(prm, "ct_max_capacity",
+					    json_integer(v[n]->ct_max_capacity));
+		if (v[n]->ct_port_cap)
+			json_object_set_new(prm, "ct_port_cap", json_integer(v[n]->ct_port_cap));
 		json_array_append_new(array, json_pack("{s:s, s:o}", "method", "switch_create",
 						       "params", prm));
 	}

@@ -4,18 +4,22 @@
  * arbitrary frame sequences into a switch with six fake ports.
  *
  * Per input, a fresh switch "fz" (FDB of 64 entries so eviction and the
- * full table are reachable, flow cache of 16) with ports:
+ * full table are reachable, flow cache of 16, 64 sessions growing to 128,
+ * conntrack flow cache of 8) with ports:
  *   0 none            1 access 10          2 access 20, MTU 9000
  *   3 trunk 10,20,30  4 trunk 10, native 20, flood limit 50/s
  *   5 access 10, accepts nothing (ring full)
+ * Ports 1 and 3 start with a security group (ingress tcp 22 and udp,
+ * egress tcp 80-443 and icmp), so IP frames from and to them go through
+ * connection tracking.
  * Input: records until the data ends:
  *   byte 0  op: bits 0-2 port (mod 6); bits 3-5 action:
  *           0 one frame, 1 a burst of 2..33 copies (2 if > 2 KiB), 2 advance the clock by
  *           byte 1 seconds and age, 3 toggle the port's enabled flag,
  *           4 set the port's MTU to 68 + 36 * byte 1, 5 one frame with MACs
  *           from a set of 4 (byte 1 picks dst/src), 6 the port's access /
- *           native VID from byte 1 and its MAC on/off from byte 2, 7 one
- *           frame
+ *           native VID from byte 1 and its MAC on/off from byte 2, 7 attach /
+ *           detach the group on the port (refused on the uplink 4)
  *   bytes 1-2 frame length (little endian, mod 9300)
  *   then    the frame bytes (zero-filled past the end of the input)
  * Checks besides the sanitizers: a port never receives a frame it sent
@@ -23,6 +27,7 @@
  * port's MTU plus headers, and after the switch is torn down every packet
  * buffer is back in the pool.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +36,7 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "net/pkt.h"
+#include "net/secgroup.h"
 #include "net/vswitch.h"
 
 #define NPORTS 6
@@ -45,6 +51,19 @@ struct fz_port {
 
 static struct fz_port g_ports[NPORTS];
 static uint64_t g_now;
+static struct zoc_sg *g_sg;
+
+static void sg_rule(const char *text)
+{
+	json_t *j = json_loads(text, 0, NULL);
+	struct zoc_sg_rule r;
+	char err[128];
+	uint32_t id;
+
+	if (!j || zoc_sg_rule_from_json(j, &r, err, sizeof(err)) || zoc_sg_rule_add(g_sg, &r, &id))
+		abort();
+	json_decref(j);
+}
 
 static uint64_t fz_clock(void *arg)
 {
@@ -83,13 +102,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	zoc_log_set_level(ZOC_LOG_ERR);
 	if (zoc_reactors_init(&o) || zoc_pktpools_init(N_SMALL, N_LARGE))
 		abort();
+	g_sg = zoc_sg_create("fz");
+	if (!g_sg)
+		abort();
+	sg_rule("{\"direction\": \"ingress\", \"protocol\": \"tcp\", \"port_min\": 22, "
+		"\"port_max\": 22}");
+	sg_rule("{\"direction\": \"ingress\", \"protocol\": \"udp\"}");
+	sg_rule("{\"direction\": \"egress\", \"protocol\": \"tcp\", \"port_min\": 80, "
+		"\"port_max\": 443}");
+	sg_rule("{\"direction\": \"egress\", \"protocol\": \"icmp\"}");
 	return 0;
 }
 
 static void setup(struct zoc_vswitch **swp)
 {
+	/* A small session table (growing once) and flow cache: full tables,
+	 * growth and cache conflicts are reachable. */
 	struct zoc_vswitch_opts opts = {.fdb_max = 64, .flow_cache = 16, .aging_s = 30,
-					 .manual_aging = true};
+					 .manual_aging = true, .ct_capacity = 64,
+					 .ct_max_capacity = 128, .ct_flow_cache = 8};
 	struct zoc_port_config c;
 
 	if (zoc_vswitch_create("fz", &opts, swp))
@@ -127,6 +158,8 @@ static void setup(struct zoc_vswitch **swp)
 		g_ports[i].accept = i == 5 ? 0 : ~0u;
 		g_ports[i].mtu = c.mtu;
 		if (zoc_vswitch_port_add(*swp, &c, &g_ops, &g_ports[i], &g_ports[i].port))
+			abort();
+		if ((i == 1 || i == 3) && zoc_vswitch_port_set_secgroup(g_ports[i].port, g_sg))
 			abort();
 	}
 }
@@ -212,6 +245,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			c.has_mac = data[off - 1] & 1;
 			memcpy(c.mac, g_macs[data[off - 1] >> 1 & 1], 6);
 			zoc_port_set_config(fp->port, &c);
+			continue;
+		case 7:
+			if (zoc_vswitch_port_set_secgroup(
+				    fp->port, zoc_vswitch_port_secgroup(fp->port) ? NULL : g_sg) !=
+			    (pi == 4 && !zoc_vswitch_port_secgroup(fp->port) ? -EINVAL : 0))
+				abort();
 			continue;
 		case 1:
 			/* bursts of small frames (jumbo bursts only cost time) */

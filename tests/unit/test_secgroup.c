@@ -22,6 +22,7 @@
 #include "net/conntrack.h"
 #include "net/flowkey.h"
 #include "net/secgroup.h"
+#include "net/vswitch.h"
 #include "zocd/rpc_methods.h"
 
 #define SEC 1000000000ull
@@ -284,12 +285,26 @@ static const char *rpc_err(json_t *r)
 	return json_string_value(json_object_get(json_object_get(r, "error"), "message"));
 }
 
+static unsigned drop_tx(struct zoc_port *port, struct zoc_pkt **pkts, unsigned n)
+{
+	return 0;
+}
+
+static const struct zoc_port_ops g_drop_ops = {.type = "test", .tx_burst = drop_tx};
+
 static void test_rpc_methods(void **state)
 {
 	json_t *r, *cfg;
+	struct zoc_vswitch *sw;
+	struct zoc_port *port;
+	struct zoc_port_config pc;
 	int id;
 
 	zoc_zocd_register_secgroup_methods();
+	/* A switch with a vNIC port "vm1" (as virtio_net_create makes). */
+	assert_int_equal(zoc_vswitch_create("s0", NULL, &sw), 0);
+	zoc_port_config_init(&pc, "vm1");
+	assert_int_equal(zoc_vswitch_port_add(sw, &pc, &g_drop_ops, NULL, &port), 0);
 	r = rpc("secgroup_create", "{\"name\":\"web\"}");
 	assert_null(json_object_get(r, "error"));
 	json_decref(r);
@@ -326,12 +341,39 @@ static void test_rpc_methods(void **state)
 		assert_true(saw_rule);
 	}
 	json_decref(cfg);
+	/* Attach: errors name what to fix; delete refused while attached;
+	 * save_config's attachment writer replays it. */
+	r = rpc("port_set_secgroup", "{\"device\":\"nope\",\"secgroup\":\"web\"}");
+	assert_non_null(strstr(rpc_err(r), "no virtio-net device 'nope'"));
+	json_decref(r);
+	r = rpc("port_set_secgroup", "{\"device\":\"vm1\",\"secgroup\":\"nope\"}");
+	assert_non_null(strstr(rpc_err(r), "no secgroup 'nope'"));
+	json_decref(r);
+	r = rpc("port_set_secgroup", "{\"device\":\"vm1\",\"secgroup\":\"web\"}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	assert_non_null(zoc_vswitch_port_secgroup(port));
+	r = rpc("secgroup_delete", "{\"name\":\"web\"}");
+	assert_non_null(strstr(rpc_err(r), "attached to port 'vm1'"));
+	json_decref(r);
+	cfg = json_array();
+	zoc_zocd_secgroup_attach_writer(cfg);
+	assert_int_equal(json_array_size(cfg), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(cfg, 0), "method")),
+			    "port_set_secgroup");
+	json_decref(cfg);
+	/* The switch's table (one partition here). */
 	r = rpc("conntrack_stats", "{}");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"),
 							    "capacity")),
 			 65536);
+	assert_int_equal(json_array_size(json_object_get(json_object_get(r, "result"), "switches")),
+			 1);
 	json_decref(r);
-	r = rpc("conntrack_list", "{\"protocol\":\"tcp\",\"count\":10}");
+	r = rpc("conntrack_stats", "{\"switch\":\"nope\"}");
+	assert_non_null(strstr(rpc_err(r), "no switch named 'nope'"));
+	json_decref(r);
+	r = rpc("conntrack_list", "{\"protocol\":\"tcp\",\"count\":10,\"port\":\"vm1\"}");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"),
 							    "count")),
 			 0);
@@ -339,6 +381,15 @@ static void test_rpc_methods(void **state)
 	r = rpc("conntrack_list", "{\"protocol\":\"sctp\"}");
 	assert_non_null(strstr(rpc_err(r), "protocol must be"));
 	json_decref(r);
+	r = rpc("conntrack_list", "{\"colour\":\"red\"}");
+	assert_non_null(strstr(rpc_err(r), "unknown parameter 'colour'"));
+	json_decref(r);
+	r = rpc("port_set_secgroup", "{\"device\":\"vm1\",\"secgroup\":null}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	assert_null(zoc_vswitch_port_secgroup(port));
+	assert_int_equal(zoc_vswitch_port_remove(port, NULL, NULL), 0);
+	assert_int_equal(zoc_vswitch_destroy(sw), 0);
 	r = rpc("secgroup_rule_delete", "{\"secgroup\":\"web\",\"id\":999}");
 	assert_non_null(strstr(rpc_err(r), "no rule 999"));
 	json_decref(r);
