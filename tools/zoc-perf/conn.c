@@ -74,13 +74,13 @@
  *      zone, one zoc_ct_process_burst per burst, drops freed and counted.
  *   1: the switch does it: zoc_vswitch_port_set_secgroup(A, group) and
  *      nothing else here (the switch's tables; the table-count check then
- *      uses ct_table_stats() below, which must read them).
+ *      uses ct_table_stats() below, which reads them). This build: 1.
  * Build with -DZOC_PERF_CT_IN_SWITCH=1 (tools/zoc-perf/meson.build) once
  * the switch has port_set_secgroup; the code that differs is in the
  * "conntrack placement" block only.
  */
 #ifndef ZOC_PERF_CT_IN_SWITCH
-#define ZOC_PERF_CT_IN_SWITCH 0
+#define ZOC_PERF_CT_IN_SWITCH 1
 #endif
 
 #define EXIT_FAIL 1
@@ -333,10 +333,20 @@ static void ct_poll(struct swrun *s)
 	(void)s;
 }
 
+static void ct_copy_stats(struct zoc_ct *ct, unsigned part, void *arg)
+{
+	(void)part;
+	zoc_ct_get_stats(ct, arg);
+}
+
+/* zoc-perf runs one reactor: one partition, read in place. */
 static int ct_table_stats(struct swrun *s, struct zoc_ct_stats *st)
 {
-	(void)s, (void)st;
-	return -ENOTSUP; /* fill in from the switch's per-reactor tables */
+	struct zoc_vswitch *sw = s->sw;
+
+	if (zoc_vswitch_ct_partitions(sw) != 1)
+		return -ENOTSUP;
+	return zoc_vswitch_ct_foreach(sw, ct_copy_stats, NULL, st);
 }
 #endif
 /* ---- end of conntrack placement ------------------------------------ */
