@@ -81,6 +81,7 @@ struct zvb_func {
 	struct pci_dev *pdev;
 	bool started;
 	bool removed;
+	bool gone;                      /* user space went away: reads all ones */
 
 	/* config-write events */
 	struct zoc_vbus_event ev[ZVB_RING];
@@ -159,8 +160,11 @@ static int zvb_cfg_read(struct pci_bus *bus, unsigned int devfn, int where, int 
 		return PCIBIOS_DEVICE_NOT_FOUND;
 	}
 	raw_spin_lock(&f->cfg_lock);
-	for (i = 0; i < size; i++)
-		v |= (u32)f->cfg[where + i] << (8 * i);
+	if (f->gone)
+		v = ~0U;
+	else
+		for (i = 0; i < size; i++)
+			v |= (u32)f->cfg[where + i] << (8 * i);
 	raw_spin_unlock(&f->cfg_lock);
 	raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
 	*val = v;
@@ -202,6 +206,11 @@ static int zvb_cfg_write(struct pci_bus *bus, unsigned int devfn, int where, int
 		return PCIBIOS_DEVICE_NOT_FOUND;
 	}
 	raw_spin_lock(&f->cfg_lock);
+	if (f->gone) {
+		raw_spin_unlock(&f->cfg_lock);
+		raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
+		return PCIBIOS_SUCCESSFUL;
+	}
 	for (i = 0; i < size; i++) {
 		unsigned int o = where + i;
 		u8 b = val >> (8 * i);
@@ -1015,12 +1024,40 @@ static int zvb_open(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* User space died or closed without REMOVE: the function behaves like a
+ * surprise-removed device (config and BAR reads return all ones), so its
+ * driver sees it gone instead of waiting for a device nobody serves.
+ */
+static void zvb_func_orphan(struct zvb_func *f)
+{
+	unsigned long flags;
+	void __iomem *p;
+	int i;
+
+	if (!f->pdev || !f->started)
+		return;
+	raw_spin_lock_irqsave(&f->cfg_lock, flags);
+	f->gone = true;
+	raw_spin_unlock_irqrestore(&f->cfg_lock, flags);
+	for (i = 0; i < ZOC_VBUS_NUM_BARS; i++) {
+		if (!f->bar_addr[i])
+			continue;
+		p = ioremap(f->bar_addr[i], f->bar_size[i]);
+		if (!p)
+			continue;
+		memset_io(p, 0xff, f->bar_size[i]);
+		iounmap(p);
+	}
+	pci_info(f->pdev, "zoc-vbus: user space is gone: the function is removed\n");
+}
+
 static int zvb_release(struct inode *inode, struct file *file)
 {
 	struct zvb_func *f = file->private_data;
 	u32 v;
 
 	mutex_lock(&f->lock);
+	zvb_func_orphan(f);
 	zvb_func_remove(f);
 	mutex_unlock(&f->lock);
 	for (v = 0; f->irqs && v < f->nvec; v++)

@@ -26,7 +26,9 @@
 #   pass, a controller reset (reset_controller) comes back live and the data verifies;
 #   device_delete removes the function (/dev/nvme0n1 goes), a second nvme_ctrlr_create
 #   brings it back and the data still verifies; zocd_shutdown; the module unloads.
-# Not yet here (issue 6): zocd killed under I/O.
+# Then zocd is started again and killed (SIGKILL) under fio: the module turns the function
+#   into a surprise-removed one (reads all ones) and removes it; the driver gives up, fio
+#   ends, the module still unloads.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/guest.sh"
 zoc_init
@@ -155,6 +157,31 @@ if [ $ok = 1 ]; then
 	ctl device_delete name=nvme0 >/dev/null || zoc_fail "second device_delete failed"
 	ctl zocd_shutdown >/dev/null 2>&1
 	wait $ZPID || zoc_fail "zocd exited with status $?"
+	# zocd killed under I/O: the function goes (surprise removal), the driver gives
+	# up on it, fio ends with errors, the kernel stays responsive.
+	rm -f /tmp/zocd.sock
+	if zocd_up && ctl bdev_uring_create name=Disk0 filename=/tmp/disk0.img buffered=true >/dev/null &&
+		ctrl_up killed; then
+		dev=$(basename "$(readlink -f /sys/class/nvme/nvme0/device)")
+		fio --name=k --filename=/dev/nvme0n1 --direct=1 --ioengine=psync --rw=randrw --bs=4k \
+			--size=16m --time_based --runtime=120 --output=/tmp/fio4.txt >/dev/null 2>&1 &
+		FPID=$!
+		sleep 3
+		t0=$(zoc_up)
+		kill -9 $ZPID
+		wait $ZPID 2>/dev/null
+		i=0; while [ -e /sys/bus/pci/devices/$dev ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done
+		[ -e /sys/bus/pci/devices/$dev ] && zoc_fail "$dev still on the bus 90 s after zocd was killed"
+		i=0; while kill -0 $FPID 2>/dev/null && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done
+		if kill -0 $FPID 2>/dev/null; then
+			zoc_fail "fio still running 90 s after zocd was killed (I/O hung)"
+			kill -9 $FPID
+		fi
+		wait $FPID 2>/dev/null
+		echo "ZOC-VBUS zocd killed at $t0 s: function gone and fio ended by $(zoc_up) s; /dev/nvme0n1 $( [ -b /dev/nvme0n1 ] && echo present || echo gone)"
+	else
+		zoc_fail "could not set the controller up again for the kill test"
+	fi
 fi
 grep -E 'ERROR|WARN|vbus' /tmp/zocd.log | tail -20 | sed 's/^/ZOC-ZOCD /'
 rmmod zoc_vbus || zoc_fail "second rmmod zoc_vbus failed"
