@@ -230,8 +230,9 @@ static int zvb_cfg_write(struct pci_bus *bus, unsigned int devfn, int where, int
 	raw_spin_unlock(&f->cfg_lock);
 	if (msix_changed)
 		mod_timer(&f->pend_timer, jiffies);
-	raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
+	/* under the slots lock: f cannot be freed meanwhile */
 	wake_up_interruptible(&f->ev_wait);
+	raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
 	return PCIBIOS_SUCCESSFUL;
 }
 

@@ -20,7 +20,8 @@
 #     Controller failed (6)") and gives up; REMOVE takes the function off the bus;
 #   - the function is created again (second run), then the module is unloaded and loaded
 #     again and the nvme run repeated; dmesg must show no oops, BUG or WARNING.
-# Part 2, zocd inside the guest (its binaries and libraries copied in): bdev_uring_create on
+# Part 2, zocd inside the guest (its binaries and libraries copied in; one reactor, in
+#   interrupt mode unless ZOC_VBUS_ZOCD_MODE=poll): bdev_uring_create on
 #   a tmpfs file, nvme_ctrlr_create transport=vbus, nvme_ns_add: /dev/nvme0n1 appears with the
 #   file's size, `nvme id-ctrl` answers (vid 5a4f), fio 4k random writes + crc32c verify
 #   pass, a controller reset (reset_controller) comes back live and the data verifies;
@@ -34,6 +35,12 @@ set -euo pipefail
 zoc_init
 
 WIN_BASE=0x18000000
+# ZOC_VBUS_ZOCD_MODE=interrupt (default: sleeping reactor, timed BAR poller) or poll
+case ${ZOC_VBUS_ZOCD_MODE:-interrupt} in
+interrupt) ZOCD_MODE=--interrupt-mode ;;
+poll) ZOCD_MODE= ;;
+*) zoc_die "ZOC_VBUS_ZOCD_MODE=$ZOC_VBUS_ZOCD_MODE: interrupt or poll" ;;
+esac
 WIN_SIZE=0x1000000
 # shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_BINS="lspci nvme"
@@ -58,7 +65,7 @@ gcc -std=gnu17 -O2 -Wall -Wextra -Wno-unused-parameter -Werror -static \
 	-o "$OVL/vbus/zoc_vbus_probe" "$ZOC_ROOT/kernel/vbus/tools/zoc_vbus_probe.c" ||
 	zoc_die "building kernel/vbus/tools/zoc_vbus_probe.c (static) failed: is libc6-dev installed?"
 # zocd and zocctl with their libraries
-[ -x "$ZOCD" ] && [ -x "$ZOCCTL" ] || zoc_die "zocd/zocctl not built ($ZOCD): run 'make build'"
+if [ ! -x "$ZOCD" ] || [ ! -x "$ZOCCTL" ]; then zoc_die "zocd/zocctl not built ($ZOCD): run 'make build'"; fi
 zoc__initrd_add_bin "$OVL" "$(readlink -f "$ZOCD")"
 zoc__initrd_add_bin "$OVL" "$(readlink -f "$ZOCCTL")"
 ln -s "$(readlink -f "$ZOCD")" "$OVL/vbus/zocd"
@@ -102,7 +109,8 @@ run_nvme reloaded
 # ---- zocd serves the function: nvme_ctrlr_create transport=vbus
 ctl() { /vbus/zocctl -s /tmp/zocd.sock "$@"; }
 zocd_up() {
-	/vbus/zocd --rpc /tmp/zocd.sock --cores 1 --interrupt-mode --log-level info >>/tmp/zocd.log 2>&1 &
+	# shellcheck disable=SC2086
+	/vbus/zocd --rpc /tmp/zocd.sock --cores 1 $ZOCD_MODE --log-level info >>/tmp/zocd.log 2>&1 &
 	ZPID=$!
 	i=0; while [ ! -S /tmp/zocd.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 	[ -S /tmp/zocd.sock ] || { zoc_fail "zocd did not come up"; sed 's/^/ZOC-ZOCD /' /tmp/zocd.log; return 1; }
@@ -194,5 +202,5 @@ EOF
 
 ZOC_GUEST_APPEND="memmap=16M\$$WIN_BASE loglevel=5"
 zoc_guest_run vbus "$ZOC_WORK/guest.sh" --smp 2 --timeout 300 \
-	--env WIN_BASE=$WIN_BASE --env WIN_SIZE=$WIN_SIZE || zoc_die "the vbus guest failed (above)"
+	--env WIN_BASE=$WIN_BASE --env WIN_SIZE=$WIN_SIZE --env "ZOCD_MODE=$ZOCD_MODE" || zoc_die "the vbus guest failed (above)"
 zoc_log "PASS: zoc-vbus: hostile input refused; the nvme driver bound, removed, recreated, module reloaded; zocd served /dev/nvme0n1 through it (id-ctrl, fio crc32c verify, reset, delete + recreate)"
