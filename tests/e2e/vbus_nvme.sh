@@ -200,6 +200,7 @@ if dmesg | grep -qE 'BUG:|Oops|WARNING:|general protection|Call Trace'; then
 fi
 EOF
 
+# shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_APPEND="memmap=16M\$$WIN_BASE loglevel=5"
 zoc_guest_run vbus "$ZOC_WORK/guest.sh" --smp 2 --timeout 300 \
 	--env WIN_BASE=$WIN_BASE --env WIN_SIZE=$WIN_SIZE --env "ZOCD_MODE=$ZOCD_MODE" || zoc_die "the vbus guest failed (above)"
