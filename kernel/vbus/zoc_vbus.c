@@ -49,7 +49,8 @@
 
 static unsigned long window_base;
 module_param(window_base, ulong, 0444);
-MODULE_PARM_DESC(window_base, "physical address of the BAR window (reserved with memmap=SIZE$ADDR)");
+MODULE_PARM_DESC(window_base,
+		 "physical address of the BAR window (reserved with memmap=SIZE$ADDR)");
 static unsigned long window_size;
 module_param(window_size, ulong, 0444);
 MODULE_PARM_DESC(window_size, "size of the BAR window in bytes");
