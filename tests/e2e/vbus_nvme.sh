@@ -108,6 +108,9 @@ run_nvme reloaded
 
 # ---- zocd serves the function: nvme_ctrlr_create transport=vbus
 ctl() { /vbus/zocctl -s /tmp/zocd.sock "$@"; }
+# an ASan/UBSan zocd (run-all's e2e-asan pass) gets the runner's options
+[ -n "$ASAN_OPTIONS" ] && export ASAN_OPTIONS
+[ -n "$UBSAN_OPTIONS" ] && export UBSAN_OPTIONS
 zocd_up() {
 	# shellcheck disable=SC2086
 	/vbus/zocd --rpc /tmp/zocd.sock --cores 1 $ZOCD_MODE --log-level info >>/tmp/zocd.log 2>&1 &
@@ -192,6 +195,10 @@ if [ $ok = 1 ]; then
 	fi
 fi
 grep -E 'ERROR|WARN|vbus' /tmp/zocd.log | tail -20 | sed 's/^/ZOC-ZOCD /'
+if grep -qE 'ERROR: AddressSanitizer|runtime error:|Segmentation fault' /tmp/zocd.log; then
+	grep -E -A12 'ERROR: AddressSanitizer|runtime error:' /tmp/zocd.log | head -40 | sed 's/^/ZOC-ZOCD /'
+	zoc_fail "zocd's log shows a sanitizer report or crash (ZOC-ZOCD lines)"
+fi
 rmmod zoc_vbus || zoc_fail "second rmmod zoc_vbus failed"
 dmesg | grep -E 'zoc_vbus|zoc-vbus|nvme|10000:|x86/PAT|ioremap' | tail -60 | sed 's/^/ZOC-DMESG /'
 if dmesg | grep -qE 'BUG:|Oops|WARNING:|general protection|Call Trace'; then
@@ -203,5 +210,6 @@ EOF
 # shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_APPEND="memmap=16M\$$WIN_BASE loglevel=5"
 zoc_guest_run vbus "$ZOC_WORK/guest.sh" --smp 2 --timeout 300 \
-	--env WIN_BASE=$WIN_BASE --env WIN_SIZE=$WIN_SIZE --env "ZOCD_MODE=$ZOCD_MODE" || zoc_die "the vbus guest failed (above)"
+	--env WIN_BASE=$WIN_BASE --env WIN_SIZE=$WIN_SIZE --env "ZOCD_MODE=$ZOCD_MODE" \
+	--env "ASAN_OPTIONS=${ASAN_OPTIONS:-}" --env "UBSAN_OPTIONS=${UBSAN_OPTIONS:-}" || zoc_die "the vbus guest failed (above)"
 zoc_log "PASS: zoc-vbus: hostile input refused; the nvme driver bound, removed, recreated, module reloaded; zocd served /dev/nvme0n1 through it (id-ctrl, fio crc32c verify, reset, delete + recreate)"
