@@ -212,8 +212,10 @@ static void rpc_nvme_ctrlr_create(struct zoc_rpc_req *req, void *params)
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "dma_mb is for transport vbus only");
 		return;
 	}
-	if (vbus)
+	if (vbus) {
 		o.mmap_doorbells = false; /* the link forwards doorbell stores as BAR writes */
+		o.dbbuf = true;           /* polling reactors: shadow doorbells in host RAM */
+	}
 	if (zoc_device_find(p->name)) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
 			      "a device named '%s' exists already (see device_list)", p->name);
