@@ -23,6 +23,7 @@ PKGS=(
 	libxdp-dev libbpf-dev                                      # AF_XDP uplink (meson -Daf_xdp)
 	iproute2 ethtool iperf3                                    # netns + veth uplink e2e, iperf3 in the guest
 	dpdk-dev                                                   # dpdk-testpmd: vnet_testpmd e2e, bench/net.sh
+	linux-headers-cloud-amd64 pciutils libc6-dev               # vbus_nvme e2e: zoc-vbus.ko for the guest kernel, lspci, static probe
 )
 PKGS+=("$@")
 

@@ -42,6 +42,14 @@ static void *nvme_calloc(size_t n, size_t size)
 
 static inline uint32_t db_load(struct zoc_nvme_ctrlr *c, unsigned idx)
 {
+	/* I/O queues read the driver's shadow doorbell once it gave one
+	 * (Doorbell Buffer Config); the admin queue never has one. */
+	if (idx >= 2) {
+		uint32_t *s = __atomic_load_n(&c->dbbuf_db, __ATOMIC_ACQUIRE);
+
+		if (s)
+			return __atomic_load_n(&s[idx], __ATOMIC_ACQUIRE);
+	}
 	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
 }
 
@@ -1364,6 +1372,8 @@ static void disable_done(struct zoc_nvme_ctrlr *c, struct nvme_bcast *b)
 		c->cq[q].del_req = NULL;
 	}
 	memset(c->db, 0, NVME_DB_PAGE);
+	__atomic_store_n(&c->dbbuf_db, NULL, __ATOMIC_RELEASE);
+	c->dbbuf_ei = NULL;
 	c->gen++;
 	c->enabled = false;
 	c->op_busy = false;
@@ -1707,6 +1717,10 @@ static void nvme_set_dma(struct zoc_pci_func *f, struct zoc_mem *mem)
 	if (c->mem)
 		zoc_mem_put(c->mem);
 	c->mem = mem;
+	/* the shadow doorbells pointed into the old space: the driver sets
+	 * them again after its next reset; until then its doorbell writes count */
+	__atomic_store_n(&c->dbbuf_db, NULL, __ATOMIC_RELEASE);
+	c->dbbuf_ei = NULL;
 	for (unsigned q = 0; q <= NVME_MAX_QID; q++) {
 		struct nvme_sq *sq = &c->sq[q];
 		struct nvme_cq *cq = &c->cq[q];
@@ -1980,6 +1994,7 @@ int zoc_nvme_ctrlr_create(const struct zoc_nvme_ctrlr_opts *opts, struct zoc_nvm
 	c->max_io_queues = opts->max_io_queues ? opts->max_io_queues : 16;
 	c->max_queue_size = qs;
 	c->mmap_doorbells = opts->mmap_doorbells;
+	c->dbbuf_ok = opts->dbbuf && !zoc_reactor_interrupt_mode();
 	c->cntlid = next_cntlid++;
 	if (next_cntlid >= 0xfff0)
 		next_cntlid = 1;

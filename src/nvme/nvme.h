@@ -50,6 +50,10 @@ struct zoc_nvme_ctrlr_opts {
 	uint32_t max_queue_size;  /* entries per queue (CAP.MQES + 1); 0: 1024 */
 	bool mmap_doorbells;      /* offer the doorbell page as a sparse mmap
 				     (polling mode) */
+	bool dbbuf;               /* advertise Doorbell Buffer Config (OACS bit
+				     8) when the reactors poll: I/O queues'
+				     doorbells are then read from shadow
+				     doorbells in the driver's memory */
 };
 
 /* Reactor 0. 0 or -errno (-EINVAL for bad options, -ENOMEM). */

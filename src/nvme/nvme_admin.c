@@ -6,12 +6,14 @@
 #include "nvme/nvme.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/pool.h"
 #include "core/util.h"
+#include "link/dma.h"
 #include "nvme/nvme_internal.h"
 #include "pci/pci.h"
 
@@ -103,7 +105,7 @@ static void identify_ctrl(struct zoc_nvme_ctrlr *c, uint8_t *b)
 	put32(b, NVME_IDC_VER, NVME_VS_1_4);
 	put32(b, NVME_IDC_OAES, NVME_OAES_NS_ATTR);
 	b[NVME_IDC_CNTRLTYPE] = 1; /* I/O controller */
-	put16(b, NVME_IDC_OACS, 0);
+	put16(b, NVME_IDC_OACS, c->dbbuf_ok ? 1u << 8 : 0); /* Doorbell Buffer Config */
 	b[NVME_IDC_ACL] = NVME_ACL;
 	b[NVME_IDC_AERL] = NVME_AERL;
 	b[NVME_IDC_FRMW] = 0x3; /* slot 1 read-only, one slot */
@@ -528,6 +530,28 @@ read:
 
 /* ------------------------------------------------------------ dispatch */
 
+/* Doorbell Buffer Config: PRP1 the shadow doorbells, PRP2 the event
+ * indexes, one page each. The reactors poll, so the event indexes are left
+ * as the driver set them (it then writes the MMIO doorbells rarely). */
+static uint16_t adm_dbbuf(struct zoc_nvme_ctrlr *c, const struct nvme_sqe *cmd)
+{
+	uint32_t *db, *ei;
+
+	if (!c->dbbuf_ok)
+		return NVME_SC_INVALID_OPCODE;
+	if (!cmd->prp1 || !cmd->prp2 || (cmd->prp1 & (c->page_size - 1)) ||
+	    (cmd->prp2 & (c->page_size - 1)))
+		return NVME_SC_INVALID_FIELD;
+	db = zoc_mem_gpa_to_hva(c->mem, cmd->prp1, c->page_size, false);
+	ei = zoc_mem_gpa_to_hva(c->mem, cmd->prp2, c->page_size, true);
+	if (!db || !ei)
+		return NVME_SC_INVALID_FIELD;
+	c->dbbuf_ei = ei;
+	__atomic_store_n(&c->dbbuf_db, db, __ATOMIC_RELEASE);
+	ZOC_INFO("%s: shadow doorbells at 0x%" PRIx64, c->name, cmd->prp1);
+	return NVME_SC_SUCCESS;
+}
+
 void nvme_admin_exec(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct nvme_sqe *cmd)
 {
 	uint16_t st;
@@ -580,6 +604,9 @@ void nvme_admin_exec(struct zoc_nvme_ctrlr *c, struct nvme_req *r, const struct 
 	case NVME_ADM_ABORT:
 		r->dw0 = 1; /* not aborted: commands are never held back */
 		st = NVME_SC_SUCCESS;
+		break;
+	case NVME_ADM_DBBUF:
+		st = adm_dbbuf(c, cmd);
 		break;
 	case NVME_ADM_KEEP_ALIVE:
 		if (c->feat_kato)

@@ -231,6 +231,7 @@ struct zoc_nvme_ctrlr {
 	uint16_t max_io_queues;
 	uint32_t max_queue_size;
 	bool mmap_doorbells;
+	bool dbbuf_ok;             /* Doorbell Buffer Config offered */
 	uint16_t cntlid;
 
 	/* registers */
@@ -246,6 +247,10 @@ struct zoc_nvme_ctrlr {
 	/* doorbell page (memfd) */
 	int db_fd;
 	uint32_t *db;
+	/* Doorbell Buffer Config: the shadow doorbells (in the DMA space; set
+	 * on reactor 0, read by owners; NULL: none) and the event indexes */
+	uint32_t *dbbuf_db;
+	uint32_t *dbbuf_ei;
 	bool db_offered;           /* given to the link to mmap */
 	unsigned db_scan_tick, db_scan_next; /* sweep of unused slots */
 

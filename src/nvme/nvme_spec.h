@@ -164,6 +164,7 @@ _Static_assert(sizeof(struct nvme_sgl_desc) == 16, "SGL descriptor is 16 bytes")
 #define NVME_ADM_GET_FEATURES 0x0a
 #define NVME_ADM_ASYNC_EVENT 0x0c
 #define NVME_ADM_KEEP_ALIVE 0x18
+#define NVME_ADM_DBBUF 0x7c
 
 /* ---- NVM opcodes ---- */
 #define NVME_CMD_FLUSH 0x00

@@ -710,6 +710,12 @@ const struct zoc_pci_desc *zoc_pci_func_desc(const struct zoc_pci_func *f)
 
 /* ---- config space access ---- */
 
+void zoc_pci_cfg_masks(const struct zoc_pci_func *f, uint8_t *wmask, uint8_t *w1cmask)
+{
+	memcpy(wmask, f->wmask, ZOC_PCI_CFG_SIZE);
+	memcpy(w1cmask, f->w1cmask, ZOC_PCI_CFG_SIZE);
+}
+
 /* Bring the bytes that mirror atomic state up to date before a read. */
 static void cfg_refresh(struct zoc_pci_func *f)
 {

@@ -159,6 +159,9 @@ int zoc_pci_cfg_write(struct zoc_pci_func *f, uint32_t off, const void *buf, uin
  * hardware would, write masks ignored; [off, off+len) must lie inside one
  * capability and not touch its ID and next bytes (-EINVAL otherwise). */
 int zoc_pci_cfg_store(struct zoc_pci_func *f, uint32_t off, const void *buf, uint32_t len);
+/* Copies the per-byte write and write-1-to-clear masks (ZOC_PCI_CFG_SIZE
+ * bytes each), for a link that serves config space itself (zoc-vbus). */
+void zoc_pci_cfg_masks(const struct zoc_pci_func *f, uint8_t *wmask, uint8_t *w1cmask);
 /* Whole accesses of any length: split into naturally aligned pieces. */
 int zoc_pci_cfg_access(struct zoc_pci_func *f, uint32_t off, void *buf, uint32_t len,
 		       bool is_write);

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rpc_nvme.c - NVMe controllers over vfio-user: nvme_ctrlr_create,
+ * rpc_nvme.c - NVMe controllers over vfio-user (VMs) or the Virtual Bus
+ * (zoc-vbus.ko, the bare-metal host's own driver): nvme_ctrlr_create,
  * nvme_ns_add, nvme_ns_remove. Listing, statistics and deletion go through
  * the device registry (device_list, device_stats, device_delete).
  */
 #include "zocd/rpc_methods.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include "core/reactor.h"
 #include "core/util.h"
 #include "ctl/jsonrpc.h"
+#include "link/vbus.h"
 #include "link/vfio_user.h"
 #include "nvme/nvme.h"
 
@@ -27,7 +31,9 @@
 struct nvme_dev {
 	struct zoc_device dev;         /* first: the registry hands us this */
 	struct zoc_nvme_ctrlr *ctrlr;
-	struct zoc_vfu_server *srv;
+	struct zoc_vfu_server *srv;    /* transport vfio-user */
+	struct zoc_vbus_link *vbus;    /* transport vbus */
+	uint64_t dma_mb;
 	uint16_t max_io_queues;
 	uint32_t max_queue_size;
 	void (*done)(void *arg);
@@ -72,7 +78,10 @@ static void nvme_dev_destroy(struct zoc_device *d, void (*done)(void *arg), void
 	nd->done_arg = arg;
 	/* The link first: it stops BAR accesses and interrupts, then the
 	 * controller drains its queues. */
-	zoc_vfu_server_destroy(nd->srv, nvme_dev_link_gone, nd);
+	if (nd->vbus)
+		zoc_vbus_link_destroy(nd->vbus, nvme_dev_link_gone, nd);
+	else
+		zoc_vfu_server_destroy(nd->srv, nvme_dev_link_gone, nd);
 }
 
 static json_t *nvme_dev_info(struct zoc_device *d)
@@ -82,7 +91,9 @@ static json_t *nvme_dev_info(struct zoc_device *d)
 
 	json_object_set_new(o, "name", json_string(d->name));
 	json_object_set_new(o, "type", json_string(d->ops->type));
-	json_object_set_new(o, "link", zoc_vfu_server_info(nd->srv));
+	json_object_set_new(o, "transport", json_string(nd->vbus ? "vbus" : "vfio-user"));
+	json_object_set_new(o, "link",
+			    nd->vbus ? zoc_vbus_link_info(nd->vbus) : zoc_vfu_server_info(nd->srv));
 	return o;
 }
 
@@ -105,11 +116,21 @@ static json_t *nvme_dev_config(struct zoc_device *d)
 	json_t *ns;
 	size_t i;
 
-	json_array_append_new(calls, json_pack("{s:s, s:{s:s, s:s, s:i, s:I}}", "method",
-					       "nvme_ctrlr_create", "params", "name", d->name,
-					       "socket", zoc_vfu_server_path(nd->srv),
-					       "max_io_queues", nd->max_io_queues, "max_queue_size",
-					       (json_int_t)nd->max_queue_size));
+	if (nd->vbus)
+		json_array_append_new(calls,
+				      json_pack("{s:s, s:{s:s, s:s, s:i, s:I, s:I}}", "method",
+						"nvme_ctrlr_create", "params", "name", d->name,
+						"transport", "vbus", "max_io_queues",
+						nd->max_io_queues, "max_queue_size",
+						(json_int_t)nd->max_queue_size, "dma_mb",
+						(json_int_t)nd->dma_mb));
+	else
+		json_array_append_new(calls,
+				      json_pack("{s:s, s:{s:s, s:s, s:i, s:I}}", "method",
+						"nvme_ctrlr_create", "params", "name", d->name,
+						"socket", zoc_vfu_server_path(nd->srv),
+						"max_io_queues", nd->max_io_queues,
+						"max_queue_size", (json_int_t)nd->max_queue_size));
 	json_array_foreach(nss, i, ns) {
 		json_t *bdev = json_object_get(ns, "bdev");
 		json_t *nsid = json_object_get(ns, "nsid");
@@ -137,15 +158,22 @@ static const struct zoc_device_ops nvme_dev_ops = {
 struct nvme_ctrlr_params {
 	const char *name;
 	const char *socket;
+	const char *transport;
 	uint16_t max_io_queues;
 	uint32_t max_queue_size;
+	uint32_t dma_mb;
 };
 
 static const struct zoc_rpc_param nvme_ctrlr_params[] = {
 	P("name", STRING, struct nvme_ctrlr_params, name, true, 1, ZOC_DEVICE_NAME_MAX - 1,
 	  "name of the new controller"),
-	P("socket", STRING, struct nvme_ctrlr_params, socket, true, 1, 107,
-	  "path of the vfio-user unix socket zocd listens on"),
+	P("socket", STRING, struct nvme_ctrlr_params, socket, false, 1, 107,
+	  "path of the vfio-user unix socket zocd listens on (transport vfio-user)"),
+	P("transport", STRING, struct nvme_ctrlr_params, transport, false, 1, 16,
+	  "\"vfio-user\" (default: a VM's VMM connects to socket) or \"vbus\" (the host's "
+	  "own nvme driver, through zoc-vbus.ko)"),
+	P("dma_mb", UINT32, struct nvme_ctrlr_params, dma_mb, false, 1, 256,
+	  "vbus: MiB of the function's DMA bounce pool (default 64)"),
 	P("max_io_queues", UINT16, struct nvme_ctrlr_params, max_io_queues, false, 1,
 	  ZOC_NVME_MAX_IO_QUEUES, "I/O queue pairs the driver may create (default 16)"),
 	P("max_queue_size", UINT32, struct nvme_ctrlr_params, max_queue_size, false, 2, 4096,
@@ -165,8 +193,29 @@ static void rpc_nvme_ctrlr_create(struct zoc_rpc_req *req, void *params)
 		.mmap_doorbells = !zoc_reactor_interrupt_mode(),
 	};
 	struct nvme_dev *nd;
+	bool vbus = p->transport && !strcmp(p->transport, "vbus");
+	char lerr[256];
 	int rc;
 
+	if (p->transport && !vbus && strcmp(p->transport, "vfio-user")) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      "transport '%s' unknown: \"vfio-user\" or \"vbus\"", p->transport);
+		return;
+	}
+	if (vbus ? p->socket != NULL : p->socket == NULL) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
+			      vbus ? "transport vbus takes no socket"
+				   : "socket is required (the vfio-user socket to listen on)");
+		return;
+	}
+	if (p->dma_mb && !vbus) {
+		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "dma_mb is for transport vbus only");
+		return;
+	}
+	if (vbus) {
+		o.mmap_doorbells = false; /* the link forwards doorbell stores as BAR writes */
+		o.dbbuf = true;           /* polling reactors: shadow doorbells in host RAM */
+	}
 	if (zoc_device_find(p->name)) {
 		zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS,
 			      "a device named '%s' exists already (see device_list)", p->name);
@@ -181,11 +230,40 @@ static void rpc_nvme_ctrlr_create(struct zoc_rpc_req *req, void *params)
 	nd->dev.ops = &nvme_dev_ops;
 	nd->max_io_queues = o.max_io_queues;
 	nd->max_queue_size = o.max_queue_size;
+	nd->dma_mb = p->dma_mb ? p->dma_mb : 64;
 	rc = zoc_nvme_ctrlr_create(&o, &nd->ctrlr);
 	if (rc) {
 		zoc_rpc_error(req, rc == -EINVAL ? ZOC_RPC_INVALID_PARAMS : ZOC_RPC_INTERNAL_ERROR,
 			      "cannot create NVMe controller '%s': %s", p->name, strerror(-rc));
 		free(nd);
+		return;
+	}
+	if (vbus) {
+		/* BAR0: AQA/ASQ/ACQ before INTMS/INTMC before CC (the driver sets
+		 * the admin queue up before it enables), then the doorbells;
+		 * the registers the controller updates are published. */
+		struct zoc_vbus_link_opts lo = {
+			.dma_size = nd->dma_mb << 20,
+			.watch = {{0, 0x24, 0x14}, {0, 0x0c, 0x08}, {0, 0x14, 0x04},
+				  {0, 0x1000, 8u * (o.max_io_queues + 1u)}},
+			.nwatch = 4,
+			.publish = {{0, 0x00, 0x0c}, {0, 0x14, 0x24}},
+			.npublish = 2,
+		};
+
+		nd->vbus = zoc_vbus_link_create(zoc_nvme_ctrlr_pci(nd->ctrlr), &lo, lerr,
+						sizeof(lerr));
+		if (!nd->vbus) {
+			zoc_rpc_error(req, ZOC_RPC_INVALID_PARAMS, "nvme_ctrlr_create %s: %s",
+				      p->name, lerr);
+			zoc_nvme_ctrlr_destroy(nd->ctrlr, free, nd);
+			return;
+		}
+		zoc_device_register(&nd->dev);
+		ZOC_INFO("device %s: NVMe controller on the Virtual Bus, %u I/O queues of %u "
+			 "entries, %" PRIu64 " MiB DMA pool",
+			 p->name, o.max_io_queues, o.max_queue_size, nd->dma_mb);
+		zoc_rpc_result(req, json_string(p->name));
 		return;
 	}
 	nd->srv = zoc_vfu_server_create(p->socket, zoc_nvme_ctrlr_pci(nd->ctrlr));
@@ -320,7 +398,8 @@ void zoc_zocd_register_nvme_methods(void)
 	static const struct zoc_rpc_method methods[] = {
 		{"nvme_ctrlr_create", rpc_nvme_ctrlr_create, nvme_ctrlr_params,
 		 sizeof(struct nvme_ctrlr_params),
-		 "serve an NVMe controller over vfio-user (add namespaces with nvme_ns_add)"},
+		 "serve an NVMe controller over vfio-user or the Virtual Bus (add namespaces "
+		 "with nvme_ns_add)"},
 		{"nvme_ns_add", rpc_nvme_ns_add, nvme_ns_add_params, sizeof(struct nvme_ns_params),
 		 "attach a bdev to an NVMe controller as a namespace; returns its nsid"},
 		{"nvme_ns_remove", rpc_nvme_ns_remove, nvme_ns_remove_params,

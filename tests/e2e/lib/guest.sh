@@ -34,6 +34,8 @@
 #   ZOC_GUEST_BINS            extra host programs (names on PATH or absolute paths) copied with
 #                             their shared libraries into the base initramfs, e.g. "nvme"; set
 #                             it before zoc_guest_prepare (part of the cache key)
+#   ZOC_GUEST_OVERLAY         a directory whose contents are copied into each guest's
+#                             per-run overlay (e.g. a kernel module built for the guest)
 #
 # QEMU from the Debian 13 root (scripts/trixie-root.sh, QEMU 11: vfio-user-pci):
 #   zoc_guest_use_root             ensure the root (skips the test if the machine cannot),
@@ -403,6 +405,9 @@ zoc_guest_initrd() {
 	zoc__init_script >"$o/init"
 	chmod +x "$o/init"
 	cp "$script" "$o/guest.sh"
+	if [ -n "${ZOC_GUEST_OVERLAY:-}" ]; then
+		cp -a "$ZOC_GUEST_OVERLAY/." "$o/" || zoc_die "cannot copy $ZOC_GUEST_OVERLAY into the overlay initramfs"
+	fi
 	local kv
 	: >"$o/zoc.env"
 	for kv in "$@"; do
