@@ -63,8 +63,9 @@ demo_exit() {
 		echo "    Fix what they name and run 'make demo' again; ZOC_KEEP_WORK=1 keeps the work dir."
 		echo "    Cleaning up (QEMU, zocd, namespace, veth) ..."
 	fi
-	(exit "$rc")
-	zoc_cleanup
+	# zoc_cleanup exits with the status it finds in $?; a bare failing command here would
+	# end the script at once (set -e), hence the ||.
+	if [ "$rc" = 0 ]; then zoc_cleanup; else (exit "$rc") || zoc_cleanup; fi
 }
 trap demo_exit EXIT
 
