@@ -34,6 +34,7 @@ DEMO_HOST_IP=10.123.0.1
 DEMO_GUEST_IP=10.123.0.2
 DEMO_GUEST_MAC=52:54:00:7a:0c:02
 DEMO_STEP=start
+DEMO_T0=$SECONDS
 
 step() {
 	DEMO_STEP=$*
@@ -58,6 +59,8 @@ demo_exit() {
 		printf '\n==> demo interrupted during "%s": cleaning up (QEMU, zocd, namespace, veth)\n' "$DEMO_STEP"
 	elif [ "$rc" != 0 ]; then
 		printf '\n==> demo FAILED during "%s" (exit status %s)\n' "$DEMO_STEP" "$rc"
+		[ -z "$DEMO_ERR" ] ||
+			echo "    A command failed unexpectedly: $DEMO_ERR. That is a bug in scripts/demo.sh: please report it with the logs."
 		echo "    What went wrong is in the FAIL / ERROR lines above. Logs: $ZOC_ARTIFACTS"
 		echo "    (zocd.log, demo.console.log: the guest's console, zocctl.log, demo.config.json)."
 		echo "    Fix what they name and run 'make demo' again; ZOC_KEEP_WORK=1 keeps the work dir."
@@ -68,6 +71,8 @@ demo_exit() {
 	if [ "$rc" = 0 ]; then zoc_cleanup; else (exit "$rc") || zoc_cleanup; fi
 }
 trap demo_exit EXIT
+DEMO_ERR=
+trap 'DEMO_ERR="line $LINENO: $BASH_COMMAND (status $?)"' ERR
 
 # ---------------------------------------------------------------- network
 # demo_net_setup: namespace + veth. Returns 1 with DEMO_NET_SKIP set when the machine
@@ -294,8 +299,9 @@ if [ "$ZOC_E2E_SERVER" != qsd ]; then
 	# vectors=0 (INTx): QEMU 7.2 under TCG crashes with MSI-X on vhost-user net (vnet_guest.sh).
 	QARGS+=(-chardev "socket,id=vn0,path=$VN0" -netdev "vhost-user,chardev=vn0,id=n0"
 		-device "virtio-net-pci,netdev=n0,mac=$DEMO_GUEST_MAC,vectors=0")
-	GENV=(--env RT="$DEMO_RUNTIME" --env NET=1 --env GUEST_IP="$DEMO_GUEST_IP"
-		--env HOST_IP="$([ "$DEMO_NET" = 1 ] && echo "$DEMO_HOST_IP")"
+	host_ip=
+	[ "$DEMO_NET" = 0 ] || host_ip=$DEMO_HOST_IP
+	GENV=(--env RT="$DEMO_RUNTIME" --env NET=1 --env GUEST_IP="$DEMO_GUEST_IP" --env HOST_IP="$host_ip"
 		--env IPERF="$DEMO_IPERF" --env IPERF_S="$DEMO_IPERF_S")
 	what+=", vn0 as virtio-net-pci (vhost-user)"
 fi
@@ -351,8 +357,11 @@ else
 			if (match($0, /[0-9.]+ [KMG]?Bytes/)) by = substr($0, RSTART, RLENGTH)
 			printf "    %-8s %16s  (%s)\n", $NF, bw, by }'
 	fi
-	grep '^ZOC-NETSKIP' <<<"$RES" | sed 's/^ZOC-NETSKIP /  skipped: /' || true
-	[ "$DEMO_NET" = 1 ] || echo "  ping / iperf3 skipped: $DEMO_NET_SKIP"
+	if [ "$DEMO_NET" = 1 ]; then
+		grep '^ZOC-NETSKIP' <<<"$RES" | sed 's/^ZOC-NETSKIP /  skipped: /' || true
+	else
+		echo "  ping / iperf3 skipped (eth0 is on a switch without uplink): $DEMO_NET_SKIP"
+	fi
 fi
 if grep -q '^ZOC-FAIL' <<<"$RES"; then grep '^ZOC-FAIL' <<<"$RES"; fi
 
@@ -409,4 +418,4 @@ if [ "$ZOC_E2E_SERVER" != qsd ]; then
 fi
 if grep -q '^ZOC-FAIL' <<<"$RES"; then zoc_die "the guest reported failures (ZOC-FAIL lines above)"; fi
 DEMO_STEP="done"
-step "done in $(zoc_elapsed) s (logs in $ZOC_ARTIFACTS)"
+step "done in $((SECONDS - DEMO_T0)) s (logs in $ZOC_ARTIFACTS)"
