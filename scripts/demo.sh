@@ -36,6 +36,10 @@ DEMO_GUEST_MAC=52:54:00:7a:0c:02
 DEMO_STEP=start
 DEMO_T0=$SECONDS
 
+for v in DEMO_RUNTIME DEMO_IPERF_S; do
+	[[ ${!v} =~ ^[1-9][0-9]{0,2}$ ]] || { echo "demo: $v must be a number of seconds, 1 to 999 (got '${!v}')"; exit 2; }
+done
+
 step() {
 	DEMO_STEP=$*
 	printf '\n==> %s\n' "$*"
@@ -314,9 +318,16 @@ fi
 step "guest: QEMU 7.2 (TCG) with $what"
 zoc_guest_start demo "$ZOC_WORK/guest.sh" --timeout 240 "${GENV[@]}" -- "${QARGS[@]}"
 demo_guest_follow
-zoc_guest_wait >"$ZOC_WORK/guest.out" ||
-	{ cat "$ZOC_WORK/guest.out"; zoc_die "the demo guest failed (above)"; }
-grep -v 'guest|' "$ZOC_WORK/guest.out" || true
+# On a guest failure, still show what the guest and zocd saw (it helps to see where it
+# stopped), then fail at the end.
+GUEST_OK=1
+zoc_guest_wait >"$ZOC_WORK/guest.out" || GUEST_OK=0
+if [ "$GUEST_OK" = 0 ]; then
+	cat "$ZOC_WORK/guest.out"
+	zoc_log "the guest FAILED (reasons above); what it and zocd saw follows, then the demo stops"
+else
+	grep -v 'guest|' "$ZOC_WORK/guest.out" || true
+fi
 
 step "results in the guest"
 RES=$(zoc_guest_results)
@@ -415,6 +426,10 @@ if [ "$ZOC_E2E_SERVER" != qsd ]; then
 	zoc_zocd_stop || zoc_die "zocd did not shut down cleanly (above)"
 	zoc_zocd_check_log
 	demo_net_cleanup
+fi
+if [ "$GUEST_OK" = 0 ]; then
+	DEMO_STEP=guest
+	zoc_die "the demo guest failed: see its report and console tail above (full console: $ZOC_GUEST_LOG)"
 fi
 if grep -q '^ZOC-FAIL' <<<"$RES"; then zoc_die "the guest reported failures (ZOC-FAIL lines above)"; fi
 DEMO_STEP="done"
