@@ -3,7 +3,7 @@
 #   make / make build   install missing packages, configure build/ once, build
 #   make check          deps, then build/, build-asan/ (ASan+UBSan), build-fuzz/ (clang,
 #                       libFuzzer), then tests/run-all.sh (unit, asan, fuzz, e2e)
-#   make demo           start zocd with a file disk and a null disk, boot a guest, run fio
+#   make demo           zocd with two disks, a switch, a vNIC and an uplink; a guest runs fio, ping, iperf3
 #   make clean          remove the build directories
 #
 # Each build directory is configured once (meson reconfigures itself when meson.build
