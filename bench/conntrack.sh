@@ -63,7 +63,7 @@ CLI_CPU=${BENCH_CLI_CPU:-1}
 FAM=()
 [ "${BENCH_IPV6:-0}" = 1 ] && FAM=(--ipv6)
 OUT=${BENCH_OUT:-$ZOC_BUILD/bench}
-PFX=wip-ctbench   # unique names: namespace, veths (short), tmp dir
+PFX=zoc-ctbench   # unique names: namespace, veths (short), tmp dir
 NS=$PFX-ns
 BR=wctbr
 
