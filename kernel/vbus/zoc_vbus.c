@@ -117,12 +117,14 @@ static struct resource zvb_window = {
 	.name = "zoc-vbus window",
 	.flags = IORESOURCE_MEM,
 };
+
 static struct resource zvb_busn = {
 	.name = "zoc-vbus bus",
 	.start = 0,
 	.end = 0,
 	.flags = IORESOURCE_BUS,
 };
+
 /* The window, page by page: the PCI core's allocator would skip it (x86
  * keeps BARs out of E820 ranges), so the module places BARs itself.
  */
