@@ -70,8 +70,10 @@ gcc -std=gnu17 -O2 -Wall -Wextra -Wno-unused-parameter -Werror -static \
 if [ ! -x "$ZOCD" ] || [ ! -x "$ZOCCTL" ]; then zoc_die "zocd/zocctl not built ($ZOCD): run 'make build'"; fi
 zoc__initrd_add_bin "$OVL" "$(readlink -f "$ZOCD")"
 zoc__initrd_add_bin "$OVL" "$(readlink -f "$ZOCCTL")"
-ln -s "$(readlink -f "$ZOCD")" "$OVL/vbus/zocd"
-ln -s "$(readlink -f "$ZOCCTL")" "$OVL/vbus/zocctl"
+# The programs themselves in /vbus: their build path may lie under /tmp, which the guest's
+# init mounts a tmpfs over.
+cp -L "$ZOCD" "$OVL/vbus/zocd" && cp -L "$ZOCCTL" "$OVL/vbus/zocctl" ||
+	zoc_die "cannot copy zocd/zocctl into the guest overlay"
 # shellcheck disable=SC2034
 ZOC_GUEST_OVERLAY=$OVL
 
