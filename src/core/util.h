@@ -16,6 +16,19 @@
 #define ZOC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ZOC_CACHELINE 64
 
+/* Starts fetching the line at p for writing (exclusive), so that a store
+ * to a line another CPU holds does not take a shared copy first and an
+ * invalidation after. PREFETCHW is a hint: CPUs without it treat the
+ * opcode as a no-op. */
+static inline void zoc_prefetchw(const void *p)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1);
+#endif
+}
+
 static inline uint64_t zoc_now_ns(void)
 {
 	struct timespec ts;

@@ -639,9 +639,16 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 			pkts[i] = NULL;
 			continue;
 		}
-		__builtin_prefetch(e->iov[0].iov_base, 1);
-		if (need > ZOC_CACHELINE && e->iov[0].iov_len > ZOC_CACHELINE)
-			__builtin_prefetch((uint8_t *)e->iov[0].iov_base + ZOC_CACHELINE, 1);
+		{
+			/* the header's line and the frame's last one (the
+			 * hardware prefetcher follows the lines between) */
+			const uint8_t *b0 = e->iov[0].iov_base;
+			const uint8_t *b1 = b0 + ZOC_MIN((size_t)need, e->iov[0].iov_len) - 1;
+
+			zoc_prefetchw(b0);
+			if (((uintptr_t)b0 ^ (uintptr_t)b1) >= ZOC_CACHELINE)
+				zoc_prefetchw(b1);
+		}
 		slot[i] = nel++;
 		nfit = i + 1;
 	}
