@@ -9,7 +9,8 @@
 #   e2e   every tests/e2e/*.sh (exit 0 pass, 77 skip, else fail), then again against
 #         the ASan/UBSan zocd of build-asan/ (when asan is selected too), except tests
 #         whose header has a line "# zoc-e2e-asan: no (why)" (a second run that adds no
-#         sanitizer coverage; ZOC_E2E_ASAN_ALL=1 runs them anyway)
+#         sanitizer coverage; ZOC_E2E_ASAN_ALL=1 runs them anyway); the pass sets
+#         ZOC_E2E_PASS=asan, so a test can leave out parts that do not involve zocd
 #
 # Environment:
 #   ZOC_TESTS=unit,asan,fuzz,e2e   kinds to run (default: all)
@@ -164,7 +165,7 @@ if want e2e; then
 			fi
 			run_one "e2e-asan/$name" "$LOGS/e2e-asan-$name.log" "$E2E_TIMEOUT" \
 				env ZOCD="$BUILD_ASAN/src/zocd/zocd" ZOCCTL="$BUILD_ASAN/src/zocctl/zocctl" \
-				ZOC_ARTIFACTS="$LOGS/e2e-asan-$name" \
+				ZOC_ARTIFACTS="$LOGS/e2e-asan-$name" ZOC_E2E_PASS=asan \
 				ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 				UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 bash "$t"
 		done
