@@ -38,7 +38,8 @@
 #   BENCH_NICE=-10 (server and client niceness: some shelter from other work on the machine)
 #   BENCH_FILE_MB=1024  BENCH_DIR=/var/tmp (the file for the uring back end lives there)
 #   BENCH_OUT=<build>/bench  (raw runs .tsv and the table .md are written there)
-#   ZOC_BUILD, ZOCD, ZOCCTL (default <repo>/build/src/...), ZOC_CACHE (see scripts/trixie-root.sh)
+#   ZOC_BUILD, ZOCD, ZOCCTL (default <repo>/build/src/...), ZOC_PERF (<build>/tools/zoc-perf/zoc-perf,
+#   for the sleep/wake floor printed with the table), ZOC_CACHE (see scripts/trixie-root.sh)
 # zocd rows say "pending" when zocd is not built.
 set -uo pipefail
 
@@ -243,6 +244,19 @@ awk '$1 > 0.5 { exit 1 }' /proc/loadavg || log "warning: the machine is busy (lo
 log "servers: $SERVERS; back ends: $BACKENDS; $RWS at QD $QDS; $REPEATS repeats of ~${SECONDS_PER_RUN} s"
 log "client: $("$ROOTSH" run -- qemu-img --version | head -1) (libblkio), step $STEP bytes"
 
+# The floor of a sleeping server's CPU per I/O on this machine: two threads on the server and
+# client CPUs ping-pong through eventfds and the "server" does nothing else (zoc-perf wake).
+# At QD 1 both servers sleep once per I/O or more; neither can go below this.
+ZOC_PERF=${ZOC_PERF:-$ZOC_BUILD/tools/zoc-perf/zoc-perf}
+wake_floor() {
+	[ -x "$ZOC_PERF" ] || { echo "n/a (zoc-perf not built)"; return; }
+	nice -n "$NICE" "$ZOC_PERF" wake --rounds 50000 --server-cpu "$SRV_CPU" --client-cpu "$CLI_CPU" --json 2>/dev/null |
+		jq -r '"\(.epoll.server_cpu_us * 100 | round / 100) us sleeping in epoll_wait, \(.read.server_cpu_us * 100 | round / 100) us in a blocking read (round trip \(.epoll.rtt_us * 10 | round / 10) us)"' 2>/dev/null ||
+		echo "n/a (zoc-perf wake failed)"
+}
+FLOOR_START=$(wake_floor)
+log "sleep/wake floor (server CPU per round trip, no work): $FLOOR_START"
+
 # Repeats outermost, servers interleaved inside each: slow drifts of the machine hit all alike.
 for rep in $(seq "$REPEATS"); do
 	for be in $BACKENDS; do
@@ -279,6 +293,8 @@ for rep in $(seq "$REPEATS"); do
 	done
 done
 log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+FLOOR_END=$(wake_floor)
+log "sleep/wake floor at the end: $FLOOR_END"
 
 # ----------------------------------------------------------------------- table
 # Median of each figure per (server, back end, rw, qd); ratios zocd/qsd of the medians.
@@ -323,4 +339,6 @@ END {
 		for (s = 1; s <= ns; s++) fmt_row(S[s], B[b], R[r], Q[q])
 	printf "\nmedians of %d runs; lat_us = QD/IOPS (at QD 1 the latency of one I/O); srv_cpu = server CPU time / wall time;\nIOPS/core = IOPS / (server cpu s / elapsed s); *_x = zocd/qsd of the medians\n", reps
 }' "$RAW"
+printf 'sleep/wake floor (zoc-perf wake: server CPU per eventfd round trip with no work) at the start: %s; at the end: %s\n' \
+	"$FLOOR_START" "$FLOOR_END" | tee -a "$TABLE"
 log "raw runs: $RAW; markdown table: $TABLE; server log: $SERVER_LOG"

@@ -30,6 +30,7 @@
 #include "conn.h"
 #include "core/util.h"
 #include "nvme_drv.h"
+#include "wake.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
@@ -92,6 +93,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s nvme --socket PATH [options]\n"
 		"       %s conn --target switch|ifaces|none [options] (see conn --help)\n"
+		"       %s wake [--rounds N] (a sleeping server's CPU floor; see wake --help)\n"
 		"\n"
 		"Drives the NVMe controller behind a vfio-user socket with a user-space\n"
 		"driver and reports IOPS, MiB/s, latency and client CPU use.\n"
@@ -125,7 +127,7 @@ static void usage(FILE *f)
 		"  --queues-nofd       put the admin and I/O queues and the admin data buffer there\n"
 		"                      too (the server keeps shadow rings, moved with copies)\n"
 		"  -v, --verbose       describe the controller on stderr\n",
-		g_prog, g_prog);
+		g_prog, g_prog, g_prog);
 }
 
 __attribute__((format(printf, 1, 2), noreturn)) static void die_usage(const char *fmt, ...)
@@ -937,5 +939,7 @@ int main(int argc, char **argv)
 		return cmd_nvme(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "conn"))
 		return zoc_perf_cmd_conn(argc - 1, argv + 1);
-	die_usage("unknown command '%s' (known: nvme, conn)", argv[1]);
+	if (!strcmp(argv[1], "wake"))
+		return zoc_perf_cmd_wake(argc - 1, argv + 1);
+	die_usage("unknown command '%s' (known: nvme, conn, wake)", argv[1]);
 }

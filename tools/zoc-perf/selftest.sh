@@ -107,5 +107,21 @@ for f in version-major:0 reply-id:6 reply-cmd:6 reply-short:8 reply-long:8 error
 	check "fault-${f%%:*}" 1 "$re" -- --time 0.5
 done
 
+# zoc-perf wake (no target): both sleep kinds measured, JSON well formed, bad usage refused.
+wake_check() { # NAME WANT_RC REGEX -- options...
+	local name=$1 want=$2 re=$3 out rc
+	shift 4
+	out=$(timeout 30 "$PERF" wake "$@" 2>&1)
+	rc=$?
+	if [ "$rc" = "$want" ] && grep -Eq -- "$re" <<<"$out"; then
+		PASS=$((PASS + 1)); echo "ok   $name"
+	else
+		FAIL=$((FAIL + 1)); echo "FAIL $name: exit $rc (want $want), output:"; sed 's/^/     /' <<<"$out"
+	fi
+}
+wake_check wake-text 0 'sleep=read rounds=1000 server_cpu_us=[0-9.]+ rtt_us=[0-9.]+' -- --rounds 1000 --server-cpu -1 --client-cpu -1
+wake_check wake-json 0 '^\{"epoll":\{"server_cpu_us":[0-9.]+,"rtt_us":[0-9.]+\},"read":\{' -- --rounds 1000 --json --server-cpu -1 --client-cpu -1
+wake_check wake-bad-rounds 2 'not a number in 1000' -- --rounds 5
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
