@@ -354,6 +354,11 @@ static inline int find_gpa(const struct zoc_mem *m, uint64_t gpa)
 	return (int)(lo - 1);
 }
 
+int zoc_mem_find(const struct zoc_mem *m, uint64_t gpa)
+{
+	return m ? find_gpa(m, gpa) : -1;
+}
+
 void *zoc_mem_gpa_to_hva(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write)
 {
 	const struct zoc_mem_region *r;

@@ -22,6 +22,7 @@
 #define ZOC_LINK_DMA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -103,6 +104,34 @@ void zoc_mem_put(struct zoc_mem *m);
 void *zoc_mem_gpa_to_hva(const struct zoc_mem *m, uint64_t gpa, uint64_t len, bool write);
 /* Same for client virtual addresses (vhost-user vring addresses). */
 void *zoc_mem_uva_to_hva(const struct zoc_mem *m, uint64_t uva, uint64_t len, bool write);
+/* Index of the region holding gpa, or -1. */
+int zoc_mem_find(const struct zoc_mem *m, uint64_t gpa);
+
+/* The fast path of a queue owner: host pointer for [gpa, gpa+len) when it
+ * lies in one region (writable when write), else NULL (a range over two
+ * regions too: the caller falls back to zoc_mem_gpa_to_iov). *hint is the
+ * caller's own last region index (any value is safe: it is checked). */
+static inline uint8_t *zoc_mem_translate(const struct zoc_mem *m, uint32_t *hint, uint64_t gpa,
+					 uint64_t len, bool write)
+{
+	const struct zoc_mem_region *r;
+	uint32_t i = *hint;
+	uint64_t off;
+
+	if (__builtin_expect(i >= m->nregions || gpa - m->regions[i].gpa >= m->regions[i].size, 0)) {
+		int k = zoc_mem_find(m, gpa);
+
+		if (k < 0)
+			return NULL;
+		*hint = i = (uint32_t)k;
+	}
+	r = &m->regions[i];
+	off = gpa - r->gpa;
+	if (__builtin_expect(len > r->size - off || (write && !r->writable), 0))
+		return NULL;
+	return r->hva + off;
+}
+
 /* Translates [gpa, gpa+len) into up to max_iov iovecs (a buffer may span
  * adjacent regions). Returns the number used, -EFAULT if some byte is not
  * mapped (or not writable when write), -ENOBUFS if max_iov is too small. */

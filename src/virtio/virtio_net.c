@@ -151,7 +151,8 @@ static uint16_t ctrl_idx(const struct zoc_vnet *vn)
 
 /* Copies len bytes starting `skip` bytes into iov[0..n) to buf; returns the
  * bytes copied. */
-static size_t iov_read(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+static size_t iov_read_slow(const struct iovec *iov, unsigned n, size_t skip, void *buf,
+			    size_t len)
 {
 	size_t done = 0;
 
@@ -170,8 +171,8 @@ static size_t iov_read(const struct iovec *iov, unsigned n, size_t skip, void *b
 	return done;
 }
 
-static size_t iov_write(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
-			size_t len)
+static size_t iov_write_slow(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+			     size_t len)
 {
 	size_t done = 0;
 
@@ -188,6 +189,28 @@ static size_t iov_write(const struct iovec *iov, unsigned n, size_t skip, const 
 		skip = 0;
 	}
 	return done;
+}
+
+/* The common case inline: the bytes lie in the first buffer (a frame and
+ * its header in one descriptor, as Linux and DPDK drivers post them). */
+static inline size_t iov_read(const struct iovec *iov, unsigned n, size_t skip, void *buf,
+			      size_t len)
+{
+	if (ZOC_LIKELY(n && skip + len <= iov[0].iov_len)) {
+		memcpy(buf, (const uint8_t *)iov[0].iov_base + skip, len);
+		return len;
+	}
+	return iov_read_slow(iov, n, skip, buf, len);
+}
+
+static inline size_t iov_write(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+			       size_t len)
+{
+	if (ZOC_LIKELY(n && skip + len <= iov[0].iov_len)) {
+		memcpy((uint8_t *)iov[0].iov_base + skip, buf, len);
+		return len;
+	}
+	return iov_write_slow(iov, n, skip, buf, len);
 }
 
 static void flush_notify(struct vnet_queue *q)

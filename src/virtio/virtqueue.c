@@ -88,6 +88,7 @@ struct zoc_vq {
 	struct zoc_vq_inflight *inflight; /* split only */
 	struct zoc_vq_inflight_packed *pinflight; /* packed only */
 	struct pk_ent *pk;      /* packed: local mirror of the region's entries */
+	uint32_t mem_hint;      /* last memory region a buffer was found in */
 	uint16_t pk_free;       /* packed: local free_head (size: list empty) */
 	uint64_t counter;       /* inflight fetch order */
 	uint16_t *resubmit;     /* heads (packed: region entries) to return first */
@@ -212,10 +213,11 @@ uint64_t zoc_vq_inflight_queue_size(uint16_t queue_size)
 /* ------------------------------------------------------------------ */
 /* descriptor chain walking                                            */
 
+/* The lengths add up in the element itself (zeroed by the pop): kept here
+ * as two 4-byte fields and copied out at the end, they were reloaded as one
+ * 8-byte word the two stores could not forward to (a stall per chain). */
 struct walk {
 	uint32_t niov;
-	uint32_t out_len;
-	uint32_t in_len;
 	bool seen_write;
 	bool fault;
 };
@@ -225,7 +227,7 @@ struct walk {
 static inline void add_buf(struct zoc_vq *vq, struct zoc_vq_elem *elem, struct walk *w,
 			   uint64_t addr, uint32_t len, bool write)
 {
-	uint32_t room, *tot = write ? &w->in_len : &w->out_len;
+	uint32_t room, *tot = write ? &elem->in_len : &elem->out_len;
 	int n;
 
 	if (len == 0)
@@ -359,13 +361,41 @@ static int split_walk(struct zoc_vq *vq, uint16_t head, struct zoc_vq_elem *elem
 			return mark_broken(vq, "next index out of range", i, table_size);
 	}
 	elem->ndescs = (uint16_t)ndescs;
-	elem->out_len = w.out_len;
-	elem->in_len = w.in_len;
 	return w.fault ? -EFAULT : 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* split ring                                                          */
+
+/* The common chain: one direct descriptor in one memory region. Fills elem
+ * and returns true, or false for anything else (zoc_vq_pop then walks the
+ * chain the general way, reading the descriptor again: what it finds then
+ * is what counts). */
+static inline bool split_single(struct zoc_vq *vq, uint16_t head, struct zoc_vq_elem *elem)
+{
+	struct virtq_desc d;
+	uint8_t *hva;
+	bool write;
+
+	read_desc(&d, vq->desc + (size_t)head * DESC_SIZE);
+	if ((d.flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) || d.len == 0 || !vq->mem)
+		return false;
+	write = d.flags & VIRTQ_DESC_F_WRITE;
+	hva = zoc_mem_translate(vq->mem, &vq->mem_hint, d.addr, d.len, write);
+	if (!hva)
+		return false;
+	elem->iov[0].iov_base = hva;
+	elem->iov[0].iov_len = d.len;
+	if (write) {
+		elem->in_num = 1;
+		elem->in_len = d.len;
+	} else {
+		elem->out_num = 1;
+		elem->out_len = d.len;
+	}
+	elem->ndescs = 1;
+	return true;
+}
 
 static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 {
@@ -396,8 +426,10 @@ static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	elem->out_num = 0;
 	elem->in_truncated = false;
 	elem->in_num = 0;
+	elem->out_len = 0;
+	elem->in_len = 0;
 	elem->resubmitted = resub;
-	rc = split_walk(vq, head, elem);
+	rc = split_single(vq, head, elem) ? 0 : split_walk(vq, head, elem);
 	if (rc == -EIO)
 		return rc;
 
@@ -504,8 +536,6 @@ static int packed_desc_add(struct zoc_vq *vq, struct zoc_vq_elem *elem, struct w
 
 static int packed_pop_done(struct zoc_vq *vq, struct zoc_vq_elem *elem, const struct walk *w)
 {
-	elem->out_len = w->out_len;
-	elem->in_len = w->in_len;
 	vq->inflight_cnt++;
 	vq->stats.pops++;
 	if (elem->resubmitted)
@@ -531,6 +561,8 @@ static int packed_resubmit(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	elem->out_num = 0;
 	elem->in_truncated = false;
 	elem->in_num = 0;
+	elem->out_len = 0;
+	elem->in_len = 0;
 	elem->resubmitted = true;
 	elem->inflight_slot = h;
 	elem->ndescs = num;
@@ -575,6 +607,8 @@ static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	elem->out_num = 0;
 	elem->in_truncated = false;
 	elem->in_num = 0;
+	elem->out_len = 0;
+	elem->in_len = 0;
 	elem->resubmitted = false;
 	elem->inflight_slot = 0;
 	for (;;) {

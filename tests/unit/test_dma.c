@@ -112,6 +112,50 @@ static void test_lookup_bounds(void **state)
 	free(b);
 }
 
+/* The queue owner's inline path: any hint is safe, a range over two regions
+ * or past the end is refused (the caller falls back), the hint follows. */
+static void test_translate_hint(void **state)
+{
+	struct zoc_mem *m = zoc_mem_create();
+	uint8_t *a = malloc(0x2000), *b = malloc(0x1000), *c = malloc(0x1000);
+	uint32_t hint = UINT32_MAX;
+
+	(void)state;
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x10000, 0x2000, 0, a, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x12000, 0x1000, 0x10000, b, true), 0);
+	assert_int_equal(zoc_mem_add_region_hva(m, 0x40000, 0x1000, 0x20000, c, false), 0);
+
+	assert_ptr_equal(zoc_mem_translate(m, &hint, 0x12010, 16, true), b + 0x10);
+	assert_int_equal(hint, 1);
+	assert_ptr_equal(zoc_mem_translate(m, &hint, 0x10000, 0x2000, false), a);
+	assert_int_equal(hint, 0);
+	/* adjacent regions: one buffer over both is not one pointer */
+	assert_null(zoc_mem_translate(m, &hint, 0x11ff8, 16, false));
+	assert_null(zoc_mem_translate(m, &hint, 0x10000, 0x2001, false));
+	assert_null(zoc_mem_translate(m, &hint, 0x10010, UINT64_MAX - 8, false));
+	assert_null(zoc_mem_translate(m, &hint, UINT64_MAX, 1, false));
+	assert_null(zoc_mem_translate(m, &hint, 0x20000, 1, false)); /* gap */
+	assert_null(zoc_mem_translate(m, &hint, 0xffff, 1, false));
+	/* read-only region */
+	assert_ptr_equal(zoc_mem_translate(m, &hint, 0x40ff0, 16, false), c + 0xff0);
+	assert_int_equal(hint, 2);
+	assert_null(zoc_mem_translate(m, &hint, 0x40ff0, 16, true));
+	assert_null(zoc_mem_translate(m, &hint, 0x40ff0, 17, false));
+	/* stale hints: out of range or naming another region */
+	for (uint32_t h = 0; h < 8; h++) {
+		hint = h == 7 ? UINT32_MAX : h;
+		assert_ptr_equal(zoc_mem_translate(m, &hint, 0x12fff, 1, true), b + 0xfff);
+		assert_int_equal(hint, 1);
+	}
+	assert_int_equal(zoc_mem_find(m, 0x40000), 2);
+	assert_int_equal(zoc_mem_find(m, 0x41000), -1);
+	assert_int_equal(zoc_mem_find(NULL, 0x40000), -1);
+	zoc_mem_put(m);
+	free(a);
+	free(b);
+	free(c);
+}
+
 static void test_many_regions_sorted(void **state)
 {
 	struct zoc_mem *m = zoc_mem_create();
@@ -441,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_create_put),
 		cmocka_unit_test(test_add_rejects),
 		cmocka_unit_test(test_lookup_bounds),
+		cmocka_unit_test(test_translate_hint),
 		cmocka_unit_test(test_many_regions_sorted),
 		cmocka_unit_test(test_iov),
 		cmocka_unit_test(test_mmap_fd),

@@ -272,6 +272,68 @@ static void test_cross_region(void **state)
 	}
 }
 
+/* One-descriptor chains take the inline path when the buffer lies in one
+ * region; over two regions, unmapped or writable into read-only memory they
+ * must come out exactly as a walked chain would. */
+static void test_split_single_desc(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+	static uint8_t ro[4096];
+
+	(void)state;
+	assert_int_equal(zoc_mem_add_region_hva(d->mem, 0x100000, sizeof(ro), 0, ro, false), 0);
+	struct {
+		struct vqd_seg s;
+		int rc;
+		unsigned niov;
+	} cases[] = {
+		{{data_gpa(1), 76, false}, 1, 1},
+		{{data_gpa(2), 1514, true}, 1, 1},
+		{{ARENA_GPA + HALF - 8, 16, false}, 1, 2}, /* over the boundary */
+		{{ARENA_GPA + HALF - 8, 16, true}, 1, 2},
+		{{UNMAPPED_GPA, 64, false}, -EFAULT, 1},
+		{{ARENA_GPA + ARENA_SIZE - 4, 64, true}, -EFAULT, 1},
+		{{0x100000, 16, false}, 1, 1},
+		{{0x100000, 16, true}, -EFAULT, 1}, /* writable in read-only memory */
+		{{0x100000 + 4090, 16, false}, -EFAULT, 1},
+	};
+	uint16_t id;
+	uint32_t len;
+
+	for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		int idr = drv_add(d, &cases[k].s, 1, false, k);
+
+		assert_true(idr >= 0);
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), cases[k].rc);
+		assert_int_equal(g_elem.id, idr);
+		assert_int_equal(g_elem.ndescs, 1);
+		if (cases[k].s.write) {
+			assert_int_equal(g_elem.out_num, 0);
+			assert_int_equal(g_elem.in_num, cases[k].niov);
+		} else {
+			assert_int_equal(g_elem.in_num, 0);
+			assert_int_equal(g_elem.out_num, cases[k].niov);
+		}
+		if (cases[k].rc == 1) {
+			size_t sum = 0;
+
+			for (unsigned i = 0; i < cases[k].niov; i++)
+				sum += g_elem.iov[i].iov_len;
+			assert_int_equal(sum, cases[k].s.len);
+			assert_int_equal(cases[k].s.write ? g_elem.in_len : g_elem.out_len,
+					 cases[k].s.len);
+			assert_int_equal(cases[k].s.write ? g_elem.out_len : g_elem.in_len, 0);
+		} else {
+			assert_null(g_elem.iov[0].iov_base);
+		}
+		zoc_vq_push(d->vq, &g_elem, 0);
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(id, idr);
+	}
+	assert_false(zoc_vq_broken(d->vq));
+	drv_free(d);
+}
+
 /* Out-of-order completion. */
 static void check_out_of_order(bool packed, bool indirect)
 {
@@ -1948,6 +2010,7 @@ int main(void)
 		cmocka_unit_test(test_create_validation),
 		cmocka_unit_test(test_basic_all),
 		cmocka_unit_test(test_cross_region),
+		cmocka_unit_test(test_split_single_desc),
 		cmocka_unit_test(test_out_of_order),
 		cmocka_unit_test(test_random_wraparound),
 		cmocka_unit_test(test_split_head_out_of_range),
