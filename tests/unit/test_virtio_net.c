@@ -241,6 +241,9 @@ static void sem_wait_n(sem_t *s, int k)
 	}
 }
 
+/* Features nic_new() leaves out (test_tx_hdr_ignored: no VIRTIO_NET_F_CSUM). */
+static uint64_t g_nic_without;
+
 static struct nic *nic_new(const char *name, uint8_t last, uint32_t mtu, uint64_t extra,
 			   bool packed)
 {
@@ -256,7 +259,7 @@ static struct nic *nic_new(const char *name, uint8_t last, uint32_t mtu, uint64_
 	n->indirect = packed;
 	if (packed)
 		f |= ZOC_BIT(VIRTIO_F_RING_PACKED) | ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC);
-	n->features = f;
+	n->features = f & ~g_nic_without;
 	vqd_mem_init(&n->g);
 	n->arena = vqd_mem_alloc(&n->g, GPA_BASE, ARENA_SIZE);
 	vqd_mem_map(&n->g, GPA_BASE, ARENA_SIZE, 0, true);
@@ -558,6 +561,51 @@ static void test_malformed_tx(void **state)
 	send_frame(a, f, 200, 1);
 	wait_used(b, 0, &id, &len);
 	assert_int_equal(len, HDR + 200);
+	nic_free(a);
+	nic_free(b);
+}
+
+/* Without VIRTIO_NET_F_CSUM no transmit offload is negotiated and the device
+ * ignores the header (not read at all): whatever the driver leaves in it,
+ * the frame goes out as a plain frame, in one buffer or over several. */
+static void test_tx_hdr_ignored(void **state)
+{
+	struct nic *a, *b;
+	struct virtio_net_hdr h = {.flags = 0xff, .gso_type = 0x42, .hdr_len = 0xffff,
+				   .gso_size = 0xffff, .csum_start = 0xffff,
+				   .csum_offset = 0xffff, .num_buffers = 0xffff};
+	uint8_t f[300];
+	uint16_t id;
+	uint32_t len;
+	int want;
+
+	(void)state;
+	g_nic_without = ZOC_BIT(VIRTIO_NET_F_CSUM);
+	a = nic_new("a", 1, 1500, 0, false);
+	g_nic_without = 0;
+	b = nic_new("b", 2, 1500, 0, false);
+	make_frame(f, sizeof(f), b->o.mac, a->o.mac, 5);
+	for (int nseg = 1; nseg <= 3; nseg++) {
+		struct virtio_net_hdr r;
+
+		want = post_rx(b, 0, 2048);
+		send_raw(a, &h, HDR, f, sizeof(f), nseg);
+		wait_used(b, 0, &id, &len);
+		assert_int_equal(id, want);
+		assert_int_equal(len, HDR + sizeof(f));
+		assert_memory_equal(rx_buf(b, 0) + HDR, f, sizeof(f));
+		memcpy(&r, rx_buf(b, 0), sizeof(r));
+		assert_int_equal(r.flags, 0);
+		assert_int_equal(r.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+	}
+	assert_int_equal(drops(a, "bad_hdr"), 0);
+	assert_int_equal(drops(a, "bad_gso"), 0);
+	/* the frame's own checks still apply */
+	send_raw(a, &h, HDR, NULL, 0, 1);
+	assert_int_equal(drops(a, "zero_len"), 1);
+	send_raw(a, &h, 8, NULL, 0, 1);
+	assert_int_equal(drops(a, "short_hdr"), 1);
+	expect_nothing(b);
 	nic_free(a);
 	nic_free(b);
 }
@@ -1251,6 +1299,7 @@ int main(void)
 		cmocka_unit_test(test_exchange_split),
 		cmocka_unit_test(test_exchange_packed),
 		cmocka_unit_test(test_malformed_tx),
+		cmocka_unit_test(test_tx_hdr_ignored),
 		cmocka_unit_test(test_short_rx),
 		cmocka_unit_test(test_mergeable_jumbo),
 		cmocka_unit_test(test_mixed_burst),
