@@ -542,6 +542,18 @@ static void rx_hdr(const struct zoc_vnet *vn, struct zoc_pkt *p, const struct zo
 /* Delivers one frame on q; el[0..nb0) are buffers already popped for it
  * (device-writable only). Returns false when the queue had no buffer (the
  * caller stops the burst); the packet is never freed here. */
+/* Returns receive buffers el[0, nb) unused (length 0) and counts the drop. */
+static void rx_return(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
+		      enum zoc_vnet_drop why)
+{
+	for (unsigned i = 0; i < nb; i++)
+		zoc_vq_push_deferred(q->vq, &el[i], 0);
+	q->stats.drops[why]++;
+	if (why == ZOC_VNET_DROP_SHORT_RXBUF)
+		ZOC_WARN_RL("%s: rx queue %u: receive buffers too short for a frame", q->vn->name,
+			    q->idx);
+}
+
 static bool rx_one_from(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi,
 			unsigned nb0)
 {
@@ -577,9 +589,7 @@ static bool rx_one_from(struct vnet_queue *q, struct zoc_pkt *p, const struct zo
 		q->need_notify = true;
 		if (rc < 0 || e->out_num) {
 			/* unmapped buffer or device-readable parts: unusable */
-			for (unsigned i = 0; i < nb; i++)
-				zoc_vq_push_deferred(q->vq, &el[i], 0);
-			q->stats.drops[ZOC_VNET_DROP_FAULT]++;
+			rx_return(q, el, nb, ZOC_VNET_DROP_FAULT);
 			return true;
 		}
 		have += e->in_len;
@@ -591,11 +601,7 @@ static bool rx_one_from(struct vnet_queue *q, struct zoc_pkt *p, const struct zo
 		return true;
 	}
 	if (have < need || (nb > 0 && el[0].in_len < VNET_HDR_LEN)) {
-		for (unsigned i = 0; i < nb; i++)
-			zoc_vq_push_deferred(q->vq, &el[i], 0);
-		q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
-		ZOC_WARN_RL("%s: rx queue %u: receive buffers too short for %u bytes", vn->name,
-			    q->idx, need);
+		rx_return(q, el, nb, ZOC_VNET_DROP_SHORT_RXBUF);
 		return true;
 	}
 	h.num_buffers = (uint16_t)nb;
@@ -656,22 +662,13 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 			break;
 		}
 		q->need_notify = true;
-		if (rc < 0 || e->out_num) {
-			zoc_vq_push_deferred(q->vq, e, 0);
-			q->stats.drops[ZOC_VNET_DROP_FAULT]++;
-			zoc_pkt_free(p);
-			pkts[i] = NULL;
-			continue;
-		}
-		if (e->in_len < need) {
-			if (mrg && e->in_len >= VNET_HDR_LEN) {
+		if (rc < 0 || e->out_num || e->in_len < need) {
+			if (rc > 0 && !e->out_num && mrg && e->in_len >= VNET_HDR_LEN) {
 				pending = true; /* more buffers: rx_one_from */
 				break;
 			}
-			zoc_vq_push_deferred(q->vq, e, 0);
-			q->stats.drops[ZOC_VNET_DROP_SHORT_RXBUF]++;
-			ZOC_WARN_RL("%s: rx queue %u: receive buffers too short for %u bytes",
-				    vn->name, q->idx, need);
+			rx_return(q, e, 1, rc < 0 || e->out_num ? ZOC_VNET_DROP_FAULT :
+				  ZOC_VNET_DROP_SHORT_RXBUF);
 			zoc_pkt_free(p);
 			pkts[i] = NULL;
 			continue;
