@@ -312,24 +312,18 @@ static int tx_poll(struct vnet_queue *q)
 	 * frame: descriptors and buffers are lines the driver's CPU just
 	 * wrote, and misses taken one chain at a time queue up; then copy. */
 	zoc_vq_prefetch(q->vq, ZOC_PKT_BURST);
-	while (m < ZOC_PKT_BURST) {
-		int rc = zoc_vq_pop(q->vq, &el[m]);
-
-		if (rc == 0)
-			break;
-		if (rc == -EIO) {
-			note_broken(q);
-			break;
-		}
-		if (rc > 0 && el[m].out_num) {
-			const uint8_t *b = el[m].iov[0].iov_base;
+	m = zoc_vq_pop_burst(q->vq, el, rcs, ZOC_PKT_BURST);
+	if (ZOC_UNLIKELY(m < ZOC_PKT_BURST) && zoc_vq_broken(q->vq))
+		note_broken(q);
+	for (unsigned i = 0; i < m; i++) {
+		if (rcs[i] > 0 && el[i].out_num) {
+			const uint8_t *b = el[i].iov[0].iov_base;
 
 			if (hdr_used)
 				__builtin_prefetch(b);
-			if (el[m].iov[0].iov_len > VNET_HDR_LEN)
+			if (el[i].iov[0].iov_len > VNET_HDR_LEN)
 				__builtin_prefetch(b + VNET_HDR_LEN);
 		}
-		rcs[m++] = rc;
 	}
 	if (m)
 		q->need_notify = true;
@@ -377,7 +371,6 @@ static int tx_poll(struct vnet_queue *q)
 			p->csum_offset = h.csum_offset;
 		}
 		p->hdr_len = h.hdr_len;
-		zoc_vq_push_deferred(q->vq, e, 0);
 		q->stats.packets++;
 		q->stats.bytes += len;
 		pkts[n++] = p;
@@ -386,9 +379,10 @@ drop:
 		q->stats.drops[why]++;
 		ZOC_WARN_RL("%s: tx queue %u: frame dropped (%s)", vn->name, q->idx,
 			    drop_names[why]);
-		zoc_vq_push_deferred(q->vq, e, 0);
 	}
-	/* Return the chains before the switch runs (it may call our tx_burst). */
+	/* Return the chains (all copied or dropped, in ring order) before the
+	 * switch runs: it may call our tx_burst. */
+	zoc_vq_push_burst(q->vq, el, NULL, m);
 	flush_notify(q);
 	if (n)
 		zoc_vswitch_rx_burst(vn->sw, vn->port, pkts, n);
@@ -634,10 +628,11 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 	struct zoc_vnet *vn = q->vn;
 	struct zoc_vq_elem *el = vn->rx_elems;
 	unsigned slot[ZOC_PKT_BURST];
+	uint32_t lens[ZOC_PKT_BURST];
 	unsigned i, nel = 0, nfit = 0;
 	bool mrg = has_feat(vn, VIRTIO_NET_F_MRG_RXBUF), pending = false, dry = false;
 
-	_Static_assert(ZOC_PKT_BURST <= VNET_RX_MAX_BUFS, "rx_elems holds a burst");
+	_Static_assert(ZOC_PKT_BURST < VNET_RX_MAX_BUFS, "rx_elems holds a burst and one more");
 	zoc_vq_prefetch(q->vq, n);
 	for (i = 0; i < n; i++) {
 		struct zoc_pkt *p = pkts[i];
@@ -667,8 +662,14 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 				pending = true; /* more buffers: rx_one_from */
 				break;
 			}
-			rx_return(q, e, 1, rc < 0 || e->out_num ? ZOC_VNET_DROP_FAULT :
-				  ZOC_VNET_DROP_SHORT_RXBUF);
+			/* Unusable: returned empty, in ring order with the rest
+			 * (IN_ORDER drivers match used entries by position). */
+			q->stats.drops[rc < 0 || e->out_num ? ZOC_VNET_DROP_FAULT :
+				       ZOC_VNET_DROP_SHORT_RXBUF]++;
+			if (rc > 0 && !e->out_num)
+				ZOC_WARN_RL("%s: rx queue %u: receive buffer too short for %u bytes",
+					    vn->name, q->idx, need);
+			lens[nel++] = 0;
 			zoc_pkt_free(p);
 			pkts[i] = NULL;
 			continue;
@@ -686,18 +687,26 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 		slot[i] = nel++;
 		nfit = i + 1;
 	}
-	/* Second pass: frames [0, nfit) that got a buffer. */
+	/* Second pass: frames [0, nfit) that got a buffer; one buffer each,
+	 * the header at its start, then the frame. */
 	for (unsigned j = 0; j < nfit; j++) {
 		struct zoc_pkt *p = pkts[j];
+		struct zoc_vq_elem *e;
 		struct virtio_net_hdr h;
 
 		if (!p)
 			continue;
+		e = &el[slot[j]];
 		rx_hdr(vn, p, NULL, &h);
 		h.num_buffers = 1;
-		rx_write(q, &el[slot[j]], 1, &h, p);
+		iov_write(e->iov, e->in_num, 0, &h, VNET_HDR_LEN);
+		iov_write(e->iov, e->in_num, VNET_HDR_LEN, zoc_pkt_cdata(p), p->len);
+		lens[slot[j]] = VNET_HDR_LEN + p->len;
+		q->stats.packets++;
+		q->stats.bytes += p->len;
 		zoc_pkt_free(p);
 	}
+	zoc_vq_push_burst(q->vq, el, lens, nel);
 	*dry_out = dry;
 	if (dry)
 		return i;

@@ -1224,6 +1224,95 @@ void zoc_vq_push_deferred(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uin
 	vq_push(vq, elem, len, true);
 }
 
+unsigned zoc_vq_pop_burst(struct zoc_vq *vq, struct zoc_vq_elem *elems, int *rcs, unsigned n)
+{
+	unsigned i = 0;
+
+	if (ZOC_LIKELY(!vq->packed && !vq->broken && !vq->inflight &&
+		       vq->resubmit_pos >= vq->resubmit_num)) {
+		/* Split without an inflight region: the ring state is read and
+		 * checked once, then each chain as split_pop() does. */
+		uint16_t idx = load_acq16(&vq->avail->idx), avail = (uint16_t)(idx - vq->last_avail);
+
+		if (ZOC_UNLIKELY(avail > vq->size)) {
+			mark_broken(vq, "avail index jumped", vq->last_avail, idx);
+			return 0;
+		}
+		vq->shadow_avail = idx;
+		n = ZOC_MIN(n, avail);
+		for (; i < n; i++) {
+			struct zoc_vq_elem *e = &elems[i];
+			uint16_t head = load16(&vq->avail->ring[vq->last_avail & vq->mask]);
+			int rc;
+
+			vq->last_avail++;
+			if (ZOC_UNLIKELY(head >= vq->size)) {
+				mark_broken(vq, "head index out of range", head, vq->size);
+				break;
+			}
+			e->id = head;
+			e->out_num = 0;
+			e->in_truncated = false;
+			e->in_num = 0;
+			e->out_len = 0;
+			e->in_len = 0;
+			e->resubmitted = false;
+			rc = split_single(vq, head, e) ? 0 : split_walk(vq, head, e);
+			if (rc == -EIO)
+				break;
+			vq->inflight_cnt++;
+			vq->stats.pops++;
+			rcs[i] = 1;
+			if (ZOC_UNLIKELY(rc)) {
+				vq->stats.bad_addrs++;
+				ZOC_WARN_RL("virtqueue %p: request %u refers to unmapped memory",
+					    (void *)vq, head);
+				rcs[i] = rc;
+			}
+		}
+		return i;
+	}
+	for (; i < n; i++) {
+		int rc = zoc_vq_pop(vq, &elems[i]);
+
+		if (rc == 0 || rc == -EIO)
+			break;
+		rcs[i] = rc;
+	}
+	return i;
+}
+
+void zoc_vq_push_burst(struct zoc_vq *vq, const struct zoc_vq_elem *elems, const uint32_t *lens,
+		       unsigned n)
+{
+	if (ZOC_LIKELY(!vq->packed && !vq->inflight && n <= vq->inflight_cnt)) {
+		uint16_t idx = vq->used_idx;
+		unsigned i;
+
+		for (i = 0; i < n; i++) {
+			struct virtq_used_elem *ue = &vq->used->ring[(uint16_t)(idx + i) & vq->mask];
+			uint16_t id = elems[i].id;
+
+			if (ZOC_UNLIKELY(id >= vq->size)) {
+				ZOC_ERR("virtqueue %p: push of id %u >= size %u", (void *)vq, id,
+					vq->size);
+				break;
+			}
+			store32(&ue->id, id);
+			store32(&ue->len, lens ? lens[i] : 0);
+		}
+		/* zoc_vq_notify() publishes the index once for the batch. */
+		vq->used_idx = (uint16_t)(idx + i);
+		vq->used_unpublished |= i > 0;
+		vq->pending_used += i;
+		vq->inflight_cnt -= i;
+		vq->stats.pushes += i;
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		vq_push(vq, &elems[i], lens ? lens[i] : 0, true);
+}
+
 void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n)
 {
 	if (vq->broken || vq->resubmit_pos < vq->resubmit_num)

@@ -174,6 +174,15 @@ void zoc_vq_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len
  * must call it before returning to its poller. Same as zoc_vq_push() on a
  * packed ring or with an inflight region. */
 void zoc_vq_push_deferred(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len);
+/* Pops up to n requests into elems[0, n): rcs[i] is what zoc_vq_pop()
+ * would have returned for elems[i] (1 or -EFAULT). Returns how many were
+ * taken: fewer than n when the ring ran empty or the queue broke
+ * (zoc_vq_broken() tells). One check of the ring state per burst. */
+unsigned zoc_vq_pop_burst(struct zoc_vq *vq, struct zoc_vq_elem *elems, int *rcs, unsigned n);
+/* zoc_vq_push_deferred() of elems[0, n) in that order, elems[i] with
+ * lens[i] bytes written (lens NULL: 0 for all). */
+void zoc_vq_push_burst(struct zoc_vq *vq, const struct zoc_vq_elem *elems, const uint32_t *lens,
+		       unsigned n);
 /* A hint before popping a burst: starts fetching the descriptors of the
  * next n available chains (lines the driver's CPU wrote). */
 void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n);

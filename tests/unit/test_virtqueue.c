@@ -1871,6 +1871,108 @@ static void check_push_deferred(bool packed)
 	drv_free(d);
 }
 
+/* pop_burst / push_burst: the same elements, results and used entries as
+ * one pop / push_deferred at a time, on split (the batched path) and packed
+ * rings (the fallback), with bad buffers in the middle of a burst and a
+ * hostile head that breaks the queue mid-burst. */
+static void check_burst(bool packed, bool indirect)
+{
+	struct drv *d = drv_start(16, packed, false, indirect);
+	struct zoc_vq_elem el[16];
+	uint32_t lens[16];
+	int rcs[16], ids[16];
+	uint16_t id;
+	uint32_t len;
+
+	for (int round = 0; round < 10; round++) { /* wraps the ring */
+		unsigned n = 3 + (unsigned)round % 5, got;
+
+		for (unsigned i = 0; i < n; i++) {
+			struct vqd_seg sg[2] = {{data_gpa((uint16_t)i), 16, false},
+					       {data_gpa((uint16_t)i) + 16, 48, true}};
+			/* one unmapped buffer in the middle of every burst */
+			if (i == 1)
+				sg[1].gpa = UNMAPPED_GPA;
+			ids[i] = drv_add(d, sg, i % 2 ? 2 : 1, indirect && i % 2, i);
+			assert_true(ids[i] >= 0);
+		}
+		/* asking for fewer takes fewer; asking for more stops at empty */
+		got = zoc_vq_pop_burst(d->vq, el, rcs, 2);
+		assert_int_equal(got, 2);
+		got += zoc_vq_pop_burst(d->vq, el + 2, rcs + 2, 16);
+		assert_int_equal(got, n);
+		assert_int_equal(zoc_vq_pop_burst(d->vq, el + n, rcs + n, 16), 0);
+		assert_int_equal(zoc_vq_inflight_count(d->vq), n);
+		for (unsigned i = 0; i < n; i++) {
+			assert_int_equal(el[i].id, ids[i]);
+			assert_int_equal(rcs[i], i == 1 ? -EFAULT : 1);
+			assert_int_equal(el[i].out_len, 16);
+			if (i != 1)
+				assert_int_equal(el[i].in_len, i % 2 ? 48 : 0);
+			lens[i] = 100u + i;
+		}
+		zoc_vq_push_burst(d->vq, el, lens, n);
+		assert_int_equal(zoc_vq_inflight_count(d->vq), 0);
+		if (!packed)
+			assert_false(drv_get_used(d, &id, &len)); /* not before notify */
+		zoc_vq_notify(d->vq);
+		for (unsigned i = 0; i < n; i++) {
+			assert_true(drv_get_used(d, &id, &len));
+			assert_int_equal(id, ids[i]);
+			assert_int_equal(len, 100u + i);
+		}
+		assert_false(drv_get_used(d, &id, &len));
+		drain_callfd(d);
+	}
+	/* more pushes than pops: the extra one is refused, only the popped one
+	 * reaches the ring */
+	struct vqd_seg one = {data_gpa(0), 64, true};
+	assert_true(drv_add(d, &one, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_pop_burst(d->vq, el, rcs, 16), 1);
+	el[1] = el[0];
+	zoc_vq_push_burst(d->vq, el, NULL, 2);
+	zoc_vq_notify(d->vq);
+	assert_true(drv_get_used(d, &id, &len));
+	assert_int_equal(len, 0);
+	assert_false(drv_get_used(d, &id, &len));
+	drain_callfd(d);
+	if (!packed) {
+		/* a good chain, then a head out of range: the good one is
+		 * taken, the queue breaks, later bursts take nothing */
+		assert_true(drv_add(d, &one, 1, false, 0) >= 0);
+		publish_split(d, 0xffff);
+		assert_int_equal(zoc_vq_pop_burst(d->vq, el, rcs, 16), 1);
+		assert_int_equal(rcs[0], 1);
+		assert_true(zoc_vq_broken(d->vq));
+		assert_int_equal(zoc_vq_pop_burst(d->vq, el, rcs, 16), 0);
+		zoc_vq_push_burst(d->vq, el, NULL, 1);
+	}
+	drv_free(d);
+}
+
+static void test_burst(void **state)
+{
+	(void)state;
+	check_burst(false, false);
+	check_burst(false, true);
+	check_burst(true, false);
+	check_burst(true, true);
+}
+
+/* An avail index that jumps over the ring breaks the queue on a burst too. */
+static void test_burst_avail_jump(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+	struct zoc_vq_elem el[4];
+	int rcs[4];
+
+	(void)state;
+	d->q.avail->idx = (uint16_t)(d->q.avail->idx + 9);
+	assert_int_equal(zoc_vq_pop_burst(d->vq, el, rcs, 4), 0);
+	assert_true(zoc_vq_broken(d->vq));
+	drv_free(d);
+}
+
 static void test_push_deferred(void **state)
 {
 	(void)state;
@@ -2038,6 +2140,8 @@ int main(void)
 		cmocka_unit_test(test_inflight_packed_random_crash),
 		cmocka_unit_test(test_base_resume),
 		cmocka_unit_test(test_push_deferred),
+		cmocka_unit_test(test_burst),
+		cmocka_unit_test(test_burst_avail_jump),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
