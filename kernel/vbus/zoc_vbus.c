@@ -102,6 +102,7 @@ struct zvb_func {
 	/* config-write events */
 	struct zoc_vbus_event ev[ZVB_RING];
 	u32 ev_head, ev_tail, ev_lost;
+	bool ev_reset;                  /* RESET to report after the ring (never lost) */
 	wait_queue_head_t ev_wait;
 
 	/* MSI-X */
@@ -251,7 +252,10 @@ static int zvb_cfg_write(struct pci_bus *bus, unsigned int devfn, int where, int
 		memcpy(f->cfg, f->cfg_init, sizeof(f->cfg));
 		f->resetting = true;
 		WRITE_ONCE(f->msix_ctrl, 0);
-		zvb_event_push(f, ZOC_VBUS_EV_RESET, where, size, val);
+		/* not in the ring, which may be full: read() reports it after
+		 * the writes queued before it
+		 */
+		f->ev_reset = true;
 		raw_spin_unlock(&f->cfg_lock);
 		wake_up_interruptible(&f->ev_wait);
 		raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
@@ -1308,6 +1312,11 @@ static ssize_t zvb_read(struct file *file, char __user *buf, size_t count, loff_
 		}
 		while (n < max && f->ev_tail != f->ev_head)
 			ev[n++] = f->ev[f->ev_tail++ % ZVB_RING];
+		if (n < max && f->ev_tail == f->ev_head && f->ev_reset) {
+			memset(&ev[n], 0, sizeof(ev[n]));
+			ev[n++].type = ZOC_VBUS_EV_RESET;
+			f->ev_reset = false;
+		}
 		raw_spin_unlock_irqrestore(&f->cfg_lock, flags);
 		if (n)
 			break;
@@ -1315,7 +1324,7 @@ static ssize_t zvb_read(struct file *file, char __user *buf, size_t count, loff_
 			return -EAGAIN;
 		ret = wait_event_interruptible(f->ev_wait,
 					       READ_ONCE(f->ev_head) != READ_ONCE(f->ev_tail) ||
-					       READ_ONCE(f->ev_lost));
+					       READ_ONCE(f->ev_lost) || READ_ONCE(f->ev_reset));
 		if (ret)
 			return ret;
 	}
@@ -1329,7 +1338,8 @@ static __poll_t zvb_poll(struct file *file, poll_table *wait)
 	struct zvb_func *f = file->private_data;
 
 	poll_wait(file, &f->ev_wait, wait);
-	if (READ_ONCE(f->ev_head) != READ_ONCE(f->ev_tail) || READ_ONCE(f->ev_lost))
+	if (READ_ONCE(f->ev_head) != READ_ONCE(f->ev_tail) || READ_ONCE(f->ev_lost) ||
+	    READ_ONCE(f->ev_reset))
 		return EPOLLIN | EPOLLRDNORM;
 	return 0;
 }
