@@ -19,6 +19,13 @@
  * - DMA: DMA ops that bounce every mapping through a pool (vmalloc'ed,
  *   bounded per function) that user space maps; the device sees only bus
  *   addresses inside the pool, never the rest of host memory.
+ * - Mappings are filled by a fault handler and revoked when the function is
+ *   removed (each file has its own address_space, so one function's
+ *   mappings are zapped alone): a later access gets SIGBUS, never a window
+ *   that a new function reuses.
+ * - Function Level Reset: the module puts the image back to its state after
+ *   creation and holds config reads at all ones (not ready) until user space
+ *   has reset its model.
  *
  * The interface is in zoc_vbus_uapi.h.
  */
@@ -78,15 +85,24 @@ struct zvb_func {
 	u8 w1c[ZOC_VBUS_CFG_SIZE];
 	u64 bar_size[ZOC_VBUS_NUM_BARS];
 	u64 bar_addr[ZOC_VBUS_NUM_BARS];  /* 0: not placed */
+	u8 cfg_init[ZOC_VBUS_CFG_SIZE]; /* the image after CREATE: what FLR restores */
+	u16 exp_cap;                    /* PCIe capability: FLR, or 0 */
 	unsigned int devfn;
 	struct pci_dev *pdev;
 	bool started;
-	bool removed;
+	bool removed;                   /* off the bus (REMOVED queued) */
 	bool gone;                      /* user space went away: reads all ones */
+	bool resetting;                 /* FLR until RESET_DONE: reads all ones */
+
+	/* user mappings of the BARs and the pool */
+	struct address_space mapping;   /* this file's own, so it is zapped alone */
+	struct mutex vma_lock;          /* revoked vs the fault handler */
+	bool revoked;
 
 	/* config-write events */
 	struct zoc_vbus_event ev[ZVB_RING];
 	u32 ev_head, ev_tail, ev_lost;
+	bool ev_reset;                  /* RESET to report after the ring (never lost) */
 	wait_queue_head_t ev_wait;
 
 	/* MSI-X */
@@ -163,7 +179,7 @@ static int zvb_cfg_read(struct pci_bus *bus, unsigned int devfn, int where, int 
 		return PCIBIOS_DEVICE_NOT_FOUND;
 	}
 	raw_spin_lock(&f->cfg_lock);
-	if (f->gone)
+	if (f->gone || f->resetting)
 		v = ~0U;
 	else
 		for (i = 0; i < size; i++)
@@ -192,6 +208,19 @@ static void zvb_event_push(struct zvb_func *f, u16 type, u16 off, u8 len, u32 va
 	f->ev_head++;
 }
 
+/* cfg_lock held: does this write set Device Control's Initiate FLR bit? */
+static bool zvb_is_flr(struct zvb_func *f, int where, int size, u32 val)
+{
+	unsigned int b;
+
+	if (!f->exp_cap)
+		return false;
+	b = f->exp_cap + PCI_EXP_DEVCTL + 1;
+	if (where > b || where + size <= b)
+		return false;
+	return (val >> (8 * (b - where))) & (PCI_EXP_DEVCTL_BCR_FLR >> 8);
+}
+
 static int zvb_cfg_write(struct pci_bus *bus, unsigned int devfn, int where, int size, u32 val)
 {
 	struct zvb_func *f;
@@ -209,8 +238,26 @@ static int zvb_cfg_write(struct pci_bus *bus, unsigned int devfn, int where, int
 		return PCIBIOS_DEVICE_NOT_FOUND;
 	}
 	raw_spin_lock(&f->cfg_lock);
-	if (f->gone) {
+	if (f->gone || f->resetting) {
+		/* a device in reset drops writes */
 		raw_spin_unlock(&f->cfg_lock);
+		raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
+		return PCIBIOS_SUCCESSFUL;
+	}
+	if (zvb_is_flr(f, where, size, val)) {
+		/* Function Level Reset: the image as created (BARs where the
+		 * module placed them, command 0, MSI-X off); interrupts stop at
+		 * once; reads say "not ready" until user space reset its model.
+		 */
+		memcpy(f->cfg, f->cfg_init, sizeof(f->cfg));
+		f->resetting = true;
+		WRITE_ONCE(f->msix_ctrl, 0);
+		/* not in the ring, which may be full: read() reports it after
+		 * the writes queued before it
+		 */
+		f->ev_reset = true;
+		raw_spin_unlock(&f->cfg_lock);
+		wake_up_interruptible(&f->ev_wait);
 		raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
 		return PCIBIOS_SUCCESSFUL;
 	}
@@ -673,6 +720,7 @@ static int zvb_check_image(struct zvb_func *f, const struct zoc_vbus_create *c)
 	bool upper = false;
 
 	f->msix_cap = 0;
+	f->exp_cap = 0;
 	f->nvec = 0;
 	memset(f->bar_size, 0, sizeof(f->bar_size));
 	if (vid == 0 || vid == 0xffff)
@@ -741,6 +789,11 @@ static int zvb_check_image(struct zvb_func *f, const struct zoc_vbus_create *c)
 				return -EINVAL;
 			f->msix_cap = ptr;
 			break;
+		case PCI_CAP_ID_EXP:
+			if (f->exp_cap || ptr > 0x100 - PCI_CAP_EXP_ENDPOINT_SIZEOF_V1)
+				return -EINVAL;
+			f->exp_cap = ptr;
+			break;
 		}
 		ptr = f->cfg[ptr + PCI_CAP_LIST_NEXT];
 	}
@@ -773,6 +826,18 @@ static int zvb_check_image(struct zvb_func *f, const struct zoc_vbus_create *c)
 		memset(f->w1c + m, 0, PCI_CAP_MSIX_SIZEOF);
 		f->wmask[m + PCI_MSIX_FLAGS + 1] = 0xc0;
 		f->cfg[m + PCI_MSIX_FLAGS + 1] &= ~0xc0;
+	}
+	if (f->exp_cap) {
+		unsigned int e = f->exp_cap;
+
+		/* the module implements FLR: advertised, and Initiate FLR is
+		 * an action that reads back 0, never stored in the image
+		 */
+		memset(f->wmask + e + PCI_EXP_DEVCAP, 0, 4);
+		memset(f->w1c + e + PCI_EXP_DEVCAP, 0, 4);
+		f->cfg[e + PCI_EXP_DEVCAP + 3] |= PCI_EXP_DEVCAP_FLR >> 24;
+		f->wmask[e + PCI_EXP_DEVCTL + 1] &= ~(PCI_EXP_DEVCTL_BCR_FLR >> 8);
+		f->cfg[e + PCI_EXP_DEVCTL + 1] &= ~(PCI_EXP_DEVCTL_BCR_FLR >> 8);
 	}
 	/* capability IDs and next pointers are read-only */
 	ptr = f->cfg[PCI_CAPABILITY_LIST];
@@ -910,8 +975,21 @@ static void zvb_slot_clear(struct zvb_func *f)
 	raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
 }
 
-/* f->lock held. The driver unbinds (it may wait for the device) first. */
-static void zvb_func_remove(struct zvb_func *f)
+/* Every user mapping of the BARs and the pool is zapped; the fault handler
+ * refuses to fill them again (SIGBUS). Before the window is freed.
+ */
+static void zvb_revoke(struct zvb_func *f)
+{
+	mutex_lock(&f->vma_lock);
+	f->revoked = true;
+	mutex_unlock(&f->vma_lock);
+	unmap_mapping_range(&f->mapping, 0, 0, 1);
+}
+
+/* f->lock held: the function leaves the bus. The driver unbinds (it may
+ * wait for the device) first. Mappings stay.
+ */
+static void zvb_func_unplug(struct zvb_func *f)
 {
 	unsigned long flags;
 
@@ -921,7 +999,6 @@ static void zvb_func_remove(struct zvb_func *f)
 	}
 	zvb_slot_clear(f);
 	zvb_msix_unmap(f);
-	zvb_bars_release(f);
 	if (!f->removed) {
 		f->removed = true;
 		raw_spin_lock_irqsave(&f->cfg_lock, flags);
@@ -929,6 +1006,37 @@ static void zvb_func_remove(struct zvb_func *f)
 		raw_spin_unlock_irqrestore(&f->cfg_lock, flags);
 		wake_up_interruptible(&f->ev_wait);
 	}
+}
+
+/* f->lock held: off the bus, mappings revoked, window space freed. */
+static void zvb_func_remove(struct zvb_func *f)
+{
+	zvb_func_unplug(f);
+	zvb_revoke(f);
+	zvb_bars_release(f);
+}
+
+/* f->lock held: user space reset its model after an FLR. The MSI-X table
+ * comes back masked with nothing pending; config space answers again.
+ */
+static void zvb_reset_finish(struct zvb_func *f)
+{
+	unsigned long flags;
+	u32 v;
+
+	spin_lock_irqsave(&f->irq_lock, flags);
+	if (f->tbl && f->pba) {
+		for (v = 0; v < f->nvec; v++)
+			writel(PCI_MSIX_ENTRY_CTRL_MASKBIT,
+			       f->tbl + v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL);
+		for (v = 0; v < DIV_ROUND_UP(f->nvec, 32); v++)
+			writel(0, f->pba + v * 4);
+		bitmap_zero(f->pending, f->nvec);
+	}
+	spin_unlock_irqrestore(&f->irq_lock, flags);
+	raw_spin_lock_irqsave(&f->cfg_lock, flags);
+	f->resetting = false;
+	raw_spin_unlock_irqrestore(&f->cfg_lock, flags);
 }
 
 static int zvb_create(struct zvb_func *f, struct zoc_vbus_create __user *uc)
@@ -970,6 +1078,7 @@ static int zvb_create(struct zvb_func *f, struct zoc_vbus_create __user *uc)
 	ret = zvb_bars_place(f);
 	if (ret)
 		return ret;
+	memcpy(f->cfg_init, f->cfg, sizeof(f->cfg_init));
 	raw_spin_lock_irqsave(&zvb_slots_lock, flags);
 	for (slot = 0; slot < ZVB_SLOTS; slot++)
 		if (!zvb_slots[slot])
@@ -1019,12 +1128,19 @@ static int zvb_open(struct inode *inode, struct file *file)
 	if (!f)
 		return -ENOMEM;
 	mutex_init(&f->lock);
+	mutex_init(&f->vma_lock);
+	address_space_init_once(&f->mapping);
 	raw_spin_lock_init(&f->cfg_lock);
 	spin_lock_init(&f->irq_lock);
 	spin_lock_init(&f->pool_lock);
 	init_waitqueue_head(&f->ev_wait);
 	timer_setup(&f->pend_timer, zvb_pend_timer, 0);
 	file->private_data = f;
+	/* the file's own mapping, for zvb_revoke(); its host is still the
+	 * device node (the VFS reads file->f_mapping->host)
+	 */
+	f->mapping.host = inode;
+	file->f_mapping = &f->mapping;
 	return 0;
 }
 
@@ -1098,10 +1214,24 @@ static long zvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		pci_unlock_rescan_remove();
 		break;
 	case ZOC_VBUS_REMOVE:
-		if (!f->pdev)
+		if (f->revoked || (!f->pdev && !f->removed))
 			ret = -ENODEV;
 		else
 			zvb_func_remove(f);
+		break;
+	case ZOC_VBUS_UNPLUG:
+		if (!f->pdev)
+			ret = -ENODEV;
+		else
+			zvb_func_unplug(f);
+		break;
+	case ZOC_VBUS_RESET_DONE:
+		if (!f->pdev)
+			ret = -ENODEV;
+		else if (!READ_ONCE(f->resetting))
+			ret = -EINVAL;
+		else
+			zvb_reset_finish(f);
 		break;
 	case ZOC_VBUS_SET_IRQ: {
 		struct zoc_vbus_irq irq;
@@ -1182,6 +1312,11 @@ static ssize_t zvb_read(struct file *file, char __user *buf, size_t count, loff_
 		}
 		while (n < max && f->ev_tail != f->ev_head)
 			ev[n++] = f->ev[f->ev_tail++ % ZVB_RING];
+		if (n < max && f->ev_tail == f->ev_head && f->ev_reset) {
+			memset(&ev[n], 0, sizeof(ev[n]));
+			ev[n++].type = ZOC_VBUS_EV_RESET;
+			f->ev_reset = false;
+		}
 		raw_spin_unlock_irqrestore(&f->cfg_lock, flags);
 		if (n)
 			break;
@@ -1189,7 +1324,7 @@ static ssize_t zvb_read(struct file *file, char __user *buf, size_t count, loff_
 			return -EAGAIN;
 		ret = wait_event_interruptible(f->ev_wait,
 					       READ_ONCE(f->ev_head) != READ_ONCE(f->ev_tail) ||
-					       READ_ONCE(f->ev_lost));
+					       READ_ONCE(f->ev_lost) || READ_ONCE(f->ev_reset));
 		if (ret)
 			return ret;
 	}
@@ -1203,10 +1338,49 @@ static __poll_t zvb_poll(struct file *file, poll_table *wait)
 	struct zvb_func *f = file->private_data;
 
 	poll_wait(file, &f->ev_wait, wait);
-	if (READ_ONCE(f->ev_head) != READ_ONCE(f->ev_tail) || READ_ONCE(f->ev_lost))
+	if (READ_ONCE(f->ev_head) != READ_ONCE(f->ev_tail) || READ_ONCE(f->ev_lost) ||
+	    READ_ONCE(f->ev_reset))
 		return EPOLLIN | EPOLLRDNORM;
 	return 0;
 }
+
+/* Mappings are filled here, page by page, so none can outlive zvb_revoke():
+ * a fault after it (or on a mapping made while it ran) gets SIGBUS.
+ */
+static vm_fault_t zvb_vm_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct zvb_func *f = vma->vm_private_data;
+	u64 off = (u64)vmf->pgoff << PAGE_SHIFT;
+	u64 in = off & 0xffffffffULL;
+	unsigned int region = off >> 32;
+	vm_fault_t ret = VM_FAULT_SIGBUS;
+	struct page *page;
+
+	mutex_lock(&f->vma_lock);
+	if (f->revoked)
+		goto out;
+	if (off >= ZOC_VBUS_MMAP_DMA) {
+		if (off - ZOC_VBUS_MMAP_DMA < ((u64)f->pool_pages << PAGE_SHIFT)) {
+			page = vmalloc_to_page(f->pool + (off - ZOC_VBUS_MMAP_DMA));
+			get_page(page);
+			vmf->page = page;
+			ret = 0;
+		}
+	} else if (region < ZOC_VBUS_NUM_BARS && f->bar_addr[region] &&
+		   in < f->bar_size[region]) {
+		ret = vmf_insert_pfn_prot(vma, vmf->address,
+					  (f->bar_addr[region] + in) >> PAGE_SHIFT,
+					  vma->vm_page_prot);
+	}
+out:
+	mutex_unlock(&f->vma_lock);
+	return ret;
+}
+
+static const struct vm_operations_struct zvb_vm_ops = {
+	.fault = zvb_vm_fault,
+};
 
 static int zvb_mmap(struct file *file, struct vm_area_struct *vma)
 {
@@ -1218,21 +1392,25 @@ static int zvb_mmap(struct file *file, struct vm_area_struct *vma)
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
 	mutex_lock(&f->lock);
-	if (!f->pdev)
+	if (!f->pdev || f->revoked)
 		goto out;
 	if (off == ZOC_VBUS_MMAP_DMA) {
-		if (len <= ((u64)f->pool_pages << PAGE_SHIFT))
-			ret = remap_vmalloc_range(vma, f->pool, 0);
+		if (len <= ((u64)f->pool_pages << PAGE_SHIFT)) {
+			vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+			ret = 0;
+		}
 	} else if ((off & 0xffffffffULL) == 0 && (off >> 32) < ZOC_VBUS_NUM_BARS) {
 		unsigned int bar = off >> 32;
 
 		if (f->bar_size[bar] && len <= f->bar_size[bar]) {
-			vma->vm_flags |= VM_IO | VM_DONTEXPAND | VM_DONTDUMP;
+			vma->vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
 			vma->vm_page_prot = pgprot_noncached(vma->vm_page_prot);
-			ret = io_remap_pfn_range(vma, vma->vm_start,
-						 pci_resource_start(f->pdev, bar) >> PAGE_SHIFT,
-						 len, vma->vm_page_prot);
+			ret = 0;
 		}
+	}
+	if (!ret) {
+		vma->vm_ops = &zvb_vm_ops;
+		vma->vm_private_data = f;
 	}
 out:
 	mutex_unlock(&f->lock);

@@ -17,7 +17,16 @@
  *     made (already applied to the image with the masks), and REMOVED when a
  *     ZOC_VBUS_REMOVE finished. poll() says when there are some.
  *  5. ZOC_VBUS_REMOVE (or closing the file): the function is removed from the
- *     bus (its driver unbinds first).
+ *     bus (its driver unbinds first), every mapping of its BARs and pool is
+ *     revoked (a later access gets SIGBUS) and its window space is freed.
+ *     ZOC_VBUS_UNPLUG does the first part only: the function leaves the bus
+ *     while the mappings stay, so user space can serve the driver's shutdown
+ *     and stop touching them before it removes (or closes).
+ *
+ * Function Level Reset: the host's FLR (PCIe capability, Device Control bit
+ * 15) puts the image back to its state after CREATE and queues
+ * ZOC_VBUS_EV_RESET; config reads return all ones (the device is not ready)
+ * until user space has reset its model and answers ZOC_VBUS_RESET_DONE.
  *
  * DMA: the module installs DMA ops on the function that bounce every mapping
  * through the pool (as swiotlb does). The device sees bus addresses
@@ -79,6 +88,7 @@ enum zoc_vbus_event_type {
 	ZOC_VBUS_EV_CFG_WRITE = 1,  /* offset, len, value (masked value now in the image) */
 	ZOC_VBUS_EV_OVERFLOW = 2,   /* value = events lost: re-read the image */
 	ZOC_VBUS_EV_REMOVED = 3,    /* the function left the bus */
+	ZOC_VBUS_EV_RESET = 4,      /* FLR: reset the model, then ZOC_VBUS_RESET_DONE */
 };
 
 struct zoc_vbus_event {
@@ -98,5 +108,7 @@ struct zoc_vbus_event {
 #define ZOC_VBUS_SET_IRQ   _IOW(ZOC_VBUS_IOC_MAGIC, 4, struct zoc_vbus_irq)
 #define ZOC_VBUS_CFG_STORE _IOW(ZOC_VBUS_IOC_MAGIC, 5, struct zoc_vbus_cfg_store)
 #define ZOC_VBUS_BAR_INFO  _IOWR(ZOC_VBUS_IOC_MAGIC, 6, struct zoc_vbus_bar_info)
+#define ZOC_VBUS_RESET_DONE _IO(ZOC_VBUS_IOC_MAGIC, 7)
+#define ZOC_VBUS_UNPLUG    _IO(ZOC_VBUS_IOC_MAGIC, 8)
 
 #endif

@@ -42,9 +42,10 @@ struct zoc_vbus_link {
 	struct zoc_mem *mem;
 	uint32_t nvec;
 	bool msix_was_on;
+	bool resetting; /* an FLR: the model is being reset */
 	struct zoc_poller *poller;
 	bool fd_added;
-	uint64_t cfg_writes, bar_writes, overflows;
+	uint64_t cfg_writes, bar_writes, overflows, early_cfg_writes, resets;
 	/* destroy */
 	void (*done)(void *arg);
 	void *done_arg;
@@ -75,25 +76,58 @@ static void msix_unmask_model(struct zoc_vbus_link *l)
 				   4, true);
 }
 
-/* One pass over the watched and published ranges. Returns work done. */
-static int sync_bars(struct zoc_vbus_link *l)
+static void drain_events(struct zoc_vbus_link *l, int max_rounds);
+
+/* Watched range i: each dword the host changed becomes a BAR write. Stores
+ * become visible in the host's program order (x86, uncached), so once a
+ * store in range i is seen, every store the host made before it is visible
+ * too: the config writes (event ring) and the earlier ranges are taken in
+ * first, or a CC.EN could reach the model before the AQA/ASQ/ACQ stores that
+ * preceded it (the poller's pass may have read those before they landed). */
+static int scan_watched(struct zoc_vbus_link *l, unsigned i, bool *drained)
 {
+	struct zoc_vbus_range *r = &l->watch[i];
 	int work = 0;
 
-	for (unsigned i = 0; i < l->nwatch; i++) {
-		struct zoc_vbus_range *r = &l->watch[i];
+	for (uint32_t o = r->offset; o < r->offset + r->len; o += 4) {
+		uint32_t v = bar_rd(l, r->bar, o);
 
-		for (uint32_t o = r->offset; o < r->offset + r->len; o += 4) {
-			uint32_t v = bar_rd(l, r->bar, o);
-
+		if (r->consume) {
+			if (v == ZOC_VBUS_LINK_IDLE)
+				continue;
+			/* a store between the read and the swap is not lost */
+			v = __atomic_exchange_n((volatile uint32_t *)(l->bar[r->bar] + o),
+						ZOC_VBUS_LINK_IDLE, __ATOMIC_SEQ_CST);
+			if (v == ZOC_VBUS_LINK_IDLE)
+				continue;
+		} else {
 			if (v == l->shadow[r->bar][o / 4])
 				continue;
 			l->shadow[r->bar][o / 4] = v;
-			zoc_pci_bar_access(l->f, r->bar, o, &v, 4, true);
-			l->bar_writes++;
-			work++;
 		}
+		if (!*drained) {
+			/* e.g. MSI-X enable before the doorbell whose
+			 * completion needs it (else its interrupt is dropped) */
+			drain_events(l, 64);
+			*drained = true;
+		}
+		for (unsigned j = 0; j < i; j++)
+			work += scan_watched(l, j, drained);
+		zoc_pci_bar_access(l->f, r->bar, o, &v, 4, true);
+		l->bar_writes++;
+		work++;
 	}
+	return work;
+}
+
+/* One pass over the watched and published ranges. Returns work done. */
+static int sync_bars(struct zoc_vbus_link *l)
+{
+	bool drained = false;
+	int work = 0;
+
+	for (unsigned i = 0; i < l->nwatch; i++)
+		work += scan_watched(l, i, &drained);
 	for (unsigned i = 0; i < l->npublish; i++) {
 		struct zoc_vbus_range *r = &l->publish[i];
 
@@ -117,6 +151,56 @@ static int link_poll(void *arg)
 	return sync_bars(arg);
 }
 
+/* Power-on state of the ranges: watched dwords 0 (consumed ones idle), the
+ * model's values published. At creation and after a reset. */
+static void bars_init(struct zoc_vbus_link *l)
+{
+	for (unsigned i = 0; i < l->nwatch; i++) {
+		struct zoc_vbus_range *r = &l->watch[i];
+		uint32_t v = r->consume ? ZOC_VBUS_LINK_IDLE : 0;
+
+		for (uint32_t o = r->offset; o < r->offset + r->len; o += 4) {
+			bar_wr(l, r->bar, o, v);
+			l->shadow[r->bar][o / 4] = v;
+		}
+	}
+	for (unsigned i = 0; i < l->npublish; i++) {
+		struct zoc_vbus_range *r = &l->publish[i];
+
+		for (uint32_t o = r->offset; o < r->offset + r->len; o += 4) {
+			uint32_t v = 0;
+
+			zoc_pci_bar_access(l->f, r->bar, o, &v, 4, false);
+			bar_wr(l, r->bar, o, v);
+			l->shadow[r->bar][o / 4] = v;
+		}
+	}
+}
+
+/* Reactor 0: the model is back at power-on after the host's FLR. */
+static void flr_done(void *arg)
+{
+	struct zoc_vbus_link *l = arg;
+
+	l->resetting = false;
+	l->msix_was_on = false;
+	if (l->poller) /* else being destroyed: the BARs are not ours to touch */
+		bars_init(l);
+	l->resets++;
+	if (ioctl(l->fd, ZOC_VBUS_RESET_DONE) < 0 && l->poller)
+		ZOC_WARN_RL("%s: function reset done: %s", l->dev, strerror(errno));
+	else
+		ZOC_INFO("%s: function level reset by the host", l->dev);
+}
+
+static void flr_start(struct zoc_vbus_link *l)
+{
+	if (l->resetting)
+		return; /* the module holds the host until the first is answered */
+	l->resetting = true;
+	zoc_pci_func_reset(l->f, flr_done, l);
+}
+
 static void apply_cfg_write(struct zoc_vbus_link *l, const struct zoc_vbus_event *e)
 {
 	uint32_t v = e->value;
@@ -136,14 +220,13 @@ static void apply_cfg_write(struct zoc_vbus_link *l, const struct zoc_vbus_event
 	l->msix_was_on = on;
 }
 
-static void link_on_fd(void *arg, uint32_t events)
+/* Reads and applies up to max_rounds batches of the module's events. */
+static void drain_events(struct zoc_vbus_link *l, int max_rounds)
 {
-	struct zoc_vbus_link *l = arg;
 	struct zoc_vbus_event ev[16];
 	ssize_t n;
 
-	(void)events;
-	for (int rounds = 0; rounds < 8; rounds++) {
+	for (int rounds = 0; rounds < max_rounds; rounds++) {
 		n = read(l->fd, ev, sizeof(ev));
 		if (n <= 0)
 			return;
@@ -151,6 +234,11 @@ static void link_on_fd(void *arg, uint32_t events)
 			switch (ev[i].type) {
 			case ZOC_VBUS_EV_CFG_WRITE:
 				apply_cfg_write(l, &ev[i]);
+				if (max_rounds > 8)
+					l->early_cfg_writes++;
+				break;
+			case ZOC_VBUS_EV_RESET:
+				flr_start(l);
 				break;
 			case ZOC_VBUS_EV_OVERFLOW:
 				/* The module's image is the truth: it applied every write. */
@@ -162,7 +250,15 @@ static void link_on_fd(void *arg, uint32_t events)
 				break;
 			}
 		}
+		if ((size_t)n < sizeof(ev))
+			return; /* the ring is empty */
 	}
+}
+
+static void link_on_fd(void *arg, uint32_t events)
+{
+	(void)events;
+	drain_events(arg, 8);
 }
 
 static void link_free(struct zoc_vbus_link *l)
@@ -306,7 +402,7 @@ struct zoc_vbus_link *zoc_vbus_link_create(struct zoc_pci_func *f,
 	}
 
 	/* Registers as the model has them before the driver looks. */
-	sync_bars(l);
+	bars_init(l);
 	if (zoc_reactor_add_fd(zoc_reactor_get(0), l->fd, EPOLLIN, link_on_fd, l))
 		FAIL(-ENOMEM, "cannot watch %s", l->dev);
 	l->fd_added = true;
@@ -395,7 +491,9 @@ static void *remover(void *arg)
 {
 	struct zoc_vbus_link *l = arg;
 
-	l->remove_rc = ioctl(l->fd, ZOC_VBUS_REMOVE) < 0 ? -errno : 0;
+	/* Off the bus only: the mappings stay until link_free() (REMOVE would
+	 * revoke them under the poller's feet). */
+	l->remove_rc = ioctl(l->fd, ZOC_VBUS_UNPLUG) < 0 ? -errno : 0;
 	while (zoc_reactor_send_msg(zoc_reactor_get(0), destroy_removed, l))
 		usleep(1000);
 	return NULL;
@@ -411,8 +509,8 @@ void zoc_vbus_link_destroy(struct zoc_vbus_link *l, void (*done)(void *arg), voi
 	l->done = done;
 	l->done_arg = arg;
 	if (pthread_create(&l->remover, NULL, remover, l)) {
-		/* No thread: remove inline (the driver's shutdown may time out). */
-		l->remove_rc = ioctl(l->fd, ZOC_VBUS_REMOVE) < 0 ? -errno : 0;
+		/* No thread: unplug inline (the driver's shutdown may time out). */
+		l->remove_rc = ioctl(l->fd, ZOC_VBUS_UNPLUG) < 0 ? -errno : 0;
 		l->remover = pthread_self();
 		zoc_poller_unregister(l->poller);
 		l->poller = NULL;
@@ -428,8 +526,9 @@ json_t *zoc_vbus_link_info(const struct zoc_vbus_link *l)
 
 	snprintf(addr, sizeof(addr), "%04x:%02x:%02x.%x", l->info.domain, l->info.bus,
 		 l->info.devfn >> 3, l->info.devfn & 7);
-	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "dev", l->dev, "pci_address", addr,
-			 "dma_size", (json_int_t)l->dma_size, "config_writes",
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "dev", l->dev, "pci_address",
+			 addr, "dma_size", (json_int_t)l->dma_size, "config_writes",
 			 (json_int_t)l->cfg_writes, "bar_writes", (json_int_t)l->bar_writes,
-			 "event_overflows", (json_int_t)l->overflows);
+			 "event_overflows", (json_int_t)l->overflows, "config_writes_before_bar",
+			 (json_int_t)l->early_cfg_writes, "function_resets", (json_int_t)l->resets);
 }

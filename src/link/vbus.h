@@ -14,6 +14,20 @@
  *    the model (zoc_pci_bar_access), low dword first;
  *  - published ranges (registers the device updates): the model's value is
  *    read and stored in the BAR when it changed.
+ *  - consumed watched ranges (write-only registers where every store is an
+ *    event: doorbells): the link takes each value out with an atomic
+ *    exchange that leaves ZOC_VBUS_LINK_IDLE behind, so a store of the same
+ *    value as the last one counts too (a driver's first doorbell after a
+ *    controller reset often repeats the last value before it).
+ * Before the link passes a BAR write on, it takes in everything the host
+ * stored before it (the host's stores are seen in its program order): the
+ * config writes in the event ring (MSI-X enable and bus master reach the
+ * model before the doorbell that needs them) and the watched ranges listed
+ * before this one (AQA/ASQ/ACQ before the CC.EN that follows them), so the
+ * order of opts->watch is the order the driver writes them in.
+ * The host's Function Level Reset (ZOC_VBUS_EV_RESET) resets the model
+ * (zoc_pci_func_reset), puts the ranges back to power-on values and tells
+ * the module (ZOC_VBUS_RESET_DONE), which holds config reads until then.
  * Interrupts: one eventfd per MSI-X vector, given to the model and to the
  * module, which sends the message the host wrote into the table (it honours
  * the table's masks; the model's own table stays unmasked). DMA: the model's
@@ -25,6 +39,7 @@
 #ifndef ZOC_LINK_VBUS_H
 #define ZOC_LINK_VBUS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -34,10 +49,13 @@ struct zoc_vbus_link;
 
 #define ZOC_VBUS_LINK_MAX_RANGES 4
 
+#define ZOC_VBUS_LINK_IDLE 0xffffffffu /* a consumed dword nobody wrote */
+
 struct zoc_vbus_range {
 	uint8_t bar;
 	uint32_t offset; /* dword aligned */
 	uint32_t len;    /* dword multiple */
+	bool consume;    /* watched only: every store is an event (see above) */
 };
 
 struct zoc_vbus_link_opts {
@@ -55,11 +73,14 @@ struct zoc_vbus_link_opts {
 struct zoc_vbus_link *zoc_vbus_link_create(struct zoc_pci_func *f,
 					   const struct zoc_vbus_link_opts *opts, char *err,
 					   size_t errlen);
-/* Removes the function from the bus (the host's driver unbinds; the link
- * keeps serving it meanwhile), resets the model, takes its DMA space away;
- * done(arg) on reactor 0 when the model no longer uses anything of the link. */
+/* Takes the function off the bus (ZOC_VBUS_UNPLUG: the host's driver unbinds
+ * while the link keeps serving it), stops touching the BARs, resets the
+ * model, takes its DMA space away, then unmaps and closes (the module frees
+ * the window); done(arg) on reactor 0 when the model no longer uses anything
+ * of the link. */
 void zoc_vbus_link_destroy(struct zoc_vbus_link *l, void (*done)(void *arg), void *arg);
-/* {"dev", "pci_address", "bar0", "dma_size", "config_writes", "bar_writes"} */
+/* {"dev", "pci_address", "dma_size", "config_writes", "bar_writes",
+ *  "event_overflows", "config_writes_before_bar", "function_resets"} */
 json_t *zoc_vbus_link_info(const struct zoc_vbus_link *l);
 
 #endif

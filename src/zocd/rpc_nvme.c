@@ -240,12 +240,13 @@ static void rpc_nvme_ctrlr_create(struct zoc_rpc_req *req, void *params)
 	}
 	if (vbus) {
 		/* BAR0: AQA/ASQ/ACQ before INTMS/INTMC before CC (the driver sets
-		 * the admin queue up before it enables), then the doorbells;
+		 * the admin queue up before it enables), then the doorbells
+		 * (consumed: each store counts, even one that repeats the last);
 		 * the registers the controller updates are published. */
 		struct zoc_vbus_link_opts lo = {
 			.dma_size = nd->dma_mb << 20,
 			.watch = {{0, 0x24, 0x14}, {0, 0x0c, 0x08}, {0, 0x14, 0x04},
-				  {0, 0x1000, 8u * (o.max_io_queues + 1u)}},
+				  {0, 0x1000, 8u * (o.max_io_queues + 1u), true}},
 			.nwatch = 4,
 			.publish = {{0, 0x00, 0x0c}, {0, 0x14, 0x24}},
 			.npublish = 2,

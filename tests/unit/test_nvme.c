@@ -290,6 +290,7 @@ struct drv {
 	struct zoc_pci_func *f;
 	int irqfd[NVEC];
 	uint32_t *dbmap; /* mmap'd doorbell page (NULL: BAR writes) */
+	uint32_t *sdb;   /* shadow doorbells (Doorbell Buffer Config): I/O queues' go here */
 	struct q adm;
 	struct q io[5];
 	uint16_t cid;
@@ -360,6 +361,11 @@ static void cfg_wr(struct drv *d, uint32_t off, uint32_t v, uint32_t len)
 
 static void db_write(struct drv *d, unsigned idx, uint32_t v)
 {
+	if (d->sdb && idx >= 2) {
+		/* only the shadow: the MMIO doorbell is never written */
+		__atomic_store_n(&d->sdb[idx], v, __ATOMIC_RELEASE);
+		return;
+	}
 	if (d->dbmap)
 		__atomic_store_n(&d->dbmap[idx], v, __ATOMIC_RELEASE);
 	else
@@ -482,6 +488,8 @@ static void map_doorbells(struct drv *d)
 	assert_true(d->dbmap != MAP_FAILED);
 }
 
+static bool g_opt_dbbuf; /* the next drv_new_opts() offers Doorbell Buffer Config */
+
 static struct drv *drv_new_opts(const char *name, bool mmap_db)
 {
 	struct drv *d = calloc(1, sizeof(*d));
@@ -499,6 +507,7 @@ static struct drv *drv_new_opts(const char *name, bool mmap_db)
 	c.opts.max_io_queues = NVEC - 1;
 	c.opts.max_queue_size = 256;
 	c.opts.mmap_doorbells = mmap_db;
+	c.opts.dbbuf = g_opt_dbbuf;
 	on_reactor(create_fn, &c);
 	assert_int_equal(c.rc, 0);
 	sem_init(&c.sem, 0, 0);
@@ -1976,6 +1985,143 @@ static void test_mmap_doorbells(void **state)
 	drv_free(d);
 }
 
+/* ---- Doorbell Buffer Config ---------------------------------------------- */
+
+#define OFF_DBB 0x300000 /* shadow doorbells; event indexes one page up */
+
+static uint16_t dbbuf_cfg(struct drv *d, uint64_t prp1, uint64_t prp2)
+{
+	struct nvme_sqe c = {.opc = NVME_ADM_DBBUF, .prp1 = prp1, .prp2 = prp2};
+
+	return admin(d, &c, NULL);
+}
+
+static uint16_t oacs_of(struct drv *d)
+{
+	uint8_t *b = g2h(d, GPA + OFF_BUF);
+
+	assert_int_equal(identify(d, 1, 0), 0);
+	return (uint16_t)(b[NVME_IDC_OACS] | b[NVME_IDC_OACS + 1] << 8);
+}
+
+static struct drv *drv_new_dbbuf(const char *name)
+{
+	struct drv *d;
+
+	g_opt_dbbuf = true;
+	d = drv_new_opts(name, false);
+	g_opt_dbbuf = false;
+	return d;
+}
+
+/* Doorbell Buffer Config (admin 0x7C, OACS bit 8): bad buffers fail with
+ * Invalid Field and change nothing; a good one makes the controller read the
+ * I/O queues' doorbells from the shadow page (the driver writes no MMIO
+ * doorbell at all, across queue wraps), while the event indexes stay as the
+ * driver set them (the reactors poll; the driver need not ring); a
+ * controller reset forgets the buffers (the BAR doorbells count again). */
+static void test_dbbuf(void **state)
+{
+	struct drv *d = drv_new_dbbuf("nvme-dbbuf");
+	uint32_t *sdb = g2h(d, GPA + OFF_DBB), *ei = g2h(d, GPA + OFF_DBB + PAGE);
+	static const struct {
+		uint64_t prp1, prp2;
+		const char *what;
+	} bad[] = {
+		{0, GPA + OFF_DBB + PAGE, "shadow page 0"},
+		{GPA + OFF_DBB, 0, "event index page 0"},
+		{GPA + OFF_DBB + 8, GPA + OFF_DBB + PAGE, "shadow page unaligned"},
+		{GPA + OFF_DBB, GPA + OFF_DBB + PAGE + 4, "event index page unaligned"},
+		{GPA_HOLE, GPA + OFF_DBB + PAGE, "shadow page not mapped"},
+		{GPA + OFF_DBB, GPA + MEM_SIZE, "event index page past guest memory"},
+		{GPA + MEM_SIZE - PAGE / 2, GPA + OFF_DBB + PAGE, "shadow page across the end"},
+	};
+	struct q *q;
+
+	(void)state;
+	assert_int_equal(ns_add(d, "ram0", 1), 0);
+	enable(d);
+	assert_true(oacs_of(d) & (1u << 8));
+	q = io_pair(d, 1);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint16_t st = dbbuf_cfg(d, bad[i].prp1, bad[i].prp2);
+
+		if (st != NVME_SC_INVALID_FIELD)
+			fail_msg("%s: status 0x%x, want Invalid Field", bad[i].what, st);
+	}
+	/* none was taken: a stale shadow value does not matter */
+	sdb[2] = 17;
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+
+	/* a good one: the driver's current values in the shadows, event
+	 * indexes as it set them */
+	memset(sdb, 0, PAGE);
+	for (unsigned i = 0; i < PAGE / 4; i++)
+		ei[i] = 0x5a5a0000u + i;
+	sdb[2] = q->tail;
+	sdb[3] = q->head;
+	assert_int_equal(dbbuf_cfg(d, GPA + OFF_DBB, GPA + OFF_DBB + PAGE), 0);
+	d->sdb = sdb;
+	/* a stray MMIO doorbell is not what the controller reads any more */
+	bar_wr(d, NVME_REG_DBS + 8, (q->tail + 5) % q->size, 4);
+	/* three times around the queues: SQ tails and CQ heads from the shadow
+	 * only (a CQ head the controller did not see would fill the CQ) */
+	for (unsigned i = 0; i < 3 * IOQ_SIZE; i++) {
+		fill(d, GPA + OFF_DATA, PAGE, (uint8_t)i);
+		assert_int_equal(rw(d, q, NVME_CMD_WRITE, 1, (i % 16) * 8, 8, GPA + OFF_DATA, 0), 0);
+		assert_memory_equal(g_ram_data + (i % 16) * PAGE, g2h(d, GPA + OFF_DATA), PAGE);
+	}
+	for (unsigned i = 0; i < PAGE / 4; i++)
+		if (ei[i] != 0x5a5a0000u + i)
+			fail_msg("event index %u changed to 0x%x", i, ei[i]);
+	/* a queue created after the config uses its shadow from the start */
+	memset(g2h(d, GPA + OFF_IOQ(2)), 0, 0x20000);
+	sdb[4] = sdb[5] = 0;
+	q = io_pair(d, 2);
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+
+	/* controller reset: the buffers are forgotten; with the shadows left
+	 * at stale values, the MMIO doorbells alone drive the new queues */
+	disable(d);
+	d->sdb = NULL;
+	sdb[2] = 9;
+	sdb[3] = 9;
+	enable(d);
+	q = io_pair(d, 1);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	/* and it takes a new config after the reset */
+	sdb[2] = q->tail;
+	sdb[3] = q->head;
+	assert_int_equal(dbbuf_cfg(d, GPA + OFF_DBB, GPA + OFF_DBB + PAGE), 0);
+	d->sdb = sdb;
+	assert_int_equal(rw(d, q, NVME_CMD_READ, 1, 0, 8, GPA + OFF_DATA, 0), 0);
+	d->sdb = NULL;
+	disable(d);
+	drv_free(d);
+
+	/* a controller created without it does not offer it */
+	d = drv_new();
+	enable(d);
+	assert_false(oacs_of(d) & (1u << 8));
+	assert_int_equal(dbbuf_cfg(d, GPA + OFF_DBB, GPA + OFF_DBB + PAGE), NVME_SC_INVALID_OPCODE);
+	disable(d);
+	drv_free(d);
+}
+
+/* Sleeping reactors would not see shadow doorbells: not offered. */
+static void test_dbbuf_interrupt_mode(void **state)
+{
+	struct drv *d = drv_new_dbbuf("nvme-dbbuf-int");
+
+	(void)state;
+	enable(d);
+	assert_false(oacs_of(d) & (1u << 8));
+	assert_int_equal(dbbuf_cfg(d, GPA + OFF_DBB, GPA + OFF_DBB + PAGE), NVME_SC_INVALID_OPCODE);
+	disable(d);
+	drv_free(d);
+}
+
 /* Interrupt mode: doorbell writes wake the owner reactors (eventfds). */
 static void test_interrupt_mode(void **state)
 {
@@ -2861,12 +3007,14 @@ int main(void)
 		cmocka_unit_test(test_mmap_doorbells),
 		cmocka_unit_test(test_bus_master),
 		cmocka_unit_test(test_queue_enomem),
+		cmocka_unit_test(test_dbbuf),
 	};
 
 	const struct CMUnitTest int_tests[] = {
 		cmocka_unit_test(test_interrupt_mode),
 		cmocka_unit_test(test_parallel_queues),
 		cmocka_unit_test(test_bus_master),
+		cmocka_unit_test(test_dbbuf_interrupt_mode),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 

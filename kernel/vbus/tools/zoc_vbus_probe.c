@@ -12,6 +12,10 @@
  *                                 first admin command through the CQ and
  *                                 MSI-X vector 0 (the driver must consume it)
  *                                 and removes the function
+ *   zoc_vbus_probe revoke         maps BAR0 and the DMA pool; UNPLUG keeps
+ *                                 them usable, REMOVE revokes them (stores
+ *                                 and loads get SIGBUS, also once a new
+ *                                 function has the same window space)
  *
  * Prints "ZOC-VBUS ..." lines; exit 0 when every check passed.
  */
@@ -25,7 +29,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,6 +186,8 @@ static int hostile(void)
 	fd = open_bus();
 	CHECK(ioctl(fd, ZOC_VBUS_START) < 0 && errno == EINVAL, "START before CREATE");
 	CHECK(ioctl(fd, ZOC_VBUS_REMOVE) < 0 && errno == ENODEV, "REMOVE before CREATE");
+	CHECK(ioctl(fd, ZOC_VBUS_UNPLUG) < 0 && errno == ENODEV, "UNPLUG before CREATE");
+	CHECK(ioctl(fd, ZOC_VBUS_RESET_DONE) < 0 && errno == ENODEV, "RESET_DONE before CREATE");
 	CHECK(ioctl(fd, ZOC_VBUS_SET_IRQ, &irq) < 0 && errno == ENODEV, "SET_IRQ before CREATE");
 	CHECK(ioctl(fd, _IO(ZOC_VBUS_IOC_MAGIC, 99)) < 0 && errno == ENOTTY, "unknown ioctl");
 	CHECK(ioctl(fd, ZOC_VBUS_CREATE, (void *)16) < 0 && errno == EFAULT, "CREATE bad pointer");
@@ -191,6 +199,7 @@ static int hostile(void)
 	CHECK(rc == 0, "CREATE of a good image: %s", strerror(errno));
 	if (rc == 0) {
 		CHECK(ioctl(fd, ZOC_VBUS_CREATE, &c) < 0 && errno == EBUSY, "second CREATE");
+		CHECK(ioctl(fd, ZOC_VBUS_RESET_DONE) < 0 && errno == EINVAL, "RESET_DONE without FLR");
 		irq.vector = NVEC;
 		irq.fd = -1;
 		CHECK(ioctl(fd, ZOC_VBUS_SET_IRQ, &irq) < 0 && errno == EINVAL, "vector out of range");
@@ -408,6 +417,96 @@ static int nvme(double secs)
 	return failures ? 1 : 0;
 }
 
+/* A 4-byte store (or load) at p in a child: 0 if it completed, else the
+ * signal that ended it. */
+static int touch(volatile uint8_t *p, bool store)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		if (store)
+			*(volatile uint32_t *)p = 0x5a5a5a5a;
+		else
+			(void)*(volatile uint32_t *)p;
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+static const char *how(int sig)
+{
+	return sig > 0 ? strsignal(sig) : sig == 0 ? "completed" : "fork failed";
+}
+
+static int revoke_test(void)
+{
+	static struct image im;
+	struct zoc_vbus_bar_info bi = { .bar = 0 }, bi2 = { .bar = 0 };
+	struct zoc_vbus_create c;
+	volatile uint8_t *bar, *pool, *bar2;
+	int fd = open_bus(), fd2, sig;
+
+	nvme_image(&im, &c);
+	if (ioctl(fd, ZOC_VBUS_CREATE, &c) < 0) {
+		printf("ZOC-VBUS FAIL revoke: CREATE: %s\n", strerror(errno));
+		return 1;
+	}
+	CHECK(ioctl(fd, ZOC_VBUS_BAR_INFO, &bi) == 0, "BAR_INFO: %s", strerror(errno));
+	bar = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, fd, ZOC_VBUS_MMAP_BAR(0));
+	pool = mmap(NULL, DMA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, ZOC_VBUS_MMAP_DMA);
+	if (bar == MAP_FAILED || pool == MAP_FAILED) {
+		printf("ZOC-VBUS FAIL revoke: mmap: %s\n", strerror(errno));
+		return 1;
+	}
+	*(volatile uint32_t *)(bar + 0x1000) = 0x12345678;
+	*(volatile uint32_t *)(pool + 8192) = 0x9abcdef0;
+	CHECK(*(volatile uint32_t *)(bar + 0x1000) == 0x12345678, "BAR0 store did not stick");
+	CHECK(*(volatile uint32_t *)(pool + 8192) == 0x9abcdef0, "pool store did not stick");
+	CHECK((sig = touch(bar + 0x1000, true)) == 0, "BAR0 store before removal: %s", how(sig));
+	CHECK(ioctl(fd, ZOC_VBUS_UNPLUG) == 0, "UNPLUG: %s", strerror(errno));
+	CHECK(ioctl(fd, ZOC_VBUS_UNPLUG) < 0 && errno == ENODEV, "second UNPLUG");
+	CHECK((sig = touch(bar + 0x1000, true)) == 0, "BAR0 store after UNPLUG (mappings stay): %s",
+	      how(sig));
+	CHECK((sig = touch(pool + 8192, false)) == 0, "pool load after UNPLUG: %s", how(sig));
+	CHECK(ioctl(fd, ZOC_VBUS_REMOVE) == 0, "REMOVE after UNPLUG: %s", strerror(errno));
+	CHECK(ioctl(fd, ZOC_VBUS_REMOVE) < 0 && errno == ENODEV, "second REMOVE");
+	CHECK((sig = touch(bar + 0x1000, true)) == SIGBUS, "BAR0 store after REMOVE: %s (want SIGBUS)",
+	      how(sig));
+	CHECK((sig = touch(bar, false)) == SIGBUS, "BAR0 load after REMOVE: %s (want SIGBUS)", how(sig));
+	CHECK((sig = touch(pool + 8192, true)) == SIGBUS, "pool store after REMOVE: %s (want SIGBUS)",
+	      how(sig));
+	CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, ZOC_VBUS_MMAP_BAR(0)) == MAP_FAILED,
+	      "mmap after REMOVE");
+
+	/* A new function gets the same window space: the stale mapping still
+	 * faults and the new BAR holds none of the old stores. */
+	fd2 = open_bus();
+	nvme_image(&im, &c);
+	CHECK(ioctl(fd2, ZOC_VBUS_CREATE, &c) == 0, "second CREATE: %s", strerror(errno));
+	CHECK(ioctl(fd2, ZOC_VBUS_BAR_INFO, &bi2) == 0, "BAR_INFO: %s", strerror(errno));
+	bar2 = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, ZOC_VBUS_MMAP_BAR(0));
+	CHECK(bar2 != MAP_FAILED, "mmap of the new BAR0: %s", strerror(errno));
+	CHECK((sig = touch(bar + 0x1000, true)) == SIGBUS,
+	      "stale BAR0 store with a new function at %#llx: %s (want SIGBUS)",
+	      (unsigned long long)bi2.addr, how(sig));
+	if (bar2 != MAP_FAILED)
+		CHECK(*(volatile uint32_t *)(bar2 + 0x1000) == 0, "new BAR0 holds an old store (%#x)",
+		      *(volatile uint32_t *)(bar2 + 0x1000));
+	printf("ZOC-VBUS revoke: BAR0 %#llx, new function's BAR0 %#llx\n",
+	       (unsigned long long)bi.addr, (unsigned long long)bi2.addr);
+	if (bar2 != MAP_FAILED)
+		munmap((void *)bar2, 16384);
+	close(fd2);
+	munmap((void *)bar, 16384);
+	munmap((void *)pool, DMA_SIZE);
+	close(fd);
+	printf("ZOC-VBUS revoke done failures=%d\n", failures);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -415,6 +514,8 @@ int main(int argc, char **argv)
 		return hostile();
 	if (argc >= 2 && !strcmp(argv[1], "nvme"))
 		return nvme(argc >= 3 ? atof(argv[2]) : 30);
-	fprintf(stderr, "usage: %s hostile | nvme [SECS]\n", argv[0]);
+	if (argc >= 2 && !strcmp(argv[1], "revoke"))
+		return revoke_test();
+	fprintf(stderr, "usage: %s hostile | nvme [SECS] | revoke\n", argv[0]);
 	return 2;
 }
