@@ -7,15 +7,6 @@
 
 #include "core/util.h"
 
-struct zoc_pool {
-	char name[32];
-	uint32_t count;
-	uint32_t top;     /* number of free objects on the stack */
-	size_t obj_size;  /* rounded to a cache line */
-	uint8_t *mem;
-	void **stack;
-};
-
 struct zoc_pool *zoc_pool_create(const char *name, uint32_t count, size_t obj_size)
 {
 	struct zoc_pool *p;
@@ -55,18 +46,6 @@ void zoc_pool_destroy(struct zoc_pool *p)
 	free(p->stack);
 	free(p->mem);
 	free(p);
-}
-
-void *zoc_pool_get(struct zoc_pool *p)
-{
-	if (ZOC_UNLIKELY(p->top == 0))
-		return NULL;
-	return p->stack[--p->top];
-}
-
-void zoc_pool_put(struct zoc_pool *p, void *obj)
-{
-	p->stack[p->top++] = obj;
 }
 
 uint32_t zoc_pool_count(const struct zoc_pool *p)

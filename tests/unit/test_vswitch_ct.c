@@ -679,10 +679,18 @@ static void run_two(bool interrupt_mode)
 	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &wops, &x,
 					    interrupt_mode ? 50 : 0, "watch"));
 	assert_int_equal(zoc_reactors_run(), 0);
-	if (atomic_load(&x.timed_out))
+	if (atomic_load(&x.timed_out)) {
 		printf("# timed out in phase %d: %u sent, b got %u, replied %u, a got %u\n",
 		       x.phase, atomic_load(&x.sent), atomic_load(&x.b->total), x.replied,
 		       atomic_load(&x.a->total));
+		/* where the missing frames went */
+		for (int r = 0; r < ZOC_DROP__COUNT && x.phase < 3; r++)
+			if (drops(x.a, (enum zoc_drop_reason)r) || drops(x.b, (enum zoc_drop_reason)r))
+				printf("# drops %s: a %llu, b %llu\n",
+				       zoc_drop_reason_name((enum zoc_drop_reason)r),
+				       (unsigned long long)drops(x.a, (enum zoc_drop_reason)r),
+				       (unsigned long long)drops(x.b, (enum zoc_drop_reason)r));
+	}
 	assert_false(atomic_load(&x.timed_out));
 	assert_int_equal(x.phase, 4);
 	/* Every SYN reached b and every SYN-ACK reached a, on their owners. */
