@@ -37,6 +37,11 @@
 #                       VIRTIO_F_IN_ORDER; in_order=0 turns the client's in-order paths off
 #                       for both)
 #   BENCH_PERF=1 (perf record -g on zocd in the last 64 B run; report in the output dir)
+#   BENCH_CALLGRIND=1 instructions per forwarded frame instead of rates: zocd alone under
+#                       valgrind's callgrind, counting only the measured interval
+#                       (callgrind_control -z / -d), divided by the frames the client counted
+#                       in it; repeatable where the rates of this 2-CPU machine are not. The
+#                       dump (for callgrind_annotate) is kept in the output dir
 #   BENCH_OUT=<build>/bench  (raw runs .tsv, the table .md, logs)
 #   ZOC_BUILD, ZOCD, ZOCCTL (default <repo>/build/...)
 set -uo pipefail
@@ -56,6 +61,13 @@ TX_FIRST=${BENCH_TX_FIRST:-32}
 RING=${BENCH_RING:-256}
 NICE=${BENCH_NICE:--10}
 PERF=${BENCH_PERF:-0}
+CALLGRIND=${BENCH_CALLGRIND:-0}
+if [ "$CALLGRIND" = 1 ]; then
+	SERVERS=zocd
+	SIZES=${BENCH_SIZES:-64}
+	REPEATS=${BENCH_REPEATS:-1}
+	command -v callgrind_control >/dev/null || { echo "BENCH_CALLGRIND=1 needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+fi
 CLI_DEVARGS=${BENCH_CLIENT_DEVARGS:+,$BENCH_CLIENT_DEVARGS}
 OUT=${BENCH_OUT:-$ZOC_BUILD/bench}
 HZ=$(getconf CLK_TCK)
@@ -170,7 +182,10 @@ server_start() { # SERVER
 	echo "===== $(date -Is) $srv" >>"$SERVER_LOG"
 	case $srv in
 	zocd)
-		"${NICE_CMD[@]}" taskset -c "$SRV_CPU" "$ZOCD" --rpc "$WORK/zocd.sock" --cores "$SRV_CPU" --log-level warn >>"$SERVER_LOG" 2>&1 &
+		local wrap=()
+		[ "$CALLGRIND" = 1 ] && wrap=(valgrind --tool=callgrind --collect-atstart=yes
+			"--callgrind-out-file=$OUT/net-$STAMP-zocd.callgrind")
+		"${NICE_CMD[@]}" taskset -c "$SRV_CPU" "${wrap[@]}" "$ZOCD" --rpc "$WORK/zocd.sock" --cores "$SRV_CPU" --log-level warn >>"$SERVER_LOG" 2>&1 &
 		SERVER_PID=$!
 		wait_sock "$WORK/zocd.sock" "$SERVER_PID" zocd "$SERVER_LOG" || return 1
 		ctl switch_create name=sw0 || return 1
@@ -267,6 +282,7 @@ one_run() {
 	a=$(client_stats)
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
 	w0=${EPOCHREALTIME/[.,]/}
+	[ "$CALLGRIND" = 1 ] && { callgrind_control -z "$SERVER_PID" >/dev/null 2>&1 || log "warning: callgrind_control -z failed"; }
 	if [ "$PERF" = 1 ] && [ "$CUR_SERVER" = zocd ] && [ "$size" = 64 ] && [ "$rep" = "$REPEATS" ]; then
 		perf record -g -o "$OUT/net-$STAMP-zocd.perf" -p "$SERVER_PID" -- sleep "$SECS" >>"$SERVER_LOG" 2>&1 &
 		perf_pid=$!
@@ -274,6 +290,18 @@ one_run() {
 	sleep "$SECS"
 	b=$(client_stats)
 	c1=$(cpu_ticks "$SERVER_PID") || { log "error: the server died (log: $SERVER_LOG)"; return 1; }
+	if [ "$CALLGRIND" = 1 ]; then
+		local before dump
+		before=$(ls "$OUT/net-$STAMP-zocd.callgrind".* 2>/dev/null | wc -l)
+		callgrind_control -d "$SERVER_PID" >/dev/null 2>&1 || log "warning: callgrind_control -d failed"
+		for _ in $(seq 100); do
+			[ "$(ls "$OUT/net-$STAMP-zocd.callgrind".* 2>/dev/null | wc -l)" -gt "$before" ] && break
+			sleep 0.1
+		done
+		dump=$(ls -t "$OUT/net-$STAMP-zocd.callgrind".* 2>/dev/null | head -1)
+		CG_IR=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump" 2>/dev/null)
+		CG_DUMP=$dump
+	fi
 	w1=${EPOCHREALTIME/[.,]/}
 	[ -n "$perf_pid" ] && wait "$perf_pid"
 	printf 'stop\n' >&"$CLIENT_FD"
@@ -317,6 +345,13 @@ for rep in $(seq "$REPEATS"); do
 			log "$(awk -v s="$srv" -v z="$size" -v p="$pps" -v n="$n" -v c="$cpu" -v w="$wall" \
 				'BEGIN { printf "  %-5s %5s B %10.0f pps (%.2f Gbit/s)  server cpu %3.0f%%  %10.0f pps/core", s, z, p, p * z * 8 / 1e9, (w > 0 ? 100 * c / w : 0), (c > 0 ? n / c : 0) }')"
 			[ "$pps" -gt 0 ] || log "  warning: no frames circled: see $CLIENT_LOG and $SERVER_LOG"
+			if [ "$CALLGRIND" = 1 ]; then
+				if [ -n "${CG_IR:-}" ] && [ "$n" -gt 0 ]; then
+					log "$(awk -v i="$CG_IR" -v n="$n" -v z="$size" 'BEGIN { printf "  callgrind: %d instructions in the interval / %d frames = %.0f instructions per %d B frame", i, n, i / n, z }') (dump $CG_DUMP)"
+				else
+					log "  warning: no callgrind figure (instructions '${CG_IR:-}', frames $n)"
+				fi
+			fi
 		done
 		client_stop
 		if [ "$srv" = zocd ]; then
