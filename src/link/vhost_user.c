@@ -392,6 +392,7 @@ static int vring_try_start(struct zoc_vu_conn *c, unsigned idx)
 	cfg.size = (uint16_t)v->num;
 	cfg.packed = c->features & ZOC_BIT(VIRTIO_F_RING_PACKED);
 	cfg.event_idx = c->features & ZOC_BIT(VIRTIO_F_RING_EVENT_IDX);
+	cfg.in_order = c->features & ZOC_BIT(VIRTIO_F_IN_ORDER);
 	cfg.indirect = c->features & ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC);
 	zoc_vq_ring_sizes(cfg.size, cfg.packed, &dsz, &drsz, &dvsz);
 	/* Packed rings write used descriptors back into the descriptor area. */

@@ -212,6 +212,7 @@ static int queue_start(struct zoc_virtio_pci *vp, struct vpci_queue *q, bool res
 	cfg.size = q->size;
 	cfg.packed = vp->features & ZOC_BIT(VIRTIO_F_RING_PACKED);
 	cfg.event_idx = vp->features & ZOC_BIT(VIRTIO_F_RING_EVENT_IDX);
+	cfg.in_order = vp->features & ZOC_BIT(VIRTIO_F_IN_ORDER);
 	cfg.indirect = vp->features & ZOC_BIT(VIRTIO_F_RING_INDIRECT_DESC);
 	if (q->size == 0 || q->size > vp->dev->max_queue_size ||
 	    (!cfg.packed && (q->size & (q->size - 1)))) {

@@ -89,6 +89,7 @@ struct zoc_vq {
 	struct zoc_vq_inflight_packed *pinflight; /* packed only */
 	struct pk_ent *pk;      /* packed: local mirror of the region's entries */
 	uint32_t mem_hint;      /* last memory region a buffer was found in */
+	bool in_order;          /* VIRTIO_F_IN_ORDER: a prefetch hint only */
 	uint16_t pk_free;       /* packed: local free_head (size: list empty) */
 	uint64_t counter;       /* inflight fetch order */
 	uint16_t *resubmit;     /* heads (packed: region entries) to return first */
@@ -1104,6 +1105,7 @@ struct zoc_vq *zoc_vq_create(const struct zoc_vq_config *cfg)
 	vq->packed = cfg->packed;
 	vq->event_idx = cfg->event_idx;
 	vq->indirect = cfg->indirect;
+	vq->in_order = cfg->in_order;
 	vq->callfd = cfg->callfd;
 	vq->notify_fn = cfg->notify_fn;
 	vq->broken_fn = cfg->broken_fn;
@@ -1332,6 +1334,17 @@ void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n)
 	}
 	/* Split: the heads of the next n available chains. A hint only: an
 	 * out-of-range head is skipped here and caught by pop. */
+	if (vq->in_order) {
+		/* In-order drivers (DPDK's) put the next chains in the next
+		 * descriptors: fetch those now, beside the avail ring, instead
+		 * of after it (one cross-CPU latency less per burst). */
+		uint16_t pos = vq->last_avail & vq->mask;
+
+		for (unsigned i = 0; i < ZOC_MIN(n, vq->size); i += ZOC_CACHELINE / DESC_SIZE) {
+			__builtin_prefetch(vq->desc + (size_t)pos * DESC_SIZE);
+			pos = (uint16_t)(pos + ZOC_CACHELINE / DESC_SIZE) & vq->mask;
+		}
+	}
 	uint16_t avail = (uint16_t)(load16(&vq->avail->idx) - vq->last_avail);
 
 	n = ZOC_MIN(n, ZOC_MIN(avail, vq->size));

@@ -109,6 +109,9 @@ struct zoc_vq_config {
 	bool packed;     /* VIRTIO_F_RING_PACKED negotiated */
 	bool event_idx;  /* VIRTIO_F_RING_EVENT_IDX negotiated */
 	bool indirect;   /* VIRTIO_F_RING_INDIRECT_DESC negotiated */
+	/* VIRTIO_F_IN_ORDER negotiated: a hint only (prefetch guesses that a split
+	 * ring's next chains start at the next descriptors); nothing relies on it */
+	bool in_order;
 	/* Host pointers to the rings (already translated and bounds-checked by
 	 * the link for the sizes zoc_vq_ring_sizes() gives). */
 	void *desc;

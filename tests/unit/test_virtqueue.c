@@ -1875,17 +1875,22 @@ static void check_push_deferred(bool packed)
  * one pop / push_deferred at a time, on split (the batched path) and packed
  * rings (the fallback), with bad buffers in the middle of a burst and a
  * hostile head that breaks the queue mid-burst. */
-static void check_burst(bool packed, bool indirect)
+static void check_burst(bool packed, bool indirect, bool in_order)
 {
-	struct drv *d = drv_start(16, packed, false, indirect);
+	struct drv *d = drv_new(16, packed, false, indirect);
 	struct zoc_vq_elem el[16];
 	uint32_t lens[16];
 	int rcs[16], ids[16];
 	uint16_t id;
 	uint32_t len;
 
+	/* IN_ORDER is a prefetch hint: the chains below are not in order */
+	d->cfg.in_order = in_order;
+	assert_non_null(drv_create_vq(d, d->cfg.base));
 	for (int round = 0; round < 10; round++) { /* wraps the ring */
 		unsigned n = 3 + (unsigned)round % 5, got;
+
+		zoc_vq_prefetch(d->vq, 16);
 
 		for (unsigned i = 0; i < n; i++) {
 			struct vqd_seg sg[2] = {{data_gpa((uint16_t)i), 16, false},
@@ -1953,10 +1958,11 @@ static void check_burst(bool packed, bool indirect)
 static void test_burst(void **state)
 {
 	(void)state;
-	check_burst(false, false);
-	check_burst(false, true);
-	check_burst(true, false);
-	check_burst(true, true);
+	check_burst(false, false, false);
+	check_burst(false, true, false);
+	check_burst(false, false, true);
+	check_burst(true, false, false);
+	check_burst(true, true, true);
 }
 
 /* An avail index that jumps over the ring breaks the queue on a burst too. */
