@@ -375,6 +375,7 @@ function median(str,   a, n, i, j, t) {
 	util[k] = util[k] " " ($7 > 0 ? $6 / $7 : 0)
 	ppc[k] = ppc[k] " " ($6 > 0 ? $5 / $6 : 0)
 	all[k] = all[k] " " sprintf("%.2f", $4 / 1e6)
+	rate[$1 SUBSEP $2 SUBSEP $3] = $4
 }
 END {
 	printf "%-5s %5s %12s %9s %8s %12s  %s\n", "server", "size", "pps", "Gbit/s", "srv_cpu", "pps/core", "runs (Mpps)"
@@ -398,6 +399,17 @@ END {
 		if ((kz in m) && (kp in m) && m[kp] > 0) {
 			printf "ratio zocd/peer at %s B: %.2fx%s\n", Z[z], m[kz] / m[kp], Z[z] == 64 ? (m[kz] >= m[kp] ? "  (target >= 1.0x: met)" : "  (target >= 1.0x: NOT met)") : ""
 			printf "ratio zocd/peer at %s B: %.2fx  \n", Z[z], m[kz] / m[kp] >> md
+			# the servers alternate inside each repeat: a pair ran a minute
+			# apart, so its ratio is spared the slow drifts of the machine
+			pr = ""; prs = ""
+			for (r = 1; r <= reps; r++) {
+				a = rate["zocd" SUBSEP Z[z] SUBSEP r]; b = rate["peer" SUBSEP Z[z] SUBSEP r]
+				if (a > 0 && b > 0) { pr = pr sprintf(" %.2f", a / b); prs = prs " " a / b }
+			}
+			if (prs != "") {
+				printf "  per repeat (zocd/peer of the same repeat):%s; median %.2fx\n", pr, median(prs)
+				printf "per repeat (zocd/peer of the same repeat):%s; median %.2fx  \n", pr, median(prs) >> md
+			}
 		}
 	}
 	printf "medians of %d runs; packets/s = frames the server forwarded (sum of the client ports Rx-pps);\n", reps
