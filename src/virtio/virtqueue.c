@@ -1366,6 +1366,14 @@ int zoc_vq_notify(struct zoc_vq *vq)
 		vq->used_unpublished = false;
 		store_rel16(&vq->used->idx, vq->used_idx);
 	}
+	if (!vq->notify_fn && vq->callfd < 0) {
+		/* Nobody to signal (a polling driver gave no call fd): no
+		 * decision, so no full fence, which would wait for every store
+		 * of the burst (the copies into receive buffers) to drain. */
+		vq->signalled_valid = false;
+		vq->pending_used = 0;
+		return 0;
+	}
 	/* Used entries must be visible before we read what the driver wants. */
 	atomic_thread_fence(memory_order_seq_cst);
 	need = vq->packed ? packed_need_notify(vq) : split_need_notify(vq);

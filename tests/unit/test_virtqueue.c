@@ -1965,6 +1965,38 @@ static void test_burst(void **state)
 	check_burst(true, true, true);
 }
 
+/* A polling driver without a call fd: notify publishes the used index and
+ * signals nothing; once a call fd is set, the next notify decides afresh
+ * (and signals: the driver asked for interrupts). */
+static void test_notify_without_callfd(void **state)
+{
+	struct drv *d = drv_new(8, false, true, false);
+	struct vqd_seg seg = {data_gpa(0), 64, true};
+	uint16_t id;
+	uint32_t len;
+	uint64_t v;
+
+	(void)state;
+	d->cfg.callfd = -1;
+	assert_non_null(drv_create_vq(d, d->cfg.base));
+	for (int round = 0; round < 3; round++) {
+		assert_true(drv_add(d, &seg, 1, false, 0) >= 0);
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+		zoc_vq_push_deferred(d->vq, &g_elem, 7);
+		assert_int_equal(zoc_vq_notify(d->vq), 0);
+		assert_true(drv_get_used(d, &id, &len));
+		assert_int_equal(len, 7);
+	}
+	zoc_vq_set_callfd(d->vq, d->callfd);
+	assert_true(drv_add(d, &seg, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+	zoc_vq_push_deferred(d->vq, &g_elem, 7);
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	assert_int_equal(read(d->callfd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	assert_true(drv_get_used(d, &id, &len));
+	drv_free(d);
+}
+
 /* An avail index that jumps over the ring breaks the queue on a burst too. */
 static void test_burst_avail_jump(void **state)
 {
@@ -2148,6 +2180,7 @@ int main(void)
 		cmocka_unit_test(test_push_deferred),
 		cmocka_unit_test(test_burst),
 		cmocka_unit_test(test_burst_avail_jump),
+		cmocka_unit_test(test_notify_without_callfd),
 	};
 
 	zoc_log_set_level(ZOC_LOG_ERR);
