@@ -368,6 +368,17 @@ static int split_walk(struct zoc_vq *vq, uint16_t head, struct zoc_vq_elem *elem
 /* ------------------------------------------------------------------ */
 /* split ring                                                          */
 
+/* An element about to be filled by a walk: nothing in it yet. */
+static inline void elem_reset(struct zoc_vq_elem *elem, bool resub)
+{
+	elem->out_num = 0;
+	elem->in_truncated = false;
+	elem->in_num = 0;
+	elem->out_len = 0;
+	elem->in_len = 0;
+	elem->resubmitted = resub;
+}
+
 /* The common chain: one direct descriptor in one memory region. Fills elem
  * and returns true, or false for anything else (zoc_vq_pop then walks the
  * chain the general way, reading the descriptor again: what it finds then
@@ -398,38 +409,16 @@ static inline bool split_single(struct zoc_vq *vq, uint16_t head, struct zoc_vq_
 	return true;
 }
 
-static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
+/* Chain `head` (index checked) into elem, with its bookkeeping. 1, -EFAULT
+ * (a buffer outside memory: fail the request) or -EIO (queue broken).
+ * Inlined into both callers: the burst loop is the data path. */
+static inline __attribute__((always_inline)) int split_take(struct zoc_vq *vq, uint16_t head,
+							   struct zoc_vq_elem *elem, bool resub)
 {
-	bool resub = false;
-	uint16_t head;
 	int rc;
 
-	if (ZOC_UNLIKELY(vq->resubmit_pos < vq->resubmit_num)) {
-		head = vq->resubmit[vq->resubmit_pos++];
-		resub = true;
-	} else {
-		if (vq->last_avail == vq->shadow_avail) {
-			uint16_t idx = load_acq16(&vq->avail->idx);
-
-			if (idx == vq->last_avail)
-				return 0;
-			if (ZOC_UNLIKELY((uint16_t)(idx - vq->last_avail) > vq->size))
-				return mark_broken(vq, "avail index jumped", vq->last_avail, idx);
-			vq->shadow_avail = idx;
-		}
-		head = load16(&vq->avail->ring[vq->last_avail & vq->mask]);
-		vq->last_avail++;
-		if (ZOC_UNLIKELY(head >= vq->size))
-			return mark_broken(vq, "head index out of range", head, vq->size);
-	}
-
 	elem->id = head;
-	elem->out_num = 0;
-	elem->in_truncated = false;
-	elem->in_num = 0;
-	elem->out_len = 0;
-	elem->in_len = 0;
-	elem->resubmitted = resub;
+	elem_reset(elem, resub);
 	rc = split_single(vq, head, elem) ? 0 : split_walk(vq, head, elem);
 	if (rc == -EIO)
 		return rc;
@@ -450,6 +439,33 @@ static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 		return rc;
 	}
 	return 1;
+}
+
+static int split_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
+{
+	bool resub = false;
+	uint16_t head;
+
+	if (ZOC_UNLIKELY(vq->resubmit_pos < vq->resubmit_num)) {
+		head = vq->resubmit[vq->resubmit_pos++];
+		resub = true;
+	} else {
+		if (vq->last_avail == vq->shadow_avail) {
+			uint16_t idx = load_acq16(&vq->avail->idx);
+
+			if (idx == vq->last_avail)
+				return 0;
+			if (ZOC_UNLIKELY((uint16_t)(idx - vq->last_avail) > vq->size))
+				return mark_broken(vq, "avail index jumped", vq->last_avail, idx);
+			vq->shadow_avail = idx;
+		}
+		head = load16(&vq->avail->ring[vq->last_avail & vq->mask]);
+		vq->last_avail++;
+		if (ZOC_UNLIKELY(head >= vq->size))
+			return mark_broken(vq, "head index out of range", head, vq->size);
+	}
+
+	return split_take(vq, head, elem, resub);
 }
 
 static bool split_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len,
@@ -559,12 +575,7 @@ static int packed_resubmit(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	struct walk w = {0};
 	int rc;
 
-	elem->out_num = 0;
-	elem->in_truncated = false;
-	elem->in_num = 0;
-	elem->out_len = 0;
-	elem->in_len = 0;
-	elem->resubmitted = true;
+	elem_reset(elem, true);
 	elem->inflight_slot = h;
 	elem->ndescs = num;
 	for (uint32_t k = 0; k < num; k++) {
@@ -605,12 +616,7 @@ static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	if (!packed_desc_avail(flags, wrap))
 		return 0;
 
-	elem->out_num = 0;
-	elem->in_truncated = false;
-	elem->in_num = 0;
-	elem->out_len = 0;
-	elem->in_len = 0;
-	elem->resubmitted = false;
+	elem_reset(elem, false);
 	elem->inflight_slot = 0;
 	for (;;) {
 		struct virtq_packed_desc d;
@@ -1243,7 +1249,6 @@ unsigned zoc_vq_pop_burst(struct zoc_vq *vq, struct zoc_vq_elem *elems, int *rcs
 		vq->shadow_avail = idx;
 		n = ZOC_MIN(n, avail);
 		for (; i < n; i++) {
-			struct zoc_vq_elem *e = &elems[i];
 			uint16_t head = load16(&vq->avail->ring[vq->last_avail & vq->mask]);
 			int rc;
 
@@ -1252,25 +1257,10 @@ unsigned zoc_vq_pop_burst(struct zoc_vq *vq, struct zoc_vq_elem *elems, int *rcs
 				mark_broken(vq, "head index out of range", head, vq->size);
 				break;
 			}
-			e->id = head;
-			e->out_num = 0;
-			e->in_truncated = false;
-			e->in_num = 0;
-			e->out_len = 0;
-			e->in_len = 0;
-			e->resubmitted = false;
-			rc = split_single(vq, head, e) ? 0 : split_walk(vq, head, e);
+			rc = split_take(vq, head, &elems[i], false);
 			if (rc == -EIO)
 				break;
-			vq->inflight_cnt++;
-			vq->stats.pops++;
-			rcs[i] = 1;
-			if (ZOC_UNLIKELY(rc)) {
-				vq->stats.bad_addrs++;
-				ZOC_WARN_RL("virtqueue %p: request %u refers to unmapped memory",
-					    (void *)vq, head);
-				rcs[i] = rc;
-			}
+			rcs[i] = rc;
 		}
 		return i;
 	}
