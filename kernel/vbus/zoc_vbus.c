@@ -159,26 +159,38 @@ static struct zvb_func *zvb_slot(struct pci_bus *bus, unsigned int devfn)
 	return zvb_slots[PCI_SLOT(devfn)];
 }
 
+/* Both config accessors: checks the access, then finds the function and
+ * returns with zvb_slots_lock (irqsave) and its cfg_lock held; or returns a
+ * PCIBIOS_* error with neither held.
+ */
+static int zvb_cfg_get(struct pci_bus *bus, unsigned int devfn, int where, int size,
+		       struct zvb_func **fp, unsigned long *flags)
+{
+	if (where < 0 || size < 1 || size > 4 || where + size > ZOC_VBUS_CFG_SIZE ||
+	    (where & (size - 1)))
+		return PCIBIOS_BAD_REGISTER_NUMBER;
+	raw_spin_lock_irqsave(&zvb_slots_lock, *flags);
+	*fp = zvb_slot(bus, devfn);
+	if (!*fp) {
+		raw_spin_unlock_irqrestore(&zvb_slots_lock, *flags);
+		return PCIBIOS_DEVICE_NOT_FOUND;
+	}
+	raw_spin_lock(&(*fp)->cfg_lock);
+	return PCIBIOS_SUCCESSFUL;
+}
+
 static int zvb_cfg_read(struct pci_bus *bus, unsigned int devfn, int where, int size, u32 *val)
 {
 	struct zvb_func *f;
 	unsigned long flags;
 	u32 v = 0;
-	int i;
+	int i, rc;
 
-	if (where < 0 || size < 1 || size > 4 || where + size > ZOC_VBUS_CFG_SIZE ||
-	    (where & (size - 1))) {
+	rc = zvb_cfg_get(bus, devfn, where, size, &f, &flags);
+	if (rc) {
 		*val = ~0U;
-		return PCIBIOS_BAD_REGISTER_NUMBER;
+		return rc;
 	}
-	raw_spin_lock_irqsave(&zvb_slots_lock, flags);
-	f = zvb_slot(bus, devfn);
-	if (!f) {
-		raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
-		*val = ~0U;
-		return PCIBIOS_DEVICE_NOT_FOUND;
-	}
-	raw_spin_lock(&f->cfg_lock);
 	if (f->gone || f->resetting)
 		v = ~0U;
 	else
@@ -226,18 +238,11 @@ static int zvb_cfg_write(struct pci_bus *bus, unsigned int devfn, int where, int
 	struct zvb_func *f;
 	unsigned long flags;
 	bool msix_changed = false;
-	int i;
+	int i, rc;
 
-	if (where < 0 || size < 1 || size > 4 || where + size > ZOC_VBUS_CFG_SIZE ||
-	    (where & (size - 1)))
-		return PCIBIOS_BAD_REGISTER_NUMBER;
-	raw_spin_lock_irqsave(&zvb_slots_lock, flags);
-	f = zvb_slot(bus, devfn);
-	if (!f) {
-		raw_spin_unlock_irqrestore(&zvb_slots_lock, flags);
-		return PCIBIOS_DEVICE_NOT_FOUND;
-	}
-	raw_spin_lock(&f->cfg_lock);
+	rc = zvb_cfg_get(bus, devfn, where, size, &f, &flags);
+	if (rc)
+		return rc;
 	if (f->gone || f->resetting) {
 		/* a device in reset drops writes */
 		raw_spin_unlock(&f->cfg_lock);
