@@ -438,9 +438,11 @@ static void fill_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t off)
 }
 
 /* Writes header h and frame p into el[0..nb) (together big enough, the
- * first one holding at least the header) and completes them. */
-static void rx_write(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
-		     const struct virtio_net_hdr *h, const struct zoc_pkt *p)
+ * first one holding at least the header); lens[i]: the bytes el[i] got.
+ * Inlined: rx_burst's call (nb = 1) is the data path. */
+static inline __attribute__((always_inline)) void
+rx_fill(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb, const struct virtio_net_hdr *h,
+	const struct zoc_pkt *p, uint32_t *lens)
 {
 	const uint8_t *src = zoc_pkt_cdata(p);
 	uint32_t left = p->len, off = 0;
@@ -459,10 +461,20 @@ static void rx_write(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
 		iov_write(iov, e->in_num, skip, src + off, k);
 		off += k;
 		left -= k;
-		zoc_vq_push_deferred(q->vq, e, skip + k);
+		lens[i] = skip + k;
 	}
 	q->stats.packets++;
 	q->stats.bytes += p->len;
+}
+
+/* rx_fill, then completes the buffers. */
+static void rx_write(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
+		     const struct virtio_net_hdr *h, const struct zoc_pkt *p)
+{
+	uint32_t lens[VNET_RX_MAX_BUFS];
+
+	rx_fill(q, el, nb, h, p, lens);
+	zoc_vq_push_burst(q->vq, el, lens, nb);
 }
 
 /* A super-frame did not fit the mergeable buffers popped so far
@@ -533,9 +545,6 @@ static void rx_hdr(const struct zoc_vnet *vn, struct zoc_pkt *p, const struct zo
 	}
 }
 
-/* Delivers one frame on q; el[0..nb0) are buffers already popped for it
- * (device-writable only). Returns false when the queue had no buffer (the
- * caller stops the burst); the packet is never freed here. */
 /* Returns receive buffers el[0, nb) unused (length 0) and counts the drop. */
 static void rx_return(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
 		      enum zoc_vnet_drop why)
@@ -548,6 +557,9 @@ static void rx_return(struct vnet_queue *q, struct zoc_vq_elem *el, unsigned nb,
 			    q->idx);
 }
 
+/* Delivers one frame on q; el[0..nb0) are buffers already popped for it
+ * (device-writable only). Returns false when the queue had no buffer (the
+ * caller stops the burst); the packet is never freed here. */
 static bool rx_one_from(struct vnet_queue *q, struct zoc_pkt *p, const struct zoc_gso_info *gi,
 			unsigned nb0)
 {
@@ -691,19 +703,13 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 	 * the header at its start, then the frame. */
 	for (unsigned j = 0; j < nfit; j++) {
 		struct zoc_pkt *p = pkts[j];
-		struct zoc_vq_elem *e;
 		struct virtio_net_hdr h;
 
 		if (!p)
 			continue;
-		e = &el[slot[j]];
 		rx_hdr(vn, p, NULL, &h);
 		h.num_buffers = 1;
-		iov_write(e->iov, e->in_num, 0, &h, VNET_HDR_LEN);
-		iov_write(e->iov, e->in_num, VNET_HDR_LEN, zoc_pkt_cdata(p), p->len);
-		lens[slot[j]] = VNET_HDR_LEN + p->len;
-		q->stats.packets++;
-		q->stats.bytes += p->len;
+		rx_fill(q, &el[slot[j]], 1, &h, p, &lens[slot[j]]);
 		zoc_pkt_free(p);
 	}
 	zoc_vq_push_burst(q->vq, el, lens, nel);
