@@ -263,6 +263,14 @@ client_stats() {
 		END { printf "%d %d\n", pps, rx }'
 }
 
+# zocd_busy: "busy_ns idle_ns" of zocd's reactor (empty for the peer): the share of loop
+# iterations that found work tells whether zocd or the client limits the loop
+zocd_busy() {
+	[ "$CUR_SERVER" = zocd ] && [ "$CALLGRIND" != 1 ] || return 0
+	"$ZOCCTL" -s "$WORK/zocd.sock" --json reactor_list 2>/dev/null |
+		tr -d ' \n' | sed -n 's/.*"busy_ns":\([0-9]*\),"idle_ns":\([0-9]*\).*/\1 \2/p'
+}
+
 cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 	local s
 	s=$(<"/proc/$1/stat") || return 1
@@ -280,6 +288,7 @@ one_run() {
 	printf 'set txpkts %s\nstart tx_first %s\n' "$size" "$TX_FIRST" >&"$CLIENT_FD"
 	sleep "$WARMUP"
 	a=$(client_stats)
+	ZB0=$(zocd_busy)
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
 	w0=${EPOCHREALTIME/[.,]/}
 	[ "$CALLGRIND" = 1 ] && { callgrind_control -z "$SERVER_PID" >/dev/null 2>&1 || log "warning: callgrind_control -z failed"; }
@@ -290,6 +299,7 @@ one_run() {
 	sleep "$SECS"
 	b=$(client_stats)
 	c1=$(cpu_ticks "$SERVER_PID") || { log "error: the server died (log: $SERVER_LOG)"; return 1; }
+	ZB1=$(zocd_busy)
 	if [ "$CALLGRIND" = 1 ]; then
 		local before dump
 		before=$(ls "$OUT/net-$STAMP-zocd.callgrind".* 2>/dev/null | wc -l)
@@ -344,6 +354,10 @@ for rep in $(seq "$REPEATS"); do
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$size" "$rep" "$pps" "$n" "$cpu" "$wall" >>"$RAW"
 			log "$(awk -v s="$srv" -v z="$size" -v p="$pps" -v n="$n" -v c="$cpu" -v w="$wall" \
 				'BEGIN { printf "  %-5s %5s B %10.0f pps (%.2f Gbit/s)  server cpu %3.0f%%  %10.0f pps/core", s, z, p, p * z * 8 / 1e9, (w > 0 ? 100 * c / w : 0), (c > 0 ? n / c : 0) }')"
+			if [ -n "$ZB0" ] && [ -n "$ZB1" ]; then
+				set -- $ZB0 $ZB1
+				log "$(awk -v b=$(($3 - $1)) -v i=$(($4 - $2)) 'BEGIN { if (b + i > 0) printf "  zocd reactor busy %.0f%% of the interval (iterations that found work)", 100 * b / (b + i) }')"
+			fi
 			[ "$pps" -gt 0 ] || log "  warning: no frames circled: see $CLIENT_LOG and $SERVER_LOG"
 			if [ "$CALLGRIND" = 1 ]; then
 				if [ -n "${CG_IR:-}" ] && [ "$n" -gt 0 ]; then

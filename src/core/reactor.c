@@ -60,6 +60,12 @@ struct zoc_reactor {
 	unsigned ntimed;
 	bool pollers_dirty;
 
+	struct {
+		void (*fn)(void *arg);
+		void *arg;
+	} round_hooks[ZOC_REACTOR_ROUND_HOOKS]; /* zoc_reactor_at_round_end() */
+	unsigned nround_hooks;
+
 	struct zoc_fd_handler *handlers;  /* live */
 	struct zoc_fd_handler *graveyard; /* removed, freed after dispatch */
 	struct zoc_fd_handler msg_handler;
@@ -623,6 +629,31 @@ static void account(struct zoc_reactor *r, uint64_t *last, uint32_t *busy_it, ui
 		poll_epoch(r, t);
 }
 
+int zoc_reactor_at_round_end(void (*fn)(void *arg), void *arg)
+{
+	struct zoc_reactor *r = t_current;
+
+	if (!r || r->nround_hooks == ZOC_REACTOR_ROUND_HOOKS)
+		return -EAGAIN;
+	r->round_hooks[r->nround_hooks].fn = fn;
+	r->round_hooks[r->nround_hooks].arg = arg;
+	r->nround_hooks++;
+	return 0;
+}
+
+/* The hooks registered in this round, in order; one registered by a hook
+ * runs at the end of the next round. */
+static void run_round_hooks(struct zoc_reactor *r)
+{
+	unsigned n = r->nround_hooks;
+	__typeof__(r->round_hooks) h;
+
+	memcpy(h, r->round_hooks, n * sizeof(h[0]));
+	r->nround_hooks = 0;
+	for (unsigned i = 0; i < n; i++)
+		h[i].fn(h[i].arg);
+}
+
 static void reactor_loop(struct zoc_reactor *r)
 {
 	uint64_t iter = 0;
@@ -664,6 +695,8 @@ static void reactor_loop(struct zoc_reactor *r)
 			if (rc > 0)
 				work += rc;
 		}
+		if (r->nround_hooks)
+			run_round_hooks(r);
 		if (ZOC_UNLIKELY(r->pollers_dirty))
 			pollers_compact(r);
 		/* Every FD_CHECK iterations: messages from other threads (a
@@ -714,6 +747,8 @@ static void reactor_loop(struct zoc_reactor *r)
 			sampling = false;
 		}
 		account(r, &last, &busy_it, &idle_it);
+		if (r->nround_hooks) /* registered by a message or fd handler */
+			run_round_hooks(r);
 		if (!arm_all(r)) {
 			bool measure = g_poll_max_ns && ++r->sleep_seq % POLL_SAMPLE_EVERY == 0;
 			uint64_t cpu = 0;
@@ -732,6 +767,8 @@ static void reactor_loop(struct zoc_reactor *r)
 		idle_it = 1;
 		account(r, &last, &busy_it, &idle_it);
 	}
+	if (r->nround_hooks)
+		run_round_hooks(r);
 }
 
 static void *reactor_thread(void *arg)

@@ -95,6 +95,15 @@ unsigned zoc_reactor_index(const struct zoc_reactor *r);
 unsigned zoc_reactor_cpu(const struct zoc_reactor *r);
 bool zoc_reactor_interrupt_mode(void);
 
+/* Calls fn(arg) once at the end of the current round of the calling
+ * reactor's pollers (before it handles messages, fds or sleeps), for work a
+ * poller batches over all of them: e.g. one memory fence for the used-buffer
+ * notifications of every queue the round completed on. The caller registers
+ * once per round (its own "pending" state tells it). -EAGAIN off a reactor
+ * thread or with ZOC_REACTOR_ROUND_HOOKS already registered: do it now. */
+#define ZOC_REACTOR_ROUND_HOOKS 4
+int zoc_reactor_at_round_end(void (*fn)(void *arg), void *arg);
+
 /* Pollers: register / unregister on the reactor that will own them, from that
  * reactor's thread (or before zoc_reactors_run()). Unregistering inside the
  * poller's own callback is allowed. period_us > 0 makes a timed poller that

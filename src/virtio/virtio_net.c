@@ -213,11 +213,14 @@ static inline size_t iov_write(const struct iovec *iov, unsigned n, size_t skip,
 	return iov_write_slow(iov, n, skip, buf, len);
 }
 
+/* The used-buffer notification of q's completions so far: the index is
+ * published now, the decision (a fence and a look at the driver's flags)
+ * taken at the end of the reactor's round, once for all queues. */
 static void flush_notify(struct vnet_queue *q)
 {
 	if (q->need_notify && q->vq) {
 		q->need_notify = false;
-		zoc_vq_notify(q->vq);
+		zoc_vq_notify_defer(q->vq);
 	}
 }
 
@@ -1051,7 +1054,11 @@ static int vnet_arm(void *arg)
 {
 	struct vnet_queue *q = arg;
 
-	flush_notify(q);
+	/* About to sleep: decide now. */
+	if (q->need_notify && q->vq) {
+		q->need_notify = false;
+		zoc_vq_notify(q->vq);
+	}
 	if (!q->vq || zoc_vq_broken(q->vq))
 		return 0;
 	return zoc_vq_enable_notify(q->vq);

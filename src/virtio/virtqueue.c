@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "core/util.h"
 #include "virtio/virtio.h"
 
@@ -101,6 +102,7 @@ struct zoc_vq {
 	bool restored;          /* created from a used inflight region */
 	bool kick_state_known;
 	bool used_unpublished;  /* split: push_deferred ran since the last notify */
+	bool notify_deferred;   /* on this thread's t_defer list */
 	/* --- cold --- */
 	struct zoc_vq_stats stats;
 };
@@ -1181,10 +1183,14 @@ einval:
 	return NULL;
 }
 
+static void defer_forget(struct zoc_vq *vq);
+
 void zoc_vq_destroy(struct zoc_vq *vq)
 {
 	if (!vq)
 		return;
+	if (vq->notify_deferred)
+		defer_forget(vq);
 	free(vq->resubmit);
 	free(vq->pk);
 	free(vq);
@@ -1346,12 +1352,14 @@ void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n)
 	}
 }
 
-int zoc_vq_notify(struct zoc_vq *vq)
-{
-	bool need;
+static int notify_decide(struct zoc_vq *vq);
 
+/* First half of a notification: the batch's used index goes out. Returns
+ * true when a decision is due (after a full fence: notify_decide()). */
+static bool notify_publish(struct zoc_vq *vq)
+{
 	if (vq->pending_used == 0)
-		return 0;
+		return false;
 	if (vq->used_unpublished) {
 		vq->used_unpublished = false;
 		store_rel16(&vq->used->idx, vq->used_idx);
@@ -1362,10 +1370,74 @@ int zoc_vq_notify(struct zoc_vq *vq)
 		 * of the burst (the copies into receive buffers) to drain. */
 		vq->signalled_valid = false;
 		vq->pending_used = 0;
-		return 0;
+		return false;
 	}
+	return true;
+}
+
+int zoc_vq_notify(struct zoc_vq *vq)
+{
+	if (!notify_publish(vq))
+		return 0;
 	/* Used entries must be visible before we read what the driver wants. */
 	atomic_thread_fence(memory_order_seq_cst);
+	return notify_decide(vq);
+}
+
+/* Queues of this thread waiting for the end of the reactor's round. */
+#define DEFER_MAX 64
+static __thread struct zoc_vq *t_defer[DEFER_MAX];
+static __thread unsigned t_ndefer;
+
+static void defer_flush(void *arg)
+{
+	unsigned n = t_ndefer;
+
+	(void)arg;
+	t_ndefer = 0;
+	atomic_thread_fence(memory_order_seq_cst);
+	for (unsigned i = 0; i < n; i++) {
+		t_defer[i]->notify_deferred = false;
+		notify_decide(t_defer[i]);
+	}
+}
+
+void zoc_vq_notify_defer(struct zoc_vq *vq)
+{
+	if (!notify_publish(vq) || vq->notify_deferred)
+		return;
+	if (t_ndefer == DEFER_MAX ||
+	    (t_ndefer == 0 && zoc_reactor_at_round_end(defer_flush, NULL) < 0)) {
+		atomic_thread_fence(memory_order_seq_cst);
+		notify_decide(vq);
+		return;
+	}
+	vq->notify_deferred = true;
+	t_defer[t_ndefer++] = vq;
+}
+
+/* A queue going away takes itself off the list (its owner destroys it). */
+static void defer_forget(struct zoc_vq *vq)
+{
+	for (unsigned i = 0; i < t_ndefer; i++) {
+		if (t_defer[i] == vq) {
+			t_defer[i] = t_defer[--t_ndefer];
+			vq->notify_deferred = false;
+			return;
+		}
+	}
+	ZOC_ERR("virtqueue %p: destroyed off its owner thread with a notification pending",
+		(void *)vq);
+}
+
+/* Second half: after the fence, signal if the driver wants it. Nothing to
+ * decide if a zoc_vq_notify() came in between. */
+static int notify_decide(struct zoc_vq *vq)
+{
+	bool need;
+
+	if (vq->pending_used == 0)
+		return 0;
 	need = vq->packed ? packed_need_notify(vq) : split_need_notify(vq);
 	vq->signalled_used = vq->used_idx;
 	vq->signalled_wrap = vq->used_wrap;

@@ -192,6 +192,13 @@ void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n);
 /* Signals callfd if anything was pushed since the last call and the driver
  * wants it (flags or EVENT_IDX). Returns 1 if signalled, else 0. */
 int zoc_vq_notify(struct zoc_vq *vq);
+/* zoc_vq_notify() for a reactor's poller: publishes the used index now and
+ * takes the decision at the end of the reactor's round of pollers, after
+ * one full fence for every queue deferred in that round (the fence waits
+ * for all stores in flight, such as copies into receive buffers: one wait
+ * per round instead of one per queue). Off a reactor thread, or when too
+ * many queues wait, it is zoc_vq_notify(). Owner thread only. */
+void zoc_vq_notify_defer(struct zoc_vq *vq);
 
 /* Notification (kick) suppression for the driver -> device direction.
  * enable: ask the driver to kick on new buffers; returns 1 if buffers are

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
@@ -44,6 +45,76 @@ static void test_poller_runs_and_stops(void **state)
 	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, &c, 0, "count"));
 	assert_int_equal(zoc_reactors_run(), 0);
 	assert_int_equal(c.polls, 1000);
+	zoc_reactors_fini();
+}
+
+/* Round hooks run once, after every poller of the round and before the
+ * next round; a fifth in one round is refused, and off a reactor thread. */
+struct round_ctx {
+	int polls[2];      /* per poller */
+	int hook_runs;
+	int seen_polls[2]; /* poller counts when the hook last ran */
+	int refused;
+};
+
+static void round_hook(void *arg)
+{
+	struct round_ctx *c = arg;
+
+	c->hook_runs++;
+	c->seen_polls[0] = c->polls[0];
+	c->seen_polls[1] = c->polls[1];
+}
+
+static void round_nop(void *arg)
+{
+	(void)arg;
+}
+
+static int round_poll_a(void *arg)
+{
+	struct round_ctx *c = arg;
+
+	c->polls[0]++;
+	/* the hook of the previous round has run before this round began */
+	assert_int_equal(c->hook_runs, c->polls[0] - 1);
+	assert_int_equal(zoc_reactor_at_round_end(round_hook, c), 0);
+	if (c->polls[0] == 1) {
+		for (int i = 1; i < ZOC_REACTOR_ROUND_HOOKS; i++)
+			assert_int_equal(zoc_reactor_at_round_end(round_nop, NULL), 0);
+		if (zoc_reactor_at_round_end(round_nop, NULL) == -EAGAIN)
+			c->refused++;
+	}
+	return 1;
+}
+
+static int round_poll_b(void *arg)
+{
+	struct round_ctx *c = arg;
+
+	c->polls[1]++;
+	assert_int_equal(c->hook_runs, c->polls[1] - 1); /* not yet in this round */
+	if (c->polls[1] == 100)
+		zoc_reactors_stop();
+	return 1;
+}
+
+static void test_round_hooks(void **state)
+{
+	struct zoc_reactor_opts o = {0};
+	struct round_ctx c = {0};
+	struct zoc_poller_ops a = {.poll = round_poll_a}, b = {.poll = round_poll_b};
+
+	(void)state;
+	assert_int_equal(zoc_reactor_at_round_end(round_nop, NULL), -EAGAIN); /* no reactor */
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &a, &c, 0, "a"));
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &b, &c, 0, "b"));
+	assert_int_equal(zoc_reactors_run(), 0);
+	assert_int_equal(c.refused, 1);
+	assert_int_equal(c.hook_runs, 100); /* the last round's hook ran at the exit */
+	assert_int_equal(c.seen_polls[0], 100);
+	assert_int_equal(c.seen_polls[1], 100);
 	zoc_reactors_fini();
 }
 
@@ -295,6 +366,7 @@ int main(void)
 		cmocka_unit_test(test_unregister_and_timed),
 		cmocka_unit_test(test_poll_tuning),
 		cmocka_unit_test(test_pool),
+		cmocka_unit_test(test_round_hooks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
