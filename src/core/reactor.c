@@ -82,8 +82,10 @@ struct zoc_reactor {
 	/* Interrupt mode: the poll time is chosen from the measured idle gaps
 	 * and sleep/wake cost (see poll_epoch()). */
 	int poll_level;
+	int sample_level;         /* sampled gaps are polled up to this level */
 	uint64_t epoch_start_ns;
-	uint32_t gap_seq;         /* idle periods seen; every POLL_SAMPLE_EVERY-th is sampled */
+	uint32_t gap_seq;         /* idle periods since the last sampled one */
+	uint32_t sample_every;    /* every sample_every-th idle period is sampled */
 	uint32_t sleep_seq;
 	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
 	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
@@ -510,13 +512,22 @@ static void disarm_all(struct zoc_reactor *r)
  * first). Which is cheaper depends on the gaps this reactor sees, so it
  * measures them: one idle period in POLL_SAMPLE_EVERY polls up to the
  * ceiling (--poll-max-us) whatever the current choice, and its true length
- * goes into a histogram; one sleep in POLL_SAMPLE_EVERY measures the thread
+ * goes into a histogram; one sleep in POLL_MEASURE_EVERY measures the thread
  * CPU time of the cycle. Every epoch the reactor takes the poll time T that
  * minimises the expected CPU per gap,
  *     sum over gaps g of (g < T ? g : T + wake_cost),
  * preferring less polling on near-ties. A probe that polls past the
  * choice costs at most one gap in POLL_SAMPLE_EVERY, and the choice never
- * wanders: it moves only when the measured gaps move. (An earlier tuner
+ * wanders: it moves only when the measured gaps move. A sample polls no
+ * longer than the first level of twice the sleep/wake cost (and at least one
+ * level above the choice): a gap longer than that is cheaper slept through
+ * than polled, so knowing its exact length changes no choice, while polling
+ * it cost every sampled gap of a slow back end (a 100 us disk read at queue
+ * depth 1: ~12 us of CPU per I/O). And while the samples keep finding gaps
+ * that long, they get rarer (every 8th idle period, then 16th ... 128th;
+ * back to every 8th at the first shorter one), each counting for the
+ * periods it stands for: at queue depth 1 on a disk the probes cost 4-5 us
+ * of CPU per I/O at one in 8. (An earlier tuner
  * climbed levels by comparing work per CPU second between epochs; its
  * probing cost ~25 us per I/O at low rates.) Levels above --poll-max-us
  * are never used.
@@ -525,6 +536,10 @@ static void disarm_all(struct zoc_reactor *r)
  * these VMs a timer sleep costs ~60 us of CPU, more than it saves.) */
 #define POLL_EPOCH_NS 50000000ull
 #define POLL_SAMPLE_EVERY 8
+#define POLL_SAMPLE_RAREST 128
+/* One sleep in this many measures the wake cost (two clock reads that are
+ * system calls). */
+#define POLL_MEASURE_EVERY 32
 /* Samples (decayed) below which an epoch keeps the current choice. */
 #define POLL_MIN_SAMPLES 8.0
 /* Histogram half-life: one epoch. */
@@ -557,13 +572,22 @@ static void poll_set_level(struct zoc_reactor *r, int level)
 	__atomic_store_n(&r->poll_ns, g_poll_levels_us[level] * 1000ull, __ATOMIC_RELAXED);
 }
 
-static void poll_record_gap(struct zoc_reactor *r, uint64_t gap_ns)
+/* A sampled gap that polling bridged, standing for `weight` gaps. */
+static void poll_record_gap(struct zoc_reactor *r, uint64_t gap_ns, double weight)
 {
 	int b = 0;
 
 	while (b + 1 < POLL_BUCKETS && gap_ns >= g_poll_levels_us[b + 1] * 1000ull)
 		b++;
-	r->gap_hist[b] += 1.0;
+	r->gap_hist[b] += weight;
+	r->sample_every = POLL_SAMPLE_EVERY;
+}
+
+/* A sampled gap longer than the sample: every choice sleeps through it. */
+static void poll_record_long(struct zoc_reactor *r, double weight)
+{
+	r->gap_hist[POLL_BUCKETS - 1] += weight;
+	r->sample_every = ZOC_MIN(r->sample_every * 2, POLL_SAMPLE_RAREST);
 }
 
 /* Expected CPU (ns, summed over the sampled gaps) of polling for level l. */
@@ -582,9 +606,19 @@ static double poll_cost(const struct zoc_reactor *r, int l)
 	return cost;
 }
 
+/* The level sampled gaps are polled up to (see above). */
+static int poll_sample_level(const struct zoc_reactor *r)
+{
+	int top = poll_max_level(), l = 0;
+
+	while (l < top && g_poll_levels_us[l] * 1000.0 < 2 * r->wake_cost_ns)
+		l++;
+	return ZOC_MAX(l, ZOC_MIN(r->poll_level + 1, top));
+}
+
 static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 {
-	int top = poll_max_level(), best = 0;
+	int top = r->sample_level, best = 0;
 	double n = 0, best_cost;
 
 	r->epoch_start_ns = now;
@@ -605,6 +639,7 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 	}
 	for (int b = 0; b < POLL_BUCKETS; b++)
 		r->gap_hist[b] *= POLL_DECAY;
+	__atomic_store_n(&r->sample_level, poll_sample_level(r), __ATOMIC_RELAXED);
 }
 
 /* Busy/idle accounting without a clock read per iteration: iterations are
@@ -662,11 +697,14 @@ static void reactor_loop(struct zoc_reactor *r)
 	uint64_t last = zoc_now_ns();
 	uint64_t idle_start = 0, poll_ns = 0;
 	bool sampling = false;
+	double sample_w = 1.0;
 
 	/* Start by sleeping (the cheap choice for an idle reactor) until the
 	 * sampled gaps say polling pays. */
 	poll_set_level(r, 0);
 	r->wake_cost_ns = POLL_WAKE_COST_NS;
+	r->sample_level = poll_sample_level(r);
+	r->sample_every = POLL_SAMPLE_EVERY;
 	r->epoch_start_ns = last;
 	bool timers_due = true;
 
@@ -720,7 +758,7 @@ static void reactor_loop(struct zoc_reactor *r)
 			busy_it++;
 			/* A sampled gap that polling bridged: its true length. */
 			if (ZOC_UNLIKELY(sampling)) {
-				poll_record_gap(r, zoc_now_ns() - idle_start);
+				poll_record_gap(r, zoc_now_ns() - idle_start, sample_w);
 				sampling = false;
 			}
 			idle = 0;
@@ -734,23 +772,26 @@ static void reactor_loop(struct zoc_reactor *r)
 		 * every IDLE_SPINS iterations. */
 		if (idle == ZOC_REACTOR_IDLE_SPINS) {
 			idle_start = zoc_now_ns();
-			sampling = g_poll_max_ns && ++r->gap_seq % POLL_SAMPLE_EVERY == 0;
-			poll_ns = sampling ? g_poll_levels_us[poll_max_level()] * 1000ull : r->poll_ns;
+			sampling = g_poll_max_ns && ++r->gap_seq >= r->sample_every;
+			if (sampling) {
+				r->gap_seq = 0;
+				sample_w = (double)r->sample_every / POLL_SAMPLE_EVERY;
+			}
+			poll_ns = sampling ? g_poll_levels_us[r->sample_level] * 1000ull : r->poll_ns;
 			if (poll_ns)
 				continue;
 		} else if (idle % ZOC_REACTOR_IDLE_SPINS || zoc_now_ns() - idle_start < poll_ns) {
 			continue;
 		}
 		if (sampling) {
-			/* Longer than the ceiling: every choice sleeps through it. */
-			r->gap_hist[POLL_BUCKETS - 1] += 1.0;
+			poll_record_long(r, sample_w);
 			sampling = false;
 		}
 		account(r, &last, &busy_it, &idle_it);
 		if (r->nround_hooks) /* registered by a message or fd handler */
 			run_round_hooks(r);
 		if (!arm_all(r)) {
-			bool measure = g_poll_max_ns && ++r->sleep_seq % POLL_SAMPLE_EVERY == 0;
+			bool measure = g_poll_max_ns && ++r->sleep_seq % POLL_MEASURE_EVERY == 0;
 			uint64_t cpu = 0;
 
 			r->sleeps++;
@@ -840,6 +881,11 @@ void zoc_reactors_stop(void)
 uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r)
 {
 	return __atomic_load_n(&r->poll_ns, __ATOMIC_RELAXED);
+}
+
+uint64_t zoc_reactor_sample_ns(const struct zoc_reactor *r)
+{
+	return g_poll_levels_us[__atomic_load_n(&r->sample_level, __ATOMIC_RELAXED)] * 1000ull;
 }
 
 uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r)

@@ -134,6 +134,9 @@ int zoc_reactors_barrier(zoc_msg_fn done, void *arg);
 uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r);
 /* Measured thread CPU time of one sleep/wake cycle (interrupt mode). */
 uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r);
+/* Interrupt mode: how long a sampled idle gap is polled (bounded by twice
+ * the sleep/wake cost; see reactor.c). */
+uint64_t zoc_reactor_sample_ns(const struct zoc_reactor *r);
 void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
 			   uint64_t *sleeps);
 

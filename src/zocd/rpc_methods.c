@@ -251,13 +251,15 @@ static void rpc_reactor_list(struct zoc_rpc_req *req, void *params)
 		uint64_t busy, idle, sleeps;
 
 		zoc_reactor_get_stats(r, &busy, &idle, &sleeps);
-		json_array_append_new(arr, json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:s}",
+		json_array_append_new(arr, json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
 						     "index", i, "cpu", zoc_reactor_cpu(r),
 						     "busy_ns", (json_int_t)busy, "idle_ns",
 						     (json_int_t)idle, "sleeps", (json_int_t)sleeps,
 						     "poll_ns", (json_int_t)zoc_reactor_poll_ns(r),
 						     "wake_cost_ns",
 						     (json_int_t)zoc_reactor_wake_cost_ns(r),
+						     "poll_sample_ns",
+						     (json_int_t)zoc_reactor_sample_ns(r),
 						     "mode",
 						     zoc_reactor_interrupt_mode() ? "interrupt"
 										  : "polling"));

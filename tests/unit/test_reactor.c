@@ -293,7 +293,7 @@ static void gap_fd(void *arg, uint32_t events)
 		return;
 }
 
-static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost)
+static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost, uint64_t *sample)
 {
 	struct zoc_reactor_opts o = {.interrupt_mode = true};
 	struct gapsrc g = {.gap_ns = gap_ns};
@@ -309,28 +309,36 @@ static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost)
 	assert_int_equal(zoc_reactors_run(), 0);
 	poll_ns = zoc_reactor_poll_ns(zoc_reactor_get(0));
 	*wake_cost = zoc_reactor_wake_cost_ns(zoc_reactor_get(0));
+	*sample = zoc_reactor_sample_ns(zoc_reactor_get(0));
 	zoc_reactor_del_fd(zoc_reactor_get(0), g.tfd);
 	zoc_reactors_fini();
 	close(g.tfd);
-	print_message("gap %lu us: poll %lu us, wake cost %lu ns, %d units\n",
+	print_message("gap %lu us: poll %lu us, wake cost %lu ns, samples polled up to %lu us, "
+		      "%d units\n",
 		      (unsigned long)(gap_ns / 1000), (unsigned long)(poll_ns / 1000),
-		      (unsigned long)*wake_cost, g.done);
+		      (unsigned long)*wake_cost, (unsigned long)(*sample / 1000), g.done);
 	return poll_ns;
 }
 
 static void test_poll_tuning(void **state)
 {
-	uint64_t wake, poll;
+	uint64_t wake, poll, sample;
 
 	/* Gaps of 2 ms: polling through one costs more than any sleep/wake
 	 * cycle, and the ceiling (256 us) cannot bridge them: sleep at once. */
-	poll = run_gaps(2000000, &wake);
+	poll = run_gaps(2000000, &wake, &sample);
 	assert_int_equal(poll, 0);
 	assert_true(wake > 0);
+	/* Sampled gaps are polled up to the first level of twice the wake
+	 * cost (4 us at least: one level above the choice), not to the
+	 * ceiling. */
+	assert_true(sample >= 4000 && sample <= 256000);
+	assert_true(sample >= 2 * wake || sample == 256000);
+	assert_true(sample <= 4000 || sample / 2 < 2 * wake);
 	/* Gaps of ~1 us (the timer's overshoot aside): bridging one by polling
 	 * costs less than a sleep/wake cycle costs on any machine we know (the
 	 * cycle is 2+ us on bare metal), so the tuner polls. */
-	poll = run_gaps(1000, &wake);
+	poll = run_gaps(1000, &wake, &sample);
 	if (wake > 3000)
 		assert_true(poll > 0);
 }
