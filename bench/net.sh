@@ -356,7 +356,7 @@ for rep in $(seq "$REPEATS"); do
 				'BEGIN { printf "  %-5s %5s B %10.0f pps (%.2f Gbit/s)  server cpu %3.0f%%  %10.0f pps/core", s, z, p, p * z * 8 / 1e9, (w > 0 ? 100 * c / w : 0), (c > 0 ? n / c : 0) }')"
 			if [ -n "$ZB0" ] && [ -n "$ZB1" ]; then
 				set -- $ZB0 $ZB1
-				log "$(awk -v b=$(($3 - $1)) -v i=$(($4 - $2)) 'BEGIN { if (b + i > 0) printf "  zocd reactor busy %.0f%% of the interval (iterations that found work)", 100 * b / (b + i) }')"
+				log "$(awk -v b=$(($3 - $1)) -v i=$(($4 - $2)) 'BEGIN { if (b + i > 0) printf "  zocd: %.0f%% of its reactor loop iterations found work (the rest polled empty queues)", 100 * b / (b + i) }')"
 			fi
 			[ "$pps" -gt 0 ] || log "  warning: no frames circled: see $CLIENT_LOG and $SERVER_LOG"
 			if [ "$CALLGRIND" = 1 ]; then
@@ -369,7 +369,9 @@ for rep in $(seq "$REPEATS"); do
 		done
 		client_stop
 		if [ "$srv" = zocd ]; then
-			"$ZOCCTL" -s "$WORK/zocd.sock" switch_list name=sw0 >"$OUT/net-$STAMP-zocd-ports-$rep.txt" 2>&1
+			{ "$ZOCCTL" -s "$WORK/zocd.sock" switch_list name=sw0
+			  "$ZOCCTL" -s "$WORK/zocd.sock" device_list
+			  "$ZOCCTL" -s "$WORK/zocd.sock" device_stats; } >"$OUT/net-$STAMP-zocd-ports-$rep.txt" 2>&1
 		fi
 		server_stop
 	done
