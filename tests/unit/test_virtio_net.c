@@ -480,16 +480,33 @@ static void exchange(bool packed)
 		struct nic *src = round & 1 ? b : a, *dst = round & 1 ? a : b;
 		uint32_t flen = round % 3 == 0 ? 60 : round % 3 == 1 ? 1514 : 342;
 		int want = post_rx(dst, 0, 2048);
-		struct virtio_net_hdr h;
+		struct virtio_net_hdr h, old = {.num_buffers = 1};
 
+		/* The device stores only the header bytes that differ from
+		 * what the buffer holds: left from an earlier frame may be the
+		 * same header, one differing in num_buffers or in the first
+		 * eight bytes only, or anything (0xee). */
+		switch (round % 4) {
+		case 1:
+			memcpy(rx_buf(dst, 0), &old, HDR);
+			break;
+		case 2:
+			old.num_buffers = 7;
+			memcpy(rx_buf(dst, 0), &old, HDR);
+			break;
+		case 3:
+			old.gso_size = 0x1234;
+			memcpy(rx_buf(dst, 0), &old, HDR);
+			break;
+		}
 		make_frame(f, flen, dst->o.mac, src->o.mac, (uint8_t)round);
 		send_frame(src, f, flen, 1 + round % 3);
 		wait_used(dst, 0, &id, &len);
 		assert_int_equal(id, want);
 		assert_int_equal(len, HDR + flen);
 		memcpy(&h, rx_buf(dst, 0), HDR);
-		assert_int_equal(h.num_buffers, 1);
-		assert_int_equal(h.gso_type, 0);
+		old = (struct virtio_net_hdr){.num_buffers = 1};
+		assert_memory_equal(&h, &old, HDR);
 		assert_memory_equal(rx_buf(dst, 0) + HDR, f, flen);
 	}
 	/* No receive buffer: dropped and counted, the sender's chain returns. */
