@@ -717,13 +717,18 @@ static unsigned rx_burst(struct vnet_queue *q, struct zoc_pkt **pkts, unsigned n
 			continue;
 		}
 		{
-			/* the header's line and the frame's last one (the
-			 * hardware prefetcher follows the lines between) */
+			/* The header's line for reading (rx_hdr_store mostly
+			 * finds the same bytes there and leaves the line shared
+			 * with the driver: fetching it for writing would take it
+			 * away all the same), the frame's first and last lines
+			 * for writing (the hardware prefetcher follows between). */
 			const uint8_t *b0 = e->iov[0].iov_base;
+			const uint8_t *f0 = b0 + ZOC_MIN((size_t)VNET_HDR_LEN, e->iov[0].iov_len - 1);
 			const uint8_t *b1 = b0 + ZOC_MIN((size_t)need, e->iov[0].iov_len) - 1;
 
-			zoc_prefetchw(b0);
-			if (((uintptr_t)b0 ^ (uintptr_t)b1) >= ZOC_CACHELINE)
+			__builtin_prefetch(b0);
+			zoc_prefetchw(f0);
+			if (((uintptr_t)f0 ^ (uintptr_t)b1) >= ZOC_CACHELINE)
 				zoc_prefetchw(b1);
 		}
 		slot[i] = nel++;
