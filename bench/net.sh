@@ -268,7 +268,7 @@ client_stats() {
 zocd_busy() {
 	[ "$CUR_SERVER" = zocd ] && [ "$CALLGRIND" != 1 ] || return 0
 	"$ZOCCTL" -s "$WORK/zocd.sock" --json reactor_list 2>/dev/null |
-		tr -d ' \n' | sed -n 's/.*"busy_ns":\([0-9]*\),"idle_ns":\([0-9]*\).*/\1 \2/p'
+		jq -r '.[0] | "\(.busy_ns) \(.idle_ns)"' 2>/dev/null
 }
 
 cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
