@@ -215,13 +215,23 @@ static inline size_t iov_write(const struct iovec *iov, unsigned n, size_t skip,
 
 /* The used-buffer notification of q's completions so far: the index is
  * published now, the decision (a fence and a look at the driver's flags)
- * taken at the end of the reactor's round, once for all queues. */
-static void flush_notify(struct vnet_queue *q)
+ * taken at the end of the reactor's round, once for all queues; or now,
+ * before the reactor sleeps (a decision deferred then would wait for the
+ * end of the round after the sleep). */
+static void notify_now_or_at_round_end(struct vnet_queue *q, bool now)
 {
 	if (q->need_notify && q->vq) {
 		q->need_notify = false;
-		zoc_vq_notify_defer(q->vq);
+		if (now)
+			zoc_vq_notify(q->vq);
+		else
+			zoc_vq_notify_defer(q->vq);
 	}
+}
+
+static void flush_notify(struct vnet_queue *q)
+{
+	notify_now_or_at_round_end(q, false);
 }
 
 static void note_broken(struct vnet_queue *q)
@@ -1086,11 +1096,7 @@ static int vnet_arm(void *arg)
 {
 	struct vnet_queue *q = arg;
 
-	/* About to sleep: decide now. */
-	if (q->need_notify && q->vq) {
-		q->need_notify = false;
-		zoc_vq_notify(q->vq);
-	}
+	notify_now_or_at_round_end(q, true); /* about to sleep */
 	if (!q->vq || zoc_vq_broken(q->vq))
 		return 0;
 	return zoc_vq_enable_notify(q->vq);
