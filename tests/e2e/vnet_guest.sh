@@ -9,7 +9,10 @@ set -euo pipefail
 zoc_init
 ZOC_GUEST_MODULES="virtio_pci virtio_net"
 
+# Each guest stays up until the other has finished its pings: after its own pings it says
+# "done" to the peer over TCP (busybox nc) and waits for the peer's "done" (no fixed sleep).
 cat >"$ZOC_WORK/guest.sh" <<'EOF'
+nc -l -p 7777 >/tmp/peer.done 2>/dev/null &
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
 if [ ! -e /sys/class/net/eth0 ]; then
@@ -30,8 +33,20 @@ done
 if [ $ok = 1 ]; then
 	ping -c 5 -W 2 10.77.0.$PEER >/tmp/ping 2>&1 || zoc_fail "ping 10.77.0.$PEER worked once, then failed: $(tail -2 /tmp/ping)"
 	echo "ZOC-PING $(grep -E 'transmitted' /tmp/ping) uptime=$(zoc_up)"
-	# Stay up so the peer can finish its own pings.
-	sleep 25
+	i=0
+	until echo done | timeout 5 nc 10.77.0.$PEER 7777 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 60 ] || { zoc_fail "could not tell 10.77.0.$PEER over TCP that the pings are done"; break; }
+		sleep 0.5
+	done
+	# Stay up until the peer has finished its own pings.
+	i=0
+	until grep -q done /tmp/peer.done; do
+		i=$((i + 1))
+		[ $i -lt 300 ] || { echo "ZOC-PEER 10.77.0.$PEER did not say done within 60 s"; break; }
+		sleep 0.2
+	done
+	echo "ZOC-PEER done uptime=$(zoc_up)"
 else
 	zoc_fail "10.77.0.$PEER did not answer within 120 pings"
 fi
