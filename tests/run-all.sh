@@ -16,6 +16,7 @@
 #   ZOC_TESTS=unit,asan,fuzz,e2e   kinds to run (default: all)
 #   ZOC_TEST_FILTER=REGEX          run only tests whose name (e.g. e2e/vhost_blk_guest) matches
 #   FUZZ_SECONDS=6                 time per fuzzer
+#   FUZZ_JOBS=<CPUs>               fuzzers run at the same time (default: one per CPU)
 #   ZOC_UNIT_TIMEOUT=300, ZOC_E2E_TIMEOUT=900   seconds before a test is killed (counts as failed)
 #   ZOC_TEST_VERBOSE=1             also stream each test's output to the terminal
 #
@@ -33,6 +34,7 @@ LOGS=$BUILD/test-logs
 ZOC_TESTS=${ZOC_TESTS:-unit,asan,fuzz,e2e}
 FILTER=${ZOC_TEST_FILTER:-}
 FUZZ_SECONDS=${FUZZ_SECONDS:-6}
+FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
 UNIT_TIMEOUT=${ZOC_UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${ZOC_E2E_TIMEOUT:-900}
 VERBOSE=${ZOC_TEST_VERBOSE:-0}
@@ -47,24 +49,34 @@ note() { printf 'note: %s\n' "$*"; }
 
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
-# run_one NAME LOGFILE TIMEOUT CMD... : runs CMD with its output in LOGFILE, prints one line.
-run_one() {
+# run_start NAME LOGFILE TIMEOUT CMD... : starts CMD in the background with its output in
+# LOGFILE (returns 1 when NAME does not match the filter); run_finish waits for the oldest
+# started test and prints its line. run_one NAME ... runs one test to its end.
+job_name=() job_log=() job_tmo=() job_pid=() job_t0=()
+run_start() {
 	local name=$1 log=$2 tmo=$3; shift 3
-	if [ -n "$FILTER" ] && ! [[ $name =~ $FILTER ]]; then return 0; fi
-	local t0 rc dt
-	t0=$(now_ms)
+	if [ -n "$FILTER" ] && ! [[ $name =~ $FILTER ]]; then return 1; fi
 	{
 		echo "# $name: $*"
 		echo "# started $(date -Is)"
 	} >"$log"
+	job_name+=("$name") job_log+=("$log") job_tmo+=("$tmo") job_t0+=("$(now_ms)")
 	if [ "$VERBOSE" = 1 ]; then
-		timeout -k 10 "$tmo" "$@" </dev/null 2>&1 | tee -a "$log"
-		rc=${PIPESTATUS[0]}
+		timeout -k 10 "$tmo" "$@" </dev/null > >(tee -a "$log") 2>&1 &
 	else
-		timeout -k 10 "$tmo" "$@" </dev/null >>"$log" 2>&1
-		rc=$?
+		timeout -k 10 "$tmo" "$@" </dev/null >>"$log" 2>&1 &
 	fi
-	dt=$(($(now_ms) - t0))
+	job_pid+=("$!")
+}
+
+run_finish() {
+	[ ${#job_pid[@]} -gt 0 ] || return 0
+	local name=${job_name[0]} log=${job_log[0]} tmo=${job_tmo[0]} rc dt
+	wait "${job_pid[0]}"
+	rc=$?
+	dt=$(($(now_ms) - job_t0[0]))
+	job_name=("${job_name[@]:1}") job_log=("${job_log[@]:1}") job_tmo=("${job_tmo[@]:1}")
+	job_pid=("${job_pid[@]:1}") job_t0=("${job_t0[@]:1}")
 	echo "# exit status $rc after ${dt} ms" >>"$log"
 	local dur
 	dur=$(printf '%d.%01ds' $((dt / 1000)) $(((dt % 1000) / 100)))
@@ -88,6 +100,11 @@ run_one() {
 		nfail=$((nfail + 1))
 		failed+=("$name")
 	fi
+}
+
+run_one() {
+	run_start "$@" || return 0
+	run_finish
 }
 
 unit_tests() { # kind builddir
@@ -137,10 +154,13 @@ if want fuzz; then
 			for seed in "$ROOT/tests/fuzz/corpus/$short" "$ROOT/tests/fuzz/corpus/$name"; do
 				[ -d "$seed" ] && cp -n "$seed"/* "$corpus"/ 2>/dev/null
 			done
-			run_one "fuzz/$name" "$LOGS/fuzz-$name.log" $((FUZZ_SECONDS + 120)) \
+			# FUZZ_JOBS fuzzers at a time (each is one thread).
+			[ ${#job_pid[@]} -lt "$FUZZ_JOBS" ] || run_finish
+			run_start "fuzz/$name" "$LOGS/fuzz-$name.log" $((FUZZ_SECONDS + 120)) \
 				"$f" -max_total_time="$FUZZ_SECONDS" -timeout=25 -print_final_stats=1 \
 				-artifact_prefix="$BUILD_FUZZ/artifacts/$name-" "$corpus"
 		done
+		while [ ${#job_pid[@]} -gt 0 ]; do run_finish; done
 		[ $found = 1 ] || note "fuzz: no fuzzers in ${BUILD_FUZZ#"$ROOT"/}/tests/fuzz/"
 	fi
 fi

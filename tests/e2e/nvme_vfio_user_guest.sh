@@ -24,7 +24,7 @@
 # ZOC_E2E_SERVER=qemu (or qsd) runs the same guest side against QEMU's own emulated NVMe
 # controller (-device nvme) instead of zocd: it proves the harness, not zocd.
 #
-# Environment (besides lib/guest.sh's): ZOC_NVME_FIO_MB (fio size, default 64),
+# Environment (besides lib/guest.sh's): ZOC_NVME_FIO_MB (fio size, default 64; 16 in the ASan pass),
 # ZOC_NVME_QUEUE_ARGS (extra nvme_ctrlr_create params, e.g. "max_io_queues=4"),
 # ZOC_NVME_ZOCD_MODE=poll (default: one busy-polling reactor, doorbells in shared memory)
 # or interrupt (two sleeping reactors, doorbell writes trapped as vfio-user messages).
@@ -35,6 +35,8 @@ zoc_init
 DISK_MB=256
 PAT_MB=200 # pattern offset (MiB), outside what fio touches
 FIO_MB=${ZOC_NVME_FIO_MB:-64}
+# The runner's ASan pass (ZOC_E2E_PASS=asan): the same server paths with less guest I/O.
+[ "${ZOC_E2E_PASS:-}" = asan ] && FIO_MB=${ZOC_NVME_FIO_MB:-16}
 SMP=2
 case $ZOC_E2E_SERVER in
 zocd) ;;
@@ -278,7 +280,7 @@ zoc_log "host: the guest's pattern is in the backing file at ${PAT_MB} MiB (md5 
 mapfile -t FW < <(fw_args boot2)
 rc=0
 zoc_guest_run boot2 "$ZOC_WORK/guest.sh" --smp $SMP --timeout 240 \
-	--env PHASE=2 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=32 \
+	--env PHASE=2 --env NQ=$SMP --env DISK_MB=$DISK_MB --env PAT_MB=$PAT_MB --env FIO_MB=$((FIO_MB / 2)) \
 	--env PAT_MD5="$PAT_MD5" -- "${FW[@]}" "${DEV_ARGS[@]}" || rc=$?
 fw_log boot2
 [ $rc = 0 ] ||

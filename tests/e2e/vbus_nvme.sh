@@ -58,6 +58,9 @@ PART1=1
 # polling-mode delete + re-create rounds (part 3); fewer in the slower ASan pass
 LOOPS=${ZOC_VBUS_LOOPS:-3}
 [ "${ZOC_E2E_PASS:-}" = asan ] && LOOPS=${ZOC_VBUS_LOOPS:-2}
+# MiB of fio write + verify in part 2 (zocd runs inside the TCG guest: ASan's is slow)
+FIO_MB=8
+[ "${ZOC_E2E_PASS:-}" = asan ] && FIO_MB=2
 # shellcheck disable=SC2034 # read by lib/guest.sh
 ZOC_GUEST_BINS="lspci nvme"
 
@@ -201,7 +204,7 @@ if [ $ok = 1 ]; then
 		echo "ZOC-VBUS id-ctrl: $(grep -E '^(vid|mn|oacs) ' /tmp/idctrl.txt | tr -s ' ' | tr '\n' ';')"
 	fi
 	fio --name=w --filename=/dev/nvme0n1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
-		--size=8m --verify=crc32c --do_verify=1 --output=/tmp/fio.txt >/dev/null 2>&1 ||
+		--size=${FIO_MB}m --verify=crc32c --do_verify=1 --output=/tmp/fio.txt >/dev/null 2>&1 ||
 		{ zoc_fail "fio write + crc32c verify failed"; tail -20 /tmp/fio.txt | sed 's/^/ZOC-FIO /'; }
 	echo "ZOC-VBUS fio: $(grep -E 'WRITE:|READ:' /tmp/fio.txt | tr -s ' ' | tr '\n' ';')"
 	echo 1 >/sys/class/nvme/nvme0/reset_controller
@@ -210,12 +213,12 @@ if [ $ok = 1 ]; then
 	echo "ZOC-VBUS after reset_controller: state=$st"
 	[ "$st" = live ] || zoc_fail "controller not live after reset_controller"
 	fio --name=w --filename=/dev/nvme0n1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
-		--size=8m --verify=crc32c --verify_only --output=/tmp/fio2.txt >/dev/null 2>&1 ||
+		--size=${FIO_MB}m --verify=crc32c --verify_only --output=/tmp/fio2.txt >/dev/null 2>&1 ||
 		zoc_fail "data written before the reset does not verify after it"
 	flr flr
 	if recreate recreated; then
 		fio --name=w --filename=/dev/nvme0n1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
-			--size=8m --verify=crc32c --verify_only --output=/tmp/fio3.txt >/dev/null 2>&1 ||
+			--size=${FIO_MB}m --verify=crc32c --verify_only --output=/tmp/fio3.txt >/dev/null 2>&1 ||
 			zoc_fail "data does not verify on the re-created function"
 	fi
 	ctl device_delete name=nvme0 >/dev/null || zoc_fail "second device_delete failed"
@@ -280,6 +283,6 @@ EOF
 ZOC_GUEST_APPEND="memmap=16M\$$WIN_BASE loglevel=5"
 zoc_guest_run vbus "$ZOC_WORK/guest.sh" --smp 2 --timeout 300 \
 	--env WIN_BASE=$WIN_BASE --env WIN_SIZE=$WIN_SIZE --env "ZOCD_MODE=$ZOCD_MODE" --env "PART1=$PART1" \
-	--env "LOOPS=$LOOPS" \
+	--env "LOOPS=$LOOPS" --env "FIO_MB=$FIO_MB" \
 	--env "ASAN_OPTIONS=${ASAN_OPTIONS:-}" --env "UBSAN_OPTIONS=${UBSAN_OPTIONS:-}" || zoc_die "the vbus guest failed (above)"
 zoc_log "PASS: zoc-vbus: hostile input refused; the nvme driver bound, removed, recreated, module reloaded; stale mappings revoked; zocd served /dev/nvme0n1 through it (id-ctrl, fio crc32c verify, reset, FLR, delete + recreate, polling re-create x$LOOPS, killed)"

@@ -64,6 +64,8 @@ intx)
 	;;
 *) zoc_die "ZOC_VPCI_IRQ=$IRQ: msix or intx" ;;
 esac
+# The runner's ASan pass (ZOC_E2E_PASS=asan): the same server paths with less guest I/O.
+[ "${ZOC_E2E_PASS:-}" = asan ] && FIO_MB=${ZOC_VPCI_FIO_MB:-16}
 GMAC=52:54:00:78:00:02
 NPAIRS=2
 

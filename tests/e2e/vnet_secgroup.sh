@@ -111,7 +111,7 @@ else
 	zoc_fail "TCP to the allowed 10.77.0.1:8080 got no ZOCOK: '$out'"
 fi
 # Denied: egress TCP 9090 (the server is there; the switch drops the SYN).
-out=$(echo hello | timeout 20 nc -w 8 10.77.0.1 9090 2>&1) || true
+out=$(echo hello | timeout 10 nc -w 3 10.77.0.1 9090 2>&1) || true
 case "$out" in
 *ZOCOK*) zoc_fail "TCP to the denied 10.77.0.1:9090 connected: '$out'" ;;
 *) echo "ZOC-DENIED 9090 ok (no answer) uptime=$(zoc_up)" ;;
@@ -167,7 +167,7 @@ fi
 zoc_log "guest: $(zoc_guest_results | grep -E 'ZOC-(ALLOWED|DENIED)' | tr '\n' ';')"
 
 # From the namespace to the guest: dropped while sg1 has no ingress rule.
-out=$(echo ZOCNOTYET | ip netns exec "$NS" timeout 20 $BB nc -w 8 10.77.0.2 2222 2>&1) || true
+out=$(echo ZOCNOTYET | ip netns exec "$NS" timeout 10 $BB nc -w 3 10.77.0.2 2222 2>&1) || true
 [[ $out == *GUESTOK* ]] && zoc_die "the namespace reached the guest's 2222 without an ingress rule: '$out'"
 drops_before=$(zoc_ctl device_stats name=vn1 --json | jq '.[0].switch_port.stats.drops.secgroup')
 zoc_log "namespace -> guest:2222 without an ingress rule: no connection (vn1 drops.secgroup=$drops_before)"
