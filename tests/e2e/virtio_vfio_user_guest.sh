@@ -164,7 +164,7 @@ done
 [ $ok = 1 ] || { zoc_fail "10.78.0.1 (the namespace behind the AF_PACKET uplink) did not answer within 60 pings"; exit 1; }
 ping_check() { # label count [ping args]
 	l=$1; c=$2; shift 2
-	ping -c "$c" -W 2 "$@" 10.78.0.1 >/tmp/ping.$l 2>&1 || true
+	ping -c "$c" -i 0.2 -W 2 "$@" 10.78.0.1 >/tmp/ping.$l 2>&1 || true
 	echo "ZOC-PING $l $(grep -E 'transmitted' /tmp/ping.$l) $(grep -E 'round-trip' /tmp/ping.$l) uptime=$(zoc_up)"
 	grep -qE "$c packets transmitted, $c (packets )?received" /tmp/ping.$l ||
 		zoc_fail "ping $l: not $c/$c replies from 10.78.0.1: $(tail -2 /tmp/ping.$l | tr '\n' ' ')"

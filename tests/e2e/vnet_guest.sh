@@ -31,7 +31,7 @@ while [ $i -lt 120 ]; do
 	i=$((i + 1))
 done
 if [ $ok = 1 ]; then
-	ping -c 5 -W 2 10.77.0.$PEER >/tmp/ping 2>&1 || zoc_fail "ping 10.77.0.$PEER worked once, then failed: $(tail -2 /tmp/ping)"
+	ping -c 5 -i 0.2 -W 2 10.77.0.$PEER >/tmp/ping 2>&1 || zoc_fail "ping 10.77.0.$PEER worked once, then failed: $(tail -2 /tmp/ping)"
 	echo "ZOC-PING $(grep -E 'transmitted' /tmp/ping) uptime=$(zoc_up)"
 	i=0
 	until echo done | timeout 5 nc 10.77.0.$PEER 7777 2>/dev/null; do

@@ -8,7 +8,7 @@
 # namespace as the uplink's interface (TX checksum and segmentation offloads off where ethtool
 # exists: the uplink drops GSO super-frames, see docs/uplinks.md, and a veth with TX checksum
 # offload hands AF_PACKET TCP frames whose checksum is not filled in). Guest 10.77.0.2/24:
-# 5/5 replies; then a 10 s iperf3 (ZOC_IPERF_S) from the guest (the host's iperf3 and its
+# 5/5 replies; then a 5 s iperf3 (ZOC_IPERF_S) from the guest (the host's iperf3 and its
 # libraries copied into the initramfs) to a one-shot server in the namespace must complete:
 # both ends report, the bandwidth is printed. iperf3 and ethtool come from scripts/deps.sh.
 # Then: the switch learned the guest's and the namespace's MACs, the uplink counted frames
@@ -66,7 +66,7 @@ while [ $i -lt 60 ]; do
 	i=$((i + 1))
 done
 if [ $ok = 1 ]; then
-	ping -c 5 -W 2 10.77.0.1 >/tmp/ping 2>&1 || true
+	ping -c 5 -i 0.2 -W 2 10.77.0.1 >/tmp/ping 2>&1 || true
 	echo "ZOC-PING $(grep -E 'transmitted' /tmp/ping) uptime=$(zoc_up)"
 	grep -qE '5 packets transmitted, 5 (packets )?received' /tmp/ping ||
 		zoc_fail "ping 10.77.0.1 worked once, then not 5/5: $(tail -2 /tmp/ping)"
@@ -86,7 +86,7 @@ exit 0
 GEOF
 
 # iperf3: a one-shot server in the namespace, the client in the guest.
-IPERF_S=${ZOC_IPERF_S:-10}
+IPERF_S=${ZOC_IPERF_S:-5}
 ZOC_GUEST_BINS="${ZOC_GUEST_BINS:-} iperf3"
 
 zoc_guest_prepare
