@@ -89,6 +89,8 @@ struct zoc_reactor {
 	uint32_t sleep_seq;
 	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
 	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
+	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
+	uint64_t batch_sleeps;    /* sleeps taken at once for a poller's batch */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 static struct zoc_reactor *g_reactors;
@@ -439,7 +441,20 @@ static int dispatch_fds_timed(struct zoc_reactor *r, int timeout_ms, uint64_t *w
 {
 	struct epoll_event evs[EPOLL_BATCH];
 	uint64_t cpu0 = wait_cpu ? thread_cpu_ns() : 0;
-	int n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
+	int n;
+
+	if (r->sleep_limit_ns &&
+	    (timeout_ms < 0 || r->sleep_limit_ns < (uint64_t)timeout_ms * 1000000ull)) {
+		struct timespec ts = {
+			.tv_sec = (time_t)(r->sleep_limit_ns / 1000000000ull),
+			.tv_nsec = (long)(r->sleep_limit_ns % 1000000000ull),
+		};
+
+		n = epoll_pwait2(r->epfd, evs, EPOLL_BATCH, &ts, NULL);
+	} else {
+		n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
+	}
+	r->sleep_limit_ns = 0;
 
 	if (wait_cpu)
 		*wait_cpu = thread_cpu_ns() - cpu0;
@@ -479,6 +494,35 @@ static int next_timer_ms(struct zoc_reactor *r, uint64_t now)
 	if (next <= now)
 		return 0;
 	return (int)ZOC_MIN((next - now + 999999) / 1000000, 1000);
+}
+
+void zoc_reactor_sleep_at_most(uint64_t ns)
+{
+	struct zoc_reactor *r = t_current;
+
+	if (!r || !ns)
+		return;
+	if (!r->sleep_limit_ns || ns < r->sleep_limit_ns)
+		r->sleep_limit_ns = ns;
+}
+
+/* Interrupt mode: the largest batch a poller could wait for (see
+ * zoc_poller_batch_fn). */
+static unsigned batch_max(struct zoc_reactor *r)
+{
+	unsigned b = 0;
+
+	for (unsigned i = 0; i < r->npollers; i++) {
+		struct zoc_poller *p = r->pollers[i];
+
+		if (!p->removed && p->ops.batch) {
+			unsigned n = p->ops.batch(p->arg);
+
+			if (n > b)
+				b = n;
+		}
+	}
+	return b;
 }
 
 /* Interrupt mode: arm every poller; returns true if one has work already. */
@@ -771,6 +815,14 @@ static void reactor_loop(struct zoc_reactor *r)
 		/* Adaptive poll: the clock is read once when idling starts and then
 		 * every IDLE_SPINS iterations. */
 		if (idle == ZOC_REACTOR_IDLE_SPINS) {
+			/* A poller that can let its driver queue a batch: one
+			 * sleep/wake for the batch instead of polling through
+			 * each arrival. */
+			if (batch_max(r) >= 2) {
+				r->batch_sleeps++;
+				sampling = false;
+				goto sleep;
+			}
 			idle_start = zoc_now_ns();
 			sampling = g_poll_max_ns && ++r->gap_seq >= r->sample_every;
 			if (sampling) {
@@ -787,6 +839,7 @@ static void reactor_loop(struct zoc_reactor *r)
 			poll_record_long(r, sample_w);
 			sampling = false;
 		}
+sleep:
 		account(r, &last, &busy_it, &idle_it);
 		if (r->nround_hooks) /* registered by a message or fd handler */
 			run_round_hooks(r);
@@ -798,6 +851,8 @@ static void reactor_loop(struct zoc_reactor *r)
 			dispatch_fds_timed(r, next_timer_ms(r, last), measure ? &cpu : NULL);
 			if (measure)
 				r->wake_cost_ns = r->wake_cost_ns * 0.875 + (double)cpu * 0.125;
+		} else {
+			r->sleep_limit_ns = 0;
 		}
 		disarm_all(r);
 		if (r->pollers_dirty)

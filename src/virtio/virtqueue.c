@@ -1504,6 +1504,32 @@ int zoc_vq_enable_notify(struct zoc_vq *vq)
 	return zoc_vq_has_work(vq) ? 1 : 0;
 }
 
+int zoc_vq_enable_notify_after(struct zoc_vq *vq, uint16_t n)
+{
+	if (n <= 1 || !zoc_vq_can_batch(vq))
+		return zoc_vq_enable_notify(vq);
+	/* The driver kicks when its avail index passes avail_event. */
+	store16(avail_event_ptr(vq), (uint16_t)(vq->last_avail + n - 1));
+	vq->kick_enabled = true;
+	vq->kick_state_known = true;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (vq->broken || vq->resubmit_pos < vq->resubmit_num)
+		return 1;
+	return (uint16_t)(load_acq16(&vq->avail->idx) - vq->last_avail) >= n ? 1 : 0;
+}
+
+bool zoc_vq_can_batch(const struct zoc_vq *vq)
+{
+	return !vq->packed && vq->event_idx;
+}
+
+uint16_t zoc_vq_avail_count(const struct zoc_vq *vq)
+{
+	if (vq->packed)
+		return zoc_vq_has_work(vq) ? 1 : 0;
+	return (uint16_t)(load_acq16(&vq->avail->idx) - vq->last_avail);
+}
+
 void zoc_vq_disable_notify(struct zoc_vq *vq)
 {
 	if (vq->kick_state_known && !vq->kick_enabled)

@@ -206,6 +206,15 @@ void zoc_vq_notify_defer(struct zoc_vq *vq);
  * disable: polling; the driver need not kick. */
 int zoc_vq_enable_notify(struct zoc_vq *vq);
 void zoc_vq_disable_notify(struct zoc_vq *vq);
+/* Interrupt moderation (split ring with EVENT_IDX, else zoc_vq_enable_notify()):
+ * asks the driver to kick only once n more buffers are available. Returns 1 if
+ * n are there already (or the queue needs the poller), else 0. */
+int zoc_vq_enable_notify_after(struct zoc_vq *vq, uint16_t n);
+/* The ring lets the device choose when the driver kicks (split + EVENT_IDX). */
+bool zoc_vq_can_batch(const struct zoc_vq *vq);
+/* Buffers the driver has made available and the device not yet taken (split
+ * ring; packed: 1 if any). Owner thread. */
+uint16_t zoc_vq_avail_count(const struct zoc_vq *vq);
 
 /* True if pop would return something (or the queue is broken). Cheap. */
 bool zoc_vq_has_work(const struct zoc_vq *vq);

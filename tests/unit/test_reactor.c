@@ -221,6 +221,49 @@ static void test_interrupt_mode_sleeps_and_wakes(void **state)
 	close(f.efd);
 }
 
+/* A poller that can wait for a batch: the reactor sleeps at once (no
+ * adaptive poll), and the arm's bound ends each sleep with no event. */
+static unsigned batch_hint(void *arg)
+{
+	(void)arg;
+	return 8;
+}
+
+static int batch_arm(void *arg)
+{
+	struct counter *c = arg;
+
+	if (++c->armed >= c->stop_at)
+		zoc_reactors_stop();
+	zoc_reactor_sleep_at_most(1000000); /* 1 ms */
+	return 0;
+}
+
+static void test_batch_sleep_bounded(void **state)
+{
+	struct zoc_reactor_opts o = {.interrupt_mode = true, .poll_max_ns = 256000,
+				     .poll_max_set = true};
+	struct counter c = {.stop_at = 20};
+	struct zoc_poller_ops ops = {.poll = idle_poll, .arm = batch_arm,
+				     .disarm = idle_disarm, .batch = batch_hint};
+	uint64_t busy, idle, sleeps, t0, dt;
+
+	(void)state;
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, &c, 0, "batch"));
+	t0 = zoc_now_ns();
+	/* without the bound the first sleep would never end (no fd, no timer) */
+	assert_int_equal(zoc_reactors_run(), 0);
+	dt = zoc_now_ns() - t0;
+	zoc_reactor_get_stats(zoc_reactor_get(0), &busy, &idle, &sleeps);
+	assert_true(sleeps >= 19);
+	assert_true(dt >= 19 * 1000000ull);
+	assert_true(dt < 5000000000ull);
+	/* no polling past the idle spins before each sleep */
+	assert_true(c.polls <= c.armed * (ZOC_REACTOR_IDLE_SPINS + 2));
+	zoc_reactors_fini();
+}
+
 static int self_remove(void *arg)
 {
 	struct counter *c = arg;
@@ -371,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_poller_runs_and_stops),
 		cmocka_unit_test(test_messages_cross_reactors),
 		cmocka_unit_test(test_interrupt_mode_sleeps_and_wakes),
+		cmocka_unit_test(test_batch_sleep_bounded),
 		cmocka_unit_test(test_unregister_and_timed),
 		cmocka_unit_test(test_poll_tuning),
 		cmocka_unit_test(test_pool),

@@ -1194,7 +1194,45 @@ static void test_notify_split_event_idx(void **state)
 	assert_int_equal(*avail_event, d->q.avail_idx);
 	zoc_vq_disable_notify(d->vq);
 	assert_int_equal(d->q.used->flags, 0);
+
+	/* interrupt moderation: kick after n more (avail_event n - 1 ahead) */
+	assert_true(zoc_vq_can_batch(d->vq));
+	assert_int_equal(zoc_vq_avail_count(d->vq), 0);
+	assert_int_equal(zoc_vq_enable_notify_after(d->vq, 3), 0);
+	assert_int_equal(*avail_event, (uint16_t)(d->q.avail_idx + 2));
+	struct vqd_seg s = {data_gpa(0), 8, false};
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_avail_count(d->vq), 2);
+	assert_int_equal(zoc_vq_enable_notify_after(d->vq, 3), 0); /* 2 of 3: sleep */
+	assert_true(drv_add(d, &s, 1, false, 0) >= 0);
+	assert_int_equal(zoc_vq_enable_notify_after(d->vq, 3), 1); /* all there */
+	assert_int_equal(zoc_vq_enable_notify_after(d->vq, 1), 1); /* n <= 1: plain */
+	assert_int_equal(*avail_event, (uint16_t)(d->q.avail_idx - 3));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(zoc_vq_pop(d->vq, &g_elem), 1);
+		zoc_vq_push(d->vq, &g_elem, 0);
+	}
+	assert_int_equal(zoc_vq_avail_count(d->vq), 0);
 	drv_free(d);
+}
+
+/* Moderation needs EVENT_IDX on a split ring; otherwise it is plain enabling. */
+static void test_notify_after_fallback(void **state)
+{
+	struct drv *d = drv_start(8, false, false, false);
+	struct drv *p = drv_start(8, true, true, false);
+
+	(void)state;
+	assert_false(zoc_vq_can_batch(d->vq));
+	assert_false(zoc_vq_can_batch(p->vq));
+	zoc_vq_disable_notify(d->vq);
+	assert_int_equal(zoc_vq_enable_notify_after(d->vq, 16), 0);
+	assert_int_equal(d->q.used->flags, 0);
+	assert_int_equal(zoc_vq_enable_notify_after(p->vq, 16), 0);
+	assert_int_equal(zoc_vq_avail_count(p->vq), 0);
+	drv_free(d);
+	drv_free(p);
 }
 
 static void test_notify_packed(void **state)
@@ -2240,6 +2278,7 @@ int main(void)
 		cmocka_unit_test(test_notify_split_flags),
 		cmocka_unit_test(test_notify_defer),
 		cmocka_unit_test(test_notify_split_event_idx),
+		cmocka_unit_test(test_notify_after_fallback),
 		cmocka_unit_test(test_notify_packed),
 		cmocka_unit_test(test_inflight_resubmit),
 		cmocka_unit_test(test_inflight_mismatch),
