@@ -66,6 +66,7 @@ struct vblk_queue {
 	uint16_t batch_cool;  /* arms to wait before trying again after an idle driver */
 	bool batch_seen;      /* a poll found >= 2 requests since the last arm */
 	bool batch_probe;     /* the next batch sleep measures the driver's depth */
+	uint64_t lat_avg_ns;  /* request latency, moving average (1/16) */
 	uint64_t batch_sleeps, batch_timeouts;
 	uint32_t *base_out;
 	zoc_virtio_done_fn done;
@@ -230,7 +231,10 @@ static void vblk_complete(struct vblk_req *r, uint8_t status)
 			break;
 		}
 	}
-	zoc_stats_record_latency(s, zoc_now_ns() - r->start_ns);
+	uint64_t lat = zoc_now_ns() - r->start_ns;
+
+	zoc_stats_record_latency(s, lat);
+	q->lat_avg_ns = q->lat_avg_ns - q->lat_avg_ns / 16 + lat / 16;
 	q->inflight--;
 	zoc_pool_put(q->pool, r);
 	q->need_notify = true;
@@ -464,22 +468,30 @@ static int vblk_poll(void *arg)
  * Interrupt moderation. A reactor whose driver keeps a queue of requests
  * that the back end finishes at once (the null bdev, or a fast one) spends
  * most of its CPU polling between arrivals, and sleeping for each arrival
- * costs a wake-up (10-20 us of CPU in these VMs). With EVENT_IDX the device
+ * costs a wake-up (10-30 us of CPU in these VMs). With EVENT_IDX the device
  * chooses when the driver kicks: avail_event N - 1 ahead means one kick per
- * N requests, so one wake-up serves a batch. N must stay below what the
- * driver can queue (else only the timeout wakes the reactor), so the queue
- * learns that: a sleep whose batch filled raises the estimate (by what had
- * arrived, and by one every 4th time), one that woke short sets it to what
- * had arrived, one that found nothing (an idle driver) turns moderation off
- * until polls again find several requests at once. N is half the estimate:
- * the driver works on the other half while zocd sleeps. At queue depth 1 a
- * poll never finds two requests: never batched.
+ * N requests, so one wake-up serves a batch, and the sleep is bounded
+ * (VBLK_BATCH_WAIT_NS) in case the driver stops short. N must stay below
+ * what the driver can queue, so the queue measures that: once polls find
+ * several requests at once, one sleep waits for more than any driver queues
+ * (a probe): what arrived before the bound is the driver's depth; a probe
+ * again every VBLK_BATCH_REPROBE batches. A batch that arrives in full
+ * raises the depth to what arrived, one that ends at the bound sets it to
+ * what arrived. N is half the depth (the driver works on the other half
+ * while zocd sleeps), at least VBLK_BATCH_MIN (smaller batches cost more in
+ * wake-ups than polling does) and at most VBLK_BATCH_MAX; a shallower driver
+ * is not batched until VBLK_BATCH_COOL more polls found several requests.
+ * Queue depth 1 never finds two: never batched. Nor are queues whose back
+ * end takes longer than VBLK_BATCH_LAT_NS per request.
  */
 #define VBLK_BATCH_MIN 16 /* smaller: the wake-ups cost more than polling saves */
 #define VBLK_BATCH_MAX 32
 #define VBLK_BATCH_PROBE (2 * VBLK_BATCH_MAX)
 #define VBLK_BATCH_REPROBE 256
 #define VBLK_BATCH_WAIT_NS 100000ull
+/* Only for a back end that finishes requests this fast (the null bdev, a
+ * cache): holding requests back from a disk would idle the disk. */
+#define VBLK_BATCH_LAT_NS 20000
 #define VBLK_BATCH_COOL 1024 /* polls that found several requests */
 
 static unsigned vblk_batch(void *arg)
@@ -487,7 +499,7 @@ static unsigned vblk_batch(void *arg)
 	struct vblk_queue *q = arg;
 	unsigned n;
 
-	if (q->inflight || !zoc_vq_can_batch(q->vq))
+	if (q->inflight || q->lat_avg_ns > VBLK_BATCH_LAT_NS || !zoc_vq_can_batch(q->vq))
 		return 0;
 	if (!q->batch_limit)
 		return q->batch_seen && !q->batch_cool ? VBLK_BATCH_PROBE : 0;
@@ -663,6 +675,7 @@ static int vblk_queue_start(struct zoc_virtio_dev *dev, uint16_t qidx, struct zo
 	q->batch_cool = 0;
 	q->batch_seen = false;
 	q->batch_probe = false;
+	q->lat_avg_ns = 0;
 	q->stopping = false;
 	q->broken_logged = false;
 	q->running = true;
