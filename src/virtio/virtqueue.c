@@ -1375,13 +1375,18 @@ static bool notify_publish(struct zoc_vq *vq)
 	return true;
 }
 
+/* Used entries must be visible before we read what the driver wants. */
+static int notify_fence_decide(struct zoc_vq *vq)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	return notify_decide(vq);
+}
+
 int zoc_vq_notify(struct zoc_vq *vq)
 {
 	if (!notify_publish(vq))
 		return 0;
-	/* Used entries must be visible before we read what the driver wants. */
-	atomic_thread_fence(memory_order_seq_cst);
-	return notify_decide(vq);
+	return notify_fence_decide(vq);
 }
 
 /* Queues of this thread waiting for the end of the reactor's round. */
@@ -1408,8 +1413,7 @@ void zoc_vq_notify_defer(struct zoc_vq *vq)
 		return;
 	if (t_ndefer == DEFER_MAX ||
 	    (t_ndefer == 0 && zoc_reactor_at_round_end(defer_flush, NULL) < 0)) {
-		atomic_thread_fence(memory_order_seq_cst);
-		notify_decide(vq);
+		notify_fence_decide(vq);
 		return;
 	}
 	vq->notify_deferred = true;
