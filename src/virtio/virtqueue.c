@@ -1333,13 +1333,22 @@ void zoc_vq_prefetch(const struct zoc_vq *vq, unsigned n)
 	if (vq->in_order) {
 		/* In-order drivers (DPDK's) put the next chains in the next
 		 * descriptors: fetch those now, beside the avail ring, instead
-		 * of after it (one cross-CPU latency less per burst). */
+		 * of after it (one cross-CPU latency less per burst); and the
+		 * avail ring's lines that pop reads the heads from. */
 		uint16_t pos = vq->last_avail & vq->mask;
+		const unsigned per_line = ZOC_CACHELINE / sizeof(vq->avail->ring[0]);
 
-		for (unsigned i = 0; i < ZOC_MIN(n, vq->size); i += ZOC_CACHELINE / DESC_SIZE) {
+		n = ZOC_MIN(n, vq->size);
+		for (unsigned i = 0; i < n; i += ZOC_CACHELINE / DESC_SIZE) {
 			__builtin_prefetch(vq->desc + (size_t)pos * DESC_SIZE);
 			pos = (uint16_t)(pos + ZOC_CACHELINE / DESC_SIZE) & vq->mask;
 		}
+		pos = vq->last_avail & vq->mask;
+		for (unsigned i = 0; i < n; i += per_line) {
+			__builtin_prefetch(&vq->avail->ring[pos]);
+			pos = (uint16_t)(pos + per_line) & vq->mask;
+		}
+		return;
 	}
 	uint16_t avail = (uint16_t)(load16(&vq->avail->idx) - vq->last_avail);
 
