@@ -90,7 +90,6 @@ struct zoc_reactor {
 	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
 	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
-	uint64_t batch_sleeps;    /* sleeps taken at once for a poller's batch */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 static struct zoc_reactor *g_reactors;
@@ -818,11 +817,8 @@ static void reactor_loop(struct zoc_reactor *r)
 			/* A poller that can let its driver queue a batch: one
 			 * sleep/wake for the batch instead of polling through
 			 * each arrival. */
-			if (batch_max(r) >= 2) {
-				r->batch_sleeps++;
-				sampling = false;
+			if (batch_max(r) >= 2)
 				goto sleep;
-			}
 			idle_start = zoc_now_ns();
 			sampling = g_poll_max_ns && ++r->gap_seq >= r->sample_every;
 			if (sampling) {

@@ -63,9 +63,8 @@ typedef void (*zoc_poller_disarm_fn)(void *arg);
  * this poller expects to be able to let its driver queue before it kicks
  * (interrupt moderation: the arm callback then asks for the kick after that
  * many and bounds the sleep with zoc_reactor_sleep_at_most()). 0 or 1: none.
- * When one poller says >= 2 and the reactor's measured sleep/wake cost is
- * below what polling through that many arrivals costs, the reactor sleeps
- * at once instead of polling. May be NULL. */
+ * When one poller says >= 2, the reactor sleeps at once instead of polling
+ * (whether a batch is worth a wake-up is the poller's judgement). May be NULL. */
 typedef unsigned (*zoc_poller_batch_fn)(void *arg);
 
 typedef void (*zoc_fd_fn)(void *arg, uint32_t events);

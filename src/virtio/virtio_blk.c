@@ -62,8 +62,8 @@ struct vblk_queue {
 	 * vblk_batch(). */
 	uint16_t batch_n;     /* the sleep in progress waits for this many, 0: none */
 	uint16_t batch_limit; /* requests the driver was seen to queue at once, 0: unknown */
-	uint16_t batch_ok;    /* batches that filled, for the slow increase */
-	uint16_t batch_cool;  /* arms to wait before trying again after an idle driver */
+	uint16_t batch_ok;    /* batches that filled, counted for the next probe */
+	uint16_t batch_cool;  /* multi-request polls to wait before probing again */
 	bool batch_seen;      /* a poll found >= 2 requests since the last arm */
 	bool batch_probe;     /* the next batch sleep measures the driver's depth */
 	uint64_t lat_avg_ns;  /* request latency, moving average (1/16) */

@@ -1495,6 +1495,13 @@ int zoc_vq_signal(struct zoc_vq *vq)
 
 int zoc_vq_enable_notify(struct zoc_vq *vq)
 {
+	return zoc_vq_enable_notify_after(vq, 1);
+}
+
+int zoc_vq_enable_notify_after(struct zoc_vq *vq, uint16_t n)
+{
+	if (n <= 1 || !zoc_vq_can_batch(vq))
+		n = 1;
 	if (vq->packed) {
 		if (vq->event_idx) {
 			store16(&vq->dev_evt->off_wrap,
@@ -1504,8 +1511,10 @@ int zoc_vq_enable_notify(struct zoc_vq *vq)
 			store16(&vq->dev_evt->flags, VIRTQ_EVENT_F_ENABLE);
 		}
 	} else {
+		/* EVENT_IDX: the driver kicks when its avail index passes
+		 * avail_event, i.e. once n more buffers are there. */
 		if (vq->event_idx)
-			store16(avail_event_ptr(vq), vq->last_avail);
+			store16(avail_event_ptr(vq), (uint16_t)(vq->last_avail + n - 1));
 		else if (!vq->kick_state_known || !vq->kick_enabled)
 			store16(&vq->used->flags, 0);
 	}
@@ -1514,21 +1523,10 @@ int zoc_vq_enable_notify(struct zoc_vq *vq)
 	/* Publish the request before looking at the ring again, or a buffer
 	 * added in between would never be kicked. */
 	atomic_thread_fence(memory_order_seq_cst);
-	return zoc_vq_has_work(vq) ? 1 : 0;
-}
-
-int zoc_vq_enable_notify_after(struct zoc_vq *vq, uint16_t n)
-{
-	if (n <= 1 || !zoc_vq_can_batch(vq))
-		return zoc_vq_enable_notify(vq);
-	/* The driver kicks when its avail index passes avail_event. */
-	store16(avail_event_ptr(vq), (uint16_t)(vq->last_avail + n - 1));
-	vq->kick_enabled = true;
-	vq->kick_state_known = true;
-	atomic_thread_fence(memory_order_seq_cst);
-	if (vq->broken || vq->resubmit_pos < vq->resubmit_num)
-		return 1;
-	return (uint16_t)(load_acq16(&vq->avail->idx) - vq->last_avail) >= n ? 1 : 0;
+	if (!zoc_vq_has_work(vq))
+		return 0;
+	return n == 1 || vq->broken || vq->resubmit_pos < vq->resubmit_num ||
+	       zoc_vq_avail_count(vq) >= n;
 }
 
 bool zoc_vq_can_batch(const struct zoc_vq *vq)
