@@ -751,6 +751,13 @@ static void reactor_loop(struct zoc_reactor *r)
 	r->epoch_start_ns = last;
 	bool timers_due = true;
 
+	/* Messages queued before the reactor started (a port's drain poller,
+	 * a queue handed over at start-up) run before the first poll: the
+	 * pollers already registered must not run for FD_CHECK iterations
+	 * against state that is still being set up. */
+	if (__atomic_load_n(&r->msg_head, __ATOMIC_ACQUIRE))
+		msg_run(r);
+
 	while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
 		int work = 0;
 		/* Timed pollers are checked every FD_CHECK iterations and after a

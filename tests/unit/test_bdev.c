@@ -51,8 +51,12 @@ static void *reactor_main(void *arg)
 static int start_reactor(bool interrupt_mode)
 {
 	static const unsigned core0 = 0;
-	struct zoc_reactor_opts o = {
-		.cores = &core0, .num_cores = 1, .interrupt_mode = interrupt_mode, .pin = false};
+	/* Interrupt mode without adaptive polling: the reactor sleeps after
+	 * its idle spins whatever the tuner would choose on a noisy VM, so
+	 * completions must come in through the ring's eventfd. */
+	struct zoc_reactor_opts o = {.cores = &core0, .num_cores = 1,
+				     .interrupt_mode = interrupt_mode, .pin = false,
+				     .poll_max_ns = 0, .poll_max_set = interrupt_mode};
 
 	zoc_log_set_level(ZOC_LOG_WARN);
 	if (zoc_reactors_init(&o))

@@ -118,6 +118,52 @@ static void test_round_hooks(void **state)
 	zoc_reactors_fini();
 }
 
+/* Messages queued before the reactors run are run before the first poll:
+ * pollers registered early never see state that a start-up message sets. */
+struct early_ctx {
+	int msg_runs;
+	int polls;
+	int polls_before_msg;
+};
+
+static void early_msg(void *arg)
+{
+	struct early_ctx *c = arg;
+
+	c->msg_runs++;
+	c->polls_before_msg = c->polls;
+}
+
+static int early_poll(void *arg)
+{
+	struct early_ctx *c = arg;
+
+	if (++c->polls == 200)
+		zoc_reactors_stop();
+	return 1;
+}
+
+static void test_messages_before_first_poll(void **state)
+{
+	unsigned cores[2] = {0, 1};
+	struct zoc_reactor_opts o = {.cores = cores, .num_cores = 2};
+	struct early_ctx c[2] = {{0}};
+	struct zoc_poller_ops ops = {.poll = early_poll};
+
+	(void)state;
+	assert_int_equal(zoc_reactors_init(&o), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_non_null(zoc_poller_register(zoc_reactor_get(i), &ops, &c[i], 0, "early"));
+		assert_int_equal(zoc_reactor_send_msg(zoc_reactor_get(i), early_msg, &c[i]), 0);
+	}
+	assert_int_equal(zoc_reactors_run(), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(c[i].msg_runs, 1);
+		assert_int_equal(c[i].polls_before_msg, 0);
+	}
+	zoc_reactors_fini();
+}
+
 struct msg_ctx {
 	atomic_int ran_on[2];
 	int done;
@@ -413,6 +459,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_poller_runs_and_stops),
 		cmocka_unit_test(test_messages_cross_reactors),
+		cmocka_unit_test(test_messages_before_first_poll),
 		cmocka_unit_test(test_interrupt_mode_sleeps_and_wakes),
 		cmocka_unit_test(test_batch_sleep_bounded),
 		cmocka_unit_test(test_unregister_and_timed),
