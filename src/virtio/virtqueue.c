@@ -686,6 +686,35 @@ static int packed_pop(struct zoc_vq *vq, struct zoc_vq_elem *elem)
 	return packed_pop_done(vq, elem, &w);
 }
 
+/* The commit of a packed completion: old_free_head, old_used_idx and
+ * old_used_wrap_counter take the new state in one store instruction, so a
+ * back end killed at any instruction leaves all three old or all three new.
+ * (Written one by one, a kill between the index and the wrap counter of a
+ * push that wrapped left a position a lap off: recovery then waited for
+ * descriptors the driver had made available a lap before.) Bytes 14..21 of
+ * the header: old_free_head, used_idx, old_used_idx, used_wrap_counter,
+ * old_used_wrap_counter; used_idx and used_wrap_counter already hold these
+ * values and are rewritten unchanged. Host byte order, as the region is. */
+typedef uint64_t __attribute__((aligned(1), may_alias)) pk_u64_unaligned;
+_Static_assert(offsetof(struct zoc_vq_inflight_packed, old_free_head) == 14 &&
+		       offsetof(struct zoc_vq_inflight_packed, old_used_wrap_counter) == 21,
+	       "QueueRegionPacked commit bytes");
+
+static inline void pk_commit_old(struct zoc_vq_inflight_packed *inf, uint16_t free_head,
+				 uint16_t used_idx, bool wrap)
+{
+	uint8_t b[8];
+	uint64_t v;
+
+	memcpy(b, &free_head, 2);
+	memcpy(b + 2, &used_idx, 2);
+	memcpy(b + 4, &used_idx, 2);
+	b[6] = wrap;
+	b[7] = wrap;
+	memcpy(&v, b, 8);
+	*(volatile pk_u64_unaligned *)(void *)&inf->old_free_head = v;
+}
+
 static bool packed_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint32_t len)
 {
 	uint8_t *slot = vq->desc + (size_t)vq->used_idx * DESC_SIZE;
@@ -737,9 +766,7 @@ static bool packed_push(struct zoc_vq *vq, const struct zoc_vq_elem *elem, uint3
 		inf->desc[h].inflight = 0;
 		vq->pk[h].busy = 0;
 		atomic_signal_fence(memory_order_seq_cst);
-		store16(&inf->old_free_head, h);
-		store16(&inf->old_used_idx, (uint16_t)nu);
-		inf->old_used_wrap_counter = nwrap;
+		pk_commit_old(inf, h, (uint16_t)nu, nwrap);
 	}
 	vq->used_idx = (uint16_t)nu;
 	vq->used_wrap = nwrap;
