@@ -52,12 +52,14 @@ struct vblk_queue {
 	int kickfd;
 	bool kick_registered;
 	struct zoc_poller *poller;
+	struct zoc_poller *watchdog; /* lost-interrupt rescue, VBLK_WATCHDOG_US */
 	struct zoc_bdev_ch *ch;
 	uint32_t inflight;
 	bool need_notify;
 	bool stopping;
 	bool broken_logged;
 	uint64_t notifies; /* signals sent to the driver (call eventfd / interrupt) */
+	uint64_t rescued;  /* of which sent by the lost-interrupt watchdog */
 	/* Interrupt moderation (interrupt mode, split ring with EVENT_IDX), see
 	 * vblk_batch(). */
 	uint16_t batch_n;     /* the sleep in progress waits for this many, 0: none */
@@ -568,6 +570,25 @@ static void vblk_kick(void *arg, uint32_t events)
 {
 }
 
+/* How often an idle queue checks for a driver waiting on an interrupt that
+ * was suppressed (zoc_vq_watchdog()). */
+#define VBLK_WATCHDOG_US 100000
+
+static int vblk_watchdog(void *arg)
+{
+	struct vblk_queue *q = arg;
+
+	if (q->vq && !q->stopping && zoc_vq_watchdog(q->vq)) {
+		q->notifies++;
+		q->rescued++;
+		ZOC_WARN_RL("%s: queue %u: the driver waited for an interrupt that was "
+			    "suppressed; sent one", q->vb->name, q->idx);
+	}
+	return 0; /* not work: the reactor's idle accounting is unchanged */
+}
+
+static const struct zoc_poller_ops vblk_watchdog_ops = {.poll = vblk_watchdog};
+
 static const struct zoc_poller_ops vblk_poller_ops = {
 	.poll = vblk_poll,
 	.arm = vblk_arm,
@@ -586,7 +607,8 @@ static void queue_start_on_owner(void *arg)
 	q->ch = zoc_bdev_get_channel(q->vb->bdev, r);
 	snprintf(name, sizeof(name), "vblk-%u", q->idx);
 	q->poller = zoc_poller_register(r, &vblk_poller_ops, q, 0, name);
-	if (!q->ch || !q->poller) {
+	q->watchdog = zoc_poller_register(r, &vblk_watchdog_ops, q, VBLK_WATCHDOG_US, name);
+	if (!q->ch || !q->poller || !q->watchdog) {
 		/* Cannot serve: leave the queue idle, say so. */
 		ZOC_ERR("%s: queue %u cannot start on reactor %u (no memory / channel)",
 			q->vb->name, q->idx, zoc_reactor_index(r));
@@ -637,7 +659,9 @@ static void queue_stop_on_owner(void *arg)
 
 	if (q->poller)
 		zoc_poller_unregister(q->poller);
-	q->poller = NULL;
+	if (q->watchdog)
+		zoc_poller_unregister(q->watchdog);
+	q->poller = q->watchdog = NULL;
 	if (q->kick_registered)
 		zoc_reactor_del_fd(r, q->kickfd);
 	q->kick_registered = false;
@@ -864,6 +888,8 @@ json_t *zoc_vblk_stats(struct zoc_vblk *vb)
 		json_object_set_new(o, "batch_timeouts", json_integer((json_int_t)q->batch_timeouts));
 		json_object_set_new(o, "notifies",
 				    json_integer((json_int_t)__atomic_load_n(&q->notifies, __ATOMIC_RELAXED)));
+		json_object_set_new(o, "rescued_notifies",
+				    json_integer((json_int_t)__atomic_load_n(&q->rescued, __ATOMIC_RELAXED)));
 		json_array_append_new(qs, o);
 	}
 	return json_pack("{s:o, s:o}", "total", zoc_stats_to_json(&total), "queues", qs);

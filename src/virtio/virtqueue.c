@@ -104,6 +104,8 @@ struct zoc_vq {
 	bool used_unpublished;  /* split: push_deferred ran since the last notify */
 	bool notify_deferred;   /* on this thread's t_defer list */
 	/* --- cold --- */
+	bool owed;              /* a decision suppressed since the last signal */
+	uint64_t wd_pops;       /* stats.pops at the last zoc_vq_watchdog() */
 	struct zoc_vq_stats stats;
 };
 
@@ -1485,9 +1487,56 @@ static int notify_decide(struct zoc_vq *vq)
 	vq->pending_used = 0;
 	if (!need) {
 		vq->stats.suppressed++;
+		vq->owed = true;
 		return 0;
 	}
 	return zoc_vq_signal(vq);
+}
+
+/* Does the driver wait for an interrupt for a used entry already written?
+ * (After a full fence.) */
+static bool split_driver_behind(const struct zoc_vq *vq)
+{
+	if (!vq->event_idx)
+		return !(load16(&vq->avail->flags) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+	/* used_event names the entry it wants an interrupt for: one of the
+	 * last `size` written means it has not seen them. */
+	return (uint16_t)(vq->used_idx - load16(&vq->avail->ring[vq->size]) - 1) < vq->size;
+}
+
+static bool packed_driver_behind(const struct zoc_vq *vq)
+{
+	uint16_t flags = load16(&vq->drv_evt->flags) & 3;
+	uint16_t off_wrap, off;
+	uint32_t d;
+
+	if (flags == VIRTQ_EVENT_F_DISABLE)
+		return false;
+	if (flags != VIRTQ_EVENT_F_DESC || !vq->event_idx)
+		return true;
+	off_wrap = load16(&vq->drv_evt->off_wrap);
+	off = off_wrap & 0x7fff;
+	if (off >= vq->size)
+		return false;
+	d = packed_dist(packed_pos(vq->used_idx, vq->used_wrap, vq->size),
+			packed_pos(off, off_wrap >> 15, vq->size), 2u * vq->size);
+	return d >= 1 && d <= vq->size;
+}
+
+int zoc_vq_watchdog(struct zoc_vq *vq)
+{
+	bool idle = vq->stats.pops == vq->wd_pops;
+
+	vq->wd_pops = vq->stats.pops;
+	if (!idle || !vq->owed || vq->pending_used || vq->broken)
+		return 0;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!(vq->packed ? packed_driver_behind(vq) : split_driver_behind(vq)))
+		return 0;
+	if (!zoc_vq_signal(vq))
+		return 0;
+	vq->stats.rescued++;
+	return 1;
 }
 
 bool zoc_vq_restored(const struct zoc_vq *vq)
@@ -1500,6 +1549,7 @@ int zoc_vq_signal(struct zoc_vq *vq)
 	if (vq->notify_fn) {
 		vq->notify_fn(vq->fn_arg);
 		vq->stats.notifies++;
+		vq->owed = false;
 		return 1;
 	}
 	if (vq->callfd < 0)
@@ -1517,6 +1567,7 @@ int zoc_vq_signal(struct zoc_vq *vq)
 		return 0;
 	}
 	vq->stats.notifies++;
+	vq->owed = false;
 	return 1;
 }
 

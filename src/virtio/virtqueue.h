@@ -149,6 +149,7 @@ struct zoc_vq_stats {
 	uint64_t bad_chains;    /* structural errors */
 	uint64_t bad_addrs;     /* buffers outside mapped memory */
 	uint64_t resubmitted;
+	uint64_t rescued;       /* interrupts sent by zoc_vq_watchdog() */
 };
 
 struct zoc_vq;
@@ -230,6 +231,18 @@ bool zoc_vq_restored(const struct zoc_vq *vq);
  * driver waiting for it would wait forever. A spurious interrupt is
  * harmless. Returns 1 if signalled. */
 int zoc_vq_signal(struct zoc_vq *vq);
+/* Lost-interrupt watchdog, for a timed poller of the owner (every ~100 ms).
+ * Interrupt suppression is a store/load race between device and driver
+ * (each writes its side, fences, reads the other's): a driver whose fence is
+ * not one for this process (a single-vCPU TCG guest's barriers are not host
+ * fences) can re-enable interrupts for a used entry, miss it, and wait for an
+ * interrupt the device's decision already skipped. If the queue took no new
+ * buffer since the previous call, a notification was suppressed since the
+ * last interrupt, and the driver's event position is a used entry already
+ * written (or, without EVENT_IDX, it wants interrupts), this sends one.
+ * Returns 1 if it signalled. At most one spurious interrupt per idle period
+ * after suppressed notifications; none for a driver that is up to date. */
+int zoc_vq_watchdog(struct zoc_vq *vq);
 /* The value GET_VRING_BASE returns (same encoding as cfg->base; packed
  * includes the used half in bits 16-31). Only meaningful once in-flight
  * requests are completed. */

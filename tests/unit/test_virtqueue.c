@@ -1304,6 +1304,111 @@ static void test_notify_packed(void **state)
 	drv_free(d);
 }
 
+/* The lost-interrupt watchdog: one interrupt for a driver whose event
+ * position is a used entry already written after a suppressed decision, on
+ * an idle queue only, once; none for a driver that is up to date. */
+static void test_watchdog_split(void **state)
+{
+	struct drv *d = drv_start(8, false, true, false);
+	uint16_t *used_event = &d->q.avail->ring[8];
+
+	(void)state;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 1); /* first decision signals */
+	drain_callfd(d);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* nothing suppressed */
+	/* the driver asks for entry 5; entries 1 and 2 are suppressed */
+	*used_event = 5;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	/* a driver still ahead of us waits for nothing written: no rescue */
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* pops moved: not idle */
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* idle, event ahead */
+	/* the lost race: it re-armed for entry 1 (written, used idx 3) */
+	*used_event = 1;
+	push_one(d); /* pops move again, decision suppressed (1 is behind) */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* not idle yet */
+	assert_int_equal(drain_callfd(d), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 1);
+	assert_int_equal(drain_callfd(d), 1);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->rescued, 1);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* once */
+	/* an up-to-date driver (event = the next entry) after a suppression */
+	*used_event = 100;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	*used_event = d->q.last_used;
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	/* a decision not yet taken is the poller's, not the watchdog's */
+	*used_event = (uint16_t)(d->q.last_used - 1);
+	push_one(d);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	drv_free(d);
+
+	/* without EVENT_IDX: the flags say whether it wants interrupts */
+	d = drv_start(8, false, false, false);
+	d->q.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* still polling */
+	d->q.avail->flags = 0;
+	assert_int_equal(zoc_vq_watchdog(d->vq), 1);
+	assert_int_equal(drain_callfd(d), 1);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	drv_free(d);
+}
+
+static void test_watchdog_packed(void **state)
+{
+	struct drv *d = drv_start(5, true, true, false);
+
+	(void)state;
+	d->q.drv_evt->flags = VIRTQ_EVENT_F_DESC;
+	d->q.drv_evt->off_wrap = 0 | 0x8000;
+	push_one(d); /* slot 0: the event */
+	assert_int_equal(zoc_vq_notify(d->vq), 1);
+	drain_callfd(d);
+	/* now at (1, wrap 1); ask for slot 3, suppress slots 1 and 2 */
+	d->q.drv_evt->off_wrap = 3 | 0x8000;
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d);
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* slot 3 not written yet */
+	/* lost race: re-armed for slot 2 of this lap, written already */
+	d->q.drv_evt->off_wrap = 2 | 0x8000;
+	assert_int_equal(zoc_vq_watchdog(d->vq), 1);
+	assert_int_equal(drain_callfd(d), 1);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	/* across the wrap: at (0, wrap 0) after two more; event (4, wrap 1) */
+	d->q.drv_evt->off_wrap = 0; /* slot 0 of the next lap, not reached */
+	push_one(d); /* slot 3 */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	push_one(d); /* slot 4 -> (0, wrap 0) */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	d->q.drv_evt->off_wrap = 4 | 0x8000;
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0); /* pops moved */
+	assert_int_equal(zoc_vq_watchdog(d->vq), 1);
+	drain_callfd(d);
+	/* DISABLE: a polling driver is never interrupted */
+	push_one(d); /* slot 0 of lap 2 */
+	d->q.drv_evt->off_wrap = 3; /* not reached */
+	assert_int_equal(zoc_vq_notify(d->vq), 0);
+	d->q.drv_evt->off_wrap = 0; /* behind, but the driver polls */
+	d->q.drv_evt->flags = VIRTQ_EVENT_F_DISABLE;
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	assert_int_equal(zoc_vq_watchdog(d->vq), 0);
+	assert_int_equal(zoc_vq_get_stats(d->vq)->rescued, 2);
+	drv_free(d);
+}
+
 /* ------------------------------------------------------------------ */
 /* inflight tracking and resubmission                                  */
 
@@ -2282,6 +2387,8 @@ int main(void)
 		cmocka_unit_test(test_notify_packed),
 		cmocka_unit_test(test_inflight_resubmit),
 		cmocka_unit_test(test_inflight_mismatch),
+		cmocka_unit_test(test_watchdog_split),
+		cmocka_unit_test(test_watchdog_packed),
 		cmocka_unit_test(test_inflight_packed_resubmit),
 		cmocka_unit_test(test_inflight_packed_crash_in_push),
 		cmocka_unit_test(test_inflight_packed_crash_in_pop),
