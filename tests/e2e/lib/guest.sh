@@ -461,13 +461,21 @@ zoc_guest_start() {
 		machine=(-machine "q35,memory-backend=mem")
 		where="QEMU $ZOC_GUEST_ROOT_QEMU_VERSION of the Debian 13 root"
 	fi
+	# maxcpus >= 2 even for one vCPU: multi-threaded TCG marks its code parallel only
+	# then, and the QEMU of Debian 12 drops the guest's memory barriers from code that
+	# is not (tcg_gen_mb; later QEMU always emits them). zocd is another CPU on the
+	# rings: without host fences the guest's
+	# re-arm of the used-event / off_wrap and its re-check of the used ring can pass
+	# zocd's used write and event read, and an interrupt is lost (zocd's watchdog then
+	# sends it 100 ms late).
+	local smp_arg="$smp,maxcpus=$((smp < 2 ? 2 : smp))"
 	zoc_log "booting guest $name ($where, TCG, $smp vCPU, $mem MiB $memdesc, timeout ${tmo}s)..."
 	{
-		echo "# qemu-system-x86_64 (${where}) -smp $smp -m $mem $*"
+		echo "# qemu-system-x86_64 (${where}) -smp $smp_arg -m $mem $*"
 	} >"$ZOC_GUEST_LOG"
 	ZOC_GUEST_T0=$(zoc__now_ms)
 	timeout -k 5 "$tmo" taskset -c "$ZOC_QEMU_CPU" "${qemu[@]}" \
-		-accel tcg "${machine[@]}" -cpu max -smp "$smp" -m "${mem}M" \
+		-accel tcg "${machine[@]}" -cpu max -smp "$smp_arg" -m "${mem}M" \
 		-object "$memobj" \
 		-nodefaults -no-user-config -display none -vga none -monitor none -serial stdio -no-reboot \
 		-kernel "$kernel" -initrd "$initrd" \
