@@ -47,6 +47,7 @@ enum vq_kind { VQ_RX, VQ_TX, VQ_CTRL };
 
 struct vnet_qstats {
 	uint64_t packets, bytes;
+	uint64_t rescued; /* interrupts sent by the lost-interrupt watchdog */
 	uint64_t drops[ZOC_VNET_DROP__COUNT];
 };
 
@@ -62,6 +63,7 @@ struct vnet_queue {
 	int kickfd;
 	bool kick_registered;
 	struct zoc_poller *poller;
+	struct zoc_poller *watchdog; /* lost-interrupt rescue (zoc_vq_watchdog) */
 	bool need_notify;
 	bool broken_logged;
 	uint32_t *base_out;
@@ -1129,6 +1131,24 @@ struct start_msg {
 	struct zoc_vq *vq;
 };
 
+
+/* How often a queue checks for a driver waiting on a suppressed interrupt. */
+#define VNET_WATCHDOG_US 100000
+
+static int vnet_watchdog(void *arg)
+{
+	struct vnet_queue *q = arg;
+
+	if (q->vq && zoc_vq_watchdog(q->vq)) {
+		__atomic_store_n(&q->stats.rescued, q->stats.rescued + 1, __ATOMIC_RELAXED);
+		ZOC_WARN_RL("%s: queue %u: the driver waited for an interrupt that was "
+			    "suppressed; sent one", q->vn->name, q->idx);
+	}
+	return 0; /* not work */
+}
+
+static const struct zoc_poller_ops vnet_watchdog_ops = {.poll = vnet_watchdog};
+
 static void queue_start_on_owner(void *arg)
 {
 	struct start_msg *m = arg;
@@ -1140,12 +1160,16 @@ static void queue_start_on_owner(void *arg)
 	free(m);
 	q->need_notify = false;
 	q->broken_logged = false;
+	snprintf(name, sizeof(name), "vnet-%u", q->idx);
+	q->watchdog = zoc_poller_register(r, &vnet_watchdog_ops, q, VNET_WATCHDOG_US, name);
+	if (!q->watchdog)
+		ZOC_WARN("%s: queue %u: no lost-interrupt watchdog (no memory)", q->vn->name,
+			 q->idx);
 	if (q->kind == VQ_RX) {
 		/* Filled from tx_burst; the driver need not kick. */
 		zoc_vq_disable_notify(q->vq);
 		return;
 	}
-	snprintf(name, sizeof(name), "vnet-%u", q->idx);
 	q->poller = zoc_poller_register(r, &vnet_poller_ops, q, 0, name);
 	if (!q->poller) {
 		ZOC_ERR("%s: queue %u cannot start (no memory)", q->vn->name, q->idx);
@@ -1176,7 +1200,9 @@ static void queue_stop_on_owner(void *arg)
 
 	if (q->poller)
 		zoc_poller_unregister(q->poller);
-	q->poller = NULL;
+	if (q->watchdog)
+		zoc_poller_unregister(q->watchdog);
+	q->poller = q->watchdog = NULL;
 	if (q->kick_registered)
 		zoc_reactor_del_fd(r, q->kickfd);
 	q->kick_registered = false;
@@ -1495,11 +1521,13 @@ json_t *zoc_vnet_stats(struct zoc_vnet *vn)
 			json_object_set_new(d, drop_names[r],
 					    json_integer((json_int_t)__atomic_load_n(
 						    &q->stats.drops[r], __ATOMIC_RELAXED)));
-		o = json_pack("{s:i, s:s, s:b, s:I, s:I, s:o}", "index", (int)i, "type",
+		o = json_pack("{s:i, s:s, s:b, s:I, s:I, s:I, s:o}", "index", (int)i, "type",
 			      q->kind == VQ_RX ? "rx" : q->kind == VQ_TX ? "tx" : "ctrl",
 			      "running", q->running, "packets",
 			      (json_int_t)__atomic_load_n(&q->stats.packets, __ATOMIC_RELAXED),
 			      "bytes", (json_int_t)__atomic_load_n(&q->stats.bytes, __ATOMIC_RELAXED),
+			      "rescued_notifies",
+			      (json_int_t)__atomic_load_n(&q->stats.rescued, __ATOMIC_RELAXED),
 			      "drops", d);
 		json_array_append_new(qs, o);
 	}
