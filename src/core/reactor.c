@@ -89,6 +89,16 @@ struct zoc_reactor {
 	uint32_t sleep_seq;
 	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
 	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
+	/* Trial epochs (see poll_epoch()): CPU per unit of work measured. */
+	uint64_t work_total;      /* units the pollers reported */
+	uint64_t ep_work, ep_cpu; /* work_total and thread CPU at the epoch start */
+	double cpw_base;          /* CPU ns per unit under the level in force, <0: unknown */
+	int model_level;          /* the gap model's choice */
+	int keep_level;           /* a level that won a trial against the model, -1: none */
+	int trial_level;          /* the level this epoch tries, -1: not a trial */
+	uint32_t trial_wait;      /* epochs with work until the next trial */
+	uint32_t trial_backoff;   /* epochs between trials (doubles after a lost one) */
+	uint64_t trials, trials_won;
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
@@ -659,15 +669,104 @@ static int poll_sample_level(const struct zoc_reactor *r)
 	return ZOC_MAX(l, ZOC_MIN(r->poll_level + 1, top));
 }
 
+/*
+ * Trials. The gap model prices a sleep at the thread CPU measured inside the
+ * sleep call, but sleeping costs more than that: arming the queues (the
+ * driver then kicks, and the kick is a system call on its side and an
+ * event on ours), waking with cold caches. At queue depth 1 on a null back
+ * end this made polling cheaper per I/O than the sleeping the model chose
+ * (10.5 vs 13.5 us of CPU per I/O here). So the reactor also measures what
+ * it is after, CPU per unit of work over an epoch, and now and then tries
+ * one epoch at another level: the smallest that bridges TRIAL_COVER of the
+ * sampled gaps (none when most gaps are too long to bridge, so a slow back
+ * end is never made to poll), or, once a trial has won, the model's own
+ * choice again. A level that is TRIAL_GAIN cheaper per unit is kept. Trials
+ * start TRIAL_FIRST epochs into a load and come every TRIAL_EVERY epochs,
+ * backing off to TRIAL_RAREST after lost ones: a losing trial costs at most
+ * one epoch in 64 of polling bounded gaps. An epoch with too little work
+ * (the load stopped) forgets the result.
+ */
+#define TRIAL_MIN_WORK 200
+#define TRIAL_COVER 0.9
+#define TRIAL_GAIN 0.05
+#define TRIAL_FIRST 4
+#define TRIAL_EVERY 20
+#define TRIAL_RAREST 64
+
+/* The smallest level above the model's that bridges TRIAL_COVER of the
+ * sampled gaps, or -1. */
+static int poll_trial_level(const struct zoc_reactor *r)
+{
+	int top = poll_max_level();
+	double n = 0, below = 0;
+
+	for (int b = 0; b < POLL_BUCKETS; b++)
+		n += r->gap_hist[b];
+	if (n < POLL_MIN_SAMPLES)
+		return -1;
+	/* Bucket b holds gaps in [level b, level b+1); the last, longer ones. */
+	for (int l = 1; l <= top; l++) {
+		below += r->gap_hist[l - 1];
+		if (l > r->model_level && below >= TRIAL_COVER * n)
+			return l;
+	}
+	return -1;
+}
+
+static void poll_trial_epoch(struct zoc_reactor *r)
+{
+	uint64_t cpu = thread_cpu_ns(), work = r->work_total - r->ep_work;
+	double cpw = work >= TRIAL_MIN_WORK ? (double)(cpu - r->ep_cpu) / (double)work : -1;
+	int incumbent = r->keep_level >= 0 ? r->keep_level : r->model_level;
+
+	r->ep_cpu = cpu;
+	r->ep_work = r->work_total;
+	if (cpw < 0) { /* idle or nearly: start over with the next load */
+		r->keep_level = r->trial_level = -1;
+		r->cpw_base = -1;
+		r->trial_wait = TRIAL_FIRST;
+		r->trial_backoff = TRIAL_EVERY;
+		return;
+	}
+	if (r->trial_level >= 0) {
+		bool won = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
+
+		if (won) {
+			r->trials_won++;
+			r->keep_level = r->trial_level == r->model_level ? -1 : r->trial_level;
+			r->trial_backoff = TRIAL_EVERY;
+		} else {
+			r->trial_backoff = ZOC_MIN(r->trial_backoff * 2, TRIAL_RAREST);
+		}
+		r->trial_level = -1;
+		r->cpw_base = -1; /* measure the level in force afresh */
+		r->trial_wait = r->trial_backoff;
+		return;
+	}
+	r->cpw_base = r->cpw_base < 0 ? cpw : (r->cpw_base + cpw) / 2;
+	if (r->trial_wait && --r->trial_wait)
+		return;
+	/* Challenge the level in force: the model's choice if a trial won,
+	 * else a level that bridges most gaps. */
+	r->trial_level = r->keep_level >= 0 ? r->model_level : poll_trial_level(r);
+	if (r->trial_level == incumbent)
+		r->trial_level = -1;
+	if (r->trial_level >= 0)
+		r->trials++;
+	else
+		r->trial_wait = r->trial_backoff;
+}
+
 static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 {
-	int top = r->sample_level, best = 0;
+	int top = r->sample_level, best = r->model_level, level;
 	double n = 0, best_cost;
 
 	r->epoch_start_ns = now;
 	for (int b = 0; b < POLL_BUCKETS; b++)
 		n += r->gap_hist[b];
 	if (n >= POLL_MIN_SAMPLES) {
+		best = 0;
 		best_cost = poll_cost(r, 0);
 		for (int l = 1; l <= top; l++) {
 			double c = poll_cost(r, l);
@@ -677,9 +776,13 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 				best_cost = c;
 			}
 		}
-		if (best != r->poll_level)
-			poll_set_level(r, best);
 	}
+	r->model_level = best;
+	poll_trial_epoch(r);
+	level = r->trial_level >= 0 ? r->trial_level
+		: r->keep_level >= 0 ? r->keep_level : r->model_level;
+	if (level != r->poll_level)
+		poll_set_level(r, level);
 	for (int b = 0; b < POLL_BUCKETS; b++)
 		r->gap_hist[b] *= POLL_DECAY;
 	__atomic_store_n(&r->sample_level, poll_sample_level(r), __ATOMIC_RELAXED);
@@ -745,6 +848,13 @@ static void reactor_loop(struct zoc_reactor *r)
 	/* Start by sleeping (the cheap choice for an idle reactor) until the
 	 * sampled gaps say polling pays. */
 	poll_set_level(r, 0);
+	r->model_level = 0;
+	r->keep_level = r->trial_level = -1;
+	r->cpw_base = -1;
+	r->trial_wait = TRIAL_FIRST;
+	r->trial_backoff = TRIAL_EVERY;
+	r->ep_cpu = thread_cpu_ns();
+	r->ep_work = r->work_total;
 	r->wake_cost_ns = POLL_WAKE_COST_NS;
 	r->sample_level = poll_sample_level(r);
 	r->sample_every = POLL_SAMPLE_EVERY;
@@ -806,6 +916,7 @@ static void reactor_loop(struct zoc_reactor *r)
 		}
 		if (work) {
 			busy_it++;
+			r->work_total += (unsigned)work;
 			/* A sampled gap that polling bridged: its true length. */
 			if (ZOC_UNLIKELY(sampling)) {
 				poll_record_gap(r, zoc_now_ns() - idle_start, sample_w);
@@ -944,6 +1055,12 @@ uint64_t zoc_reactor_poll_ns(const struct zoc_reactor *r)
 uint64_t zoc_reactor_sample_ns(const struct zoc_reactor *r)
 {
 	return g_poll_levels_us[__atomic_load_n(&r->sample_level, __ATOMIC_RELAXED)] * 1000ull;
+}
+
+void zoc_reactor_trials(const struct zoc_reactor *r, uint64_t *trials, uint64_t *won)
+{
+	*trials = __atomic_load_n(&r->trials, __ATOMIC_RELAXED);
+	*won = __atomic_load_n(&r->trials_won, __ATOMIC_RELAXED);
 }
 
 uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r)

@@ -149,6 +149,9 @@ uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r);
 /* Interrupt mode: how long a sampled idle gap is polled (bounded by twice
  * the sleep/wake cost; see reactor.c). */
 uint64_t zoc_reactor_sample_ns(const struct zoc_reactor *r);
+/* Interrupt mode: trial epochs run (another poll level for one epoch) and
+ * won (the level was kept); see reactor.c. Racy reads, for statistics. */
+void zoc_reactor_trials(const struct zoc_reactor *r, uint64_t *trials, uint64_t *won);
 void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
 			   uint64_t *sleeps);
 

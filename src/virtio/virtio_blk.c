@@ -69,6 +69,7 @@ struct vblk_queue {
 	bool batch_seen;      /* a poll found >= 2 requests since the last arm */
 	bool batch_probe;     /* the next batch sleep measures the driver's depth */
 	uint64_t lat_avg_ns;  /* request latency, moving average (1/16) */
+	uint64_t batch_t0;    /* when the batch sleep in progress began */
 	uint64_t batch_sleeps, batch_timeouts;
 	uint32_t *base_out;
 	zoc_virtio_done_fn done;
@@ -526,6 +527,7 @@ static int vblk_arm(void *arg)
 
 		if (!rc) {
 			zoc_reactor_sleep_at_most(VBLK_BATCH_WAIT_NS);
+			q->batch_t0 = zoc_now_ns();
 			q->batch_n = (uint16_t)n;
 			q->batch_sleeps++;
 		}
@@ -541,6 +543,15 @@ static void vblk_disarm(void *arg)
 	if (q->batch_n) {
 		unsigned c = zoc_vq_avail_count(q->vq);
 
+		if (c == 0 || (c < q->batch_n && zoc_now_ns() - q->batch_t0 < VBLK_BATCH_WAIT_NS)) {
+			/* Woken early by something else (a timer, another
+			 * queue, a message), or the driver sent nothing at
+			 * all (it paused, or waits for us): no verdict on
+			 * its depth. */
+			q->batch_n = 0;
+			zoc_vq_disable_notify(q->vq);
+			return;
+		}
 		if (q->batch_n == VBLK_BATCH_PROBE) {
 			/* all the driver queued in one wait: its depth */
 			q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);

@@ -342,6 +342,7 @@ static void test_unregister_and_timed(void **state)
  * reactor at the due time. */
 struct gapsrc {
 	uint64_t gap_ns, due, end;
+	uint64_t arm_ns; /* CPU each arm burns (a sleep dearer than the sleep call) */
 	int tfd;
 	int done;
 };
@@ -364,7 +365,10 @@ static int gap_arm(void *arg)
 {
 	struct gapsrc *g = arg;
 	struct itimerspec its = {0};
+	uint64_t t0 = zoc_now_ns();
 
+	while (g->arm_ns && zoc_now_ns() - t0 < g->arm_ns)
+		;
 	if (zoc_now_ns() >= g->due)
 		return 1;
 	its.it_value.tv_sec = (time_t)(g->due / 1000000000ull);
@@ -382,10 +386,12 @@ static void gap_fd(void *arg, uint32_t events)
 		return;
 }
 
-static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost, uint64_t *sample)
+static uint64_t run_gaps_armed(uint64_t gap_ns, uint64_t arm_ns, uint64_t *wake_cost,
+			       uint64_t *sample)
 {
 	struct zoc_reactor_opts o = {.interrupt_mode = true};
-	struct gapsrc g = {.gap_ns = gap_ns};
+	struct gapsrc g = {.gap_ns = gap_ns, .arm_ns = arm_ns};
+	uint64_t trials, won;
 	struct zoc_poller_ops ops = {.poll = gap_poll, .arm = gap_arm};
 	uint64_t poll_ns;
 
@@ -399,14 +405,22 @@ static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost, uint64_t *sample)
 	poll_ns = zoc_reactor_poll_ns(zoc_reactor_get(0));
 	*wake_cost = zoc_reactor_wake_cost_ns(zoc_reactor_get(0));
 	*sample = zoc_reactor_sample_ns(zoc_reactor_get(0));
+	zoc_reactor_trials(zoc_reactor_get(0), &trials, &won);
 	zoc_reactor_del_fd(zoc_reactor_get(0), g.tfd);
 	zoc_reactors_fini();
 	close(g.tfd);
-	print_message("gap %lu us: poll %lu us, wake cost %lu ns, samples polled up to %lu us, "
-		      "%d units\n",
-		      (unsigned long)(gap_ns / 1000), (unsigned long)(poll_ns / 1000),
-		      (unsigned long)*wake_cost, (unsigned long)(*sample / 1000), g.done);
+	print_message("gap %lu us, arm %lu us: poll %lu us, wake cost %lu ns, samples polled up "
+		      "to %lu us, %d units, trials %lu (won %lu)\n",
+		      (unsigned long)(gap_ns / 1000), (unsigned long)(arm_ns / 1000),
+		      (unsigned long)(poll_ns / 1000), (unsigned long)*wake_cost,
+		      (unsigned long)(*sample / 1000), g.done, (unsigned long)trials,
+		      (unsigned long)won);
 	return poll_ns;
+}
+
+static uint64_t run_gaps(uint64_t gap_ns, uint64_t *wake_cost, uint64_t *sample)
+{
+	return run_gaps_armed(gap_ns, 0, wake_cost, sample);
 }
 
 static void test_poll_tuning(void **state)
@@ -430,6 +444,15 @@ static void test_poll_tuning(void **state)
 	poll = run_gaps(1000, &wake, &sample);
 	if (wake > 3000)
 		assert_true(poll > 0);
+	/* A sleep dearer than the sleep call measures (each arm burns 60 us,
+	 * which the gap model does not see) with 10 us gaps: a trial epoch
+	 * finds polling cheaper per unit and keeps it. */
+	poll = run_gaps_armed(10000, 60000, &wake, &sample);
+	assert_true(poll >= 16000);
+	/* The same arms with 2 ms gaps: no level bridges them, no trial, no
+	 * polling. */
+	poll = run_gaps_armed(2000000, 60000, &wake, &sample);
+	assert_int_equal(poll, 0);
 }
 
 static void test_pool(void **state)
