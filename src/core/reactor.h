@@ -30,8 +30,12 @@
  *    poll_ns (0, 4, 8 ... 256 us, at most poll_max_ns) is chosen every 50 ms
  *    epoch from measurements: the lengths of sampled idle gaps and the CPU
  *    time of sampled sleep/wake cycles give the poll time with the least
- *    expected CPU per gap (reactor.c explains the model). poll_max_ns 0
- *    disables polling past IDLE_SPINS.
+ *    expected CPU per gap (reactor.c explains the model). Because a sleep
+ *    costs more than the sleep call (arming, the driver's kick, cold
+ *    caches), a trial epoch now and then runs at another level and keeps
+ *    it if the CPU per unit of work was lower. poll_max_ns 0 disables
+ *    polling past IDLE_SPINS (and the trials).
+ *    Messages queued before the reactors start run before the first poll.
  *
  * Reactor 0 also carries the control plane (JSON-RPC, vhost-user sockets).
  */
