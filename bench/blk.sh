@@ -284,7 +284,7 @@ for rep in $(seq "$REPEATS"); do
 					if [ "$srv" = zocd-int ]; then
 						# what the reactor chose for this load (see src/core/reactor.c)
 						tuned=$("$ZOCCTL" -s "$WORK/zocd.sock" reactor_list --json 2>/dev/null |
-							jq -r --arg s0 "${s0:-0}" --arg n "${COUNT[$key]}" '.[0] | "  poll \(.poll_ns / 1000) us, wake cost \(.wake_cost_ns / 1000 | floor) us, samples to \(.poll_sample_ns / 1000) us, \((.sleeps - ($s0 | tonumber)) / ($n | tonumber) * 100 | floor / 100) sleeps/I/O"' 2>/dev/null)
+							jq -r --arg s0 "${s0:-0}" --arg n "${COUNT[$key]}" '.[0] | "  poll \(.poll_ns / 1000) us, wake cost \(.wake_cost_ns / 1000 | floor) us, samples to \(.poll_sample_ns / 1000) us, \((.sleeps - ($s0 | tonumber)) / ($n | tonumber) * 100 | floor / 100) sleeps/I/O, poll trials \(.poll_trials // 0) (won \(.poll_trials_won // 0))"' 2>/dev/null)
 					fi
 					log "$(awk -v s="$srv" -v b="$be" -v r="$rw" -v q="$qd" -v n="${COUNT[$key]}" -v e="$e" -v c="$c" -v w="$w" \
 						'BEGIN { printf "  %-9s %-5s %-9s QD%-3s %9d I/Os %7.3f s %9.0f IOPS  server cpu %6.3f s (%3.0f%%)", s, b, r, q, n, e, n / e, c, (w > 0 ? 100 * c / w : 0) }')$tuned"
