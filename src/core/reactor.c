@@ -694,14 +694,12 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_RAREST 64
 
 /* The smallest level above the model's that bridges TRIAL_COVER of the
- * sampled gaps, or -1. */
-static int poll_trial_level(const struct zoc_reactor *r)
+ * n sampled gaps (the histogram's total), or -1. */
+static int poll_trial_level(const struct zoc_reactor *r, double n)
 {
 	int top = poll_max_level();
-	double n = 0, below = 0;
+	double below = 0;
 
-	for (int b = 0; b < POLL_BUCKETS; b++)
-		n += r->gap_hist[b];
 	if (n < POLL_MIN_SAMPLES)
 		return -1;
 	/* Bucket b holds gaps in [level b, level b+1); the last, longer ones. */
@@ -713,7 +711,8 @@ static int poll_trial_level(const struct zoc_reactor *r)
 	return -1;
 }
 
-static void poll_trial_epoch(struct zoc_reactor *r)
+/* n: the sampled gaps in the histogram. */
+static void poll_trial_epoch(struct zoc_reactor *r, double n)
 {
 	uint64_t cpu = thread_cpu_ns(), work = r->work_total - r->ep_work;
 	double cpw = work >= TRIAL_MIN_WORK ? (double)(cpu - r->ep_cpu) / (double)work : -1;
@@ -748,7 +747,7 @@ static void poll_trial_epoch(struct zoc_reactor *r)
 		return;
 	/* Challenge the level in force: the model's choice if a trial won,
 	 * else a level that bridges most gaps. */
-	r->trial_level = r->keep_level >= 0 ? r->model_level : poll_trial_level(r);
+	r->trial_level = r->keep_level >= 0 ? r->model_level : poll_trial_level(r, n);
 	if (r->trial_level == incumbent)
 		r->trial_level = -1;
 	if (r->trial_level >= 0)
@@ -778,7 +777,7 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 		}
 	}
 	r->model_level = best;
-	poll_trial_epoch(r);
+	poll_trial_epoch(r, n);
 	level = r->trial_level >= 0 ? r->trial_level
 		: r->keep_level >= 0 ? r->keep_level : r->model_level;
 	if (level != r->poll_level)

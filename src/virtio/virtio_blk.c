@@ -536,39 +536,41 @@ static int vblk_arm(void *arg)
 	return zoc_vq_enable_notify(q->vq);
 }
 
+/* What a batch sleep that just ended says about the driver's depth. */
+static void vblk_batch_verdict(struct vblk_queue *q)
+{
+	unsigned c = zoc_vq_avail_count(q->vq);
+
+	/* Woken early by something else (a timer, another queue, a message),
+	 * or the driver sent nothing at all (it paused, or waits for us): no
+	 * verdict on its depth. */
+	if (c == 0 || (c < q->batch_n && zoc_now_ns() - q->batch_t0 < VBLK_BATCH_WAIT_NS))
+		return;
+	if (q->batch_n == VBLK_BATCH_PROBE) {
+		/* all the driver queued in one wait: its depth */
+		q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);
+		q->batch_probe = false;
+	} else if (c >= q->batch_n) {
+		if (c > q->batch_limit)
+			q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);
+		if (++q->batch_ok % VBLK_BATCH_REPROBE == 0)
+			q->batch_probe = true;
+	} else {
+		q->batch_timeouts++;
+		q->batch_limit = (uint16_t)c;
+	}
+	if (q->batch_limit < 2 * VBLK_BATCH_MIN) { /* too shallow to batch */
+		q->batch_limit = 0;
+		q->batch_cool = VBLK_BATCH_COOL;
+	}
+}
+
 static void vblk_disarm(void *arg)
 {
 	struct vblk_queue *q = arg;
 
 	if (q->batch_n) {
-		unsigned c = zoc_vq_avail_count(q->vq);
-
-		if (c == 0 || (c < q->batch_n && zoc_now_ns() - q->batch_t0 < VBLK_BATCH_WAIT_NS)) {
-			/* Woken early by something else (a timer, another
-			 * queue, a message), or the driver sent nothing at
-			 * all (it paused, or waits for us): no verdict on
-			 * its depth. */
-			q->batch_n = 0;
-			zoc_vq_disable_notify(q->vq);
-			return;
-		}
-		if (q->batch_n == VBLK_BATCH_PROBE) {
-			/* all the driver queued in one wait: its depth */
-			q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);
-			q->batch_probe = false;
-		} else if (c >= q->batch_n) {
-			if (c > q->batch_limit)
-				q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);
-			if (++q->batch_ok % VBLK_BATCH_REPROBE == 0)
-				q->batch_probe = true;
-		} else {
-			q->batch_timeouts++;
-			q->batch_limit = (uint16_t)c;
-		}
-		if (q->batch_limit < 2 * VBLK_BATCH_MIN) { /* too shallow to batch */
-			q->batch_limit = 0;
-			q->batch_cool = VBLK_BATCH_COOL;
-		}
+		vblk_batch_verdict(q);
 		q->batch_n = 0;
 	}
 	zoc_vq_disable_notify(q->vq);

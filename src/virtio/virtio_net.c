@@ -1131,7 +1131,6 @@ struct start_msg {
 	struct zoc_vq *vq;
 };
 
-
 /* How often a queue checks for a driver waiting on a suppressed interrupt. */
 #define VNET_WATCHDOG_US 100000
 
@@ -1140,7 +1139,7 @@ static int vnet_watchdog(void *arg)
 	struct vnet_queue *q = arg;
 
 	if (q->vq && zoc_vq_watchdog(q->vq)) {
-		__atomic_store_n(&q->stats.rescued, q->stats.rescued + 1, __ATOMIC_RELAXED);
+		q->stats.rescued++;
 		ZOC_WARN_RL("%s: queue %u: the driver waited for an interrupt that was "
 			    "suppressed; sent one", q->vn->name, q->idx);
 	}
