@@ -93,13 +93,13 @@ struct zoc_reactor {
 	uint64_t work_total;      /* units the pollers reported */
 	uint64_t ep_work, ep_cpu; /* work_total and thread CPU at the epoch start */
 	double cpw_base;          /* CPU ns per unit under the level in force, <0: unknown */
+	double rate_base;         /* units per ms under the level in force */
 	int model_level;          /* the gap model's choice */
 	int keep_level;           /* a level that won a trial against the model, -1: none */
 	int trial_level;          /* the level this epoch tries, -1: not a trial */
 	uint32_t trial_wait;      /* epochs with work until the next trial */
 	uint32_t trial_backoff;   /* epochs between trials (doubles after a lost one) */
 	uint64_t trials, trials_won;
-	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 static struct zoc_reactor *g_reactors;
@@ -452,19 +452,7 @@ static int dispatch_fds_timed(struct zoc_reactor *r, int timeout_ms, uint64_t *w
 	uint64_t cpu0 = wait_cpu ? thread_cpu_ns() : 0;
 	int n;
 
-	if (r->sleep_limit_ns &&
-	    (timeout_ms < 0 || r->sleep_limit_ns < (uint64_t)timeout_ms * 1000000ull)) {
-		struct timespec ts = {
-			.tv_sec = (time_t)(r->sleep_limit_ns / 1000000000ull),
-			.tv_nsec = (long)(r->sleep_limit_ns % 1000000000ull),
-		};
-
-		n = epoll_pwait2(r->epfd, evs, EPOLL_BATCH, &ts, NULL);
-	} else {
-		n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
-	}
-	r->sleep_limit_ns = 0;
-
+	n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
 	if (wait_cpu)
 		*wait_cpu = thread_cpu_ns() - cpu0;
 
@@ -505,36 +493,6 @@ static int next_timer_ms(struct zoc_reactor *r, uint64_t now)
 	return (int)ZOC_MIN((next - now + 999999) / 1000000, 1000);
 }
 
-void zoc_reactor_sleep_at_most(uint64_t ns)
-{
-	struct zoc_reactor *r = t_current;
-
-	if (!r || !ns)
-		return;
-	if (!r->sleep_limit_ns || ns < r->sleep_limit_ns)
-		r->sleep_limit_ns = ns;
-}
-
-/* Interrupt mode: the largest batch a poller could wait for (see
- * zoc_poller_batch_fn). */
-static unsigned batch_max(struct zoc_reactor *r)
-{
-	unsigned b = 0;
-
-	for (unsigned i = 0; i < r->npollers; i++) {
-		struct zoc_poller *p = r->pollers[i];
-
-		if (!p->removed && p->ops.batch) {
-			unsigned n = p->ops.batch(p->arg);
-
-			if (n > b)
-				b = n;
-		}
-	}
-	return b;
-}
-
-/* Interrupt mode: arm every poller; returns true if one has work already. */
 static bool arm_all(struct zoc_reactor *r)
 {
 	bool work = false;
@@ -689,6 +647,7 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_MIN_WORK 200
 #define TRIAL_COVER 0.9
 #define TRIAL_GAIN 0.05
+#define TRIAL_RATE_TOL 0.15
 #define TRIAL_FIRST 4
 #define TRIAL_EVERY 20
 #define TRIAL_RAREST 64
@@ -712,10 +671,11 @@ static int poll_trial_level(const struct zoc_reactor *r, double n)
 }
 
 /* n: the sampled gaps in the histogram. */
-static void poll_trial_epoch(struct zoc_reactor *r, double n)
+static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 {
 	uint64_t cpu = thread_cpu_ns(), work = r->work_total - r->ep_work;
 	double cpw = work >= TRIAL_MIN_WORK ? (double)(cpu - r->ep_cpu) / (double)work : -1;
+	double rate = (double)work * 1e6 / (double)ZOC_MAX(epoch_ns, 1);
 	int incumbent = r->keep_level >= 0 ? r->keep_level : r->model_level;
 
 	r->ep_cpu = cpu;
@@ -728,7 +688,11 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n)
 		return;
 	}
 	if (r->trial_level >= 0) {
-		bool won = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
+		/* Cheaper per unit, and (for a shorter poll) serving as many:
+		 * a driver slowed down by our sleeps does less work per second
+		 * on its side too, which is no saving. */
+		bool won = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN) &&
+			   (r->trial_level > incumbent || rate >= r->rate_base * (1.0 - TRIAL_RATE_TOL));
 
 		if (won) {
 			r->trials_won++;
@@ -742,12 +706,20 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n)
 		r->trial_wait = r->trial_backoff;
 		return;
 	}
+	r->rate_base = r->cpw_base < 0 ? rate : (r->rate_base + rate) / 2;
 	r->cpw_base = r->cpw_base < 0 ? cpw : (r->cpw_base + cpw) / 2;
 	if (r->trial_wait && --r->trial_wait)
 		return;
-	/* Challenge the level in force: the model's choice if a trial won,
-	 * else a level that bridges most gaps. */
-	r->trial_level = r->keep_level >= 0 ? r->model_level : poll_trial_level(r, n);
+	/* Challenge the level in force: the model's choice if a trial won;
+	 * else, in turn, a level that bridges most gaps and no poll at all
+	 * (the gap model prices a sleep per gap, but at depth one wake-up
+	 * finds all that arrived meanwhile). */
+	if (r->keep_level >= 0)
+		r->trial_level = r->model_level;
+	else if (incumbent > 0 && r->trials % 2 == 0)
+		r->trial_level = 0;
+	else
+		r->trial_level = poll_trial_level(r, n);
 	if (r->trial_level == incumbent)
 		r->trial_level = -1;
 	if (r->trial_level >= 0)
@@ -760,6 +732,7 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 {
 	int top = r->sample_level, best = r->model_level, level;
 	double n = 0, best_cost;
+	uint64_t epoch_ns = now - r->epoch_start_ns;
 
 	r->epoch_start_ns = now;
 	for (int b = 0; b < POLL_BUCKETS; b++)
@@ -777,7 +750,7 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 		}
 	}
 	r->model_level = best;
-	poll_trial_epoch(r, n);
+	poll_trial_epoch(r, n, epoch_ns);
 	level = r->trial_level >= 0 ? r->trial_level
 		: r->keep_level >= 0 ? r->keep_level : r->model_level;
 	if (level != r->poll_level)
@@ -931,11 +904,6 @@ static void reactor_loop(struct zoc_reactor *r)
 		/* Adaptive poll: the clock is read once when idling starts and then
 		 * every IDLE_SPINS iterations. */
 		if (idle == ZOC_REACTOR_IDLE_SPINS) {
-			/* A poller that can let its driver queue a batch: one
-			 * sleep/wake for the batch instead of polling through
-			 * each arrival. */
-			if (batch_max(r) >= 2)
-				goto sleep;
 			idle_start = zoc_now_ns();
 			sampling = g_poll_max_ns && ++r->gap_seq >= r->sample_every;
 			if (sampling) {
@@ -952,7 +920,6 @@ static void reactor_loop(struct zoc_reactor *r)
 			poll_record_long(r, sample_w);
 			sampling = false;
 		}
-sleep:
 		account(r, &last, &busy_it, &idle_it);
 		if (r->nround_hooks) /* registered by a message or fd handler */
 			run_round_hooks(r);
@@ -964,8 +931,6 @@ sleep:
 			dispatch_fds_timed(r, next_timer_ms(r, last), measure ? &cpu : NULL);
 			if (measure)
 				r->wake_cost_ns = r->wake_cost_ns * 0.875 + (double)cpu * 0.125;
-		} else {
-			r->sleep_limit_ns = 0;
 		}
 		disarm_all(r);
 		if (r->pollers_dirty)

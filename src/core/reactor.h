@@ -63,13 +63,6 @@ typedef int (*zoc_poller_arm_fn)(void *arg);
 /* Called after the reactor wakes from sleep (interrupt mode only): disable
  * notifications again. May be NULL. */
 typedef void (*zoc_poller_disarm_fn)(void *arg);
-/* Interrupt mode, asked when the reactor runs out of work: how many requests
- * this poller expects to be able to let its driver queue before it kicks
- * (interrupt moderation: the arm callback then asks for the kick after that
- * many and bounds the sleep with zoc_reactor_sleep_at_most()). 0 or 1: none.
- * When one poller says >= 2, the reactor sleeps at once instead of polling
- * (whether a batch is worth a wake-up is the poller's judgement). May be NULL. */
-typedef unsigned (*zoc_poller_batch_fn)(void *arg);
 
 typedef void (*zoc_fd_fn)(void *arg, uint32_t events);
 typedef void (*zoc_msg_fn)(void *arg);
@@ -78,7 +71,6 @@ struct zoc_poller_ops {
 	zoc_poller_fn poll;
 	zoc_poller_arm_fn arm;       /* may be NULL: nothing to arm */
 	zoc_poller_disarm_fn disarm; /* may be NULL */
-	zoc_poller_batch_fn batch;   /* may be NULL */
 };
 
 struct zoc_reactor_opts {
@@ -128,10 +120,6 @@ void zoc_poller_unregister(struct zoc_poller *p);
 int zoc_reactor_add_fd(struct zoc_reactor *r, int fd, uint32_t events, zoc_fd_fn fn, void *arg);
 int zoc_reactor_mod_fd(struct zoc_reactor *r, int fd, uint32_t events);
 int zoc_reactor_del_fd(struct zoc_reactor *r, int fd);
-
-/* From an arm callback (owner thread): the coming sleep lasts at most ns
- * (the smallest bound of this round counts; cleared after the sleep). */
-void zoc_reactor_sleep_at_most(uint64_t ns);
 
 /* Any thread. Runs fn(arg) on reactor r, in order of sending per sender.
  * Returns 0 or -ENOMEM. Control-plane only: not for per-I/O work. */

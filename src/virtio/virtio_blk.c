@@ -60,17 +60,6 @@ struct vblk_queue {
 	bool broken_logged;
 	uint64_t notifies; /* signals sent to the driver (call eventfd / interrupt) */
 	uint64_t rescued;  /* of which sent by the lost-interrupt watchdog */
-	/* Interrupt moderation (interrupt mode, split ring with EVENT_IDX), see
-	 * vblk_batch(). */
-	uint16_t batch_n;     /* the sleep in progress waits for this many, 0: none */
-	uint16_t batch_limit; /* requests the driver was seen to queue at once, 0: unknown */
-	uint16_t batch_ok;    /* batches that filled, counted for the next probe */
-	uint16_t batch_cool;  /* multi-request polls to wait before probing again */
-	bool batch_seen;      /* a poll found >= 2 requests since the last arm */
-	bool batch_probe;     /* the next batch sleep measures the driver's depth */
-	uint64_t lat_avg_ns;  /* request latency, moving average (1/16) */
-	uint64_t batch_t0;    /* when the batch sleep in progress began */
-	uint64_t batch_sleeps, batch_timeouts;
 	uint32_t *base_out;
 	zoc_virtio_done_fn done;
 	void *done_arg;
@@ -237,7 +226,6 @@ static void vblk_complete(struct vblk_req *r, uint8_t status)
 	uint64_t lat = zoc_now_ns() - r->start_ns;
 
 	zoc_stats_record_latency(s, lat);
-	q->lat_avg_ns = q->lat_avg_ns - q->lat_avg_ns / 16 + lat / 16;
 	q->inflight--;
 	zoc_pool_put(q->pool, r);
 	q->need_notify = true;
@@ -459,120 +447,23 @@ static int vblk_poll(void *arg)
 		vblk_handle(q, r, rc == -EFAULT);
 		n++;
 	}
-	if (n >= 2) {
-		q->batch_seen = true;
-		if (q->batch_cool)
-			q->batch_cool--;
-	}
 	return n;
-}
-
-/*
- * Interrupt moderation. A reactor whose driver keeps a queue of requests
- * that the back end finishes at once (the null bdev, or a fast one) spends
- * most of its CPU polling between arrivals, and sleeping for each arrival
- * costs a wake-up (10-30 us of CPU in these VMs). With EVENT_IDX the device
- * chooses when the driver kicks: avail_event N - 1 ahead means one kick per
- * N requests, so one wake-up serves a batch, and the sleep is bounded
- * (VBLK_BATCH_WAIT_NS) in case the driver stops short. N must stay below
- * what the driver can queue, so the queue measures that: once polls find
- * several requests at once, one sleep waits for more than any driver queues
- * (a probe): what arrived before the bound is the driver's depth; a probe
- * again every VBLK_BATCH_REPROBE batches. A batch that arrives in full
- * raises the depth to what arrived, one that ends at the bound sets it to
- * what arrived. N is half the depth (the driver works on the other half
- * while zocd sleeps), at least VBLK_BATCH_MIN (smaller batches cost more in
- * wake-ups than polling does) and at most VBLK_BATCH_MAX; a shallower driver
- * is not batched until VBLK_BATCH_COOL more polls found several requests.
- * Queue depth 1 never finds two: never batched. Nor are queues whose back
- * end takes longer than VBLK_BATCH_LAT_NS per request.
- */
-#define VBLK_BATCH_MIN 16 /* smaller: the wake-ups cost more than polling saves */
-#define VBLK_BATCH_MAX 32
-#define VBLK_BATCH_PROBE (2 * VBLK_BATCH_MAX)
-#define VBLK_BATCH_REPROBE 256
-#define VBLK_BATCH_WAIT_NS 100000ull
-/* Only for a back end that finishes requests this fast (the null bdev, a
- * cache): holding requests back from a disk would idle the disk. */
-#define VBLK_BATCH_LAT_NS 20000
-#define VBLK_BATCH_COOL 1024 /* polls that found several requests */
-
-static unsigned vblk_batch(void *arg)
-{
-	struct vblk_queue *q = arg;
-	unsigned n;
-
-	if (q->inflight || q->lat_avg_ns > VBLK_BATCH_LAT_NS || !zoc_vq_can_batch(q->vq))
-		return 0;
-	if (!q->batch_limit)
-		return q->batch_seen && !q->batch_cool ? VBLK_BATCH_PROBE : 0;
-	if (q->batch_probe)
-		return VBLK_BATCH_PROBE;
-	n = ZOC_MIN(q->batch_limit / 2u, VBLK_BATCH_MAX);
-	return n >= VBLK_BATCH_MIN ? n : 0;
 }
 
 static int vblk_arm(void *arg)
 {
 	struct vblk_queue *q = arg;
-	unsigned n;
 
 	vblk_flush_notify(q);
 	if (zoc_vq_broken(q->vq))
 		return 0;
-	n = vblk_batch(q);
-	q->batch_seen = false;
-	if (n >= 2) {
-		int rc = zoc_vq_enable_notify_after(q->vq, (uint16_t)n);
-
-		if (!rc) {
-			zoc_reactor_sleep_at_most(VBLK_BATCH_WAIT_NS);
-			q->batch_t0 = zoc_now_ns();
-			q->batch_n = (uint16_t)n;
-			q->batch_sleeps++;
-		}
-		return rc;
-	}
 	return zoc_vq_enable_notify(q->vq);
-}
-
-/* What a batch sleep that just ended says about the driver's depth. */
-static void vblk_batch_verdict(struct vblk_queue *q)
-{
-	unsigned c = zoc_vq_avail_count(q->vq);
-
-	/* Woken early by something else (a timer, another queue, a message),
-	 * or the driver sent nothing at all (it paused, or waits for us): no
-	 * verdict on its depth. */
-	if (c == 0 || (c < q->batch_n && zoc_now_ns() - q->batch_t0 < VBLK_BATCH_WAIT_NS))
-		return;
-	if (q->batch_n == VBLK_BATCH_PROBE) {
-		/* all the driver queued in one wait: its depth */
-		q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);
-		q->batch_probe = false;
-	} else if (c >= q->batch_n) {
-		if (c > q->batch_limit)
-			q->batch_limit = (uint16_t)ZOC_MIN(c, (unsigned)VBLK_BATCH_PROBE);
-		if (++q->batch_ok % VBLK_BATCH_REPROBE == 0)
-			q->batch_probe = true;
-	} else {
-		q->batch_timeouts++;
-		q->batch_limit = (uint16_t)c;
-	}
-	if (q->batch_limit < 2 * VBLK_BATCH_MIN) { /* too shallow to batch */
-		q->batch_limit = 0;
-		q->batch_cool = VBLK_BATCH_COOL;
-	}
 }
 
 static void vblk_disarm(void *arg)
 {
 	struct vblk_queue *q = arg;
 
-	if (q->batch_n) {
-		vblk_batch_verdict(q);
-		q->batch_n = 0;
-	}
 	zoc_vq_disable_notify(q->vq);
 }
 
@@ -606,7 +497,6 @@ static const struct zoc_poller_ops vblk_poller_ops = {
 	.poll = vblk_poll,
 	.arm = vblk_arm,
 	.disarm = vblk_disarm,
-	.batch = vblk_batch,
 };
 
 /* ------------------------------------------------------- queue life cycle */
@@ -706,13 +596,6 @@ static int vblk_queue_start(struct zoc_virtio_dev *dev, uint16_t qidx, struct zo
 	q->kickfd = kickfd;
 	q->inflight = 0;
 	q->need_notify = false;
-	q->batch_n = 0;
-	q->batch_limit = 0;
-	q->batch_ok = 0;
-	q->batch_cool = 0;
-	q->batch_seen = false;
-	q->batch_probe = false;
-	q->lat_avg_ns = 0;
 	q->stopping = false;
 	q->broken_logged = false;
 	q->running = true;
@@ -897,8 +780,6 @@ json_t *zoc_vblk_stats(struct zoc_vblk *vb)
 					       : json_null());
 		json_object_set_new(o, "inflight",
 				    json_integer(__atomic_load_n(&q->inflight, __ATOMIC_RELAXED)));
-		json_object_set_new(o, "batch_sleeps", json_integer((json_int_t)q->batch_sleeps));
-		json_object_set_new(o, "batch_timeouts", json_integer((json_int_t)q->batch_timeouts));
 		json_object_set_new(o, "notifies",
 				    json_integer((json_int_t)__atomic_load_n(&q->notifies, __ATOMIC_RELAXED)));
 		json_object_set_new(o, "rescued_notifies",
