@@ -32,8 +32,11 @@
  *    time of sampled sleep/wake cycles give the poll time with the least
  *    expected CPU per gap (reactor.c explains the model). Because a sleep
  *    costs more than the sleep call (arming, the driver's kick, cold
- *    caches), a trial epoch now and then runs at another level and keeps
- *    it if the CPU per unit of work was lower. poll_max_ns 0 disables
+ *    caches), and less than a gap's worth of polling at depth (one wake-up
+ *    serves all that arrived meanwhile), a trial epoch now and then runs at
+ *    another level (no poll, or one bridging most gaps) and keeps it if the
+ *    CPU per unit of work was lower and the rate of work held (a shorter
+ *    poll may lose at most 15%). poll_max_ns 0 disables
  *    polling past IDLE_SPINS (and the trials).
  *    Messages queued before the reactors start run before the first poll.
  *
