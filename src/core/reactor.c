@@ -100,6 +100,7 @@ struct zoc_reactor {
 	uint32_t trial_wait;      /* epochs with work until the next trial */
 	uint32_t trial_backoff;   /* epochs between trials (doubles after a lost one) */
 	uint64_t trials, trials_won;
+	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
 static struct zoc_reactor *g_reactors;
@@ -452,7 +453,18 @@ static int dispatch_fds_timed(struct zoc_reactor *r, int timeout_ms, uint64_t *w
 	uint64_t cpu0 = wait_cpu ? thread_cpu_ns() : 0;
 	int n;
 
-	n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
+	if (r->sleep_limit_ns &&
+	    (timeout_ms < 0 || r->sleep_limit_ns < (uint64_t)timeout_ms * 1000000ull)) {
+		struct timespec ts = {
+			.tv_sec = (time_t)(r->sleep_limit_ns / 1000000000ull),
+			.tv_nsec = (long)(r->sleep_limit_ns % 1000000000ull),
+		};
+
+		n = epoll_pwait2(r->epfd, evs, EPOLL_BATCH, &ts, NULL);
+	} else {
+		n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
+	}
+	r->sleep_limit_ns = 0;
 	if (wait_cpu)
 		*wait_cpu = thread_cpu_ns() - cpu0;
 
@@ -491,6 +503,16 @@ static int next_timer_ms(struct zoc_reactor *r, uint64_t now)
 	if (next <= now)
 		return 0;
 	return (int)ZOC_MIN((next - now + 999999) / 1000000, 1000);
+}
+
+void zoc_reactor_sleep_at_most(uint64_t ns)
+{
+	struct zoc_reactor *r = t_current;
+
+	if (!r || !ns)
+		return;
+	if (!r->sleep_limit_ns || ns < r->sleep_limit_ns)
+		r->sleep_limit_ns = ns;
 }
 
 static bool arm_all(struct zoc_reactor *r)
@@ -938,6 +960,8 @@ static void reactor_loop(struct zoc_reactor *r)
 			dispatch_fds_timed(r, next_timer_ms(r, last), measure ? &cpu : NULL);
 			if (measure)
 				r->wake_cost_ns = r->wake_cost_ns * 0.875 + (double)cpu * 0.125;
+		} else {
+			r->sleep_limit_ns = 0; /* no sleep: the next round's arms bound the next */
 		}
 		disarm_all(r);
 		if (r->pollers_dirty)

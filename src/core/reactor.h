@@ -124,6 +124,10 @@ int zoc_reactor_add_fd(struct zoc_reactor *r, int fd, uint32_t events, zoc_fd_fn
 int zoc_reactor_mod_fd(struct zoc_reactor *r, int fd, uint32_t events);
 int zoc_reactor_del_fd(struct zoc_reactor *r, int fd);
 
+/* From an arm callback (owner thread): the coming sleep lasts at most ns
+ * (the smallest bound of this round counts; cleared after the sleep). */
+void zoc_reactor_sleep_at_most(uint64_t ns);
+
 /* Any thread. Runs fn(arg) on reactor r, in order of sending per sender.
  * Returns 0 or -ENOMEM. Control-plane only: not for per-I/O work. */
 int zoc_reactor_send_msg(struct zoc_reactor *r, zoc_msg_fn fn, void *arg);

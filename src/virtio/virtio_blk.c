@@ -60,6 +60,14 @@ struct vblk_queue {
 	bool broken_logged;
 	uint64_t notifies; /* signals sent to the driver (call eventfd / interrupt) */
 	uint64_t rescued;  /* of which sent by the lost-interrupt watchdog */
+	/* Kick coalescing (interrupt mode, split ring with EVENT_IDX), see
+	 * vblk_kick_after(). */
+	uint16_t kick_seen; /* requests found at a wake-up: decayed maximum */
+	uint16_t kick_n;    /* the sleep in progress asked for a kick after this many, 0/1: none */
+	uint16_t kick_after; /* what the last arm asked for (device_stats) */
+	uint64_t kick_t0;   /* when that sleep began */
+	uint64_t kick_hold_until; /* a kick per request until then (a wait ended short), 0: none */
+	uint64_t kick_timeouts;
 	uint32_t *base_out;
 	zoc_virtio_done_fn done;
 	void *done_arg;
@@ -450,20 +458,85 @@ static int vblk_poll(void *arg)
 	return n;
 }
 
+/*
+ * Kick coalescing. A sleeping reactor is woken by the driver's kick, and a
+ * kick into a sleeping reactor is dear on both sides in these VMs (a
+ * cross-CPU wake-up: 5-30 us of CPU each). With EVENT_IDX (split rings) the
+ * device chooses when the driver kicks: avail_event n - 1 past the last
+ * request taken asks for one kick per n requests. A driver that keeps a
+ * queue (wake-ups find 8 or more requests) is asked for a kick after a
+ * quarter of the most a recent wake-up found (at most VBLK_KICK_MAX): the
+ * wake-up's latency still brings the rest, and the driver keeps enough in
+ * hand not to run dry while zocd sleeps (asking for half its depth did:
+ * the driver submitted all, then waited on an interrupt too). At queue
+ * depth 32 on a null back end here: 0.5-0.6 us of CPU per I/O and
+ * 500-590K IOPS, against 0.68-0.97 us and 340-490K with a kick per request.
+ * The sleep is bounded (VBLK_KICK_WAIT_NS) in case the driver stops short;
+ * bounds of 0.2-2 ms cost 0.5-1 us of CPU per I/O here (a near timer armed
+ * and cancelled per sleep), 5 ms and more nothing measurable. A wait that ends at the bound with fewer requests says
+ * the driver is shallower (or stopped with a few in flight, as at the end of
+ * a run): back to a kick per request for VBLK_KICK_HOLD_NS, so a driver whose
+ * depth keeps changing stalls at most once a second. Only
+ * above a back end with nothing in flight (a disk's completion wakes the
+ * reactor anyway, and holding requests back would idle it).
+ */
+#define VBLK_KICK_MAX 8
+#define VBLK_KICK_WAIT_NS 5000000ull
+#define VBLK_KICK_HOLD_NS 1000000000ull
+
+static unsigned vblk_kick_after(struct vblk_queue *q)
+{
+	if (q->inflight || !zoc_vq_can_batch(q->vq) || q->kick_seen < 8)
+		return 1;
+	if (q->kick_hold_until) { /* reads the clock only while held */
+		if (zoc_now_ns() < q->kick_hold_until)
+			return 1;
+		q->kick_hold_until = 0;
+	}
+	return ZOC_MAX(1u, ZOC_MIN(q->kick_seen / 4u, (unsigned)VBLK_KICK_MAX));
+}
+
 static int vblk_arm(void *arg)
 {
 	struct vblk_queue *q = arg;
+	unsigned n;
+	int rc;
 
 	vblk_flush_notify(q);
 	if (zoc_vq_broken(q->vq))
 		return 0;
-	return zoc_vq_enable_notify(q->vq);
+	n = vblk_kick_after(q);
+	__atomic_store_n(&q->kick_after, (uint16_t)n, __ATOMIC_RELAXED);
+	if (n <= 1)
+		return zoc_vq_enable_notify(q->vq);
+	rc = zoc_vq_enable_notify_after(q->vq, (uint16_t)n);
+	if (!rc) {
+		zoc_reactor_sleep_at_most(VBLK_KICK_WAIT_NS);
+		q->kick_n = (uint16_t)n;
+		q->kick_t0 = zoc_now_ns();
+	}
+	return rc;
 }
 
 static void vblk_disarm(void *arg)
 {
 	struct vblk_queue *q = arg;
+	unsigned c = zoc_vq_avail_count(q->vq);
 
+	if (q->kick_n) {
+		/* Fewer than asked for by the bound (not woken early by a
+		 * timer, a message or another queue): a shallower driver. */
+		uint64_t now = c < q->kick_n ? zoc_now_ns() : 0;
+
+		if (now && now - q->kick_t0 >= VBLK_KICK_WAIT_NS) {
+			q->kick_timeouts++;
+			q->kick_hold_until = now + VBLK_KICK_HOLD_NS;
+			q->kick_seen = (uint16_t)c;
+		}
+		q->kick_n = 0;
+	}
+	if (c)
+		q->kick_seen = (uint16_t)ZOC_MAX(c, q->kick_seen - q->kick_seen / 8u);
 	zoc_vq_disable_notify(q->vq);
 }
 
@@ -596,6 +669,10 @@ static int vblk_queue_start(struct zoc_virtio_dev *dev, uint16_t qidx, struct zo
 	q->kickfd = kickfd;
 	q->inflight = 0;
 	q->need_notify = false;
+	q->kick_seen = 0;
+	q->kick_n = 0;
+	q->kick_hold_until = 0;
+	q->kick_after = 0;
 	q->stopping = false;
 	q->broken_logged = false;
 	q->running = true;
@@ -780,6 +857,9 @@ json_t *zoc_vblk_stats(struct zoc_vblk *vb)
 					       : json_null());
 		json_object_set_new(o, "inflight",
 				    json_integer(__atomic_load_n(&q->inflight, __ATOMIC_RELAXED)));
+		json_object_set_new(o, "kick_after",
+				    json_integer(__atomic_load_n(&q->kick_after, __ATOMIC_RELAXED)));
+		json_object_set_new(o, "kick_timeouts", json_integer((json_int_t)q->kick_timeouts));
 		json_object_set_new(o, "notifies",
 				    json_integer((json_int_t)__atomic_load_n(&q->notifies, __ATOMIC_RELAXED)));
 		json_object_set_new(o, "rescued_notifies",

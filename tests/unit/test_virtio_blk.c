@@ -2388,6 +2388,16 @@ static void test_interrupt_kicks(void **state)
 	drv_free(d);
 }
 
+/* One figure of queue 0 in device_stats. */
+static long long q_int(struct zoc_vblk *vb, const char *key)
+{
+	json_t *st = dev_stats(vb);
+	long long v = jint(json_array_get(json_object_get(st, "queues"), 0), key);
+
+	json_decref(st);
+	return v;
+}
+
 /* A driver that keeps `depth` reads queued on the null bdev and kicks only
  * when the device's avail_event asks (EVENT_IDX), as Linux and libblkio do.
  * Every request must complete, without errors. */
@@ -2453,8 +2463,18 @@ static void test_interrupt_depths(void **state)
 
 	(void)state;
 	run_depth(d, vb, 1, 2000);
+	assert_true(q_int(vb, "kick_after") <= 1); /* never asked to wait for more */
 	run_depth(d, vb, 48, 20000);
+	print_message("depth 48: kick after %lld, %lld timeouts\n", q_int(vb, "kick_after"),
+		      q_int(vb, "kick_timeouts"));
+	/* wake-ups found dozens: the driver was asked for a kick per few
+	 * (still, or until its last requests waited out the bound) */
+	assert_true(q_int(vb, "kick_after") >= 2 || q_int(vb, "kick_timeouts") >= 1);
+	/* Back to depth 1: served, the wait for more bounded (or never asked). */
 	run_depth(d, vb, 1, 500);
+	print_message("depth 1: kick after %lld, %lld timeouts\n", q_int(vb, "kick_after"),
+		      q_int(vb, "kick_timeouts"));
+	assert_true(q_int(vb, "kick_after") <= 1);
 	dev_down(vb, d);
 	drv_free(d);
 }
