@@ -840,7 +840,7 @@ static void reactor_loop(struct zoc_reactor *r)
 {
 	uint64_t iter = 0;
 	uint32_t busy_it = 0, idle_it = 0;
-	unsigned idle = 0;
+	unsigned idle = 0, spins = ZOC_REACTOR_IDLE_SPINS;
 	uint64_t last = zoc_now_ns();
 	uint64_t idle_start = 0, poll_ns = 0;
 	bool sampling = false;
@@ -928,20 +928,31 @@ static void reactor_loop(struct zoc_reactor *r)
 		}
 		idle_it++;
 		idle++;
-		if (!g_interrupt_mode || idle < ZOC_REACTOR_IDLE_SPINS)
+		if (!g_interrupt_mode)
+			continue;
+		/* Idling starts after IDLE_SPINS empty rounds, or at once when the
+		 * poll time is 0 and no sample is due: spinning even IDLE_SPINS
+		 * rounds catches a driver that sends a request every 1-2 us one
+		 * request at a time, and never sleeps. */
+		if (idle == 1)
+			spins = r->poll_ns || (g_poll_max_ns && r->gap_seq + 1 >= r->sample_every)
+					? ZOC_REACTOR_IDLE_SPINS
+					: 1;
+		if (idle < spins)
 			continue;
 		/* Adaptive poll: the clock is read once when idling starts and then
 		 * every IDLE_SPINS iterations. */
-		if (idle == ZOC_REACTOR_IDLE_SPINS) {
-			idle_start = zoc_now_ns();
+		if (idle == spins) {
 			sampling = g_poll_max_ns && ++r->gap_seq >= r->sample_every;
 			if (sampling) {
 				r->gap_seq = 0;
 				sample_w = (double)r->sample_every / POLL_SAMPLE_EVERY;
 			}
 			poll_ns = sampling ? g_poll_levels_us[r->sample_level] * 1000ull : r->poll_ns;
-			if (poll_ns)
+			if (poll_ns) {
+				idle_start = zoc_now_ns();
 				continue;
+			}
 		} else if (idle % ZOC_REACTOR_IDLE_SPINS || zoc_now_ns() - idle_start < poll_ns) {
 			continue;
 		}
