@@ -100,6 +100,7 @@ struct zoc_reactor {
 	uint32_t trial_wait;      /* epochs with work until the next trial */
 	uint32_t trial_backoff;   /* epochs between trials (doubles after a lost one) */
 	uint64_t trials, trials_won;
+	bool trial_nopoll_next;   /* the next challenger (no keeper) is no poll at all */
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
@@ -714,6 +715,7 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		r->cpw_base = -1;
 		r->trial_wait = TRIAL_FIRST;
 		r->trial_backoff = TRIAL_EVERY;
+		r->trial_nopoll_next = true;
 		return;
 	}
 	if (r->trial_level >= 0) {
@@ -745,12 +747,13 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 	 * finds all that arrived meanwhile). */
 	if (r->keep_level >= 0)
 		r->trial_level = r->model_level;
-	else if (incumbent > 0 && r->trials % 2 == 0)
+	else if (incumbent > 0 && r->trial_nopoll_next)
 		r->trial_level = 0;
 	else
 		r->trial_level = poll_trial_level(r, n);
 	if (r->trial_level == incumbent)
 		r->trial_level = -1;
+	r->trial_nopoll_next = r->trial_level != 0;
 	if (r->trial_level >= 0)
 		r->trials++;
 	else
@@ -854,6 +857,7 @@ static void reactor_loop(struct zoc_reactor *r)
 	r->cpw_base = -1;
 	r->trial_wait = TRIAL_FIRST;
 	r->trial_backoff = TRIAL_EVERY;
+	r->trial_nopoll_next = true;
 	r->ep_cpu = thread_cpu_ns();
 	r->ep_work = r->work_total;
 	r->wake_cost_ns = POLL_WAKE_COST_NS;
