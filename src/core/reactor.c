@@ -710,7 +710,10 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 
 	r->ep_cpu = cpu;
 	r->ep_work = r->work_total;
-	if (cpw < 0) { /* idle or nearly: start over with the next load */
+	/* Idle or nearly, or slept through most of the epoch (a sleep ends an
+	 * epoch only when it wakes up, so the gap between two loads can be one
+	 * long epoch with the last one's work): start over with the next load. */
+	if (cpw < 0 || epoch_ns > 2 * POLL_EPOCH_NS) {
 		r->keep_level = r->trial_level = -1;
 		r->cpw_base = -1;
 		r->trial_wait = TRIAL_FIRST;
@@ -725,6 +728,9 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		bool won = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN) &&
 			   (r->trial_level > incumbent || rate >= r->rate_base * (1.0 - TRIAL_RATE_TOL));
 
+		ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force %.0f), "
+			  "%.0f units/ms (%.0f): %s", r->idx, g_poll_levels_us[r->trial_level], cpw,
+			  r->cpw_base, rate, r->rate_base, won ? "kept" : "dropped");
 		if (won) {
 			r->trials_won++;
 			r->keep_level = r->trial_level == r->model_level ? -1 : r->trial_level;
