@@ -555,11 +555,9 @@ static int vblk_watchdog(void *arg)
 {
 	struct vblk_queue *q = arg;
 
-	if (q->vq && !q->stopping && zoc_vq_watchdog(q->vq)) {
+	if (q->vq && !q->stopping && zoc_vq_watchdog_log(q->vq, q->vb->name, q->idx)) {
 		q->notifies++;
 		q->rescued++;
-		ZOC_WARN_RL("%s: queue %u: the driver waited for an interrupt that was "
-			    "suppressed; sent one", q->vb->name, q->idx);
 	}
 	return 0; /* not work: the reactor's idle accounting is unchanged */
 }
@@ -584,7 +582,10 @@ static void queue_start_on_owner(void *arg)
 	snprintf(name, sizeof(name), "vblk-%u", q->idx);
 	q->poller = zoc_poller_register(r, &vblk_poller_ops, q, 0, name);
 	q->watchdog = zoc_poller_register(r, &vblk_watchdog_ops, q, VBLK_WATCHDOG_US, name);
-	if (!q->ch || !q->poller || !q->watchdog) {
+	if (!q->watchdog) /* a safety net: the queue serves without it */
+		ZOC_WARN("%s: queue %u: no lost-interrupt watchdog (no memory)", q->vb->name,
+			 q->idx);
+	if (!q->ch || !q->poller) {
 		/* Cannot serve: leave the queue idle, say so. */
 		ZOC_ERR("%s: queue %u cannot start on reactor %u (no memory / channel)",
 			q->vb->name, q->idx, zoc_reactor_index(r));

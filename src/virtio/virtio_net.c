@@ -1138,11 +1138,8 @@ static int vnet_watchdog(void *arg)
 {
 	struct vnet_queue *q = arg;
 
-	if (q->vq && zoc_vq_watchdog(q->vq)) {
+	if (q->vq && zoc_vq_watchdog_log(q->vq, q->vn->name, q->idx))
 		q->stats.rescued++;
-		ZOC_WARN_RL("%s: queue %u: the driver waited for an interrupt that was "
-			    "suppressed; sent one", q->vn->name, q->idx);
-	}
 	return 0; /* not work */
 }
 

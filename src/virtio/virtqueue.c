@@ -1539,6 +1539,15 @@ int zoc_vq_watchdog(struct zoc_vq *vq)
 	return 1;
 }
 
+int zoc_vq_watchdog_log(struct zoc_vq *vq, const char *dev, unsigned qidx)
+{
+	if (!zoc_vq_watchdog(vq))
+		return 0;
+	ZOC_WARN_RL("%s: queue %u: the driver waited for an interrupt that was suppressed; "
+		    "sent one", dev, qidx);
+	return 1;
+}
+
 bool zoc_vq_restored(const struct zoc_vq *vq)
 {
 	return vq->restored;

@@ -243,6 +243,9 @@ int zoc_vq_signal(struct zoc_vq *vq);
  * Returns 1 if it signalled. At most one spurious interrupt per idle period
  * after suppressed notifications; none for a driver that is up to date. */
 int zoc_vq_watchdog(struct zoc_vq *vq);
+/* zoc_vq_watchdog() for a device's timed poller: a rescue is logged (rate
+ * limited) as queue `qidx` of device `dev`. Returns 1 if it signalled. */
+int zoc_vq_watchdog_log(struct zoc_vq *vq, const char *dev, unsigned qidx);
 /* The value GET_VRING_BASE returns (same encoding as cfg->base; packed
  * includes the used half in bits 16-31). Only meaningful once in-flight
  * requests are completed. */
