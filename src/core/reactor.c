@@ -714,6 +714,8 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 	 * epoch only when it wakes up, so the gap between two loads can be one
 	 * long epoch with the last one's work): start over with the next load. */
 	if (cpw < 0 || epoch_ns > 2 * POLL_EPOCH_NS) {
+		if (r->keep_level >= 0 || r->trial_level >= 0)
+			ZOC_DEBUG("reactor %u: load ended: trials start over", r->idx);
 		r->keep_level = r->trial_level = -1;
 		r->cpw_base = -1;
 		r->trial_wait = TRIAL_FIRST;
@@ -747,14 +749,15 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 	r->cpw_base = r->cpw_base < 0 ? cpw : (r->cpw_base + cpw) / 2;
 	if (r->trial_wait && --r->trial_wait)
 		return;
-	/* Challenge the level in force: the model's choice if a trial won;
-	 * else, in turn, a level that bridges most gaps and no poll at all
-	 * (the gap model prices a sleep per gap, but at depth one wake-up
-	 * finds all that arrived meanwhile). */
-	if (r->keep_level >= 0)
-		r->trial_level = r->model_level;
-	else if (incumbent > 0 && r->trial_nopoll_next)
+	/* Challenge the level in force, in turn with no poll at all (the gap
+	 * model prices a sleep per gap, but at depth one wake-up finds all
+	 * that arrived meanwhile; and a load can deepen without a pause that
+	 * would reset a level kept for a shallower one): the model's choice
+	 * if a trial won, else a level that bridges most gaps. */
+	if (incumbent > 0 && r->trial_nopoll_next)
 		r->trial_level = 0;
+	else if (r->keep_level >= 0)
+		r->trial_level = r->model_level;
 	else
 		r->trial_level = poll_trial_level(r, n);
 	if (r->trial_level == incumbent)
