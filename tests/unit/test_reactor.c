@@ -414,10 +414,12 @@ static void test_poll_tuning(void **state)
 	assert_true(wake > 0);
 	/* Sampled gaps are polled up to the first level of twice the wake
 	 * cost (4 us at least: one level above the choice), not to the
-	 * ceiling. */
+	 * ceiling. The level was set at the last epoch; the wake cost read
+	 * here may have moved since (1/8 per measurement): a quarter's slack
+	 * (it failed 1 in ~30 runs at 64 us against 32.7 us without). */
 	assert_true(sample >= 4000 && sample <= 256000);
-	assert_true(sample >= 2 * wake || sample == 256000);
-	assert_true(sample <= 4000 || sample / 2 < 2 * wake);
+	assert_true(4 * sample >= 6 * wake || sample == 256000);
+	assert_true(sample <= 4000 || 4 * (sample / 2) < 10 * wake);
 	/* Gaps of ~1 us (the timer's overshoot aside): bridging one by polling
 	 * costs less than a sleep/wake cycle costs on any machine we know (the
 	 * cycle is 2+ us on bare metal), so the tuner polls. */
