@@ -677,7 +677,7 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_MIN_WORK 200
 #define TRIAL_COVER 0.9
 #define TRIAL_GAIN 0.05
-#define TRIAL_RATE_TOL 0.15
+#define TRIAL_RATE_TOL 0.10
 #define TRIAL_FIRST 4
 #define TRIAL_EVERY 20
 #define TRIAL_RAREST 64

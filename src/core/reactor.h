@@ -36,7 +36,7 @@
  *    serves all that arrived meanwhile), a trial epoch now and then runs at
  *    another level (no poll, or one bridging most gaps) and keeps it if the
  *    CPU per unit of work was lower and the rate of work held (a shorter
- *    poll may lose at most 15%). poll_max_ns 0 disables
+ *    poll may lose at most 10%). poll_max_ns 0 disables
  *    polling past IDLE_SPINS (and the trials).
  *    Messages queued before the reactors start run before the first poll.
  *
