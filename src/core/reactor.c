@@ -466,6 +466,7 @@ static int dispatch_fds_timed(struct zoc_reactor *r, int timeout_ms, uint64_t *w
 		n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
 	}
 	r->sleep_limit_ns = 0;
+
 	if (wait_cpu)
 		*wait_cpu = thread_cpu_ns() - cpu0;
 
@@ -516,6 +517,7 @@ void zoc_reactor_sleep_at_most(uint64_t ns)
 		r->sleep_limit_ns = ns;
 }
 
+/* Interrupt mode: arm every poller; returns true if one has work already. */
 static bool arm_all(struct zoc_reactor *r)
 {
 	bool work = false;

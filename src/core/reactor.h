@@ -19,7 +19,8 @@
  *    every iteration).
  *  - interrupt (--interrupt-mode): when the reactor has found no work for
  *    its adaptive poll time (see below; at least ZOC_REACTOR_IDLE_SPINS
- *    iterations, or one when that time is 0), it asks every poller to arm its interrupt
+ *    iterations, or one when that time is 0), it asks every poller to arm
+ *    its interrupt
  *    (arm callback: enable notifications, return nonzero if work slipped in)
  *    and then sleeps in epoll_wait() on the fds its pollers registered (kick
  *    eventfds, io_uring eventfds, sockets) and its message eventfd.

@@ -467,18 +467,19 @@ static int vblk_poll(void *arg)
  * queue (wake-ups find 8 or more requests) is asked for a kick after a
  * quarter of the most a recent wake-up found (at most VBLK_KICK_MAX): the
  * wake-up's latency still brings the rest, and the driver keeps enough in
- * hand not to run dry while zocd sleeps (asking for half its depth did:
- * the driver submitted all, then waited on an interrupt too). At queue
- * depth 32 on a null back end here: 0.5-0.6 us of CPU per I/O and
- * 500-590K IOPS, against 0.68-0.97 us and 340-490K with a kick per request.
- * The sleep is bounded (VBLK_KICK_WAIT_NS) in case the driver stops short;
- * bounds of 0.2-2 ms cost 0.5-1 us of CPU per I/O here (a near timer armed
- * and cancelled per sleep), 5 ms and more nothing measurable. A wait that ends at the bound with fewer requests says
- * the driver is shallower (or stopped with a few in flight, as at the end of
- * a run): back to a kick per request for VBLK_KICK_HOLD_NS, so a driver whose
- * depth keeps changing stalls at most once a second. Only
- * above a back end with nothing in flight (a disk's completion wakes the
- * reactor anyway, and holding requests back would idle it).
+ * hand not to run dry while zocd sleeps (asking for half its depth did: the
+ * driver submitted all, then waited on an interrupt too). At queue depth 32
+ * on a null back end here: 0.5-0.6 us of CPU per I/O and 500-590K IOPS,
+ * against 0.68-0.97 us and 340-490K with a kick per request. The sleep is
+ * bounded (VBLK_KICK_WAIT_NS) in case the driver stops short; bounds of
+ * 0.2-2 ms cost 0.5-1 us of CPU per I/O here (a near timer armed and
+ * cancelled per sleep), 5 ms and more nothing measurable. A wait that ends
+ * at the bound with fewer requests says the driver is shallower (or stopped
+ * with a few in flight, as at the end of a run): back to a kick per request
+ * for VBLK_KICK_HOLD_NS, so a driver whose depth keeps changing stalls at
+ * most once a second. Only above a back end with nothing in flight (a
+ * disk's completion wakes the reactor anyway, and holding requests back
+ * would idle it).
  */
 #define VBLK_KICK_MAX 8
 #define VBLK_KICK_WAIT_NS 5000000ull
