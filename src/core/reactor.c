@@ -702,6 +702,17 @@ static int poll_trial_level(const struct zoc_reactor *r, double n)
 	return -1;
 }
 
+/* A new load (or the reactor's start): no kept level, no trial in progress,
+ * the first trial TRIAL_FIRST epochs away and a no-poll one. */
+static void trials_start_over(struct zoc_reactor *r)
+{
+	r->keep_level = r->trial_level = -1;
+	r->cpw_base = -1;
+	r->trial_wait = TRIAL_FIRST;
+	r->trial_backoff = TRIAL_EVERY;
+	r->trial_nopoll_next = true;
+}
+
 /* n: the sampled gaps in the histogram. */
 static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 {
@@ -718,11 +729,7 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 	if (cpw < 0 || epoch_ns > 2 * POLL_EPOCH_NS) {
 		if (r->keep_level >= 0 || r->trial_level >= 0)
 			ZOC_DEBUG("reactor %u: load ended: trials start over", r->idx);
-		r->keep_level = r->trial_level = -1;
-		r->cpw_base = -1;
-		r->trial_wait = TRIAL_FIRST;
-		r->trial_backoff = TRIAL_EVERY;
-		r->trial_nopoll_next = true;
+		trials_start_over(r);
 		return;
 	}
 	if (r->trial_level >= 0) {
@@ -868,11 +875,7 @@ static void reactor_loop(struct zoc_reactor *r)
 	 * sampled gaps say polling pays. */
 	poll_set_level(r, 0);
 	r->model_level = 0;
-	r->keep_level = r->trial_level = -1;
-	r->cpw_base = -1;
-	r->trial_wait = TRIAL_FIRST;
-	r->trial_backoff = TRIAL_EVERY;
-	r->trial_nopoll_next = true;
+	trials_start_over(r);
 	r->ep_cpu = thread_cpu_ns();
 	r->ep_work = r->work_total;
 	r->wake_cost_ns = POLL_WAKE_COST_NS;
