@@ -63,7 +63,7 @@ struct vblk_queue {
 	/* Kick coalescing (interrupt mode, split ring with EVENT_IDX), see
 	 * vblk_kick_after(). */
 	uint16_t kick_seen; /* requests found at a wake-up: decayed maximum */
-	uint16_t kick_n;    /* the sleep in progress asked for a kick after this many, 0/1: none */
+	uint16_t kick_n;    /* the sleep in progress asked for a kick after this many, 0: none */
 	uint16_t kick_after; /* what the last arm asked for (device_stats) */
 	uint64_t kick_t0;   /* when that sleep began */
 	uint64_t kick_hold_until; /* a kick per request until then (a wait ended short), 0: none */
@@ -481,20 +481,21 @@ static int vblk_poll(void *arg)
  * disk's completion wakes the reactor anyway, and holding requests back
  * would idle it).
  */
+#define VBLK_KICK_MIN_SEEN 8 /* a quarter of it: at least 2 */
 #define VBLK_KICK_MAX 8
 #define VBLK_KICK_WAIT_NS 5000000ull
 #define VBLK_KICK_HOLD_NS 1000000000ull
 
 static unsigned vblk_kick_after(struct vblk_queue *q)
 {
-	if (q->inflight || !zoc_vq_can_batch(q->vq) || q->kick_seen < 8)
+	if (q->inflight || !zoc_vq_can_batch(q->vq) || q->kick_seen < VBLK_KICK_MIN_SEEN)
 		return 1;
 	if (q->kick_hold_until) { /* reads the clock only while held */
 		if (zoc_now_ns() < q->kick_hold_until)
 			return 1;
 		q->kick_hold_until = 0;
 	}
-	return ZOC_MAX(1u, ZOC_MIN(q->kick_seen / 4u, (unsigned)VBLK_KICK_MAX));
+	return ZOC_MIN(q->kick_seen / 4u, (unsigned)VBLK_KICK_MAX);
 }
 
 static int vblk_arm(void *arg)
@@ -508,10 +509,8 @@ static int vblk_arm(void *arg)
 		return 0;
 	n = vblk_kick_after(q);
 	__atomic_store_n(&q->kick_after, (uint16_t)n, __ATOMIC_RELAXED);
-	if (n <= 1)
-		return zoc_vq_enable_notify(q->vq);
 	rc = zoc_vq_enable_notify_after(q->vq, (uint16_t)n);
-	if (!rc) {
+	if (!rc && n > 1) {
 		zoc_reactor_sleep_at_most(VBLK_KICK_WAIT_NS);
 		q->kick_n = (uint16_t)n;
 		q->kick_t0 = zoc_now_ns();
@@ -524,18 +523,18 @@ static void vblk_disarm(void *arg)
 	struct vblk_queue *q = arg;
 	unsigned c = zoc_vq_avail_count(q->vq);
 
-	if (q->kick_n) {
-		/* Fewer than asked for by the bound (not woken early by a
-		 * timer, a message or another queue): a shallower driver. */
-		uint64_t now = c < q->kick_n ? zoc_now_ns() : 0;
+	/* Fewer than asked for by the bound (not woken early by a timer, a
+	 * message or another queue): a shallower driver. */
+	if (q->kick_n && c < q->kick_n) {
+		uint64_t now = zoc_now_ns();
 
-		if (now && now - q->kick_t0 >= VBLK_KICK_WAIT_NS) {
+		if (now - q->kick_t0 >= VBLK_KICK_WAIT_NS) {
 			q->kick_timeouts++;
 			q->kick_hold_until = now + VBLK_KICK_HOLD_NS;
 			q->kick_seen = (uint16_t)c;
 		}
-		q->kick_n = 0;
 	}
+	q->kick_n = 0;
 	if (c)
 		q->kick_seen = (uint16_t)ZOC_MAX(c, q->kick_seen - q->kick_seen / 8u);
 	zoc_vq_disable_notify(q->vq);
