@@ -312,9 +312,7 @@ struct gapsrc {
 static int gap_poll(void *arg)
 {
 	struct gapsrc *g = arg;
-	uint64_t now = zoc_now_ns();
-
-	uint64_t n = 1;
+	uint64_t now = zoc_now_ns(), n = 1;
 
 	if (g->kick_ns && !g->due)
 		g->due = now;

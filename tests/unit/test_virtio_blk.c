@@ -763,6 +763,16 @@ static long long jint(json_t *o, const char *key)
 	return json_integer_value(v);
 }
 
+/* One figure of queue 0 in device_stats. */
+static long long q_int(struct zoc_vblk *vb, const char *key)
+{
+	json_t *st = dev_stats(vb);
+	long long v = jint(json_array_get(json_object_get(st, "queues"), 0), key);
+
+	json_decref(st);
+	return v;
+}
+
 /* A device on bdev with nq queues, all features, queue 0 started on d. */
 static struct zoc_vblk *dev_up(const char *name, const char *bdev, uint16_t nq, struct drv *d)
 {
@@ -2196,13 +2206,7 @@ static void test_notifications(void **state)
 	*used_event = 6;
 	assert_true(drv_wait_call(d, 2000) > 0);
 	assert_int_equal(drv_wait_call(d, 300), 0);
-	{
-		json_t *st = dev_stats(vb);
-		json_t *q0 = json_array_get(json_object_get(st, "queues"), 0);
-
-		assert_int_equal(jint(q0, "rescued_notifies"), 1);
-		json_decref(st);
-	}
+	assert_int_equal(q_int(vb, "rescued_notifies"), 1);
 	dev_down(vb, d);
 	drv_free(d);
 }
@@ -2388,16 +2392,6 @@ static void test_interrupt_kicks(void **state)
 	drv_free(d);
 }
 
-/* One figure of queue 0 in device_stats. */
-static long long q_int(struct zoc_vblk *vb, const char *key)
-{
-	json_t *st = dev_stats(vb);
-	long long v = jint(json_array_get(json_object_get(st, "queues"), 0), key);
-
-	json_decref(st);
-	return v;
-}
-
 /* A driver that keeps `depth` reads queued on the null bdev and kicks only
  * when the device's avail_event asks (EVENT_IDX), as Linux and libblkio do.
  * Every request must complete, without errors. */
@@ -2409,11 +2403,8 @@ static void run_depth(struct drv *d, struct zoc_vblk *vb, int depth, int total)
 	int outstanding = 0, submitted = 0, done = 0;
 	uint64_t end = now_ms() + WAIT_MS;
 	json_t *st, *q0;
-	long long reads0;
+	long long reads0 = q_int(vb, "read_ops");
 
-	st = dev_stats(vb);
-	reads0 = jint(json_array_get(json_object_get(st, "queues"), 0), "read_ops");
-	json_decref(st);
 	put_hdr(d, hdr_gpa(0), VIRTIO_BLK_T_IN, 0);
 	while (done < total) {
 		uint16_t now;
