@@ -28,9 +28,11 @@
  * In interrupt mode an eventfd is registered with the ring and watched
  * edge-triggered by the reactor, never read: the kernel signals it when the
  * deferred work list goes from empty to non-empty (or, on a plain ring, per
- * CQE batch), which is exactly when a sleeping reactor must wake. The arm
- * callback reports work already in the SQ, CQ, deferred list or overflow list,
- * so no completion can arrive while the reactor sleeps without a signal.
+ * CQE batch), which is exactly when a sleeping reactor must wake. It is
+ * enabled only from arm to disarm, i.e. while the reactor sleeps (see
+ * efd_enable()). The arm callback reports work already in the SQ, CQ,
+ * deferred list or overflow list, so no completion can arrive while the
+ * reactor sleeps without a signal.
  */
 #include "blk/bdev.h"
 
@@ -363,22 +365,48 @@ static int uring_poll(void *arg)
 	return work;
 }
 
+/* Interrupt mode: the ring's eventfd is enabled only while the reactor
+ * sleeps. Awake, the poller reads IORING_SQ_TASKRUN and the CQ itself, and a
+ * signal would only cost a wake-up later for work already done: the kernel
+ * signals when a completion joins the deferred list and again when it turns
+ * into a CQE inside our own io_uring_enter(), which left an epoll_wait per
+ * I/O that returned at once (at depth one: 3 epoll_waits per request).
+ * IORING_CQ_EVENTFD_DISABLED is a flag in the CQ ring, a store, no syscall. */
+static void efd_enable(struct uring_rctx *rc, bool on)
+{
+	unsigned *flags = rc->ring.cq.kflags;
+
+	if (rc->efd < 0 || !flags)
+		return; /* polling mode; or a kernel before 5.8: always enabled */
+	if (on)
+		__atomic_fetch_and(flags, ~IORING_CQ_EVENTFD_DISABLED, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_or(flags, IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELAXED);
+}
+
 static int uring_arm(void *arg)
 {
 	struct uring_rctx *rc = arg;
 
-	/* The eventfd stays enabled in interrupt mode: only say whether there is
-	 * work that no eventfd signal would announce. The kernel signals it when
-	 * the deferred list becomes non-empty, after setting IORING_SQ_TASKRUN:
-	 * a clear flag here means the next completion will signal. */
+	/* Enable the eventfd first (a full barrier), then say whether there is
+	 * work that no signal would announce. The kernel sets IORING_SQ_TASKRUN
+	 * before it reads the disabled flag to decide on a signal: either it
+	 * sees the eventfd enabled, or we see the flag here. */
+	efd_enable(rc, true);
 	return rc->wait_head || io_uring_sq_ready(&rc->ring) || io_uring_cq_ready(&rc->ring) ||
 	       (IO_URING_READ_ONCE(*rc->ring.sq.kflags) &
 		(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
 }
 
+static void uring_disarm(void *arg)
+{
+	efd_enable(arg, false);
+}
+
 static const struct zoc_poller_ops uring_poller_ops = {
 	.poll = uring_poll,
 	.arm = uring_arm,
+	.disarm = uring_disarm,
 };
 
 static void uring_efd_handler(void *arg, uint32_t events)
@@ -445,6 +473,7 @@ static struct uring_rctx *rctx_get(struct zoc_reactor *r)
 			ZOC_ERR("bdev uring: cannot watch the ring's eventfd: %s", strerror(-ret));
 			goto fail_efd;
 		}
+		efd_enable(rc, false); /* until the reactor arms to sleep */
 	}
 	rc->poller = zoc_poller_register(r, &uring_poller_ops, rc, 0, "bdev_uring");
 	if (!rc->poller) {
