@@ -101,6 +101,7 @@ struct zoc_reactor {
 	uint32_t trial_backoff;   /* epochs between trials (doubles after a lost one) */
 	uint64_t trials, trials_won;
 	bool trial_nopoll_next;   /* the next challenger (no keeper) is no poll at all */
+	uint32_t odd_epochs;      /* epochs in a row far off the level's rate */
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
@@ -674,7 +675,11 @@ static int poll_sample_level(const struct zoc_reactor *r)
  * start TRIAL_FIRST epochs into a load and come every TRIAL_EVERY epochs,
  * backing off to TRIAL_RAREST after lost ones: a losing trial costs at most
  * one epoch in 64 of polling bounded gaps. An epoch with too little work
- * (the load stopped) forgets the result.
+ * (the load stopped) forgets the result, and so do two epochs in a row whose
+ * units per second are TRIAL_NEW_LOAD times off the level's (a new load
+ * with no pause before it: bench/blk.sh's next client, a driver whose depth
+ * changed; a depth-one load after a deep one had kept no-poll for 2-3 s,
+ * sleeping per request at a third of the IOPS polling gave).
  */
 #define TRIAL_MIN_WORK 200
 #define TRIAL_COVER 0.9
@@ -683,6 +688,7 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_FIRST 4
 #define TRIAL_EVERY 20
 #define TRIAL_RAREST 64
+#define TRIAL_NEW_LOAD 3.0
 
 /* The smallest level above the model's that bridges TRIAL_COVER of the
  * n sampled gaps (the histogram's total), or -1. */
@@ -754,10 +760,29 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		r->trial_wait = r->trial_backoff;
 		return;
 	}
+	/* The load changed without a pause (the next client connected as the
+	 * last one left, or the driver's depth changed): what was kept or lost
+	 * was measured on another load, so trials start over, the first soon.
+	 * Two epochs in a row must say so: one slow epoch is noise here. */
+	if (r->cpw_base > 0 && (rate > r->rate_base * TRIAL_NEW_LOAD ||
+				rate * TRIAL_NEW_LOAD < r->rate_base)) {
+		if (++r->odd_epochs < 2)
+			return; /* not part of the level's baseline */
+		ZOC_DEBUG("reactor %u: load changed (%.0f units/ms, was %.0f): trials start over",
+			  r->idx, rate, r->rate_base);
+		trials_start_over(r);
+		incumbent = r->model_level;
+	}
+	r->odd_epochs = 0;
 	r->rate_base = r->cpw_base < 0 ? rate : (r->rate_base + rate) / 2;
 	r->cpw_base = r->cpw_base < 0 ? cpw : (r->cpw_base + cpw) / 2;
 	if (r->trial_wait && --r->trial_wait)
 		return;
+	/* A kept level the model now agrees with is no longer a choice against
+	 * it, and must not stop the other challengers (it did: trials against
+	 * the model's own level are none). */
+	if (r->keep_level == r->model_level)
+		r->keep_level = -1;
 	/* Challenge the level in force, in turn with no poll at all (the gap
 	 * model prices a sleep per gap, but at depth one wake-up finds all
 	 * that arrived meanwhile; and a load can deepen without a pause that

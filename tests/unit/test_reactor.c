@@ -305,6 +305,12 @@ struct gapsrc {
 	 * and the kick comes kick_ns after the first (the wake-up's latency
 	 * and the driver's own batching). 0: one unit per due time. */
 	uint64_t kick_ns;
+	/* At switch_at (0: never) the source becomes `next`, with no pause:
+	 * one client leaving as the next connects. */
+	uint64_t switch_at;
+	struct {
+		uint64_t gap_ns, arm_ns, kick_ns;
+	} next;
 	int tfd;
 	int done;
 };
@@ -314,6 +320,13 @@ static int gap_poll(void *arg)
 	struct gapsrc *g = arg;
 	uint64_t now = zoc_now_ns(), n = 1;
 
+	if (g->switch_at && now >= g->switch_at) {
+		g->gap_ns = g->next.gap_ns;
+		g->arm_ns = g->next.arm_ns;
+		g->kick_ns = g->next.kick_ns;
+		g->switch_at = 0;
+		g->due = now;
+	}
 	if (g->kick_ns && !g->due)
 		g->due = now;
 	if (now < g->due)
@@ -355,39 +368,48 @@ static void gap_fd(void *arg, uint32_t events)
 		return;
 }
 
-static uint64_t run_gaps_src(uint64_t gap_ns, uint64_t arm_ns, uint64_t kick_ns,
-			     uint64_t *wake_cost, uint64_t *sample, uint64_t *won_out)
+/* Runs one reactor on source g for switch_ns (0: no switch) + 600 ms. */
+static uint64_t run_src(struct gapsrc *g, uint64_t switch_ns, uint64_t *wake_cost,
+			uint64_t *sample, uint64_t *won_out)
 {
 	struct zoc_reactor_opts o = {.interrupt_mode = true};
-	struct gapsrc g = {.gap_ns = gap_ns, .arm_ns = arm_ns, .kick_ns = kick_ns};
 	uint64_t trials, won;
 	struct zoc_poller_ops ops = {.poll = gap_poll, .arm = gap_arm};
 	uint64_t poll_ns;
 
-	g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
-	assert_true(g.tfd >= 0);
+	g->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+	assert_true(g->tfd >= 0);
 	assert_int_equal(zoc_reactors_init(&o), 0);
-	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, &g, 0, "gaps"));
-	assert_int_equal(zoc_reactor_add_fd(zoc_reactor_get(0), g.tfd, EPOLLIN, gap_fd, &g), 0);
-	g.end = zoc_now_ns() + 600000000ull; /* 12 epochs */
+	assert_non_null(zoc_poller_register(zoc_reactor_get(0), &ops, g, 0, "gaps"));
+	assert_int_equal(zoc_reactor_add_fd(zoc_reactor_get(0), g->tfd, EPOLLIN, gap_fd, g), 0);
+	g->switch_at = switch_ns ? zoc_now_ns() + switch_ns : 0;
+	g->end = zoc_now_ns() + switch_ns + 600000000ull; /* 12 epochs */
 	assert_int_equal(zoc_reactors_run(), 0);
 	poll_ns = zoc_reactor_poll_ns(zoc_reactor_get(0));
 	*wake_cost = zoc_reactor_wake_cost_ns(zoc_reactor_get(0));
 	*sample = zoc_reactor_sample_ns(zoc_reactor_get(0));
 	zoc_reactor_trials(zoc_reactor_get(0), &trials, &won);
-	zoc_reactor_del_fd(zoc_reactor_get(0), g.tfd);
+	zoc_reactor_del_fd(zoc_reactor_get(0), g->tfd);
 	zoc_reactors_fini();
-	close(g.tfd);
+	close(g->tfd);
 	if (won_out)
 		*won_out = won;
-	print_message("gap %lu us, arm %lu us, kick %lu us: poll %lu us, wake cost %lu ns, "
+	print_message("gap %lu us, arm %lu us, kick %lu us%s: poll %lu us, wake cost %lu ns, "
 		      "samples polled up to %lu us, %d units, trials %lu (won %lu)\n",
-		      (unsigned long)(gap_ns / 1000), (unsigned long)(arm_ns / 1000),
-		      (unsigned long)(kick_ns / 1000),
+		      (unsigned long)(g->gap_ns / 1000), (unsigned long)(g->arm_ns / 1000),
+		      (unsigned long)(g->kick_ns / 1000), switch_ns ? " (after a switch)" : "",
 		      (unsigned long)(poll_ns / 1000), (unsigned long)*wake_cost,
-		      (unsigned long)(*sample / 1000), g.done, (unsigned long)trials,
+		      (unsigned long)(*sample / 1000), g->done, (unsigned long)trials,
 		      (unsigned long)won);
 	return poll_ns;
+}
+
+static uint64_t run_gaps_src(uint64_t gap_ns, uint64_t arm_ns, uint64_t kick_ns,
+			     uint64_t *wake_cost, uint64_t *sample, uint64_t *won_out)
+{
+	struct gapsrc g = {.gap_ns = gap_ns, .arm_ns = arm_ns, .kick_ns = kick_ns};
+
+	return run_src(&g, 0, wake_cost, sample, won_out);
 }
 
 static uint64_t run_gaps_armed(uint64_t gap_ns, uint64_t arm_ns, uint64_t *wake_cost,
@@ -441,6 +463,19 @@ static void test_poll_tuning(void **state)
 	poll = run_gaps_src(1000, 0, 300000, &wake, &sample, &won);
 	assert_int_equal(poll, 0);
 	assert_true(won >= 1);
+	/* That deep queue, then at once the dear arms with 10 us gaps (a
+	 * client at depth one connecting as the deep one leaves): the no-poll
+	 * level kept for the first load must not outlive it. The rate moves
+	 * 10x, trials start over, and polling wins within the 12 epochs (the
+	 * kept level, which the model came to share, used to stop every
+	 * challenger). */
+	{
+		struct gapsrc g = {.gap_ns = 1000, .kick_ns = 300000,
+				   .next = {.gap_ns = 10000, .arm_ns = 60000}};
+
+		poll = run_src(&g, 400000000ull, &wake, &sample, &won);
+		assert_true(poll >= 16000);
+	}
 }
 
 static void test_pool(void **state)
