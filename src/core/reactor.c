@@ -102,6 +102,7 @@ struct zoc_reactor {
 	uint64_t trials, trials_won;
 	bool trial_nopoll_next;   /* the next challenger (no keeper) is no poll at all */
 	uint32_t odd_epochs;      /* epochs in a row far off the level's rate */
+	uint32_t lost_in_row;     /* trials lost since the last win or start-over */
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
 } __attribute__((aligned(ZOC_CACHELINE)));
 
@@ -672,9 +673,12 @@ static int poll_sample_level(const struct zoc_reactor *r)
  * kept, a shorter one only if the epoch's units per second stayed within
  * TRIAL_RATE_TOL of the level in force (a driver slowed down by our sleeps,
  * as a kick-coalescing scheme did here, is no saving). Trials
- * start TRIAL_FIRST epochs into a load and come every TRIAL_EVERY epochs,
- * backing off to TRIAL_RAREST after lost ones: a losing trial costs at most
- * one epoch in 64 of polling bounded gaps. An epoch with too little work
+ * start TRIAL_FIRST epochs into a load (a deep queue polled its first 300
+ * ms at 3x the CPU per I/O with 4) and come every TRIAL_EVERY epochs,
+ * backing off to TRIAL_RAREST after lost ones, except that the first loss
+ * on a load gives the other kind of challenger its turn TRIAL_FIRST epochs
+ * later: a losing trial costs at most one epoch in 64 of polling bounded
+ * gaps. An epoch with too little work
  * (the load stopped) forgets the result, and so do two epochs in a row whose
  * units per second are TRIAL_NEW_LOAD times off the level's (a new load
  * with no pause before it: bench/blk.sh's next client, a driver whose depth
@@ -685,7 +689,7 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_COVER 0.9
 #define TRIAL_GAIN 0.05
 #define TRIAL_RATE_TOL 0.10
-#define TRIAL_FIRST 4
+#define TRIAL_FIRST 2
 #define TRIAL_EVERY 20
 #define TRIAL_RAREST 64
 #define TRIAL_NEW_LOAD 3.0
@@ -717,6 +721,7 @@ static void trials_start_over(struct zoc_reactor *r)
 	r->trial_wait = TRIAL_FIRST;
 	r->trial_backoff = TRIAL_EVERY;
 	r->trial_nopoll_next = true;
+	r->lost_in_row = 0;
 }
 
 /* n: the sampled gaps in the histogram. */
@@ -752,12 +757,19 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 			r->trials_won++;
 			r->keep_level = r->trial_level == r->model_level ? -1 : r->trial_level;
 			r->trial_backoff = TRIAL_EVERY;
+			r->lost_in_row = 0;
+			r->trial_wait = r->trial_backoff;
+		} else if (r->lost_in_row++ == 0) {
+			/* The other kind of challenger has not had its turn on
+			 * this load: soon (a depth-one load whose no-poll trial
+			 * lost waited 2 s to try a poll). */
+			r->trial_wait = TRIAL_FIRST;
 		} else {
 			r->trial_backoff = ZOC_MIN(r->trial_backoff * 2, TRIAL_RAREST);
+			r->trial_wait = r->trial_backoff;
 		}
 		r->trial_level = -1;
 		r->cpw_base = -1; /* measure the level in force afresh */
-		r->trial_wait = r->trial_backoff;
 		return;
 	}
 	/* The load changed without a pause (the next client connected as the
