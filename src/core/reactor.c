@@ -674,16 +674,17 @@ static int poll_sample_level(const struct zoc_reactor *r)
  * model's own choice again. A level that is TRIAL_GAIN cheaper per unit is
  * kept, a shorter one only if the epoch's units per second stayed within
  * TRIAL_RATE_TOL of the level in force (a driver slowed down by our sleeps,
- * as a kick-coalescing scheme did here, is no saving). Trials
- * start TRIAL_FIRST epochs into a load (a deep queue polled its first 300
- * ms at 3x the CPU per I/O with 4) and come every TRIAL_EVERY epochs,
- * backing off to TRIAL_RAREST after lost ones, except that the first loss
- * on a load gives the other kind of challenger its turn TRIAL_FIRST epochs
- * later: a losing trial costs at most one epoch in 64 of polling bounded
- * gaps. An epoch with too little work
- * (the load stopped) forgets the result, and so do two epochs in a row whose
- * units per second are TRIAL_NEW_LOAD times off the level's (a new load
- * with no pause before it: bench/blk.sh's next client, a driver whose depth
+ * as a kick-coalescing scheme did here, is no saving); one that misses that
+ * by less than another TRIAL_RATE_TOL runs a second epoch, and the mean of
+ * the two decides. Trials start TRIAL_FIRST epochs into a load (a deep
+ * queue polled its first 300 ms at 3x the CPU per I/O with 4) and come
+ * every TRIAL_EVERY epochs, backing off to TRIAL_RAREST after lost ones,
+ * except that the first loss on a load gives the other kind of challenger
+ * its turn TRIAL_FIRST epochs later: a losing trial costs at most one epoch
+ * in 64 of polling bounded gaps. An epoch with too little work (the load
+ * stopped) forgets the result, and so do two epochs in a row whose units
+ * per second are TRIAL_NEW_LOAD times off the level's (a new load with no
+ * pause before it: bench/blk.sh's next client, a driver whose depth
  * changed; a depth-one load after a deep one had kept no-poll for 2-3 s,
  * sleeping per request at a third of the IOPS polling gave).
  */
@@ -752,35 +753,32 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		 * on its side too, which is no saving. */
 		bool cheaper = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
 		bool longer = r->trial_level > incumbent;
-		bool won;
-
 		/* Cheaper but slower by a little more than the tolerance: one
 		 * epoch's rate is noisy here (+-10%), so the same trial runs one
 		 * more epoch and the two decide together (QD 32 lost a no-poll
 		 * trial at 42% of the CPU per request and 90.5% of the rate,
 		 * then polled for 2 s). */
-		if (cheaper && !longer && !r->trial_again &&
-		    rate < r->rate_base * (1.0 - TRIAL_RATE_TOL) &&
-		    rate >= r->rate_base * (1.0 - 2 * TRIAL_RATE_TOL)) {
-			ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force "
-				  "%.0f), %.0f units/ms (%.0f): one more epoch", r->idx,
-				  g_poll_levels_us[r->trial_level], cpw, r->cpw_base, rate,
-				  r->rate_base);
-			r->trial_again = true;
-			r->trial_cpw1 = cpw;
-			r->trial_rate1 = rate;
-			return;
-		}
+		bool again = cheaper && !longer && !r->trial_again &&
+			     rate < r->rate_base * (1.0 - TRIAL_RATE_TOL) &&
+			     rate >= r->rate_base * (1.0 - 2 * TRIAL_RATE_TOL);
+		bool won;
+
 		if (r->trial_again) {
 			cpw = (cpw + r->trial_cpw1) / 2;
 			rate = (rate + r->trial_rate1) / 2;
 			cheaper = cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
-			r->trial_again = false;
 		}
+		r->trial_again = again;
 		won = cheaper && (longer || rate >= r->rate_base * (1.0 - TRIAL_RATE_TOL));
 		ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force %.0f), "
 			  "%.0f units/ms (%.0f): %s", r->idx, g_poll_levels_us[r->trial_level], cpw,
-			  r->cpw_base, rate, r->rate_base, won ? "kept" : "dropped");
+			  r->cpw_base, rate, r->rate_base,
+			  again ? "one more epoch" : won ? "kept" : "dropped");
+		if (again) {
+			r->trial_cpw1 = cpw;
+			r->trial_rate1 = rate;
+			return;
+		}
 		if (won) {
 			r->trials_won++;
 			r->keep_level = r->trial_level == r->model_level ? -1 : r->trial_level;
