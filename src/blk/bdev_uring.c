@@ -371,13 +371,16 @@ static int uring_poll(void *arg)
  * signals when a completion joins the deferred list and again when it turns
  * into a CQE inside our own io_uring_enter(), which left an epoll_wait per
  * I/O that returned at once (at depth one: 3 epoll_waits per request).
- * IORING_CQ_EVENTFD_DISABLED is a flag in the CQ ring, a store, no syscall. */
+ * IORING_CQ_EVENTFD_DISABLED is a flag in the CQ ring, a store, no syscall.
+ * DEFER_TASKRUN rings only: there the kernel sets IORING_SQ_TASKRUN with an
+ * atomic (a full barrier) before it reads the flag, which arm relies on; a
+ * plain ring (kernel before 6.1) signals once per CQE batch anyway. */
 static void efd_enable(struct uring_rctx *rc, bool on)
 {
 	unsigned *flags = rc->ring.cq.kflags;
 
-	if (rc->efd < 0 || !flags)
-		return; /* polling mode; or a kernel before 5.8: always enabled */
+	if (rc->efd < 0 || !rc->defer || !flags)
+		return; /* polling mode, or a plain ring: always enabled */
 	if (on)
 		__atomic_fetch_and(flags, ~IORING_CQ_EVENTFD_DISABLED, __ATOMIC_SEQ_CST);
 	else
