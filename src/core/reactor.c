@@ -103,6 +103,7 @@ struct zoc_reactor {
 	bool trial_nopoll_next;   /* the next challenger (no keeper) is no poll at all */
 	uint32_t odd_epochs;      /* epochs in a row far off the level's rate */
 	uint32_t lost_in_row;     /* trials lost since the last win or start-over */
+	int lost_level;           /* the level of the last lost trial */
 	bool trial_again;         /* the trial runs a second epoch (a near miss) */
 	double trial_cpw1, trial_rate1; /* its first epoch's figures */
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
@@ -789,6 +790,7 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 			/* The other kind of challenger has not had its turn on
 			 * this load: soon (a depth-one load whose no-poll trial
 			 * lost waited 2 s to try a poll). */
+			r->lost_level = r->trial_level;
 			r->trial_wait = TRIAL_FIRST;
 		} else {
 			r->trial_backoff = ZOC_MIN(r->trial_backoff * 2, TRIAL_RAREST);
@@ -836,7 +838,10 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		 * send the next request sooner (queue depth 1, null: ~10 us of
 		 * CPU per I/O polling 64 us against ~30 sleeping). */
 		r->trial_level = r->sample_level;
-	if (r->trial_level == incumbent)
+	/* The quick turn after a first loss is for another challenger only
+	 * (under a no-poll keeper there is one: the model's level, which QD
+	 * 128 tried twice in 150 ms at 4-5x the CPU per request). */
+	if (r->trial_level == incumbent || (r->lost_in_row == 1 && r->trial_level == r->lost_level))
 		r->trial_level = -1;
 	r->trial_nopoll_next = r->trial_level != 0;
 	if (r->trial_level >= 0)
