@@ -102,8 +102,8 @@ struct zoc_reactor {
 	uint64_t trials, trials_won;
 	bool trial_nopoll_next;   /* the next challenger (no keeper) is no poll at all */
 	uint32_t odd_epochs;      /* epochs in a row far off the level's rate */
-	uint32_t lost_in_row;     /* trials lost since the last win or start-over */
-	int lost_level;           /* the level of the last lost trial */
+	uint32_t load_trials;     /* trials since the last start-over */
+	int last_trial_level;     /* the level the last trial tried */
 	bool trial_again;         /* the trial runs a second epoch (a near miss) */
 	double trial_cpw1, trial_rate1; /* its first epoch's figures */
 	uint64_t sleep_limit_ns;  /* zoc_reactor_sleep_at_most() of this round, 0: none */
@@ -675,14 +675,14 @@ static int poll_sample_level(const struct zoc_reactor *r)
  * model's own choice again. A level that is TRIAL_GAIN cheaper per unit is
  * kept, a shorter one only if the epoch's units per second stayed within
  * TRIAL_RATE_TOL of the level in force (a driver slowed down by our sleeps,
- * as a kick-coalescing scheme did here, is no saving); one that misses that
- * by less than another TRIAL_RATE_TOL runs a second epoch, and the mean of
- * the two decides. Trials start TRIAL_FIRST epochs into a load (a deep
- * queue polled its first 300 ms at 3x the CPU per I/O with 4) and come
- * every TRIAL_EVERY epochs, backing off to TRIAL_RAREST after lost ones,
- * except that the first loss on a load gives the other kind of challenger
- * its turn TRIAL_FIRST epochs later: a losing trial costs at most one epoch
- * in 64 of polling bounded gaps. An epoch with too little work (the load
+ * as a kick-coalescing scheme did here, is no saving; twice that for one
+ * that halves the CPU per unit); one that misses that by less than another
+ * TRIAL_RATE_TOL runs a second epoch, and the mean of the two decides.
+ * Trials start TRIAL_FIRST epochs into a load (a deep queue polled its
+ * first 300 ms at 3x the CPU per I/O with 4), the second comes TRIAL_FIRST
+ * epochs after the first with another challenger, then every TRIAL_EVERY
+ * epochs, backing off to TRIAL_RAREST after lost ones: a losing trial costs
+ * at most one epoch in 64 of polling bounded gaps. An epoch with too little work (the load
  * stopped) forgets the result, and so do two epochs in a row whose units
  * per second are TRIAL_NEW_LOAD times off the level's (a new load with no
  * pause before it: bench/blk.sh's next client, a driver whose depth
@@ -693,6 +693,7 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_COVER 0.9
 #define TRIAL_GAIN 0.05
 #define TRIAL_RATE_TOL 0.10
+#define TRIAL_HALF 0.5
 #define TRIAL_FIRST 2
 #define TRIAL_EVERY 20
 #define TRIAL_RAREST 64
@@ -725,8 +726,17 @@ static void trials_start_over(struct zoc_reactor *r)
 	r->trial_wait = TRIAL_FIRST;
 	r->trial_backoff = TRIAL_EVERY;
 	r->trial_nopoll_next = true;
-	r->lost_in_row = 0;
+	r->load_trials = 0;
 	r->trial_again = false;
+}
+
+/* The units per second a shorter-poll trial may lose: twice the usual
+ * when it halves the CPU per unit (QD 128, at start: a no-poll trial at a
+ * quarter of the CPU per request and 85% of the rate lost twice and the
+ * reactor polled the whole 2 s run, 2.9 us of CPU per I/O against 0.8). */
+static double trial_rate_tol(const struct zoc_reactor *r, double cpw)
+{
+	return cpw < r->cpw_base * TRIAL_HALF ? 2 * TRIAL_RATE_TOL : TRIAL_RATE_TOL;
 }
 
 /* n: the sampled gaps in the histogram. */
@@ -754,23 +764,25 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		 * on its side too, which is no saving. */
 		bool cheaper = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
 		bool longer = r->trial_level > incumbent;
+		double tol = trial_rate_tol(r, cpw);
 		/* Cheaper but slower by a little more than the tolerance: one
 		 * epoch's rate is noisy here (+-10%), so the same trial runs one
 		 * more epoch and the two decide together (QD 32 lost a no-poll
 		 * trial at 42% of the CPU per request and 90.5% of the rate,
 		 * then polled for 2 s). */
 		bool again = cheaper && !longer && !r->trial_again &&
-			     rate < r->rate_base * (1.0 - TRIAL_RATE_TOL) &&
-			     rate >= r->rate_base * (1.0 - 2 * TRIAL_RATE_TOL);
+			     rate < r->rate_base * (1.0 - tol) &&
+			     rate >= r->rate_base * (1.0 - tol - TRIAL_RATE_TOL);
 		bool won;
 
 		if (r->trial_again) {
 			cpw = (cpw + r->trial_cpw1) / 2;
 			rate = (rate + r->trial_rate1) / 2;
 			cheaper = cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
+			tol = trial_rate_tol(r, cpw);
 		}
 		r->trial_again = again;
-		won = cheaper && (longer || rate >= r->rate_base * (1.0 - TRIAL_RATE_TOL));
+		won = cheaper && (longer || rate >= r->rate_base * (1.0 - tol));
 		ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force %.0f), "
 			  "%.0f units/ms (%.0f): %s", r->idx, g_poll_levels_us[r->trial_level], cpw,
 			  r->cpw_base, rate, r->rate_base,
@@ -784,18 +796,15 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 			r->trials_won++;
 			r->keep_level = r->trial_level == r->model_level ? -1 : r->trial_level;
 			r->trial_backoff = TRIAL_EVERY;
-			r->lost_in_row = 0;
-			r->trial_wait = r->trial_backoff;
-		} else if (r->lost_in_row++ == 0) {
-			/* The other kind of challenger has not had its turn on
-			 * this load: soon (a depth-one load whose no-poll trial
-			 * lost waited 2 s to try a poll). */
-			r->lost_level = r->trial_level;
-			r->trial_wait = TRIAL_FIRST;
-		} else {
+		} else if (r->load_trials) {
 			r->trial_backoff = ZOC_MIN(r->trial_backoff * 2, TRIAL_RAREST);
-			r->trial_wait = r->trial_backoff;
 		}
+		/* The first trial of a load, won or lost, is followed soon by
+		 * another challenger (a depth-one load whose no-poll trial lost
+		 * waited 2 s to try a poll; one whose no-poll trial won, against
+		 * a level that slept as much, 1 s). */
+		r->trial_wait = r->load_trials++ ? r->trial_backoff : TRIAL_FIRST;
+		r->last_trial_level = r->trial_level;
 		r->trial_level = -1;
 		r->cpw_base = -1; /* measure the level in force afresh */
 		return;
@@ -838,10 +847,11 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		 * send the next request sooner (queue depth 1, null: ~10 us of
 		 * CPU per I/O polling 64 us against ~30 sleeping). */
 		r->trial_level = r->sample_level;
-	/* The quick turn after a first loss is for another challenger only
-	 * (under a no-poll keeper there is one: the model's level, which QD
-	 * 128 tried twice in 150 ms at 4-5x the CPU per request). */
-	if (r->trial_level == incumbent || (r->lost_in_row == 1 && r->trial_level == r->lost_level))
+	/* The quick turn after a load's first trial is for another challenger
+	 * only (under a no-poll keeper there is one: the model's level, which
+	 * QD 128 tried twice in 150 ms at 4-5x the CPU per request). */
+	if (r->trial_level == incumbent ||
+	    (r->load_trials == 1 && r->trial_level == r->last_trial_level))
 		r->trial_level = -1;
 	r->trial_nopoll_next = r->trial_level != 0;
 	if (r->trial_level >= 0)
