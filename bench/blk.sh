@@ -28,7 +28,8 @@
 # utime+stime delta of /proc/PID/stat (all threads) around the client process; CPU µs per
 # I/O = cpu / count; IOPS per server core = IOPS / (cpu_seconds / elapsed) (= count / cpu);
 # mean latency = QD / IOPS (Little's law; at QD 1 it is the latency of one I/O).
-# Each figure is the median of BENCH_REPEATS runs; ratios are of the medians.
+# Each figure is the median of BENCH_REPEATS runs; ratios are of the medians. The log line
+# of each uring run also gives the disk's mean queue (requests in flight, iostat's aqu-sz).
 #
 # Usage: bench/blk.sh        (as root; creates the Debian 13 root on first use)
 # Environment:
@@ -188,22 +189,30 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 }
 
 # one_run RW QD COUNT -> prints "elapsed_s cpu_s wall_s"; on failure says why and returns 1
-one_run() {
-	local rw=$1 qd=$2 count=$3 c0 c1 w0 w1 out rc secs args=()
+# The mean number of requests in flight at the file's disk over a run (iostat's aqu-sz): the
+# disk's time_in_queue (ms, weighted by requests in flight) over the wall time. The file back
+# end's IOPS at depth are the disk's when both servers keep it equally busy; this shows it.
+DISK_STAT=""
+disk_queue_ms() { [ -n "$DISK_STAT" ] && awk '{ print $11 }' "$DISK_STAT" 2>/dev/null || echo 0; }
+
+one_run() { # RW QD COUNT -> "seconds server_cpu_s wall_s disk_queue"
+	local rw=$1 qd=$2 count=$3 c0 c1 w0 w1 q0 q1 out rc secs args=()
 	[ "$rw" = randwrite ] && args=(-w)
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
+	q0=$(disk_queue_ms)
 	w0=${EPOCHREALTIME/[.,]/}
 	out=$(nice -n "$NICE" taskset -c "$CLI_CPU" timeout 600 "$ROOTSH" run --share "$WORK" -- qemu-img bench \
 		--image-opts "driver=virtio-blk-vhost-user,path=$SOCK_IN,cache.direct=on" -t none \
 		-c "$count" -d "$qd" -s $BS -S "$STEP" -o 0 "${args[@]}" 2>&1)
 	rc=$?
 	w1=${EPOCHREALTIME/[.,]/}
+	q1=$(disk_queue_ms)
 	c1=$(cpu_ticks "$SERVER_PID") || { log "error: the server died during $rw QD$qd (log: $SERVER_LOG)"; return 1; }
 	if [ $rc != 0 ]; then log "error: qemu-img bench $rw QD$qd count $count failed (exit $rc): $(tail -n 3 <<<"$out")"; return 1; fi
 	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' <<<"$out")
 	[ -n "$secs" ] || { log "error: no 'Run completed' line from qemu-img bench: $out"; return 1; }
-	awk -v s="$secs" -v c=$((c1 - c0)) -v hz="$HZ" -v w=$((w1 - w0)) \
-		'BEGIN { if (s <= 0) s = 0.0005; printf "%s %.4f %.4f\n", s, c / hz, w / 1e6 }'
+	awk -v s="$secs" -v c=$((c1 - c0)) -v hz="$HZ" -v w=$((w1 - w0)) -v q=$((q1 - q0)) \
+		'BEGIN { if (s <= 0) s = 0.0005; printf "%s %.4f %.4f %.1f\n", s, c / hz, w / 1e6, q * 1000 / w }'
 }
 
 declare -A COUNT
@@ -223,6 +232,14 @@ if [[ " $BACKENDS " == *" uring "* ]]; then
 	log "writing the ${FILE_MB} MiB back-end file $IMG (O_DIRECT, allocated blocks) ..."
 	dd if=/dev/zero of="$IMG" bs=1M count="$FILE_MB" oflag=direct conv=fsync status=none ||
 		die "cannot write $IMG (O_DIRECT on $(stat -f -c %T "$WORK")?)"
+	disk_src=$(findmnt -n -o SOURCE --target "$WORK" 2>/dev/null)
+	disk_src=$(readlink -f "$disk_src" 2>/dev/null)
+	if [ -n "$disk_src" ] && [ -r "/sys/class/block/${disk_src##*/}/stat" ]; then
+		DISK_STAT=/sys/class/block/${disk_src##*/}/stat
+		log "file back end on ${disk_src##*/}: each uring run also logs the disk's mean queue (requests in flight)"
+	else
+		log "note: no block-device statistics for $WORK (${disk_src:-unknown source}): no disk queue figures"
+	fi
 fi
 [ "$FILE_MB" = "$NULL_MB" ] || log "note: file ${FILE_MB} MiB, null ${NULL_MB} MiB: strides differ per back end"
 # The stride must be coprime with the number of 4 KiB slots qemu-img wraps over (size - bs).
@@ -277,13 +294,14 @@ for rep in $(seq "$REPEATS"); do
 					if ! r=$(one_run "$rw" "$qd" "${COUNT[$key]}"); then
 						FAILED+=("$srv/$be"); log "  $srv on $be failed: skipping it from now on"; break 2
 					fi
-					read -r e c w <<<"$r"
+					read -r e c w dq <<<"$r"
 					printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$be" "$rw" "$qd" "$rep" \
 						"${COUNT[$key]}" "$e" "$c" "$w" >>"$RAW"
 					tuned=""
+					[ "$be" = uring ] && [ -n "$DISK_STAT" ] && tuned="  disk queue $dq"
 					if [ "$srv" = zocd-int ]; then
 						# what the reactor chose for this load (see src/core/reactor.c)
-						tuned=$("$ZOCCTL" -s "$WORK/zocd.sock" reactor_list --json 2>/dev/null |
+						tuned+=$("$ZOCCTL" -s "$WORK/zocd.sock" reactor_list --json 2>/dev/null |
 							jq -r --arg s0 "${s0:-0}" --arg n "${COUNT[$key]}" '.[0] | "  poll \(.poll_ns / 1000) us, wake cost \(.wake_cost_ns / 1000 | floor) us, samples to \(.poll_sample_ns / 1000) us, \((.sleeps - ($s0 | tonumber)) / ($n | tonumber) * 100 | floor / 100) sleeps/I/O, poll trials \(.poll_trials // 0) (won \(.poll_trials_won // 0))"' 2>/dev/null)
 					fi
 					log "$(awk -v s="$srv" -v b="$be" -v r="$rw" -v q="$qd" -v n="${COUNT[$key]}" -v e="$e" -v c="$c" -v w="$w" \
