@@ -471,7 +471,6 @@ static int dispatch_fds_timed(struct zoc_reactor *r, int timeout_ms, uint64_t *w
 		n = epoll_wait(r->epfd, evs, EPOLL_BATCH, timeout_ms);
 	}
 	r->sleep_limit_ns = 0;
-
 	if (wait_cpu)
 		*wait_cpu = thread_cpu_ns() - cpu0;
 
@@ -682,12 +681,12 @@ static int poll_sample_level(const struct zoc_reactor *r)
  * first 300 ms at 3x the CPU per I/O with 4), the second comes TRIAL_FIRST
  * epochs after the first with another challenger, then every TRIAL_EVERY
  * epochs, backing off to TRIAL_RAREST after lost ones: a losing trial costs
- * at most one epoch in 64 of polling bounded gaps. An epoch with too little work (the load
- * stopped) forgets the result, and so do two epochs in a row whose units
- * per second are TRIAL_NEW_LOAD times off the level's (a new load with no
- * pause before it: bench/blk.sh's next client, a driver whose depth
- * changed; a depth-one load after a deep one had kept no-poll for 2-3 s,
- * sleeping per request at a third of the IOPS polling gave).
+ * at most one epoch in 64 of polling bounded gaps. An epoch with too little
+ * work (the load stopped) forgets the result, and so do two epochs in a row
+ * whose units per second are TRIAL_NEW_LOAD times off the level's (a new
+ * load with no pause before it: bench/blk.sh's next client, a driver whose
+ * depth changed; a depth-one load after a deep one had kept no-poll for
+ * 2-3 s, sleeping per request at a third of the IOPS polling gave).
  */
 #define TRIAL_MIN_WORK 200
 #define TRIAL_COVER 0.9
@@ -762,25 +761,23 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		/* Cheaper per unit, and (for a shorter poll) serving as many:
 		 * a driver slowed down by our sleeps does less work per second
 		 * on its side too, which is no saving. */
-		bool cheaper = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
-		bool longer = r->trial_level > incumbent;
-		double tol = trial_rate_tol(r, cpw);
-		/* Cheaper but slower by a little more than the tolerance: one
-		 * epoch's rate is noisy here (+-10%), so the same trial runs one
-		 * more epoch and the two decide together (QD 32 lost a no-poll
-		 * trial at 42% of the CPU per request and 90.5% of the rate,
-		 * then polled for 2 s). */
-		bool again = cheaper && !longer && !r->trial_again &&
-			     rate < r->rate_base * (1.0 - tol) &&
-			     rate >= r->rate_base * (1.0 - tol - TRIAL_RATE_TOL);
-		bool won;
+		bool cheaper, longer = r->trial_level > incumbent, again, won;
+		double tol;
 
+		/* The second epoch of a near miss: the two decide together. */
 		if (r->trial_again) {
 			cpw = (cpw + r->trial_cpw1) / 2;
 			rate = (rate + r->trial_rate1) / 2;
-			cheaper = cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
-			tol = trial_rate_tol(r, cpw);
 		}
+		cheaper = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
+		tol = trial_rate_tol(r, cpw);
+		/* Cheaper but slower by a little more than the tolerance: one
+		 * epoch's rate is noisy here (+-10%), so the same trial runs one
+		 * more epoch (QD 32 lost a no-poll trial at 42% of the CPU per
+		 * request and 90.5% of the rate, then polled for 2 s). */
+		again = cheaper && !longer && !r->trial_again &&
+			rate < r->rate_base * (1.0 - tol) &&
+			rate >= r->rate_base * (1.0 - tol - TRIAL_RATE_TOL);
 		r->trial_again = again;
 		won = cheaper && (longer || rate >= r->rate_base * (1.0 - tol));
 		ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force %.0f), "

@@ -20,10 +20,10 @@
  *  - interrupt (--interrupt-mode): when the reactor has found no work for
  *    its adaptive poll time (see below; at least ZOC_REACTOR_IDLE_SPINS
  *    iterations, or one when that time is 0), it asks every poller to arm
- *    its interrupt
- *    (arm callback: enable notifications, return nonzero if work slipped in)
- *    and then sleeps in epoll_wait() on the fds its pollers registered (kick
- *    eventfds, io_uring eventfds, sockets) and its message eventfd.
+ *    its interrupt (arm callback: enable notifications, return nonzero if
+ *    work slipped in) and then sleeps in epoll_wait() on the fds its
+ *    pollers registered (kick eventfds, io_uring eventfds, sockets) and its
+ *    message eventfd.
  *    Timed pollers bound the sleep.
  *    Adaptive polling: a sleep/wake cycle can cost far more CPU than
  *    polling through a short gap (a context switch each way; ~25 us in some
