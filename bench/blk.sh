@@ -188,14 +188,15 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 	echo $((${12} + ${13}))
 }
 
-# one_run RW QD COUNT -> prints "elapsed_s cpu_s wall_s"; on failure says why and returns 1
 # The mean number of requests in flight at the file's disk over a run (iostat's aqu-sz): the
 # disk's time_in_queue (ms, weighted by requests in flight) over the wall time. The file back
 # end's IOPS at depth are the disk's when both servers keep it equally busy; this shows it.
 DISK_STAT=""
 disk_queue_ms() { [ -n "$DISK_STAT" ] && awk '{ print $11 }' "$DISK_STAT" 2>/dev/null || echo 0; }
 
-one_run() { # RW QD COUNT -> "seconds server_cpu_s wall_s disk_queue"
+# one_run RW QD COUNT -> prints "elapsed_s cpu_s wall_s disk_queue"; on failure says why and
+# returns 1
+one_run() {
 	local rw=$1 qd=$2 count=$3 c0 c1 w0 w1 q0 q1 out rc secs args=()
 	[ "$rw" = randwrite ] && args=(-w)
 	c0=$(cpu_ticks "$SERVER_PID") || { log "error: the server is gone (log: $SERVER_LOG)"; return 1; }
