@@ -88,6 +88,9 @@ struct zoc_reactor {
 	uint32_t sample_every;    /* every sample_every-th idle period is sampled */
 	uint32_t sleep_seq;
 	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
+	uint64_t idle_periods;    /* idle periods (interrupt mode, tuner on) */
+	uint64_t samples;         /* idle periods sampled */
+	uint64_t ep_idle;         /* idle_periods at the epoch start */
 	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
 	/* Trial epochs (see poll_epoch()): CPU per unit of work measured. */
 	uint64_t work_total;      /* units the pollers reported */
@@ -563,11 +566,14 @@ static void disarm_all(struct zoc_reactor *r)
  * level above the choice): a gap longer than that is cheaper slept through
  * than polled, so knowing its exact length changes no choice, while polling
  * it cost every sampled gap of a slow back end (a 100 us disk read at queue
- * depth 1: ~12 us of CPU per I/O). And while the samples keep finding gaps
- * that long, they get rarer (every 8th idle period, then 16th ... 128th;
- * back to every 8th at the first shorter one), each counting for the
- * periods it stands for: at queue depth 1 on a disk the probes cost 4-5 us
- * of CPU per I/O at one in 8. (An earlier tuner
+ * depth 1: ~12 us of CPU per I/O). And while the choice stays put, the
+ * samples get rarer (every 8th idle period, then 16th ... 128th, but at
+ * least POLL_SAMPLE_MIN in an epoch; back to every 8th when the choice
+ * moves), each counting for the periods it stands for. At queue depth 1
+ * on a disk they cost 4-5 us of CPU per I/O at one in 8: the client's
+ * turnaround (~45 us) fits in a sample, so an older rule that made them
+ * rarer only while they found no gap shorter than themselves sampled one
+ * in 8 for good. (An earlier tuner
  * climbed levels by comparing work per CPU second between epochs; its
  * probing cost ~25 us per I/O at low rates.) Levels above --poll-max-us
  * are never used.
@@ -577,6 +583,7 @@ static void disarm_all(struct zoc_reactor *r)
 #define POLL_EPOCH_NS 50000000ull
 #define POLL_SAMPLE_EVERY 8
 #define POLL_SAMPLE_RAREST 128
+#define POLL_SAMPLE_MIN 4
 /* One sleep in this many measures the wake cost (two clock reads that are
  * system calls). */
 #define POLL_MEASURE_EVERY 32
@@ -620,14 +627,12 @@ static void poll_record_gap(struct zoc_reactor *r, uint64_t gap_ns, double weigh
 	while (b + 1 < POLL_BUCKETS && gap_ns >= g_poll_levels_us[b + 1] * 1000ull)
 		b++;
 	r->gap_hist[b] += weight;
-	r->sample_every = POLL_SAMPLE_EVERY;
 }
 
 /* A sampled gap longer than the sample: every choice sleeps through it. */
 static void poll_record_long(struct zoc_reactor *r, double weight)
 {
 	r->gap_hist[POLL_BUCKETS - 1] += weight;
-	r->sample_every = ZOC_MIN(r->sample_every * 2, POLL_SAMPLE_RAREST);
 }
 
 /* Expected CPU (ns, summed over the sampled gaps) of polling for level l. */
@@ -727,6 +732,7 @@ static void trials_start_over(struct zoc_reactor *r)
 	r->trial_nopoll_next = true;
 	r->load_trials = 0;
 	r->trial_again = false;
+	r->sample_every = POLL_SAMPLE_EVERY; /* the gaps of a new load */
 }
 
 /* The units per second a shorter-poll trial may lose: twice the usual
@@ -857,6 +863,25 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		r->trial_wait = r->trial_backoff;
 }
 
+/* How often idle periods are sampled (see above): twice as rarely after
+ * each epoch whose choice (best) is the last one's, back to every
+ * POLL_SAMPLE_EVERY-th when it moved or there were too few samples to
+ * choose; never so rarely that an epoch of `gaps` idle periods holds fewer
+ * than POLL_SAMPLE_MIN samples (the histogram's half-life is one epoch). */
+static void poll_sample_rate(struct zoc_reactor *r, double n, int best, uint64_t gaps)
+{
+	uint32_t every = r->sample_every;
+
+	if (n < POLL_MIN_SAMPLES || best != r->model_level) {
+		r->sample_every = POLL_SAMPLE_EVERY;
+		return;
+	}
+	every = ZOC_MIN(every * 2, POLL_SAMPLE_RAREST);
+	while (every > POLL_SAMPLE_EVERY && gaps < (uint64_t)every * POLL_SAMPLE_MIN)
+		every /= 2;
+	r->sample_every = every;
+}
+
 static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 {
 	int top = r->sample_level, best = r->model_level, level;
@@ -878,6 +903,8 @@ static void poll_epoch(struct zoc_reactor *r, uint64_t now)
 			}
 		}
 	}
+	poll_sample_rate(r, n, best, r->idle_periods - r->ep_idle);
+	r->ep_idle = r->idle_periods;
 	r->model_level = best;
 	poll_trial_epoch(r, n, epoch_ns);
 	level = r->trial_level >= 0 ? r->trial_level
@@ -1040,8 +1067,10 @@ static void reactor_loop(struct zoc_reactor *r)
 		/* Adaptive poll: the clock is read once when idling starts and then
 		 * every IDLE_SPINS iterations. */
 		if (idle == spins) {
+			r->idle_periods++;
 			sampling = g_poll_max_ns && ++r->gap_seq >= r->sample_every;
 			if (sampling) {
+				r->samples++;
 				r->gap_seq = 0;
 				sample_w = (double)r->sample_every / POLL_SAMPLE_EVERY;
 			}
@@ -1164,6 +1193,12 @@ void zoc_reactor_trials(const struct zoc_reactor *r, uint64_t *trials, uint64_t 
 {
 	*trials = __atomic_load_n(&r->trials, __ATOMIC_RELAXED);
 	*won = __atomic_load_n(&r->trials_won, __ATOMIC_RELAXED);
+}
+
+void zoc_reactor_samples(const struct zoc_reactor *r, uint64_t *idle_periods, uint64_t *samples)
+{
+	*idle_periods = __atomic_load_n(&r->idle_periods, __ATOMIC_RELAXED);
+	*samples = __atomic_load_n(&r->samples, __ATOMIC_RELAXED);
 }
 
 uint64_t zoc_reactor_wake_cost_ns(const struct zoc_reactor *r)

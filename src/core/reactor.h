@@ -152,6 +152,9 @@ uint64_t zoc_reactor_sample_ns(const struct zoc_reactor *r);
 /* Interrupt mode: trial epochs run (another poll level for one epoch) and
  * won (the level was kept); see reactor.c. Racy reads, for statistics. */
 void zoc_reactor_trials(const struct zoc_reactor *r, uint64_t *trials, uint64_t *won);
+/* Interrupt mode: idle periods so far, and how many of them were sampled
+ * (polled past the current choice to measure the gap). Racy reads. */
+void zoc_reactor_samples(const struct zoc_reactor *r, uint64_t *idle_periods, uint64_t *samples);
 void zoc_reactor_get_stats(const struct zoc_reactor *r, uint64_t *busy_ns, uint64_t *idle_ns,
 			   uint64_t *sleeps);
 

@@ -248,11 +248,12 @@ static void rpc_reactor_list(struct zoc_rpc_req *req, void *params)
 
 	for (unsigned i = 0; i < zoc_reactor_count(); i++) {
 		struct zoc_reactor *r = zoc_reactor_get(i);
-		uint64_t busy, idle, sleeps, trials, won;
+		uint64_t busy, idle, sleeps, trials, won, periods, samples;
 
 		zoc_reactor_get_stats(r, &busy, &idle, &sleeps);
 		zoc_reactor_trials(r, &trials, &won);
-		json_array_append_new(arr, json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+		zoc_reactor_samples(r, &periods, &samples);
+		json_array_append_new(arr, json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
 						     "index", i, "cpu", zoc_reactor_cpu(r),
 						     "busy_ns", (json_int_t)busy, "idle_ns",
 						     (json_int_t)idle, "sleeps", (json_int_t)sleeps,
@@ -263,6 +264,8 @@ static void rpc_reactor_list(struct zoc_rpc_req *req, void *params)
 						     (json_int_t)zoc_reactor_sample_ns(r),
 						     "poll_trials", (json_int_t)trials,
 						     "poll_trials_won", (json_int_t)won,
+						     "idle_periods", (json_int_t)periods,
+						     "poll_samples", (json_int_t)samples,
 						     "mode",
 						     zoc_reactor_interrupt_mode() ? "interrupt"
 										  : "polling"));
