@@ -97,6 +97,8 @@ struct zoc_reactor {
 	uint64_t ep_work, ep_cpu; /* work_total and thread CPU at the epoch start */
 	double cpw_base;          /* CPU ns per unit under the level in force, <0: unknown */
 	double rate_base;         /* units per ms under the level in force */
+	double cpw_noise;         /* epoch-to-epoch spread of that CPU per unit (relative) */
+	int base_level;           /* the level in force in the last epoch that was no trial */
 	int model_level;          /* the gap model's choice */
 	int keep_level;           /* a level that won a trial against the model, -1: none */
 	int trial_level;          /* the level this epoch tries, -1: not a trial */
@@ -676,8 +678,12 @@ static int poll_sample_level(const struct zoc_reactor *r)
  * polling the 2-4 us gaps) and the smallest level that bridges TRIAL_COVER
  * of the sampled gaps (none when most gaps are too long to bridge, so a
  * slow back end is never made to poll); or, once a trial has won, the
- * model's own choice again. A level that is TRIAL_GAIN cheaper per unit is
- * kept, a shorter one only if the epoch's units per second stayed within
+ * model's own choice again. A level that is cheaper per unit by TRIAL_GAIN,
+ * or by TRIAL_NOISE times the level in force's own spread from epoch to
+ * epoch where that is more (at most TRIAL_HALF), is kept (at queue depth 1
+ * on a disk one epoch's CPU per unit moves 10-30% here, and trials that
+ * polled at ~25% more CPU per I/O won now and then and held for a second);
+ * a shorter one only if the epoch's units per second stayed within
  * TRIAL_RATE_TOL of the level in force (a driver slowed down by our sleeps,
  * as a kick-coalescing scheme did here, is no saving; twice that for one
  * that halves the CPU per unit); one that misses that by less than another
@@ -696,6 +702,7 @@ static int poll_sample_level(const struct zoc_reactor *r)
 #define TRIAL_MIN_WORK 200
 #define TRIAL_COVER 0.9
 #define TRIAL_GAIN 0.05
+#define TRIAL_NOISE 1.5
 #define TRIAL_RATE_TOL 0.10
 #define TRIAL_HALF 0.5
 #define TRIAL_FIRST 2
@@ -768,14 +775,15 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		 * a driver slowed down by our sleeps does less work per second
 		 * on its side too, which is no saving. */
 		bool cheaper, longer = r->trial_level > incumbent, again, won;
-		double tol;
+		double tol, gain = ZOC_MIN(ZOC_MAX(TRIAL_GAIN, TRIAL_NOISE * r->cpw_noise),
+					   TRIAL_HALF);
 
 		/* The second epoch of a near miss: the two decide together. */
 		if (r->trial_again) {
 			cpw = (cpw + r->trial_cpw1) / 2;
 			rate = (rate + r->trial_rate1) / 2;
 		}
-		cheaper = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - TRIAL_GAIN);
+		cheaper = r->cpw_base > 0 && cpw < r->cpw_base * (1.0 - gain);
 		tol = trial_rate_tol(r, cpw);
 		/* Cheaper but slower by a little more than the tolerance: one
 		 * epoch's rate is noisy here (+-10%), so the same trial runs one
@@ -786,9 +794,10 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 			rate >= r->rate_base * (1.0 - tol - TRIAL_RATE_TOL);
 		r->trial_again = again;
 		won = cheaper && (longer || rate >= r->rate_base * (1.0 - tol));
-		ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force %.0f), "
-			  "%.0f units/ms (%.0f): %s", r->idx, g_poll_levels_us[r->trial_level], cpw,
-			  r->cpw_base, rate, r->rate_base,
+		ZOC_DEBUG("reactor %u: trial poll %u us: %.0f ns/unit (level in force %.0f, "
+			  "%.0f%% less to win), %.0f units/ms (%.0f): %s", r->idx,
+			  g_poll_levels_us[r->trial_level], cpw, r->cpw_base, gain * 100, rate,
+			  r->rate_base,
 			  again ? "one more epoch" : won ? "kept" : "dropped");
 		if (again) {
 			r->trial_cpw1 = cpw;
@@ -826,6 +835,14 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 		incumbent = r->model_level;
 	}
 	r->odd_epochs = 0;
+	/* The spread of one epoch against the level's mean, as a share of
+	 * the larger (at most 1), while the level stays: a moved model level
+	 * is a change, not noise. */
+	if (r->cpw_base > 0 && r->poll_level == r->base_level)
+		r->cpw_noise = 0.75 * r->cpw_noise +
+			       0.25 * (cpw > r->cpw_base ? 1.0 - r->cpw_base / cpw
+							 : 1.0 - cpw / r->cpw_base);
+	r->base_level = r->poll_level;
 	r->rate_base = r->cpw_base < 0 ? rate : (r->rate_base + rate) / 2;
 	r->cpw_base = r->cpw_base < 0 ? cpw : (r->cpw_base + cpw) / 2;
 	if (r->trial_wait && --r->trial_wait)
@@ -981,6 +998,8 @@ static void reactor_loop(struct zoc_reactor *r)
 	r->ep_cpu = thread_cpu_ns();
 	r->ep_work = r->work_total;
 	r->wake_cost_ns = POLL_WAKE_COST_NS;
+	r->cpw_noise = TRIAL_GAIN;
+	r->base_level = 0;
 	r->sample_level = poll_sample_level(r);
 	r->sample_every = POLL_SAMPLE_EVERY;
 	r->epoch_start_ns = last;

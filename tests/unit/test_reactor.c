@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/pool.h"
 #include "core/reactor.h"
 #include "core/util.h"
@@ -434,6 +436,9 @@ static void test_poll_tuning(void **state)
 {
 	uint64_t wake, poll, sample, won;
 
+	/* ZOC_TEST_DEBUG=1: the tuner's trials and load changes in the log. */
+	if (getenv("ZOC_TEST_DEBUG"))
+		zoc_log_set_level(ZOC_LOG_DEBUG);
 	/* Gaps of 2 ms: polling through one costs more than any sleep/wake
 	 * cycle, and the ceiling (256 us) cannot bridge them: sleep at once. */
 	poll = run_gaps(2000000, &wake, &sample);
