@@ -28,7 +28,8 @@
 # utime+stime delta of /proc/PID/stat (all threads) around the client process; CPU µs per
 # I/O = cpu / count; IOPS per server core = IOPS / (cpu_seconds / elapsed) (= count / cpu);
 # mean latency = QD / IOPS (Little's law; at QD 1 it is the latency of one I/O).
-# Each figure is the median of BENCH_REPEATS runs; ratios are of the medians. The log line
+# Each figure is the median of BENCH_REPEATS runs; ratios are of the medians. Each run has a
+# server started for it alone, and the servers take turns case by case. The log line
 # of each uring run also gives the disk's mean queue (requests in flight, iostat's aqu-sz).
 #
 # Usage: bench/blk.sh        (as root; creates the Debian 13 root on first use)
@@ -275,25 +276,35 @@ wake_floor() {
 FLOOR_START=$(wake_floor)
 log "sleep/wake floor (server CPU per round trip, no work): $FLOOR_START"
 
-# Repeats outermost, servers interleaved inside each: slow drifts of the machine hit all alike.
+# Repeats outermost, then the cases; the servers take turns on each case, each one started
+# afresh for it: the servers' runs of a case are seconds apart, so the disk's and the
+# machine's drifts between minutes hit them alike, and no server carries state (zocd's poll
+# tuner, qsd's adaptive polling) from one case into the next.
 for rep in $(seq "$REPEATS"); do
 	for be in $BACKENDS; do
-		for srv in $SERVERS; do
-			if [[ $srv == zocd* ]] && [ $ZOCD_OK = 0 ]; then continue; fi
-			[[ " ${FAILED[*]} " == *" $srv/$be "* ]] && continue
-			CUR_SERVER=$srv
-			server_start "$srv" "$be"
-			log "rep $rep/$REPEATS: $srv (pid $SERVER_PID) on $be"
-			for rw in $RWS; do
-				for qd in $QDS; do
+		for rw in $RWS; do
+			for qd in $QDS; do
+				for srv in $SERVERS; do
+					if [[ $srv == zocd* ]] && [ $ZOCD_OK = 0 ]; then continue; fi
+					[[ " ${FAILED[*]} " == *" $srv/$be "* ]] && continue
 					key="$srv $be $rw $qd"
-					if [ -z "${COUNT[$key]:-}" ] && ! calibrate "$srv" "$be" "$rw" "$qd"; then
-						FAILED+=("$srv/$be"); log "  $srv on $be failed: skipping it from now on"; break 2
+					CUR_SERVER=$srv
+					server_start "$srv" "$be"
+					if [ -z "${COUNT[$key]:-}" ]; then
+						# The count for ~BENCH_SECONDS, from a short run on a server of
+						# its own, so that every measured run starts on a fresh one.
+						if ! calibrate "$srv" "$be" "$rw" "$qd"; then
+							server_stop
+							FAILED+=("$srv/$be"); log "  $srv on $be failed: skipping it from now on"; continue
+						fi
+						server_stop
+						server_start "$srv" "$be"
 					fi
 					s0=""
 					[ "$srv" = zocd-int ] && s0=$("$ZOCCTL" -s "$WORK/zocd.sock" reactor_list --json 2>/dev/null | jq -r '.[0].sleeps' 2>/dev/null)
 					if ! r=$(one_run "$rw" "$qd" "${COUNT[$key]}"); then
-						FAILED+=("$srv/$be"); log "  $srv on $be failed: skipping it from now on"; break 2
+						server_stop
+						FAILED+=("$srv/$be"); log "  $srv on $be failed: skipping it from now on"; continue
 					fi
 					read -r e c w dq <<<"$r"
 					printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$be" "$rw" "$qd" "$rep" \
@@ -303,13 +314,13 @@ for rep in $(seq "$REPEATS"); do
 					if [ "$srv" = zocd-int ]; then
 						# what the reactor chose for this load (see src/core/reactor.c)
 						tuned+=$("$ZOCCTL" -s "$WORK/zocd.sock" reactor_list --json 2>/dev/null |
-							jq -r --arg s0 "${s0:-0}" --arg n "${COUNT[$key]}" '.[0] | "  poll \(.poll_ns / 1000) us, wake cost \(.wake_cost_ns / 1000 | floor) us, samples to \(.poll_sample_ns / 1000) us, \((.sleeps - ($s0 | tonumber)) / ($n | tonumber) * 100 | floor / 100) sleeps/I/O, poll trials \(.poll_trials // 0) (won \(.poll_trials_won // 0))"' 2>/dev/null)
+							jq -r --arg s0 "${s0:-0}" --arg n "${COUNT[$key]}" '.[0] | "  poll \(.poll_ns / 1000) us, wake cost \(.wake_cost_ns / 1000 | floor) us, samples to \(.poll_sample_ns / 1000) us (\(.poll_samples // 0) of \(.idle_periods // 0) idle periods), \((.sleeps - ($s0 | tonumber)) / ($n | tonumber) * 100 | floor / 100) sleeps/I/O, poll trials \(.poll_trials // 0) (won \(.poll_trials_won // 0))"' 2>/dev/null)
 					fi
-					log "$(awk -v s="$srv" -v b="$be" -v r="$rw" -v q="$qd" -v n="${COUNT[$key]}" -v e="$e" -v c="$c" -v w="$w" \
-						'BEGIN { printf "  %-9s %-5s %-9s QD%-3s %9d I/Os %7.3f s %9.0f IOPS  server cpu %6.3f s (%3.0f%%)", s, b, r, q, n, e, n / e, c, (w > 0 ? 100 * c / w : 0) }')$tuned"
+					log "$(awk -v rep="$rep/$REPEATS" -v s="$srv" -v b="$be" -v r="$rw" -v q="$qd" -v n="${COUNT[$key]}" -v e="$e" -v c="$c" -v w="$w" \
+						'BEGIN { printf "%s %-9s %-5s %-9s QD%-3s %9d I/Os %7.3f s %9.0f IOPS  server cpu %6.3f s (%3.0f%%)", rep, s, b, r, q, n, e, n / e, c, (w > 0 ? 100 * c / w : 0) }')$tuned"
+					server_stop
 				done
 			done
-			server_stop
 		done
 	done
 done
