@@ -88,7 +88,7 @@ struct zoc_reactor {
 	uint32_t sample_every;    /* every sample_every-th idle period is sampled */
 	uint32_t sleep_seq;
 	double gap_hist[POLL_BUCKETS]; /* sampled gaps per bucket, decayed per epoch */
-	uint64_t idle_periods;    /* idle periods (interrupt mode, tuner on) */
+	uint64_t idle_periods;    /* idle periods (interrupt mode) */
 	uint64_t samples;         /* idle periods sampled */
 	uint64_t ep_idle;         /* idle_periods at the epoch start */
 	double wake_cost_ns;      /* thread CPU per sleep/wake cycle (moving average) */
