@@ -489,20 +489,20 @@ static void test_poll_tuning(void **state)
 		assert_true(poll >= 16000);
 	}
 	/* Queue depth 1 on a disk: gaps of 40 us (the client's turnaround)
-	 * and 300 us (the disk) in turn. Sleeping through both is the choice
-	 * wherever a sleep costs less than ~40 us, and it stays put, so the
-	 * samples get rarer; a sample bridges a 40 us gap on a VM, which used
-	 * to keep them at one idle period in 8-10 for good. */
+	 * and 300 us (the disk) in turn. The gap model's choice is to sleep
+	 * through both wherever a sleep costs less than ~100 us, and it stays
+	 * put, so the samples get rarer (1 in 19-26 here); a sample bridges a
+	 * 40 us gap on a VM, which used to keep them at one idle period in 8
+	 * for good. (The poll time at the end is not checked: the run can end
+	 * inside a trial epoch, as it did under ASan.) */
 	{
 		struct gapsrc g = {.gap_ns = 40000, .alt_ns = 300000};
 
-		poll = run_src(&g, 0, &wake, &sample, &won);
+		run_src(&g, 0, &wake, &sample, &won);
 		print_message("idle periods %lu, sampled %lu\n", (unsigned long)g.periods,
 			      (unsigned long)g.samples);
-		if (wake < 80000)
-			assert_int_equal(poll, 0);
 		assert_true(g.periods > 1000);
-		assert_true(g.samples * 16 <= g.periods);
+		assert_true(g.samples * 12 <= g.periods);
 	}
 }
 
