@@ -840,8 +840,7 @@ static void poll_trial_epoch(struct zoc_reactor *r, double n, uint64_t epoch_ns)
 	 * is a change, not noise. */
 	if (r->cpw_base > 0 && r->poll_level == r->base_level)
 		r->cpw_noise = 0.75 * r->cpw_noise +
-			       0.25 * (cpw > r->cpw_base ? 1.0 - r->cpw_base / cpw
-							 : 1.0 - cpw / r->cpw_base);
+			       0.25 * (1.0 - ZOC_MIN(cpw, r->cpw_base) / ZOC_MAX(cpw, r->cpw_base));
 	r->base_level = r->poll_level;
 	r->rate_base = r->cpw_base < 0 ? rate : (r->rate_base + rate) / 2;
 	r->cpw_base = r->cpw_base < 0 ? cpw : (r->cpw_base + cpw) / 2;
@@ -1001,7 +1000,6 @@ static void reactor_loop(struct zoc_reactor *r)
 	r->cpw_noise = TRIAL_GAIN;
 	r->base_level = 0;
 	r->sample_level = poll_sample_level(r);
-	r->sample_every = POLL_SAMPLE_EVERY;
 	r->epoch_start_ns = last;
 	bool timers_due = true;
 
